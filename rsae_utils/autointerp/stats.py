@@ -1,0 +1,226 @@
+"""Scores and latent statistics: AUROC, ROC points, balanced accuracy, bootstrap ROC bands, token entropy.
+
+Everything here is plain NumPy (no scikit-learn). AUROC is the Mann-Whitney statistic computed from average
+ranks, so tied scores count one half, exactly like the area under the step ROC curve with ties drawn as
+diagonal segments. Entropies are in **nats** (natural log) unless ``base=2`` is passed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def _clean(labels: Sequence, scores: Sequence) -> tuple[np.ndarray, np.ndarray]:
+    """Labels as bool and scores as float, dropping pairs whose score is missing (None or NaN)."""
+    y = np.asarray(labels).astype(bool).ravel()
+    s = np.asarray([np.nan if v is None else v for v in scores], dtype=float).ravel()
+    if y.shape != s.shape:
+        raise ValueError(f"labels ({y.size}) and scores ({s.size}) differ in length")
+    keep = np.isfinite(s)
+    return y[keep], s[keep]
+
+
+def _average_ranks(x: np.ndarray) -> np.ndarray:
+    """1-based ranks of ``x`` with ties given the mean of the ranks they span."""
+    order = np.argsort(x, kind="mergesort")
+    xs = x[order]
+    ranks = np.empty(x.size, dtype=float)
+    # Start and end index of each run of equal values in sorted order.
+    edges = np.flatnonzero(np.diff(xs)) + 1
+    starts = np.concatenate(([0], edges))
+    ends = np.concatenate((edges, [x.size]))
+    mean_rank = (starts + ends + 1) / 2.0  # mean of (start+1 .. end)
+    ranks[order] = np.repeat(mean_rank, ends - starts)
+    return ranks
+
+
+def auroc(labels: Sequence, scores: Sequence) -> float:
+    """Area under the ROC curve; NaN when either class is empty. Missing scores (None/NaN) are dropped."""
+    y, s = _clean(labels, scores)
+    n_pos = int(y.sum())
+    n_neg = y.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    r = _average_ranks(s)
+    return float((r[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def roc_points(labels: Sequence, scores: Sequence) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(fpr, tpr, thresholds) of the ROC curve, from (0, 0) at threshold +inf to (1, 1).
+
+    One point per distinct score: a window is called positive when its score is ``>= threshold``; tied scores
+    move both rates at once. Trapezoidal area under these points equals :func:`auroc`.
+    """
+    y, s = _clean(labels, scores)
+    n_pos = int(y.sum())
+    n_neg = y.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        raise ValueError("ROC needs at least one positive and one negative example")
+    order = np.argsort(-s, kind="mergesort")
+    s_sorted, y_sorted = s[order], y[order]
+    last_of_run = np.r_[np.flatnonzero(np.diff(s_sorted)), s_sorted.size - 1]
+    tp = np.cumsum(y_sorted)[last_of_run]
+    fp = np.cumsum(~y_sorted)[last_of_run]
+    fpr = np.r_[0.0, fp / n_neg]
+    tpr = np.r_[0.0, tp / n_pos]
+    thresholds = np.r_[np.inf, s_sorted[last_of_run]]
+    return fpr, tpr, thresholds
+
+
+def balanced_accuracy(labels: Sequence, scores: Sequence, threshold: float = 0.5) -> float:
+    """Mean of the true-positive and true-negative rates when ``score >= threshold`` predicts 1."""
+    y, s = _clean(labels, scores)
+    if y.all() or not y.any():
+        return float("nan")
+    pred = s >= threshold
+    return float(0.5 * (pred[y].mean() + (~pred[~y]).mean()))
+
+
+@dataclass
+class BootstrapROC:
+    """Bootstrap of a ROC curve onto a fixed FPR grid; ``auc`` is the full-sample point estimate."""
+
+    fpr: np.ndarray  # the grid, 0..1
+    tpr_mean: np.ndarray
+    tpr_lo: np.ndarray  # mean - 1.96 sd, clipped to [0, 1]
+    tpr_hi: np.ndarray
+    auc: float
+    auc_sd: float
+    auc_lo: float  # auc -+ 1.96 sd of the bootstrap AUCs (normal interval)
+    auc_hi: float
+    n_pos: int
+    n_neg: int
+    n_boot: int
+
+    def summary(self) -> dict:
+        return {
+            "auroc": self.auc,
+            "auroc_lo": self.auc_lo,
+            "auroc_hi": self.auc_hi,
+            "auroc_sd": self.auc_sd,
+            "n_pos": self.n_pos,
+            "n_neg": self.n_neg,
+            "n_boot": self.n_boot,
+        }
+
+
+def tpr_on_grid(fpr: np.ndarray, tpr: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """TPR of a ROC curve at each grid FPR by linear interpolation (the upper value at vertical steps)."""
+    # np.interp needs increasing x; ROC fpr is non-decreasing. For repeated fpr values take the last (highest)
+    # tpr so a vertical step at fpr = 0 is read at its top.
+    keep = np.r_[np.diff(fpr) > 0, True]
+    return np.interp(grid, fpr[keep], tpr[keep])
+
+
+def bootstrap_roc(
+    labels: Sequence,
+    scores: Sequence,
+    n_boot: int = 100,
+    n_grid: int = 101,
+    seed: int = 0,
+) -> BootstrapROC:
+    """Resample (label, score) pairs with replacement ``n_boot`` times; band = mean +- 1.96 sd per grid FPR.
+
+    Resamples that lose a class are redrawn (at most 10 x ``n_boot`` tries in all).
+    """
+    y, s = _clean(labels, scores)
+    n_pos = int(y.sum())
+    n_neg = y.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        raise ValueError("bootstrap ROC needs at least one positive and one negative example")
+    grid = np.linspace(0.0, 1.0, n_grid)
+    rng = np.random.default_rng(seed)
+    curves, aucs = [], []
+    tries = 0
+    while len(aucs) < n_boot and tries < 10 * n_boot:
+        tries += 1
+        idx = rng.integers(0, y.size, y.size)
+        yb, sb = y[idx], s[idx]
+        if yb.all() or not yb.any():
+            continue
+        f, t, _ = roc_points(yb, sb)
+        curves.append(tpr_on_grid(f, t, grid))
+        aucs.append(auroc(yb, sb))
+    curves_a = np.asarray(curves)
+    mean = curves_a.mean(axis=0)
+    sd = curves_a.std(axis=0, ddof=1) if len(curves) > 1 else np.zeros_like(mean)
+    auc = auroc(y, s)
+    auc_sd = float(np.std(aucs, ddof=1)) if len(aucs) > 1 else 0.0
+    return BootstrapROC(
+        fpr=grid,
+        tpr_mean=mean,
+        tpr_lo=np.clip(mean - 1.96 * sd, 0.0, 1.0),
+        tpr_hi=np.clip(mean + 1.96 * sd, 0.0, 1.0),
+        auc=auc,
+        auc_sd=auc_sd,
+        auc_lo=max(0.0, auc - 1.96 * auc_sd),
+        auc_hi=min(1.0, auc + 1.96 * auc_sd),
+        n_pos=n_pos,
+        n_neg=n_neg,
+        n_boot=len(aucs),
+    )
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Token and position statistics of a latent
+# --------------------------------------------------------------------------------------------------------------
+def token_mass(token_ids: np.ndarray, acts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(token ids, activation mass) summed per token id over all given tokens, sorted by mass, descending.
+
+    Tokens with zero (or negative) activation carry no mass and are left out.
+    """
+    t = np.asarray(token_ids).ravel()
+    a = np.asarray(acts, dtype=float).ravel()
+    keep = a > 0
+    ids, inv = np.unique(t[keep], return_inverse=True)
+    mass = np.bincount(inv, weights=a[keep], minlength=ids.size)
+    order = np.lexsort((ids, -mass))  # mass descending, ties by id for determinism
+    return ids[order], mass[order]
+
+
+def entropy(mass: np.ndarray, base: float | None = None) -> float:
+    """Shannon entropy of the distribution ``mass / mass.sum()``; nats by default (``base=2`` for bits)."""
+    m = np.asarray(mass, dtype=float).ravel()
+    m = m[m > 0]
+    if m.size == 0:
+        return float("nan")
+    p = m / m.sum()
+    h = float(-(p * np.log(p)).sum())
+    h = max(h, 0.0)
+    return h / np.log(base) if base else h
+
+
+def token_entropy(token_ids: np.ndarray, acts: np.ndarray, base: float | None = None) -> float:
+    """Token-distribution entropy (nats): entropy of a latent's activation mass per token id."""
+    return entropy(token_mass(token_ids, acts)[1], base=base)
+
+
+def top_token_share(token_ids: np.ndarray, acts: np.ndarray) -> float:
+    """Share of the activation mass that the single heaviest token id holds (NaN when there is no mass)."""
+    _, mass = token_mass(token_ids, acts)
+    return float(mass[0] / mass.sum()) if mass.size else float("nan")
+
+
+def is_single_token(token_ids: np.ndarray, acts: np.ndarray, threshold: float = 0.9) -> bool:
+    """True when one token id holds at least ``threshold`` of the latent's activation mass."""
+    share = top_token_share(token_ids, acts)
+    return bool(np.isfinite(share) and share >= threshold)
+
+
+def position_concentration(positions: np.ndarray, acts: np.ndarray, n_positions: int) -> float:
+    """How concentrated a latent's activation mass is over absolute context positions, in [0, 1].
+
+    1 - H(mass per position) / log(n_positions): 0 when the mass is spread evenly over all positions, 1 when it
+    sits on one position. Positional latents (firing at fixed offsets from the start of the context) score high;
+    token latents over natural text score low, since tokens appear at all positions.
+    """
+    p = np.asarray(positions).ravel()
+    a = np.asarray(acts, dtype=float).ravel()
+    keep = a > 0
+    if not keep.any() or n_positions < 2:
+        return float("nan")
+    mass = np.bincount(p[keep], weights=a[keep], minlength=n_positions)
+    return float(1.0 - entropy(mass) / np.log(n_positions))

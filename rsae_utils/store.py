@@ -1,0 +1,214 @@
+"""The one artifact store: atomic writes, manifests, and reuse of finished work.
+
+Every artifact is a folder with a ``manifest.json`` written *last*: it records the parameters and code hash that
+made the artifact (its *key*), provenance (versions, git revision), the runtime, and the sha256 and size of each
+file. A folder is reused only when its key matches and every file still has the recorded size and hash; a stale
+or corrupt folder is rebuilt with a warning, never silently used. Folders are built in a temporary sibling and
+renamed into place, so an interrupted run leaves either the old artifact or nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from rsae_utils.repro import _jsonable, code_hash, provenance, stable_hash
+
+MANIFEST = "manifest.json"
+
+
+class ArtifactError(RuntimeError):
+    """An artifact is missing, corrupt or was made with other parameters, and cannot be rebuilt here."""
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Atomic file writes
+# --------------------------------------------------------------------------------------------------------------
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> Path:
+    return atomic_write_text(path, json.dumps(_jsonable(obj), indent=2, sort_keys=False, default=str) + "\n")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def file_sha256(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def file_record(path: Path) -> dict[str, Any]:
+    return {"sha256": file_sha256(path), "bytes": path.stat().st_size}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Folder artifacts with manifests
+# --------------------------------------------------------------------------------------------------------------
+def artifact_key(params: Any, code: Iterable[ModuleType | str] = ()) -> str:
+    code = list(code)
+    return stable_hash({"params": params, "code": code_hash(code) if code else None})
+
+
+def verify_artifact(path: str | os.PathLike, key: str | None = None) -> tuple[bool, str]:
+    """(ok, reason): the folder's manifest exists, has ``key`` (when given), and every file matches its record."""
+    path = Path(path)
+    manifest_path = path / MANIFEST
+    if not manifest_path.exists():
+        return False, "no manifest (never finished)"
+    try:
+        manifest = read_json(manifest_path)
+    except (OSError, json.JSONDecodeError) as err:
+        return False, f"unreadable manifest ({err})"
+    if key is not None and manifest.get("key") != key:
+        return False, f"made with other parameters or code (key {manifest.get('key')} != {key})"
+    for name, rec in manifest.get("files", {}).items():
+        f = path / name
+        if not f.exists():
+            return False, f"file {name} missing"
+        if f.stat().st_size != rec["bytes"]:
+            return False, f"file {name} has {f.stat().st_size} bytes, manifest says {rec['bytes']}"
+        if file_sha256(f) != rec["sha256"]:
+            return False, f"file {name} does not match its sha256"
+    return True, "ok"
+
+
+def write_manifest(path: Path, params: Any, key: str, runtime_s: float | None, extra: Mapping | None = None) -> dict:
+    files = {
+        str(f.relative_to(path)): file_record(f)
+        for f in sorted(path.rglob("*"))
+        if f.is_file() and f.name != MANIFEST and not f.name.startswith(".")
+    }
+    manifest = {
+        "key": key,
+        "params": params,
+        "provenance": provenance(),
+        "runtime_s": None if runtime_s is None else round(runtime_s, 3),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "files": files,
+        **(dict(extra) if extra else {}),
+    }
+    write_json(path / MANIFEST, manifest)
+    return manifest
+
+
+def cached_artifact(
+    path: str | os.PathLike,
+    params: Any,
+    build_fn: Callable[[Path], Mapping | None],
+    code: Iterable[ModuleType | str] = (),
+    force: bool = False,
+) -> Path:
+    """Reuse the artifact folder at ``path`` if it was made with ``params`` and ``code`` and is intact; else build.
+
+    ``build_fn(tmp_dir)`` writes its files into ``tmp_dir`` and may return extra manifest fields. The folder is
+    renamed into place only after the manifest is written, so an interrupted build leaves no half artifact.
+    """
+    path = Path(path)
+    key = artifact_key(params, code)
+    if not force and path.exists():
+        ok, reason = verify_artifact(path, key)
+        if ok:
+            return path
+        warnings.warn(f"rebuilding {path}: {reason}", stacklevel=2)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".building", dir=path.parent))
+    try:
+        t0 = time.perf_counter()
+        extra = build_fn(tmp)
+        write_manifest(tmp, params, key, time.perf_counter() - t0, extra)
+        if path.exists():
+            old = path.with_name(f".{path.name}.old-{os.getpid()}")
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def load_manifest(path: str | os.PathLike, key: str | None = None) -> dict:
+    """The manifest of a verified artifact; ArtifactError (with the reason) if it is missing, stale or corrupt."""
+    ok, reason = verify_artifact(path, key)
+    if not ok:
+        raise ArtifactError(f"{path}: {reason}")
+    return read_json(Path(path) / MANIFEST)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Tables
+# --------------------------------------------------------------------------------------------------------------
+def save_table(df, path: str | os.PathLike, params: Any, note: str | None = None) -> Path:
+    """Write a pandas DataFrame as CSV (atomically) with ``<name>.manifest.json`` beside it."""
+    path = Path(path)
+    atomic_write_text(path, df.to_csv(index=False))
+    write_json(
+        path.with_name(path.name + ".manifest.json"),
+        {
+            "file": path.name,
+            "sha256": file_sha256(path),
+            "rows": len(df),
+            "columns": list(map(str, df.columns)),
+            "params": params,
+            "note": note,
+            "provenance": provenance(),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        },
+    )
+    return path
+
+
+def load_table(path: str | os.PathLike):
+    """Read a table written by ``save_table``, refusing one whose contents no longer match its manifest."""
+    import pandas as pd
+
+    path = Path(path)
+    man = path.with_name(path.name + ".manifest.json")
+    if not path.exists() or not man.exists():
+        raise ArtifactError(f"{path}: table or its manifest is missing")
+    if read_json(man)["sha256"] != file_sha256(path):
+        raise ArtifactError(f"{path}: contents do not match its manifest (edited or corrupt)")
+    return pd.read_csv(path)

@@ -1,0 +1,190 @@
+"""SAE training from the activation cache with sae-lens (TopK and standard ReLU + L1 SAEs).
+
+One SAE per (cache, layer): sae-lens's ``SAETrainer`` reads shuffled batches from ``ActivationCache.iter_batches``
+(the model never runs again), and the result is saved in sae-lens's own format (``cfg.json`` +
+``sae_weights.safetensors``; ``SAE.load_from_disk`` loads it) with ``training_record.json`` and the store's
+``manifest.json`` beside it. The folder is keyed by the SAE parameters, the layer and the hash of the cache's
+manifest: a rerun with the same key reuses it; anything else retrains.
+
+Same parameters and seed give the same weights: the seed fixes the initialisation (``torch.manual_seed`` before
+the SAE is built) and the batch order (the cache iterator's own generator).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from sae_lens import SAE
+from sae_lens.config import LoggingConfig, SAETrainerConfig
+from sae_lens.saes.sae import SAEMetadata, TrainStepOutput
+from sae_lens.saes.standard_sae import StandardTrainingSAE, StandardTrainingSAEConfig
+from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
+from sae_lens.training.sae_trainer import SAETrainer
+
+from rsae_utils.cache import ActivationCache, hook_name
+from rsae_utils.repro import seed_everything
+from rsae_utils.store import cached_artifact, read_json, write_json
+
+ARCHITECTURES = ("topk", "relu")
+RECORD = "training_record.json"
+
+
+@dataclass(frozen=True)
+class SAESpec:
+    """Everything that decides an SAE besides its data. ``expansion`` is R: d_sae = R * d_model."""
+
+    architecture: str = "topk"
+    expansion: int = 4
+    k: int = 32  # TopK only
+    l1_coefficient: float = 5.0  # ReLU only (sae-lens's L1 term: sum over latents of |z| * ||W_dec row||)
+    n_tokens: int = 100_000  # training tokens (epochs over the cached train split when it has fewer)
+    batch_size: int = 1024
+    lr: float = 1e-3
+    lr_warm_up_steps: int = 0
+    seed: int = 0
+    # sae-lens scales inputs to mean norm sqrt(d_model) during training and folds the factor into the saved
+    # weights, so one learning rate fits variants whose residual norms differ by orders of magnitude (the
+    # paper's sparsify trainer gets the same invariance from its FVU loss).
+    normalize_activations: str = "expected_average_only_in"
+    dead_feature_window: int = 200  # steps without firing before TopK's auxiliary loss revives a latent
+    log_every: int = 10  # steps between loss-curve points in the record
+
+    def d_sae(self, d_model: int) -> int:
+        return int(self.expansion) * int(d_model)
+
+    def validate(self, d_model: int | None = None) -> None:
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"parameter 'architecture' must be one of {ARCHITECTURES}; got {self.architecture!r}")
+        if self.expansion < 1:
+            raise ValueError(f"parameter 'expansion' must be >= 1; got {self.expansion}")
+        if d_model is not None and self.architecture == "topk" and not 0 < self.k < self.d_sae(d_model):
+            raise ValueError(
+                f"parameter 'k' must be in 1..{self.d_sae(d_model) - 1} (fewer than the {self.d_sae(d_model)} "
+                f"latents of R={self.expansion} x d_model={d_model}); got {self.k}"
+            )
+        if self.n_tokens < self.batch_size:
+            raise ValueError(f"parameter 'n_tokens' must be >= batch_size ({self.batch_size}); got {self.n_tokens}")
+
+
+def paper_lr(d_sae: int) -> float:
+    """The learning rate rule of the paper's trainer (sparsify): 2e-4 / sqrt(d_sae / 2**14)."""
+    return 2e-4 / math.sqrt(d_sae / 2**14)
+
+
+def make_training_sae(spec: SAESpec, d_model: int, metadata: dict[str, Any] | None = None):
+    """A freshly initialised sae-lens training SAE for ``spec`` (uses the global torch RNG: seed first)."""
+    meta = SAEMetadata(**(metadata or {}))
+    common = dict(d_in=d_model, d_sae=spec.d_sae(d_model), dtype="float32", device="cpu",
+                  normalize_activations=spec.normalize_activations, metadata=meta)
+    if spec.architecture == "topk":
+        return TopKTrainingSAE(TopKTrainingSAEConfig(k=spec.k, **common))
+    return StandardTrainingSAE(StandardTrainingSAEConfig(l1_coefficient=spec.l1_coefficient, **common))
+
+
+class _RecordingTrainer(SAETrainer):
+    """sae-lens's trainer, noting the losses every ``log_every`` steps (wandb is off, so nothing else would)."""
+
+    def __init__(self, *args: Any, log_every: int = 10, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.log_every = max(1, int(log_every))
+        self.curve: list[dict[str, float]] = []
+
+    def step(self, batch: torch.Tensor) -> TrainStepOutput:
+        out = super().step(batch)
+        if self.n_training_steps % self.log_every == 0:
+            with torch.no_grad():
+                x, x_hat = out.sae_in, out.sae_out
+                fvu = ((x - x_hat).pow(2).sum() / (x - x.mean(0)).pow(2).sum()).item()
+                l0 = (out.feature_acts != 0).float().sum(-1).mean().item()
+            self.curve.append({"step": self.n_training_steps, "tokens": self.n_training_samples,
+                               "fvu": round(fvu, 6), "l0": round(l0, 3),
+                               **{k: round(float(v), 6) for k, v in out.losses.items()}})
+        return out
+
+
+def sae_params(cache: ActivationCache, layer: int, spec: SAESpec) -> dict[str, Any]:
+    """The artifact key's parameters: the spec, where it reads, and what the cache holds."""
+    return {
+        "spec": asdict(spec),
+        "layer": int(layer),
+        "hook_name": hook_name(layer),
+        "model": cache.model,
+        "variant": cache.variant,
+        "d_model": cache.d_model,
+        "cache_manifest_hash": cache.manifest_hash(),
+    }
+
+
+def train_sae(cache: ActivationCache, layer: int, spec: SAESpec, out_dir: str | Path, force: bool = False) -> Path:
+    """Train (or reuse) the SAE of ``spec`` on ``cache``'s layer; returns its folder (sae-lens format)."""
+    spec.validate(cache.d_model)
+    params = sae_params(cache, layer, spec)
+
+    def build(tmp: Path) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        seed_everything(spec.seed)
+        metadata = {
+            "model_name": cache.model,
+            "hook_name": hook_name(layer),
+            "context_size": cache.ctx,
+            "prepend_bos": False,
+            "dataset_path": str(cache.manifest.get("corpus_source") or cache.manifest.get("corpus_sha256")),
+            "rsae_variant": cache.variant,
+        }
+        sae = make_training_sae(spec, cache.d_model, metadata)
+        cfg = SAETrainerConfig(
+            total_training_samples=int(spec.n_tokens),
+            train_batch_size_samples=int(spec.batch_size),
+            lr=spec.lr,
+            lr_end=spec.lr,
+            lr_warm_up_steps=spec.lr_warm_up_steps,
+            device="cpu",
+            dead_feature_window=spec.dead_feature_window,
+            feature_sampling_window=max(spec.dead_feature_window, 1),
+            n_batches_for_norm_estimate=max(1, min(50, cache.n_tokens("train") // spec.batch_size)),
+            logger=LoggingConfig(log_to_wandb=False),
+        )
+        batches = cache.iter_batches(layer, spec.batch_size, seed=spec.seed)
+        trainer = _RecordingTrainer(cfg=cfg, sae=sae, data_provider=batches, log_every=spec.log_every)
+        trained = trainer.fit()
+        seconds = time.perf_counter() - t0
+        trained.save_inference_model(tmp)
+        n_dead = int(trainer.dead_neurons.sum().item())
+        record = {
+            **params,
+            "d_sae": spec.d_sae(cache.d_model),
+            "architecture": spec.architecture,
+            "seed": spec.seed,
+            "cache_dir": str(cache.root),
+            "cache_key": cache.manifest["key"],
+            "train_tokens_available": cache.n_tokens("train"),
+            "epochs": round(trainer.n_training_samples / max(cache.n_tokens("train"), 1), 3),
+            "tokens_trained": trainer.n_training_samples,
+            "steps": trainer.n_training_steps,
+            "final": trainer.curve[-1] if trainer.curve else None,
+            "dead_latents_at_end": n_dead,
+            "dead_fraction_at_end": n_dead / spec.d_sae(cache.d_model),
+            "loss_curve": trainer.curve,
+            "runtime_s": round(seconds, 3),
+            "tokens_per_s": round(trainer.n_training_samples / seconds, 1),
+            "trainer": "sae_lens.SAETrainer",
+            "sae_lens_version": trained.cfg.metadata.get("sae_lens_training_version"),
+        }
+        write_json(tmp / RECORD, record)
+        return {"training_record": RECORD}
+
+    return cached_artifact(out_dir, params, build, code=("rsae_utils.train",), force=force)
+
+
+def load_sae(path: str | Path, device: str = "cpu") -> SAE:
+    """The inference SAE saved in ``path`` (sae-lens format)."""
+    return SAE.load_from_disk(str(path), device=device)
+
+
+def load_record(path: str | Path) -> dict[str, Any]:
+    return read_json(Path(path) / RECORD)

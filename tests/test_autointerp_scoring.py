@@ -1,0 +1,141 @@
+"""Prompts, fuzzing marks, the scorers over a deterministic backend, and the token-identity baseline."""
+
+import re
+
+import numpy as np
+import pytest
+
+from rsae_utils.autointerp import baseline, prompts, scorers
+from rsae_utils.autointerp.examples import latent_record
+from rsae_utils.autointerp.stats import auroc
+from rsae_utils.autointerp.synthetic import synthetic_sparse_acts
+
+PAPER_COUNTS = dict(n_explain=40, explain_pool=100, n_bins=10, per_bin=10, n_negatives=100)
+
+
+def decode(ids):
+    return [f" t{int(i)}" for i in ids]
+
+
+class ScriptedBackend:
+    """Deterministic stand-in for an LLM: answers 1 for examples that contain the explanation's token.
+
+    ``broken`` batches (by call index) answer None everywhere, a list of the wrong length, or junk values.
+    """
+
+    name = "test:scripted"
+
+    def __init__(self, broken=None):
+        self.broken = dict(broken or {})
+        self.calls = []
+
+    def generate(self, messages, max_tokens=100):
+        self.calls.append(("generate", messages))
+        marked = re.findall(r"<<(.*?)>>", messages[-1]["content"])
+        top = max(set(marked), key=marked.count) if marked else "?"
+        return f"Sure.\nExplanation: {top.strip()}"
+
+    def answer_probabilities(self, messages, n_answers):
+        i = len([c for c in self.calls if c[0] == "answer"])
+        self.calls.append(("answer", messages))
+        if i in self.broken:
+            return self.broken[i]
+        text = messages[-1]["content"]
+        target = re.search(r"Explanation: (.*)", text).group(1).strip()
+        examples = re.findall(r"^Example \d+: (.*)$", text, flags=re.M)
+        assert len(examples) == n_answers
+        if "marked tokens" in text:  # fuzzing: are all marked spans the target token?
+            return [float(all(s.strip() == target for s in re.findall(r"<<(.*?)>>", e))) for e in examples]
+        return [0.9 if re.search(rf"\b{re.escape(target)}\b", e) else 0.1 for e in examples]
+
+
+def test_active_mask_and_mark_text_exact():
+    acts = [0, 1.0, 0.2, 0.5, 0, 0.31]
+    mask = prompts.active_mask(acts, 0.3)
+    assert mask.tolist() == [False, True, False, True, False, True]
+    assert prompts.mark_text(list("abcdef"), mask) == "a<<b>>c<<d>>e<<f>>"
+    assert prompts.mark_text(list("abc"), [True, True, False]) == "<<ab>>c"
+    assert prompts.mark_text(["x\n", "y"], [False, True]) == "x\\n<<y>>"
+    assert not prompts.active_mask([0, 0, 0]).any()
+
+
+def test_negative_mark_count_and_fuzz_marks():
+    pos = [[1, 1, 1, 0], [1, 0, 0, 0], [0.5, 1, 0, 0]]  # 3, 1, 2 active -> mean 2
+    assert prompts.n_negative_marks(pos) == 2
+    assert prompts.n_negative_marks([[1, 1, 1], [1, 1, 0]]) == 3  # 2.5 rounds half up
+    rng = np.random.default_rng(0)
+    neg = prompts.fuzz_marks(np.zeros(32), 0, 2, rng)
+    assert neg.sum() == 2
+    assert prompts.fuzz_marks([0, 2.0, 0.1, 1.0], 1, 5, rng).tolist() == [False, True, False, True]
+
+
+def test_fuzzing_marks_of_a_record():
+    sp = synthetic_sparse_acts(n_seq=64, ctx=128, seed=0)
+    rec = latent_record(sp, 0, n_explain=5, explain_pool=10, n_bins=4, per_bin=3, n_negatives=12)
+    marks = scorers.fuzzing_marks(rec, seed=1)
+    n = prompts.n_negative_marks([w.acts for w in rec.positives])
+    for w in rec.positives:
+        assert marks[w.window].tolist() == [a > 0 for a in w.acts]  # single-token latent: all actives marked
+    for w in rec.negatives:
+        assert marks[w.window].sum() == n
+    assert {k: v.tolist() for k, v in scorers.fuzzing_marks(rec, seed=1).items()} == {
+        k: v.tolist() for k, v in marks.items()
+    }
+
+
+def test_prompts_contain_batch():
+    msgs = prompts.detection_messages("dogs", ["a", "b", "c"])
+    assert "Example 3: c" in msgs[1]["content"] and "list of 3 numbers" in msgs[1]["content"]
+    msgs = prompts.fuzzing_messages("dogs", ["<<a>>", "b"])
+    assert msgs[0]["role"] == "system" and "Example 1: <<a>>" in msgs[1]["content"]
+    assert prompts.parse_explanation("blah\nExplanation: 'the word dog'\n") == "the word dog"
+    assert prompts.parse_explanation("  numbers and dates  ") == "numbers and dates"
+    assert prompts.parse_explanation("") == "(no explanation)"
+
+
+def test_clean_probabilities():
+    assert scorers.clean_probabilities([0.2, None, float("nan"), 1.5, "x"], 5) == [0.2, None, None, None, None]
+    assert scorers.clean_probabilities([0.2, 0.3], 3) == [None] * 3
+    assert scorers.clean_probabilities(None, 2) == [None, None]
+
+
+@pytest.fixture(scope="module")
+def sp():
+    return synthetic_sparse_acts(n_seq=256, ctx=128, vocab=100, seed=0)
+
+
+def test_scorers_with_deterministic_backend(sp):
+    rec = latent_record(sp, 0, seed=0, **PAPER_COUNTS)
+    be = ScriptedBackend(broken={0: [None] * 5, 1: [0.5, 0.5], 2: [None, 0.7, 0.7, 0.7, 0.7]})
+    expl, raw = scorers.explain(rec, be, decode)
+    assert expl == "t0" and raw.startswith("Sure")
+    rows = scorers.score_with_backend(rec, expl, be, "detection", decode, batch_size=5, meta={"variant": "v"})
+    n = len(rec.scoring)
+    assert len(rows) == n and sum(c[0] == "answer" for c in be.calls) == -(-n // 5)
+    assert {r["window"] for r in rows} == {w.window for w in rec.scoring}
+    assert all(r["variant"] == "v" and r["backend"] == "test:scripted" for r in rows)
+    assert sum(r["unparsable"] for r in rows) == 5 + 5 + 1
+    assert all((r["probability"] is None) == r["unparsable"] for r in rows)
+    ok = [r for r in rows if not r["unparsable"]]
+    assert auroc([r["label"] for r in ok], [r["probability"] for r in ok]) > 0.99  # batch 2 answered 0.7s
+    fz = scorers.score_with_backend(rec, expl, ScriptedBackend(), "fuzzing", decode)
+    assert auroc([r["label"] for r in fz], [r["probability"] for r in fz]) > 0.95
+
+
+def test_baseline_single_token_near_one_random_near_half(sp):
+    rec = latent_record(sp, 0, seed=0, **PAPER_COUNTS)
+    prof = baseline.token_profile(rec)
+    assert prof.ids[0] == 0 and prof.share[0] == pytest.approx(1.0)
+    assert "'0' 100%" in baseline.describe(prof, lambda ids: [str(i) for i in ids])
+    for scorer in scorers.SCORERS:
+        rows = baseline.score_baseline(rec, scorer)
+        assert all(r["backend"] == "token-baseline" for r in rows)
+        assert auroc([r["label"] for r in rows], [r["probability"] for r in rows]) > 0.98
+    aucs = {s: [] for s in scorers.SCORERS}
+    for lat in range(4, 8):  # the random latents
+        rec = latent_record(sp, lat, seed=0, **PAPER_COUNTS)
+        for scorer in scorers.SCORERS:
+            rows = baseline.score_baseline(rec, scorer)
+            aucs[scorer].append(auroc([r["label"] for r in rows], [r["probability"] for r in rows]))
+    for scorer, vals in aucs.items():
+        assert abs(np.mean(vals) - 0.5) < 0.1, (scorer, vals)

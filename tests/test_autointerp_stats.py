@@ -1,0 +1,79 @@
+"""Scores and statistics of the auto-interp pipeline against hand-computed cases."""
+
+import math
+
+import numpy as np
+import pytest
+
+from rsae_utils.autointerp import stats
+
+LABELS = [1, 1, 0, 0, 1, 0]
+SCORES = [0.9, 0.4, 0.4, 0.2, 0.8, 0.7]
+
+
+def test_auroc_hand_computed_with_tie():
+    # positive-negative pairs won: 0.9 -> 3, 0.4 -> 1 + tie(0.5), 0.8 -> 3: 7.5 of 9
+    assert stats.auroc(LABELS, SCORES) == pytest.approx(7.5 / 9)
+
+
+def test_auroc_edge_cases():
+    assert stats.auroc([1, 1, 0, 0], [4, 3, 2, 1]) == 1.0
+    assert stats.auroc([1, 1, 0, 0], [1, 2, 3, 4]) == 0.0
+    assert stats.auroc([1, 0], [0.5, 0.5]) == 0.5
+    assert math.isnan(stats.auroc([1, 1], [0.1, 0.2]))
+    # missing scores are dropped, not counted as zeros
+    assert stats.auroc([1, 0, 1], [0.9, 0.1, None]) == 1.0
+
+
+def test_roc_points_hand_computed():
+    fpr, tpr, thr = stats.roc_points(LABELS, SCORES)
+    np.testing.assert_allclose(fpr, [0, 0, 0, 1 / 3, 2 / 3, 1])
+    np.testing.assert_allclose(tpr, [0, 1 / 3, 2 / 3, 2 / 3, 1, 1])
+    np.testing.assert_allclose(thr[1:], [0.9, 0.8, 0.7, 0.4, 0.2])
+    assert np.trapezoid(tpr, fpr) == pytest.approx(stats.auroc(LABELS, SCORES))
+
+
+def test_balanced_accuracy():
+    # predictions at 0.5: 1 0 0 0 1 1 -> TPR 2/3, TNR 2/3
+    assert stats.balanced_accuracy(LABELS, SCORES) == pytest.approx(2 / 3)
+    assert stats.balanced_accuracy([1, 0, 0, 0], [0.9, 0.1, 0.2, 0.3]) == 1.0
+
+
+def _noisy(n, seed):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    s = y + rng.normal(0, 1.0, n)
+    return y, s
+
+
+def test_bootstrap_band_contains_estimate_and_narrows():
+    y, s = _noisy(200, 0)
+    small = stats.bootstrap_roc(y, s, n_boot=100, seed=1)
+    assert small.fpr.shape == (101,) and small.n_boot == 100
+    assert small.auc_lo <= small.auc <= small.auc_hi
+    f, t, _ = stats.roc_points(y, s)
+    point = stats.tpr_on_grid(f, t, small.fpr)
+    inside = (point >= small.tpr_lo - 1e-9) & (point <= small.tpr_hi + 1e-9)
+    assert inside.mean() > 0.95
+    y2, s2 = _noisy(5000, 0)
+    big = stats.bootstrap_roc(y2, s2, n_boot=100, seed=1)
+    assert (big.auc_hi - big.auc_lo) < 0.5 * (small.auc_hi - small.auc_lo)
+    assert np.mean(big.tpr_hi - big.tpr_lo) < 0.5 * np.mean(small.tpr_hi - small.tpr_lo)
+
+
+def test_entropy_known_distributions():
+    assert stats.entropy([1, 1, 1, 1]) == pytest.approx(math.log(4))
+    assert stats.entropy([1, 1, 1, 1], base=2) == pytest.approx(2.0)
+    assert stats.entropy([5.0]) == 0.0
+    assert stats.entropy([3, 1], base=2) == pytest.approx(-(0.75 * math.log2(0.75) + 0.25 * math.log2(0.25)))
+    # token entropy sums activation per token id first: ids 1,1,2 with acts 1,1,2 -> masses 2,2 -> ln 2
+    assert stats.token_entropy([1, 1, 2, 3], [1.0, 1.0, 2.0, 0.0]) == pytest.approx(math.log(2))
+
+
+def test_token_mass_single_token_and_position():
+    ids, mass = stats.token_mass([7, 7, 3, 7], [1.0, 2.0, 0.5, 0.0])
+    assert ids.tolist() == [7, 3] and mass.tolist() == [3.0, 0.5]
+    assert stats.is_single_token([7] * 9 + [3], [1.0] * 10, threshold=0.9)
+    assert not stats.is_single_token([7] * 8 + [3, 4], [1.0] * 10, threshold=0.9)
+    assert stats.position_concentration([0, 0, 0], [1, 2, 3], 32) == pytest.approx(1.0)
+    assert stats.position_concentration(np.arange(32), np.ones(32), 32) == pytest.approx(0.0, abs=1e-12)

@@ -1,0 +1,100 @@
+"""The artifact store: atomic writes, reuse of finished work, detection of stale and corrupt artifacts."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from rsae_utils import store
+from rsae_utils.repro import stable_hash
+
+
+def _builder(calls: list, payload: str = "hello"):
+    def build(tmp: Path):
+        calls.append(tmp)
+        (tmp / "data.txt").write_text(payload)
+        (tmp / "sub").mkdir()
+        (tmp / "sub" / "more.bin").write_bytes(b"\x00\x01" * 10)
+        return {"extra_field": 7}
+
+    return build
+
+
+def test_stable_hash_ignores_key_order_and_distinguishes_values():
+    assert stable_hash({"a": 1, "b": [1, 2]}) == stable_hash({"b": [1, 2], "a": 1})
+    assert stable_hash({"a": 1}) != stable_hash({"a": 2})
+
+
+def test_atomic_write_leaves_no_temp_files(tmp_path):
+    p = store.atomic_write_text(tmp_path / "x" / "f.txt", "abc")
+    assert p.read_text() == "abc"
+    assert [f.name for f in p.parent.iterdir()] == ["f.txt"]
+
+
+def test_cached_artifact_is_reused_with_same_params(tmp_path):
+    calls: list = []
+    d = store.cached_artifact(tmp_path / "art", {"n": 1}, _builder(calls))
+    man = store.load_manifest(d)
+    assert man["params"] == {"n": 1} and man["extra_field"] == 7
+    assert set(man["files"]) == {"data.txt", "sub/more.bin"}
+    assert "packages" in man["provenance"] and "git_rev" in man["provenance"]
+    store.cached_artifact(tmp_path / "art", {"n": 1}, _builder(calls))
+    assert len(calls) == 1
+
+
+def test_cached_artifact_rebuilds_when_params_change(tmp_path):
+    calls: list = []
+    store.cached_artifact(tmp_path / "art", {"n": 1}, _builder(calls, "one"))
+    with pytest.warns(UserWarning, match="other parameters"):
+        d = store.cached_artifact(tmp_path / "art", {"n": 2}, _builder(calls, "two"))
+    assert len(calls) == 2 and (d / "data.txt").read_text() == "two"
+
+
+def test_cached_artifact_rebuilds_corrupt_files(tmp_path):
+    calls: list = []
+    d = store.cached_artifact(tmp_path / "art", {"n": 1}, _builder(calls))
+    (d / "data.txt").write_text("hellO")  # same size, other bytes
+    ok, reason = store.verify_artifact(d)
+    assert not ok and "sha256" in reason
+    with pytest.raises(store.ArtifactError):
+        store.load_manifest(d)
+    with pytest.warns(UserWarning, match="sha256"):
+        store.cached_artifact(tmp_path / "art", {"n": 1}, _builder(calls))
+    assert len(calls) == 2 and (d / "data.txt").read_text() == "hello"
+
+
+def test_interrupted_build_leaves_nothing_behind(tmp_path):
+    def broken(tmp: Path):
+        (tmp / "half.txt").write_text("partial")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        store.cached_artifact(tmp_path / "art", {"n": 1}, broken)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_code_change_makes_artifact_stale(tmp_path, monkeypatch):
+    import rsae_utils.store as mod
+
+    key_a = store.artifact_key({"n": 1}, [mod])
+    monkeypatch.setattr("inspect.getsource", lambda m: "changed source")
+    assert store.artifact_key({"n": 1}, [mod]) != key_a
+
+
+def test_tables_round_trip_and_detect_edits(tmp_path):
+    df = pd.DataFrame({"a": [1, 2], "b": ["x", "y"]})
+    p = store.save_table(df, tmp_path / "t.csv", {"p": 1})
+    pd.testing.assert_frame_equal(store.load_table(p), df)
+    meta = json.loads((tmp_path / "t.csv.manifest.json").read_text())
+    assert meta["rows"] == 2 and meta["params"] == {"p": 1}
+    with open(p, "a") as fh:
+        fh.write("3,z\n")
+    with pytest.raises(store.ArtifactError, match="do not match"):
+        store.load_table(p)
+    os.remove(tmp_path / "t.csv.manifest.json")
+    with pytest.raises(store.ArtifactError, match="missing"):
+        store.load_table(p)
