@@ -1,0 +1,51 @@
+# One command per job; each sets up the local virtualenv (.venv) first when it is missing or out of date.
+#   make figures                                   every notebook, default profile (offline, CPU)
+#   make figures NB=02 PROFILE=smoke               a subset / another profile (smoke | default | paper)
+#   make figures NB=02 SET="n_steps=500 seeds=[0,1]"   override parameters (NAME=VALUE, Python literals)
+#   make figures NB=03 FORCE=1                     rerun even when nothing changed
+#   make test | make lint | make bench | make notebooks | make clean
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PROFILE ?= default
+NB ?= all
+SET ?=
+FORCE ?=
+ENV_STAMP := $(VENV)/.rsae-env-done
+
+.PHONY: env figures test lint bench notebooks clean distclean
+
+env: $(ENV_STAMP)
+
+$(ENV_STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade "pip>=24"
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps -r requirements-nodeps.txt
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	@touch $@
+
+figures: env
+	$(PY) -m rsae_utils.nbrun --profile $(PROFILE) --nb $(NB) $(foreach s,$(SET),--set '$(s)') $(if $(FORCE),--force)
+
+test: env
+	$(PY) -m pytest
+
+lint: env
+	$(PY) -m ruff check rsae_utils notebooks tests benchmarks
+
+bench: env
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+# Classic .ipynb copies of the percent-format notebooks (for Colab/Binder users who prefer them).
+notebooks: env
+	@mkdir -p build/ipynb
+	@for f in notebooks/[0-9][0-9]_*.py; do \
+	  $(VENV)/bin/jupytext --to ipynb --set-kernel python3 -o build/ipynb/$$(basename $${f%.py}).ipynb $$f; done
+
+clean:
+	rm -rf build .pytest_cache
+
+distclean: clean
+	rm -rf $(VENV)
