@@ -32,6 +32,7 @@ from safetensors import safe_open
 from safetensors.torch import save as st_save
 from safetensors.torch import save_file as st_save_file
 
+from rsae_utils.profiles import ParameterError
 from rsae_utils.repro import provenance, stable_hash
 from rsae_utils.store import atomic_write_bytes, file_record, read_json, write_json
 
@@ -42,6 +43,8 @@ SPLITS = ("train", "test")
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 # Largest magnitude stored as float16 without overflow (the format's max is 65504); bigger raises.
 _FP16_MAX = 6.5e4
+# Windows per shard file: small enough that an interruption loses little, large enough to keep files few.
+DEFAULT_SHARD_WINDOWS = 64
 
 
 class CacheError(RuntimeError):
@@ -140,19 +143,24 @@ class ActivationCache:
         split: str = "train",
         seed: int = 0,
         buffer_tokens: int = 1 << 20,
+        exclude_tokens: Sequence[int] = (),
     ) -> Iterator[torch.Tensor]:
         """Endless iterator of shuffled float32 (batch_size, d_model) rows of one layer.
 
         Epoch after epoch: shards in a seeded random order, ``buffer_tokens`` worth loaded at a time, rows
         shuffled inside the buffer (a split that fits in the buffer is loaded once and fully reshuffled every
-        epoch). The same ``seed`` gives the same sequence of batches.
+        epoch). Positions holding a token of ``exclude_tokens`` are left out. The same ``seed`` gives the same
+        sequence of batches.
         """
         gen = torch.Generator().manual_seed(int(seed))
         shards = self._shards(self._split(split))
         if not shards:
             raise CacheError(f"{self.root}: split {split!r} has no windows")
         total = self.n_tokens(split)
-        resident = self.acts(layer, split).reshape(-1, self.d_model) if total <= buffer_tokens else None
+        keep = token_mask(self.tokens(split), exclude_tokens).reshape(-1)
+        resident = None
+        if total <= buffer_tokens:
+            resident = self.acts(layer, split).reshape(-1, self.d_model)[keep]
         carry = torch.empty(0, self.d_model)
         while True:
             if resident is not None:
@@ -162,8 +170,11 @@ class ActivationCache:
                 groups = []
                 per = max(1, buffer_tokens // (shards[0]["windows"][1] - shards[0]["windows"][0]) // self.ctx)
                 for start in range(0, len(order), per):
-                    idx = order[start : start + per]
-                    groups.append(torch.cat([self.shard_acts(layer, split, i) for i in idx]).reshape(-1, self.d_model))
+                    parts = []
+                    for i in order[start : start + per]:
+                        lo, hi = (w * self.ctx for w in shards[i]["windows"])
+                        parts.append(self.shard_acts(layer, split, i).reshape(-1, self.d_model)[keep[lo:hi]])
+                    groups.append(torch.cat(parts))
             for group in groups:
                 rows = group[torch.randperm(group.shape[0], generator=gen)]
                 if carry.shape[0]:
@@ -191,6 +202,13 @@ class ActivationCache:
     def manifest_hash(self) -> str:
         """A short hash of what this cache holds (key + shard hashes): SAEs trained on it are keyed by it."""
         return stable_hash({"key": self.manifest["key"], "shards": [s["sha256"] for s in self.manifest["shards"]]})
+
+
+def token_mask(tokens: torch.Tensor, exclude_tokens: Sequence[int] = ()) -> torch.Tensor:
+    """Bool mask (same shape as ``tokens``): True where the token is not one of ``exclude_tokens``."""
+    if not len(exclude_tokens):
+        return torch.ones_like(tokens, dtype=torch.bool)
+    return ~torch.isin(tokens, torch.as_tensor(list(exclude_tokens), dtype=tokens.dtype))
 
 
 def _shard_ok(root: Path, shard: Mapping[str, Any], check_hash: bool) -> bool:
@@ -277,7 +295,7 @@ def harvest(
     meta: Mapping[str, Any],
     batch_size: int = 8,
     *,
-    shard_windows: int = 64,
+    shard_windows: int = DEFAULT_SHARD_WINDOWS,
     dtype: str = "float32",
     max_shards: int | None = None,
     progress: bool = False,
@@ -291,18 +309,18 @@ def harvest(
     simulate an interruption); the manifest then says ``complete: false``.
     """
     if dtype not in DTYPES:
-        raise ValueError(f"parameter 'dtype' must be one of {', '.join(map(repr, DTYPES))}; got {dtype!r}")
+        raise ParameterError(f"parameter 'dtype' must be one of {', '.join(map(repr, DTYPES))}; got {dtype!r}")
     layers = sorted({int(x) for x in layers})
     if not layers:
-        raise ValueError("parameter 'layers' must name at least one layer")
+        raise ParameterError("parameter 'layers' must name at least one layer")
     n_layers = int(getattr(getattr(model, "cfg", None), "n_layers", max(layers) + 1))
     if layers[0] < 0 or layers[-1] >= n_layers:
-        raise ValueError(f"parameter 'layers' must be within 0..{n_layers - 1} for this model; got {layers}")
+        raise ParameterError(f"parameter 'layers' must be within 0..{n_layers - 1} for this model; got {layers}")
     splits = [s for s in SPLITS if s in tokens_by_split] + [s for s in tokens_by_split if s not in SPLITS]
     tokens_by_split = {s: torch.as_tensor(tokens_by_split[s]).long().cpu().contiguous() for s in splits}
     ctxs = {t.shape[1] for t in tokens_by_split.values() if t.ndim == 2}
     if len(ctxs) != 1 or any(t.ndim != 2 for t in tokens_by_split.values()):
-        raise ValueError("tokens_by_split must map split names to (n_windows, ctx) tensors of one ctx")
+        raise ParameterError("tokens_by_split must map split names to (n_windows, ctx) tensors of one ctx")
     ctx = ctxs.pop()
     d_model = int(model.cfg.d_model)
     key = cache_key(meta, layers, tokens_by_split, dtype, shard_windows)
@@ -370,8 +388,12 @@ def harvest(
                 write_json(root / MANIFEST, manifest)
                 return ActivationCache(root, manifest)
             t0 = time.perf_counter()
+            shard_seed = _shard_seed(seed, split, index)
+            noise = getattr(model, "rsae_embedding_noise", None)  # the control variant's own noise generator
+            if noise is not None:
+                noise.generator.manual_seed(shard_seed)
             with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(_shard_seed(seed, split, index))
+                torch.manual_seed(shard_seed)
                 acts = run_layers(model, toks[start:end], layers, batch_size)
             tensors = {}
             for layer, a in acts.items():

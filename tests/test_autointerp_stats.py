@@ -77,3 +77,9 @@ def test_token_mass_single_token_and_position():
     assert not stats.is_single_token([7] * 8 + [3, 4], [1.0] * 10, threshold=0.9)
     assert stats.position_concentration([0, 0, 0], [1, 2, 3], 32) == pytest.approx(1.0)
     assert stats.position_concentration(np.arange(32), np.ones(32), 32) == pytest.approx(0.0, abs=1e-12)
+    # 4 active tokens on 4 distinct positions of a long context: spread as far as the sample allows
+    assert stats.position_concentration([3, 100, 700, 2000], [1, 1, 1, 1], 2048) == pytest.approx(0.0, abs=1e-12)
+    # half the mass on one position, the rest spread over 8: in between
+    mid = stats.position_concentration([0] * 8 + list(range(1, 9)), [1] * 8 + [1] * 8, 2048)
+    assert 0.2 < mid < 0.8
+    assert np.isnan(stats.position_concentration([5], [1.0], 32))

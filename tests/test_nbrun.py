@@ -10,7 +10,7 @@ import pytest
 from rsae_utils import nbrun
 from rsae_utils import profiles as P
 
-ECHO = '''# %% [markdown]
+ECHO = """# %% [markdown]
 # Test notebook: records each execution.
 
 # %% tags=["parameters"]
@@ -27,7 +27,7 @@ log.write_text(json.dumps(runs))
 # %%
 if OVERRIDES.get("fail"):
     raise RuntimeError("boom on purpose")
-'''
+"""
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ def test_save_figure_writes_all_formats_and_manifest(tmp_dirs, cfg):
     assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert paths["pdf"].read_bytes()[:5] == b"%PDF-"
     html = paths["html"].read_text()
-    assert "<script src=\"http" not in html and len(html) > 1_000_000, "HTML must carry plotly.js to work offline"
+    assert '<script src="http' not in html and len(html) > 1_000_000, "HTML must carry plotly.js to work offline"
     assert "small default, not the paper" in html
     assert pd.read_csv(paths["csv"]).equals(table)
     man = json.loads(paths["manifest"].read_text())

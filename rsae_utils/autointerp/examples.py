@@ -17,7 +17,6 @@ Latents are drawn at random (seeded) among those with at least ``min_examples`` 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -265,7 +264,8 @@ def sample_latents(
     **counts,
 ) -> list[LatentRecord]:
     """Choose latents (see :func:`choose_latents`) and build their records; ``counts`` go to ``latent_record``."""
-    return [latent_record(sp, int(lat), seed=seed, **counts) for lat in choose_latents(sp, n_latents, min_examples, seed)]
+    chosen = choose_latents(sp, n_latents, min_examples, seed)
+    return [latent_record(sp, int(lat), seed=seed, **counts) for lat in chosen]
 
 
 def explain_token_stats(rec: LatentRecord) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -276,27 +276,3 @@ def explain_token_stats(rec: LatentRecord) -> tuple[np.ndarray, np.ndarray, np.n
     acts = np.concatenate([np.asarray(w.acts, dtype=float) for w in rec.explain])
     pos = np.concatenate([w.start + np.arange(len(w.tokens)) for w in rec.explain])
     return toks, acts, pos
-
-
-def records_to_rows(records: Iterable[LatentRecord], meta: dict | None = None) -> list[dict]:
-    """One flat row per window of every record (for a tidy examples table)."""
-    meta = dict(meta or {})
-    rows = []
-    for rec in records:
-        for w in rec.explain + rec.positives + rec.negatives:
-            rows.append(
-                {
-                    **meta,
-                    "latent": rec.latent,
-                    "window": w.window,
-                    "kind": w.kind,
-                    "bin": w.bin,
-                    "label": w.label,
-                    "max_act": w.max_act,
-                }
-            )
-    return rows
-
-
-def windows_of(rec: LatentRecord, kinds: Sequence[str] = KINDS) -> list[Window]:
-    return [w for k in kinds for w in {"explain": rec.explain, "positive": rec.positives, "negative": rec.negatives}[k]]

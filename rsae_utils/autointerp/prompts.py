@@ -128,11 +128,27 @@ def _numbered(texts: Sequence[str]) -> str:
     return "\n".join(f"Example {i + 1}: {t}" for i, t in enumerate(texts))
 
 
+# One worked example before the real question: small models copy its format (a short phrase).
+_EXPLAINER_SHOT = (
+    [
+        "the old <<cat>> slept on the warm mat by the door",
+        "we adopted two <<cats>> and a dog last spring",
+        "a <<cat>>'s whiskers help it judge narrow gaps",
+    ],
+    'Explanation: the word "cat" (and "cats")',
+)
+_EXPLAINER_QUESTION = "\n\nWhat do the marked tokens have in common?"
+
+
 def explainer_messages(marked_texts: Sequence[str]) -> list[dict[str, str]]:
-    """Ask for an explanation of the examples (each already marked with :func:`mark_text`)."""
+    """Ask for an explanation of the examples (each already marked with :func:`mark_text`), after one worked
+    example of the expected answer."""
+    shot, answer = _EXPLAINER_SHOT
     return [
         {"role": "system", "content": EXPLAINER_SYSTEM},
-        {"role": "user", "content": _numbered(marked_texts) + "\n\nWhat do the marked tokens have in common?"},
+        {"role": "user", "content": _numbered(shot) + _EXPLAINER_QUESTION},
+        {"role": "assistant", "content": answer},
+        {"role": "user", "content": _numbered(marked_texts) + _EXPLAINER_QUESTION},
     ]
 
 
@@ -158,9 +174,14 @@ def fuzzing_messages(explanation: str, marked_texts: Sequence[str]) -> list[dict
 
 
 def parse_explanation(text: str, max_chars: int = 200) -> str:
-    """The explanation from a model reply: the text after the last 'Explanation:', else the first line."""
+    """The explanation in a model reply: the text after the last 'Explanation:' if there is one, else the whole
+    reply; lines joined with spaces (small models often write a header line ending in ':' and the content
+    below it), surrounding quotes removed, cut at ``max_chars``."""
     text = (text or "").strip()
-    hits = re.findall(r"explanation\s*:\s*(.+)", text, flags=re.IGNORECASE)
-    line = hits[-1] if hits else next((ln for ln in text.splitlines() if ln.strip()), "")
-    line = line.strip().strip("'\"` ").strip()
+    hits = list(re.finditer(r"explanation\s*:", text, flags=re.IGNORECASE))
+    if hits and text[hits[-1].end() :].strip():
+        text = text[hits[-1].end() :]
+    line = " ".join(ln.strip() for ln in text.splitlines() if ln.strip())
+    if len(line) > 1 and line[0] == line[-1] and line[0] in "'\"`":  # a reply wrapped in quotes
+        line = line[1:-1].strip()
     return line[:max_chars] if line else "(no explanation)"

@@ -127,15 +127,27 @@ def score_with_backend(
     check_scorer(scorer)
     order = scoring_order(rec, scorer, seed)
     marks = fuzzing_marks(rec, seed, mark_frac) if scorer == "fuzzing" else None
+    groups = batches(order, batch_size)
+    if scorer == "detection":
+        msgs = [detection_messages(explanation, [plain_text(decode(w.tokens)) for w in b]) for b in groups]
+    else:
+        msgs = [
+            fuzzing_messages(explanation, [mark_text(decode(w.tokens), marks[w.window]) for w in b]) for b in groups
+        ]
+    answers = ask_batches(backend, msgs, [len(b) for b in groups])
     rows: list[dict] = []
-    for batch in batches(order, batch_size):
-        if scorer == "detection":
-            msgs = detection_messages(explanation, [plain_text(decode(w.tokens)) for w in batch])
-        else:
-            msgs = fuzzing_messages(explanation, [mark_text(decode(w.tokens), marks[w.window]) for w in batch])
-        probs = clean_probabilities(backend.answer_probabilities(msgs, n_answers=len(batch)), len(batch))
-        rows += example_rows(rec, batch, probs, scorer, backend.name, meta)
+    for batch, answer in zip(groups, answers, strict=True):
+        rows += example_rows(rec, batch, clean_probabilities(answer, len(batch)), scorer, backend.name, meta)
     return rows
+
+
+def ask_batches(backend: Backend, msgs: Sequence[list[dict[str, str]]], ns: Sequence[int]) -> list[Any]:
+    """Raw answers for every batch; through ``answer_probabilities_many`` (concurrent) when the backend has it."""
+    many = getattr(backend, "answer_probabilities_many", None)
+    if many is not None and len(msgs) > 1:
+        answers = list(many(list(msgs), list(ns)))
+        return answers if len(answers) == len(msgs) else [None] * len(msgs)
+    return [backend.answer_probabilities(m, n_answers=n) for m, n in zip(msgs, ns, strict=True)]
 
 
 def example_rows(

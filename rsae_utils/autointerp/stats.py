@@ -213,14 +213,17 @@ def is_single_token(token_ids: np.ndarray, acts: np.ndarray, threshold: float = 
 def position_concentration(positions: np.ndarray, acts: np.ndarray, n_positions: int) -> float:
     """How concentrated a latent's activation mass is over absolute context positions, in [0, 1].
 
-    1 - H(mass per position) / log(n_positions): 0 when the mass is spread evenly over all positions, 1 when it
-    sits on one position. Positional latents (firing at fixed offsets from the start of the context) score high;
-    token latents over natural text score low, since tokens appear at all positions.
+    1 - H(mass per position) / log(m), with m = min(n_positions, number of active tokens): the largest entropy
+    the sample could reach, so a latent seen on few tokens is not called positional merely for lack of data.
+    0 when the mass is spread evenly over as many positions as it has active tokens; 1 when it all sits on one
+    position. Positional latents (firing at a fixed offset in the context) score high; token latents over
+    natural text score low, since tokens occur at every position. NaN with fewer than two active tokens.
     """
     p = np.asarray(positions).ravel()
     a = np.asarray(acts, dtype=float).ravel()
     keep = a > 0
-    if not keep.any() or n_positions < 2:
+    m = min(int(n_positions), int(keep.sum()))
+    if m < 2:
         return float("nan")
     mass = np.bincount(p[keep], weights=a[keep], minlength=n_positions)
-    return float(1.0 - entropy(mass) / np.log(n_positions))
+    return float(min(1.0, max(0.0, 1.0 - entropy(mass) / np.log(m))))

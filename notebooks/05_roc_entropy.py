@@ -1,0 +1,167 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 05 · ROC curves (paper Figure 1), token entropy, and how much token identity explains
+#
+# This notebook draws the figures from the auto-interp tables of notebook 04:
+#
+# * **ROC curves per layer** for fuzzing and detection, one colour per model variant (paper Figure 1). All
+#   example-level (label, probability) pairs of a (variant, layer, scorer, backend) are pooled; 100 bootstrap
+#   resamples of the pairs are interpolated onto a 101-point FPR grid; the band is mean +- 1.96 sd, and the
+#   legend gives the AUROC with a normal 95% interval.
+# * **AUROC against layer**, for every backend, including the token-identity baseline on every SAE.
+# * **Token-distribution entropy against layer** (nats; the paper's answer to its critics), with the share
+#   of single-token latents and a position-concentration measure (positional latents are what critics say
+#   random models lack).
+# * **Entropy against AUROC per latent**, per variant.
+# * **The LLM scorer minus the token baseline**, on the same latents and the same windows.
+# * A self-contained **latent browser** (HTML): top windows with active tokens highlighted, explanations and
+#   scores, switchable by variant and layer.
+#
+# **Read the default run with care.** Its LLM is SmolLM2-135M-Instruct (135M parameters, against the paper's
+# 70B), its text a few thousand tokens of package documentation per variant, its SAEs small and briefly trained,
+# and it scores few latents with few examples each: bands are wide and the LLM answers close to chance. It
+# **cannot support the paper's conclusion on its own**. What it can show: how well a scorer that knows nothing
+# but token identity already does on each variant and layer, how concentrated on single tokens the latents of
+# random variants are, and whether the tiny LLM adds anything over that baseline. The `paper` profile runs the
+# same code with a 70B-class model behind an OpenAI-compatible endpoint.
+
+# %% tags=["parameters"]
+PROFILE = "default"
+OVERRIDES = {}
+
+# %%
+import time
+
+import matplotlib.pyplot as plt
+from IPython.display import display
+
+from rsae_utils.autointerp import figures as F
+from rsae_utils.autointerp.baseline import BASELINE_NAME
+from rsae_utils.autointerp.browser import write_browser
+from rsae_utils.autointerp.pipeline import load_results
+from rsae_utils.autointerp.prompts import TokenDecoder
+from rsae_utils.models import load_tokenizer
+from rsae_utils.paths import figures_dir, work_dir
+from rsae_utils.plotting import VARIANT_LABELS, save_figure, use_paper_style
+from rsae_utils.profiles import resolve
+
+t_start = time.time()
+cfg = resolve("05_roc_entropy", PROFILE, OVERRIDES)
+use_paper_style()
+res = load_results(work_dir(cfg.profile) / "autointerp")
+backends = sorted(res.latents["backend"].unique(), key=lambda b: (b == BASELINE_NAME, b))
+models = sorted(res.latents["model"].unique())
+print("backends:", backends, "| models:", models)
+p04 = res.params  # the parameters notebook 04 ran with
+SMALL = (
+    f"{cfg.profile} profile: explainer/scorer {', '.join(b for b in backends if b != BASELINE_NAME) or 'none'} "
+    f"+ token baseline; {', '.join(models)}; {p04['sampling']['n_latents']} latents/SAE "
+    f"({p04['llm']['llm_n_latents']} LLM-scored), {p04['sampling']['n_bins']}x{p04['sampling']['per_bin']} "
+    f"positives + {p04['sampling']['n_negatives']} negatives each"
+)
+if cfg.profile != "paper":
+    SMALL += ". Not the paper's setting (Llama-3.1-70B, Pythia, 10M tokens): see the notebook text."
+
+# %% [markdown]
+# ## ROC curves per layer (paper Figure 1)
+#
+# One figure per backend. Rows: fuzzing, detection; columns: layers. For the LLM only the sampled latents of the
+# scored variants enter; for the token baseline every sampled latent of every SAE.
+
+# %%
+bands, aucs = F.roc_tables(res.examples, n_boot=cfg.n_boot, n_grid=cfg.n_grid, seed=cfg.seed)
+for b in backends:
+    fig = F.plot_roc_grid(bands, aucs, b)
+    name = "roc_" + ("token_baseline" if b == BASELINE_NAME else "llm_" + b.split(":")[0])
+    save_figure(fig, name, cfg, table=bands[bands.backend == b], note=SMALL)
+    plt.show()
+display(aucs.pivot_table(index=["backend", "scorer", "variant"], columns="layer", values="auroc").round(3))
+
+# %% [markdown]
+# ## AUROC against layer
+#
+# Pooled AUROC with its bootstrap 95% interval, per backend and scorer; the dashed line is chance.
+
+# %%
+fig = F.plot_auroc_vs_layer(aucs)
+save_figure(fig, "auroc_vs_layer", cfg, table=aucs, note=SMALL)
+plt.show()
+
+# %% [markdown]
+# ## Token-distribution entropy, single-token latents and positional concentration against layer
+#
+# Token entropy (nats) of each sampled latent's activation mass over its top-activating windows, averaged per
+# SAE (+- 95% CI over latents). In the paper, entropy rises with depth in the trained model and stays low and
+# flat for random variants, while the control is high everywhere. Single-token share: latents whose top token
+# holds >= 90% of the mass. Position concentration: 1 - H(mass over context positions) / log(m), m = the number
+# of active tokens seen (capped at ctx); 1 = all mass at one position (a positional latent), 0 = spread out.
+
+# %%
+summary = F.latent_summary(res.latent_stats)
+fig = F.plot_entropy_vs_layer(summary)
+save_figure(fig, "entropy_vs_layer", cfg, table=summary, note=SMALL)
+plt.show()
+display(summary.round(3))
+
+# %% [markdown]
+# ## Entropy against AUROC, per latent
+#
+# The paper reports a negative entropy-AUROC correlation for random variants: their well-scored latents are the
+# low-entropy, token-like ones. The table gives Spearman's rho per (backend, scorer, variant); the HTML version
+# shows each latent's top tokens and explanation on hover.
+
+# %%
+corr = F.entropy_auroc_table(res.latents)
+fig = F.plot_entropy_vs_auroc(res.latents)
+save_figure(
+    fig, "entropy_vs_auroc", cfg, table=res.latents, plotly_fig=F.entropy_auroc_plotly(res.latents), note=SMALL
+)
+plt.show()
+display(corr.round(3))
+
+# %% [markdown]
+# ## LLM scorer minus token baseline
+#
+# On the latents the LLM scored, per-latent AUROC of the LLM minus that of the token baseline (same windows,
+# same fuzzing marks), mean over latents with a 95% interval. Below zero: token identity alone beats the LLM's
+# explanation. `baseline_share` = (baseline - 0.5) / (LLM - 0.5) of the mean AUROCs: how much of the LLM's
+# above-chance score token identity reaches (left empty when the LLM's mean AUROC is under 0.55).
+
+# %%
+gaps = F.gap_table(res.latents)
+if len(gaps):
+    fig = F.plot_gap(gaps)
+    save_figure(fig, "llm_minus_token_baseline", cfg, table=gaps, note=SMALL)
+    plt.show()
+    display(gaps.round(3))
+else:
+    print("no LLM-scored latents: run notebook 04 with llm_backends set")
+
+# %% [markdown]
+# ## Latent browser
+#
+# A single offline HTML file (no network): pick a variant and a layer, click a latent.
+
+# %%
+decoders = {m: TokenDecoder(load_tokenizer(m)) for m in models}
+browser = write_browser(
+    figures_dir(cfg.profile) / "latent_browser.html", res.latents, res.records, decoders.__getitem__,
+    title="Latent browser: SAEs on trained and random transformers", note=SMALL,
+    max_latents=cfg.browser_latents, n_examples=cfg.browser_examples, variant_labels=VARIANT_LABELS,
+)  # fmt: skip
+print("latent browser:", browser)
+
+# %%
+print(f"notebook 05 ({cfg.profile}): {time.time() - t_start:.1f} s")

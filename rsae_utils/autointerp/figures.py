@@ -1,0 +1,274 @@
+"""Tables and figures of notebook 05: pooled ROC with bootstrap bands (paper Fig. 1), AUROC and token entropy
+against layer, entropy against AUROC per latent, and the LLM-minus-token-baseline gap.
+
+Table builders return tidy DataFrames (tested); plotters take those tables and return matplotlib figures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from rsae_utils.autointerp import stats
+from rsae_utils.autointerp.baseline import BASELINE_NAME
+from rsae_utils.plotting import VARIANT_ORDER, variant_color, variant_label
+
+GROUP = ["model", "backend", "scorer", "variant", "layer"]
+MIN_ABOVE_CHANCE = 0.05
+
+
+def _variant_order(variants: Sequence[str]) -> list[str]:
+    known = [v for v in VARIANT_ORDER if v in set(variants)]
+    return known + sorted(set(variants) - set(known))
+
+
+def _empty(text: str):
+    fig, ax = plt.subplots(figsize=(4, 1.5))
+    ax.axis("off")
+    ax.text(0.5, 0.5, text, ha="center", va="center")
+    return fig
+
+
+def roc_tables(
+    examples: pd.DataFrame, n_boot: int = 100, n_grid: int = 101, seed: int = 0
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(bands, aucs): bootstrap ROC bands and pooled AUROC with normal 95% CI per (model, backend, scorer,
+    variant, layer), pooling every example-level (label, probability) pair; unparsable answers are left out."""
+    band_rows, auc_rows = [], []
+    ok = examples[~examples["unparsable"].astype(bool)]
+    for key, g in ok.groupby(GROUP, sort=True):
+        if g["label"].nunique() < 2:
+            continue
+        b = stats.bootstrap_roc(g["label"].to_numpy(), g["probability"].to_numpy(), n_boot, n_grid, seed)
+        meta = dict(zip(GROUP, key, strict=True))
+        auc_rows.append(
+            {
+                **meta,
+                **b.summary(),
+                "n_latents": g["latent"].nunique(),
+                "balanced_accuracy": stats.balanced_accuracy(g["label"], g["probability"]),
+            }
+        )
+        band_rows.append(
+            pd.DataFrame({**meta, "fpr": b.fpr, "tpr": b.tpr_mean, "tpr_lo": b.tpr_lo, "tpr_hi": b.tpr_hi})
+        )
+    bands = pd.concat(band_rows, ignore_index=True) if band_rows else pd.DataFrame(columns=[*GROUP, "fpr", "tpr"])
+    return bands, pd.DataFrame(auc_rows)
+
+
+def plot_roc_grid(
+    bands: pd.DataFrame, aucs: pd.DataFrame, backend: str, scorers: Sequence[str] = ("fuzzing", "detection")
+):
+    """Paper Fig. 1: rows = scorers, columns = layers; one mean ROC + band per variant, AUROC [95% CI] in legend."""
+    sub = bands[bands.backend == backend]
+    layers = sorted(sub["layer"].unique())
+    scorers = [s for s in scorers if s in set(sub["scorer"])]
+    if not layers or not scorers:
+        return _empty(f"no scored examples with both labels for {backend}")
+    fig, axes = plt.subplots(
+        len(scorers), len(layers), figsize=(2.3 * len(layers) + 0.6, 2.4 * len(scorers)), squeeze=False, sharey=True
+    )
+    for i, scorer in enumerate(scorers):
+        for j, layer in enumerate(layers):
+            ax = axes[i][j]
+            ax.plot([0, 1], [0, 1], color="0.7", lw=0.8, ls="--")
+            cell = sub[(sub.scorer == scorer) & (sub.layer == layer)]
+            for v in _variant_order(cell["variant"].unique()):
+                c = cell[cell.variant == v]
+                a = aucs[
+                    (aucs.backend == backend) & (aucs.scorer == scorer) & (aucs.layer == layer) & (aucs.variant == v)
+                ]
+                lab = variant_label(v)
+                if len(a):
+                    r = a.iloc[0]
+                    lab += f" {r.auroc:.2f} [{r.auroc_lo:.2f}, {r.auroc_hi:.2f}]"
+                ax.plot(c.fpr, c.tpr, color=variant_color(v), lw=1.2, label=lab)
+                ax.fill_between(c.fpr, c.tpr_lo, c.tpr_hi, color=variant_color(v), alpha=0.18, lw=0)
+            ax.set_xlim(0, 1)
+            ax.set_ylim(0, 1)
+            ax.set_title(f"{scorer}, layer {layer}")
+            if i == len(scorers) - 1:
+                ax.set_xlabel("false positive rate")
+            if j == 0:
+                ax.set_ylabel("true positive rate")
+            ax.legend(loc="lower right", fontsize=5.5, handlelength=1.0)
+    fig.suptitle(f"ROC, pooled over sampled latents: {backend}", y=1.01)
+    fig.tight_layout()
+    return fig
+
+
+def plot_auroc_vs_layer(aucs: pd.DataFrame, scorers: Sequence[str] = ("fuzzing", "detection")):
+    """Pooled AUROC with 95% CI against layer; one panel per (backend, scorer), one line per variant."""
+    if aucs.empty:
+        return _empty("no AUROC to plot")
+    backends = sorted(aucs["backend"].unique(), key=lambda b: (b == BASELINE_NAME, b))
+    scorers = [s for s in scorers if s in set(aucs["scorer"])]
+    fig, axes = plt.subplots(
+        len(backends), len(scorers), figsize=(3.2 * len(scorers), 2.4 * len(backends)), squeeze=False, sharey=True
+    )
+    for i, b in enumerate(backends):
+        for j, s in enumerate(scorers):
+            ax = axes[i][j]
+            cell = aucs[(aucs.backend == b) & (aucs.scorer == s)]
+            for v in _variant_order(cell["variant"].unique()):
+                c = cell[cell.variant == v].sort_values("layer")
+                ax.errorbar(
+                    c.layer, c.auroc, yerr=[c.auroc - c.auroc_lo, c.auroc_hi - c.auroc],
+                    color=variant_color(v), marker="o", ms=3, capsize=2, lw=1.2, label=variant_label(v),
+                )  # fmt: skip
+            ax.axhline(0.5, color="0.6", lw=0.8, ls="--")
+            ax.set_ylim(0.3, 1.02)
+            ax.set_title(f"{s} · {b}", fontsize=8)
+            ax.set_xlabel("layer")
+            if j == 0:
+                ax.set_ylabel("AUROC")
+    axes[0][-1].legend(fontsize=6, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def latent_summary(latent_stats: pd.DataFrame) -> pd.DataFrame:
+    """Per (model, variant, layer): mean token entropy (nats), single-token share, mean position concentration."""
+    g = latent_stats.groupby(["model", "variant", "layer"], sort=True)
+    out = g.agg(
+        n_latents=("latent", "size"),
+        entropy_mean=("entropy_nats", "mean"),
+        entropy_sd=("entropy_nats", "std"),
+        single_token_share=("single_token", "mean"),
+        position_concentration=("position_concentration", "mean"),
+    ).reset_index()
+    out["entropy_ci"] = 1.96 * out["entropy_sd"].fillna(0) / np.sqrt(out["n_latents"])
+    return out
+
+
+def plot_entropy_vs_layer(summary: pd.DataFrame):
+    """Three panels against layer: token entropy (mean +- 95% CI), single-token share, position concentration."""
+    fig, axes = plt.subplots(1, 3, figsize=(9.5, 2.6))
+    for v in _variant_order(summary["variant"].unique()):
+        c = summary[summary.variant == v].sort_values("layer")
+        kw = dict(color=variant_color(v), marker="o", ms=3, lw=1.2, label=variant_label(v))
+        axes[0].errorbar(c.layer, c.entropy_mean, yerr=c.entropy_ci, capsize=2, **kw)
+        axes[1].plot(c.layer, c.single_token_share, **kw)
+        axes[2].plot(c.layer, c.position_concentration, **kw)
+    axes[0].set_ylabel("token entropy (nats)")
+    axes[1].set_ylabel("single-token latents (share)")
+    axes[2].set_ylabel("position concentration")
+    axes[1].set_ylim(-0.02, 1.02)
+    for ax in axes:
+        ax.set_xlabel("layer")
+    axes[0].legend(fontsize=6)
+    fig.tight_layout()
+    return fig
+
+
+def entropy_auroc_table(latents: pd.DataFrame) -> pd.DataFrame:
+    """Per (backend, scorer, variant): Spearman correlation of token entropy and per-latent AUROC."""
+    rows = []
+    for (b, s, v), g in latents.dropna(subset=["auroc", "entropy_nats"]).groupby(["backend", "scorer", "variant"]):
+        rho = g["entropy_nats"].rank().corr(g["auroc"].rank()) if len(g) > 2 else float("nan")
+        rows.append({"backend": b, "scorer": s, "variant": v, "n_latents": len(g), "spearman_rho": rho})
+    return pd.DataFrame(rows)
+
+
+def plot_entropy_vs_auroc(latents: pd.DataFrame, scorers: Sequence[str] = ("fuzzing", "detection")):
+    """Per-latent token entropy against AUROC: rows = backends, columns = scorers, one colour per variant."""
+    if latents.empty:
+        return _empty("no scored latents")
+    backends = sorted(latents["backend"].unique(), key=lambda b: (b == BASELINE_NAME, b))
+    scorers = [s for s in scorers if s in set(latents["scorer"])]
+    fig, axes = plt.subplots(
+        len(backends), len(scorers), figsize=(3.4 * len(scorers), 2.6 * len(backends)), squeeze=False, sharey=True
+    )
+    for i, b in enumerate(backends):
+        for j, s in enumerate(scorers):
+            ax = axes[i][j]
+            cell = latents[(latents.backend == b) & (latents.scorer == s)]
+            for v in _variant_order(cell["variant"].unique()):
+                c = cell[cell.variant == v]
+                ax.scatter(
+                    c.entropy_nats, c.auroc, s=9, alpha=0.6, color=variant_color(v), label=variant_label(v), lw=0
+                )
+            ax.axhline(0.5, color="0.6", lw=0.8, ls="--")
+            ax.set_title(f"{s} · {b}", fontsize=8)
+            if i == len(backends) - 1:
+                ax.set_xlabel("token entropy (nats)")
+            if j == 0:
+                ax.set_ylabel("AUROC (per latent)")
+    axes[0][-1].legend(fontsize=6)
+    fig.tight_layout()
+    return fig
+
+
+def entropy_auroc_plotly(latents: pd.DataFrame):
+    """Interactive version: hover shows the latent, its top tokens and its explanation."""
+    import plotly.express as px
+
+    df = latents.dropna(subset=["auroc", "entropy_nats"]).copy()
+    df["variant_label"] = df["variant"].map(variant_label)
+    order = [variant_label(v) for v in _variant_order(df["variant"].unique())]
+    return px.scatter(
+        df, x="entropy_nats", y="auroc", color="variant_label", facet_col="scorer", facet_row="backend",
+        hover_data=["layer", "latent", "top_tokens", "explanation"], opacity=0.7,
+        color_discrete_map={variant_label(v): variant_color(v) for v in df["variant"].unique()},
+        category_orders={"variant_label": order}, labels={"entropy_nats": "token entropy (nats)", "auroc": "AUROC"},
+        title="Token entropy against AUROC, per latent",
+    )  # fmt: skip
+
+
+def gap_table(latents: pd.DataFrame) -> pd.DataFrame:
+    """LLM scorer minus token baseline, per (LLM backend, scorer, variant), on the latents both scored.
+
+    Paired per latent: mean AUROC of each, the mean difference with a normal 95% CI over latents, and the
+    token-baseline share = (baseline - 0.5) / (LLM - 0.5) of the mean AUROCs (how much of the LLM's
+    above-chance score token identity alone reaches; > 1 means the baseline does better). The share is left
+    empty when the LLM's mean AUROC is less than ``MIN_ABOVE_CHANCE`` above 0.5.
+    """
+    keys = ["model", "variant", "layer", "latent", "scorer"]
+    base = latents[latents.backend == BASELINE_NAME][[*keys, "auroc"]].rename(columns={"auroc": "auroc_baseline"})
+    llm = latents[latents.backend != BASELINE_NAME][[*keys, "backend", "auroc"]].rename(columns={"auroc": "auroc_llm"})
+    paired = llm.merge(base, on=keys).dropna(subset=["auroc_llm", "auroc_baseline"])
+    rows = []
+    for (b, s, v), g in paired.groupby(["backend", "scorer", "variant"], sort=True):
+        d = g["auroc_llm"] - g["auroc_baseline"]
+        se = d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
+        llm_m, base_m = g["auroc_llm"].mean(), g["auroc_baseline"].mean()
+        rows.append(
+            {
+                "backend": b,
+                "scorer": s,
+                "variant": v,
+                "n_latents": len(g),
+                "auroc_llm": llm_m,
+                "auroc_baseline": base_m,
+                "gap": d.mean(),
+                "gap_lo": d.mean() - 1.96 * se,
+                "gap_hi": d.mean() + 1.96 * se,
+                # Undefined unless the LLM is clearly above chance (there is nothing to explain a share of).
+                "baseline_share": (base_m - 0.5) / (llm_m - 0.5) if llm_m - 0.5 >= MIN_ABOVE_CHANCE else float("nan"),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def plot_gap(gaps: pd.DataFrame):
+    """LLM AUROC minus token-baseline AUROC per variant (mean over paired latents, 95% CI), per backend x scorer."""
+    combos = list(gaps.groupby(["backend", "scorer"], sort=True).groups)
+    fig, axes = plt.subplots(1, max(1, len(combos)), figsize=(3.0 * max(1, len(combos)), 2.6), squeeze=False)
+    for j, (b, s) in enumerate(combos):
+        ax = axes[0][j]
+        c = gaps[(gaps.backend == b) & (gaps.scorer == s)]
+        order = _variant_order(c["variant"].unique())
+        c = c.set_index("variant").loc[order]
+        x = np.arange(len(order))
+        ax.bar(x, c.gap, color=[variant_color(v) for v in order], alpha=0.85)
+        ax.errorbar(x, c.gap, yerr=[c.gap - c.gap_lo, c.gap_hi - c.gap], fmt="none", color="k", capsize=2, lw=0.8)
+        ax.axhline(0, color="0.4", lw=0.8)
+        ax.set_xticks(x, [variant_label(v) for v in order], rotation=30, ha="right", fontsize=6)
+        ax.set_title(f"{s} · {b}", fontsize=8)
+        if j == 0:
+            ax.set_ylabel("AUROC: LLM − token baseline")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,485 @@
+"""The auto-interp run: SAEs -> latent examples -> explanations -> detection/fuzzing scores -> tidy tables.
+
+Layout under ``out_dir`` (``build/<profile>/autointerp`` in the notebooks)::
+
+    records/<model>__<variant>__L<layer>/records.json   sampled latents and their windows (artifact + manifest)
+    units/<records key>/<scoring key>/<backend>/<latent>.<scorer>.json   one finished scoring unit
+    units/<records key>/<scoring key>/<backend>/<latent>.explanation.json
+    tables/examples.csv  latents.csv  latent_stats.csv  unparsable.csv   (+ .manifest.json each)
+
+Resuming: a unit (variant, layer, latent, scorer, backend) is written atomically when it finishes and reused
+whenever its keys match (records key = SAE + cache identity + sampling parameters + sampling code; scoring key =
+scoring parameters + prompt/scorer code), so an interrupted run loses at most the unit in flight (and the HTTP
+backend's own response cache keeps even that unit's finished requests). The tables are rebuilt from the units at
+the end of every run.
+
+Probabilities: the LLM rows hold P(1) / (P(0) + P(1)); the token-baseline rows hold its score in [0, 1]
+(see ``baseline``). AUROC uses only their order; balanced accuracy thresholds both at 0.5.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from rsae_utils.autointerp import baseline as bl
+from rsae_utils.autointerp import stats
+from rsae_utils.autointerp.examples import LatentRecord, encode_sparse, explain_token_stats, sample_latents
+from rsae_utils.autointerp.prompts import Decode, TokenDecoder
+from rsae_utils.autointerp.scorers import SCORERS, Backend, explain, score_with_backend
+from rsae_utils.repro import code_hash, stable_hash
+from rsae_utils.store import artifact_key, cached_artifact, read_json, save_table, write_json
+
+RUN_COLUMNS = ("model", "variant", "layer", "sae_dir", "cache_dir")
+SCORING_CODE = ("rsae_utils.autointerp.prompts", "rsae_utils.autointerp.scorers", "rsae_utils.autointerp.baseline")
+
+# Parameters (names as in the 04_autointerp profile) and their fall-back values.
+SAMPLING_DEFAULTS: dict[str, Any] = {
+    "n_latents": 100,  # latents per SAE
+    "min_examples": 200,  # activating windows a latent needs to be sampled
+    "n_explain": 40,
+    "explain_pool": 100,  # explainer examples are drawn from this many top windows
+    "n_bins": 10,
+    "per_bin": 10,
+    "n_negatives": 100,
+    "window_len": 32,
+    "split": "test",  # cache split the examples come from (held out from SAE training)
+    "max_contexts": None,  # cap on cached contexts read (None: all)
+    "seed": 0,
+    "device": "cpu",  # where the SAE encodes (does not change the records)
+}
+SCORING_DEFAULTS: dict[str, Any] = {
+    "scorers": list(SCORERS),
+    "batch_size": 5,
+    "mark_frac": 0.3,
+    "top_k_tokens": 10,
+    "explainer_max_tokens": 60,
+    "single_token_threshold": 0.9,
+    "seed": 0,
+}
+LLM_DEFAULTS: dict[str, Any] = {
+    "llm_n_latents": 5,  # per SAE, drawn (seeded) from the SAE's sampled latents
+    "llm_variants": ["trained", "rerandomized_incl_emb"],
+    "llm_layers": None,  # None: every layer
+}
+
+
+def _pick(cfg: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: cfg.get(k, v) for k, v in defaults.items()}
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(text)).strip("_")[:120] or "x"
+
+
+def _identity(path: str | Path) -> Any:
+    """What identifies an SAE or cache folder's contents: its manifest key when it has one, else its path."""
+    man = Path(path) / "manifest.json"
+    if man.exists():
+        try:
+            m = read_json(man)
+            return m.get("key") or m.get("files") or str(path)
+        except (OSError, ValueError):
+            pass
+    return str(Path(path).resolve())
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Records per SAE
+# --------------------------------------------------------------------------------------------------------------
+def default_loaders() -> tuple[Callable[[str], Any], Callable[[str], Any]]:
+    """(load_sae, open_cache) from the project (``rsae_utils.experiment`` when present)."""
+    try:
+        from rsae_utils.experiment import load_sae, open_cache  # type: ignore[attr-defined]
+    except ImportError:
+        from rsae_utils.cache import open_cache
+        from rsae_utils.train import load_sae
+    return load_sae, open_cache
+
+
+def build_records(
+    sae: Any, cache: Any, layer: int, sampling: Mapping[str, Any], chunk_tokens: int = 2048
+) -> tuple[list[LatentRecord], dict[str, Any]]:
+    """Sample latents of one SAE on the cache's ``split`` (default: held-out ``test``); (records, summary)."""
+    tokens = cache.tokens(sampling["split"])
+    acts = cache.acts(layer, sampling["split"])
+    sp = encode_sparse(
+        sae,
+        acts,
+        tokens,
+        window_len=sampling["window_len"],
+        chunk_tokens=chunk_tokens,
+        max_seqs=sampling["max_contexts"],
+    )
+    counts = {k: sampling[k] for k in ("n_explain", "explain_pool", "n_bins", "per_bin", "n_negatives")}
+    recs = sample_latents(sp, sampling["n_latents"], sampling["min_examples"], seed=sampling["seed"], **counts)
+    n_active = sp.active_window_counts()
+    summary = {
+        "n_windows": sp.n_windows,
+        "n_latents_total": sp.n_latents,
+        "n_eligible": int((n_active >= sampling["min_examples"]).sum()),
+        "n_dead": int((n_active == 0).sum()),
+        "n_sampled": len(recs),
+        "ctx": sp.ctx,
+    }
+    return recs, summary
+
+
+def _round_record(d: dict) -> dict:
+    for key in ("explain", "positives", "negatives"):
+        for w in d[key]:
+            w["acts"] = [round(a, 4) for a in w["acts"]]
+            w["max_act"] = round(w["max_act"], 4)
+    return d
+
+
+def load_or_build_records(
+    run: Mapping[str, Any], sampling: Mapping[str, Any], out_dir: Path, load_sae: Callable, open_cache: Callable
+) -> tuple[list[LatentRecord], dict[str, Any], str]:
+    """Records of one SAE from ``out_dir/records`` when their key matches, else sampled now; (records, summary, key)."""
+    params = {
+        "sae": _identity(run["sae_dir"]),
+        "cache": _identity(run["cache_dir"]),
+        "layer": int(run["layer"]),
+        "sampling": {k: v for k, v in sampling.items() if k != "device"},
+    }
+    code = ("rsae_utils.autointerp.examples",)
+    path = out_dir / "records" / slug(f"{run['model']}__{run['variant']}__L{int(run['layer'])}")
+
+    def build(tmp: Path) -> dict:
+        sae = load_sae(run["sae_dir"])
+        if hasattr(sae, "to"):
+            sae = sae.to(sampling["device"])
+        cache = open_cache(run["cache_dir"])
+        recs, summary = build_records(sae, cache, int(run["layer"]), sampling)
+        summary = {"model": str(run["model"]), "variant": str(run["variant"]), "layer": int(run["layer"]), **summary}
+        write_json(tmp / "records.json", {"summary": summary, "records": [_round_record(r.to_dict()) for r in recs]})
+        return {"summary": summary}
+
+    cached_artifact(path, params, build, code=code)
+    data = read_json(path / "records.json")
+    recs = [LatentRecord.from_dict(d) for d in data["records"]]
+    return recs, data["summary"], artifact_key(params, code)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Units
+# --------------------------------------------------------------------------------------------------------------
+def _unit(path: Path, compute: Callable[[], dict]) -> dict:
+    """Read a finished unit, or compute it and write it atomically."""
+    if path.exists():
+        try:
+            return read_json(path)
+        except (OSError, ValueError):
+            pass  # a damaged unit is recomputed
+    result = compute()
+    write_json(path, result)
+    return result
+
+
+def latent_stats_row(rec: LatentRecord, decode: Decode, ctx: int, threshold: float, top_k: int = 5) -> dict:
+    toks, acts, pos = explain_token_stats(rec)
+    ids, mass = stats.token_mass(toks, acts)
+    share = mass / mass.sum() if mass.size else mass
+    names = decode(ids[:top_k].tolist()) if ids.size else []
+    return {
+        "latent": rec.latent,
+        "n_active_windows": rec.n_active_windows,
+        "entropy_nats": stats.entropy(mass),
+        "top_token_share": float(share[0]) if share.size else float("nan"),
+        "single_token": bool(share.size and share[0] >= threshold),
+        "n_distinct_tokens": int(ids.size),
+        "position_concentration": stats.position_concentration(pos, acts, ctx),
+        "top_tokens": " | ".join(f"{n!r} {s:.0%}" for n, s in zip(names, share[:top_k], strict=True)),
+    }
+
+
+@dataclass
+class AutointerpResult:
+    examples: pd.DataFrame
+    latents: pd.DataFrame
+    latent_stats: pd.DataFrame
+    unparsable: pd.DataFrame
+    records: dict[tuple[str, str, int], list[LatentRecord]] = field(default_factory=dict)
+    explanations: dict[tuple[str, str, int, int, str], str] = field(default_factory=dict)
+    paths: dict[str, Path] = field(default_factory=dict)
+    runtime_s: float = 0.0
+    params: dict[str, Any] = field(default_factory=dict)  # sampling, scoring, llm, backends
+
+
+def validate_runs(runs: pd.DataFrame) -> None:
+    missing = [c for c in RUN_COLUMNS if c not in runs.columns]
+    if missing:
+        raise ValueError(f"runs table lacks column(s) {missing}; needs {list(RUN_COLUMNS)}")
+    if runs.empty:
+        raise ValueError("runs table is empty: no SAEs to interpret (run notebook 03 first)")
+
+
+def run_autointerp(
+    cfg: Mapping[str, Any],
+    runs: pd.DataFrame,
+    backends: Sequence[Backend] = (),
+    out_dir: str | Path = "autointerp",
+    decoders: Mapping[str, Decode] | Callable[[str], Decode] | None = None,
+    loaders: tuple[Callable, Callable] | None = None,
+    progress: bool = True,
+) -> AutointerpResult:
+    """Run the token baseline on every SAE in ``runs`` and each LLM backend on a sample of latents.
+
+    ``cfg``: the 04_autointerp parameters (any mapping; missing keys fall back to the paper's values).
+    ``runs``: one row per SAE with columns model, variant, layer, sae_dir, cache_dir.
+    ``decoders``: model name -> token decoder (default: ``rsae_utils.models.load_tokenizer``).
+    """
+    t0 = time.time()
+    validate_runs(runs)
+    out_dir = Path(out_dir)
+    sampling = _pick(cfg, SAMPLING_DEFAULTS)
+    scoring = _pick(cfg, SCORING_DEFAULTS)
+    llm = _pick(cfg, LLM_DEFAULTS)
+    for s in scoring["scorers"]:
+        if s not in SCORERS:
+            raise ValueError(f"unknown scorer {s!r}; allowed: {', '.join(SCORERS)}")
+    if backends:
+        llm_runs = runs[runs["variant"].isin(llm["llm_variants"])]
+        if llm["llm_layers"] is not None:
+            llm_runs = llm_runs[llm_runs["layer"].isin(llm["llm_layers"])]
+        if llm_runs.empty:
+            raise ValueError(
+                f"no SAE matches llm_variants={llm['llm_variants']} and llm_layers={llm['llm_layers']}: the LLM "
+                f"would score nothing; SAEs exist for variants {sorted(runs['variant'].unique())} and layers "
+                f"{sorted(runs['layer'].unique())}"
+            )
+        for backend in backends:  # an endpoint that is down fails here, before any SAE is encoded
+            check = getattr(backend, "check", None)
+            if callable(check):
+                check()
+    load_sae, open_cache = loaders or default_loaders()
+    decode_of = _decoder_factory(decoders)
+    # Units go stale when the scoring parameters or the code that builds prompts and scores change.
+    scoring_key = stable_hash({"scoring": scoring, "code": code_hash(SCORING_CODE)})
+
+    ex_rows: list[dict] = []
+    stat_rows: list[dict] = []
+    explanations: dict[tuple[str, str, int, int, str], str] = {}
+    all_records: dict[tuple[str, str, int], list[LatentRecord]] = {}
+    runs = runs.sort_values(["model", "variant", "layer"], kind="stable").reset_index(drop=True)
+    iterator = _progress(runs.iterrows(), total=len(runs), desc="SAEs", enabled=progress)
+    for _, run in iterator:
+        model, variant, layer = str(run["model"]), str(run["variant"]), int(run["layer"])
+        meta = {"model": model, "variant": variant, "layer": layer}
+        recs, summary, rec_key = load_or_build_records(run, sampling, out_dir, load_sae, open_cache)
+        all_records[(model, variant, layer)] = recs
+        decode = decode_of(model)
+        for rec in recs:
+            stat_rows.append(
+                {
+                    **meta,
+                    **latent_stats_row(rec, decode, summary["ctx"], scoring["single_token_threshold"]),
+                    "n_eligible": summary["n_eligible"],
+                    "n_latents_total": summary["n_latents_total"],
+                }
+            )
+        unit_dir = out_dir / "units" / rec_key / scoring_key
+        # Token baseline: every sampled latent.
+        for rec in recs:
+            prof = bl.token_profile(rec, scoring["top_k_tokens"])
+            explanations[(model, variant, layer, rec.latent, bl.BASELINE_NAME)] = bl.describe(prof, decode)
+            for scorer in scoring["scorers"]:
+                res = _unit(
+                    unit_dir / bl.BASELINE_NAME / f"{rec.latent}.{scorer}.json",
+                    lambda rec=rec, scorer=scorer, prof=prof, meta=meta: {
+                        "rows": bl.score_baseline(
+                            rec, scorer, seed=scoring["seed"], mark_frac=scoring["mark_frac"], meta=meta, profile=prof
+                        )
+                    },
+                )
+                ex_rows += res["rows"]
+        # LLM backends: a seeded sample of latents, on the chosen variants and layers.
+        if backends and variant in llm["llm_variants"] and (llm["llm_layers"] is None or layer in llm["llm_layers"]):
+            chosen = llm_sample(recs, llm["llm_n_latents"], sampling["seed"])
+            for backend in backends:
+                bdir = unit_dir / slug(backend.name)
+                for rec in _progress(
+                    chosen, total=len(chosen), desc=f"{variant} L{layer} {backend.name}", enabled=progress
+                ):
+                    exp = _unit(
+                        bdir / f"{rec.latent}.explanation.json",
+                        lambda rec=rec, backend=backend, decode=decode: dict(
+                            zip(
+                                ("explanation", "raw"),
+                                explain(rec, backend, decode, scoring["mark_frac"], scoring["explainer_max_tokens"]),
+                                strict=True,
+                            )
+                        ),
+                    )
+                    explanations[(model, variant, layer, rec.latent, backend.name)] = exp["explanation"]
+                    for scorer in scoring["scorers"]:
+                        res = _unit(
+                            bdir / f"{rec.latent}.{scorer}.json",
+                            lambda rec=rec, scorer=scorer, backend=backend, exp=exp, decode=decode, meta=meta: {
+                                "rows": score_with_backend(
+                                    rec,
+                                    exp["explanation"],
+                                    backend,
+                                    scorer,
+                                    decode,
+                                    batch_size=scoring["batch_size"],
+                                    seed=scoring["seed"],
+                                    mark_frac=scoring["mark_frac"],
+                                    meta=meta,
+                                )
+                            },
+                        )
+                        ex_rows += res["rows"]
+
+    examples = pd.DataFrame(ex_rows)
+    latent_stats = pd.DataFrame(stat_rows)
+    latents = per_latent_table(examples, latent_stats, explanations)
+    unparsable = unparsable_table(examples)
+    tables_dir = out_dir / "tables"
+    table_params = {"sampling": sampling, "scoring": scoring, "llm": llm, "backends": [b.name for b in backends]}
+    paths = {
+        name: save_table(df, tables_dir / f"{name}.csv", table_params)
+        for name, df in (
+            ("examples", examples),
+            ("latents", latents),
+            ("latent_stats", latent_stats),
+            ("unparsable", unparsable),
+        )
+    }
+    return AutointerpResult(
+        examples=examples,
+        latents=latents,
+        latent_stats=latent_stats,
+        unparsable=unparsable,
+        records=all_records,
+        explanations=explanations,
+        paths=paths,
+        runtime_s=time.time() - t0,
+        params=table_params,
+    )
+
+
+def load_results(out_dir: str | Path) -> AutointerpResult:
+    """The tables and records a finished :func:`run_autointerp` left in ``out_dir`` (what notebook 05 reads)."""
+    from rsae_utils.store import load_table
+
+    out_dir = Path(out_dir)
+    tables = {
+        n: load_table(out_dir / "tables" / f"{n}.csv") for n in ("examples", "latents", "latent_stats", "unparsable")
+    }
+    records: dict[tuple[str, str, int], list[LatentRecord]] = {}
+    for f in sorted((out_dir / "records").glob("*/records.json")):
+        data = read_json(f)
+        s = data["summary"]
+        key = (str(s["model"]), str(s["variant"]), int(s["layer"]))
+        ls = tables["latent_stats"]
+        if ((ls.model == key[0]) & (ls.variant == key[1]) & (ls.layer == key[2])).any():
+            records[key] = [LatentRecord.from_dict(d) for d in data["records"]]
+    return AutointerpResult(
+        examples=tables["examples"],
+        latents=tables["latents"],
+        latent_stats=tables["latent_stats"],
+        unparsable=tables["unparsable"],
+        records=records,
+        paths={n: out_dir / "tables" / f"{n}.csv" for n in tables},
+        params=read_json(out_dir / "tables" / "latents.csv.manifest.json")["params"],
+    )
+
+
+def make_backends(cfg: Mapping[str, Any]) -> list[Backend]:
+    """The LLM backends ``cfg["llm_backends"]`` names ('local', 'openai'); validated, nothing loaded yet."""
+    from rsae_utils.autointerp.clients import make_backend
+
+    out = []
+    for spec in cfg.get("llm_backends", []):
+        if spec == "openai":
+            out.append(make_backend("openai", base_url=cfg["endpoint_url"], model=cfg["endpoint_model"]))
+        else:
+            out.append(make_backend(spec))
+    return out
+
+
+def llm_sample(recs: Sequence[LatentRecord], n: int, seed: int) -> list[LatentRecord]:
+    """``n`` records drawn at random (seeded); the same latents for every backend."""
+    if n >= len(recs):
+        return list(recs)
+    idx = np.sort(np.random.default_rng([seed, 7]).choice(len(recs), size=n, replace=False))
+    return [recs[i] for i in idx]
+
+
+KEYS = ["model", "variant", "layer", "latent", "scorer", "backend"]
+
+
+def per_latent_table(
+    examples: pd.DataFrame, latent_stats: pd.DataFrame, explanations: Mapping[tuple, str] | None = None
+) -> pd.DataFrame:
+    """One row per (model, variant, layer, latent, scorer, backend): AUROC, balanced accuracy, counts, stats."""
+    if examples.empty:
+        return pd.DataFrame(columns=[*KEYS, "auroc", "balanced_accuracy", "n_scored", "n_unparsable"])
+    rows = []
+    for key, g in examples.groupby(KEYS, sort=True):
+        ok = g[~g["unparsable"].astype(bool)]
+        rows.append(
+            {
+                **dict(zip(KEYS, key, strict=True)),
+                "auroc": stats.auroc(ok["label"], ok["probability"]),
+                "balanced_accuracy": stats.balanced_accuracy(ok["label"], ok["probability"]),
+                "n_scored": len(g),
+                "n_unparsable": int(g["unparsable"].astype(bool).sum()),
+                "n_pos": int((g["label"] == 1).sum()),
+            }
+        )
+    out = pd.DataFrame(rows)
+    if explanations is not None:
+        out["explanation"] = [
+            explanations.get((r.model, r.variant, int(r.layer), int(r.latent), r.backend), "") for r in out.itertuples()
+        ]
+    if not latent_stats.empty:
+        out = out.merge(latent_stats, on=["model", "variant", "layer", "latent"], how="left")
+    return out
+
+
+def unparsable_table(examples: pd.DataFrame) -> pd.DataFrame:
+    """Unparsable answers per (model, variant, layer, scorer, backend)."""
+    cols = ["model", "variant", "layer", "scorer", "backend"]
+    if examples.empty:
+        return pd.DataFrame(columns=[*cols, "n_answers", "n_unparsable", "share_unparsable"])
+    g = examples.assign(u=examples["unparsable"].astype(bool)).groupby(cols, sort=True)["u"]
+    out = pd.DataFrame({"n_answers": g.size(), "n_unparsable": g.sum().astype(int)}).reset_index()
+    out["share_unparsable"] = out["n_unparsable"] / out["n_answers"]
+    return out
+
+
+# --------------------------------------------------------------------------------------------------------------
+def _decoder_factory(decoders: Mapping[str, Decode] | Callable[[str], Decode] | None) -> Callable[[str], Decode]:
+    memo: dict[str, Decode] = {}
+
+    def get(model: str) -> Decode:
+        if model not in memo:
+            if decoders is None:
+                from rsae_utils.models import load_tokenizer
+
+                memo[model] = TokenDecoder(load_tokenizer(model))
+            elif isinstance(decoders, Mapping):
+                memo[model] = decoders[model]
+            else:
+                memo[model] = decoders(model)
+        return memo[model]
+
+    return get
+
+
+def _progress(it: Iterable, total: int, desc: str, enabled: bool) -> Iterable:
+    if not enabled:
+        return it
+    from tqdm.auto import tqdm
+
+    return tqdm(it, total=total, desc=desc, leave=False)

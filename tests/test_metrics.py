@@ -1,0 +1,121 @@
+"""SAE quality metrics: known answers for perfect and zero reconstructions, and the spliced forward."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from _tiny_model import tiny_model, tiny_windows
+from sae_lens import StandardSAE, StandardSAEConfig
+
+from rsae_utils.cache import harvest
+from rsae_utils.metrics import FIGURE_METRICS, evaluate_variant, plot_grid, reconstruction_metrics, tidy, wide
+
+D = 32
+LAYERS = [0, 2]
+
+
+def identity_sae(d: int = D) -> StandardSAE:
+    """relu(x) - relu(-x) = x: a ReLU SAE with 2d latents that reconstructs its input exactly."""
+    sae = StandardSAE(StandardSAEConfig(d_in=d, d_sae=2 * d, apply_b_dec_to_input=False))
+    eye = torch.eye(d)
+    with torch.no_grad():
+        sae.W_enc.copy_(torch.cat([eye, -eye], 1))
+        sae.W_dec.copy_(torch.cat([eye, -eye], 0))
+        sae.b_enc.zero_()
+        sae.b_dec.zero_()
+    return sae
+
+
+def zero_sae(d: int = D) -> StandardSAE:
+    sae = identity_sae(d)
+    with torch.no_grad():
+        sae.W_dec.zero_()
+    return sae
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    model = tiny_model()
+    meta = {"model": "tiny-test", "variant": "trained", "seed": 0, "corpus_sha256": "abc"}
+    cache = harvest(model, tiny_windows(n_train=8, n_test=8), LAYERS, tmp_path_factory.mktemp("c"), meta)
+    return model, cache
+
+
+def _wide(rows):
+    return wide(tidy(rows)).set_index("layer")
+
+
+def test_perfect_reconstruction(setup):
+    model, cache = setup
+    w = _wide(evaluate_variant(model, cache, {0: identity_sae(), 2: identity_sae()}))
+    for layer in LAYERS:
+        r = w.loc[layer]
+        assert r.fvu == pytest.approx(0, abs=1e-6) and r.explained_variance == pytest.approx(1, abs=1e-6)
+        assert r.cos_sim == pytest.approx(1, abs=1e-6)
+        assert r.ce_loss_score == pytest.approx(1, abs=1e-5) and r.kl_div == pytest.approx(0, abs=1e-6)
+        assert r.ce_sae == pytest.approx(r.ce_clean, abs=1e-6)
+        assert r.l0 == pytest.approx(D, abs=0.5)  # each coordinate is nonzero in exactly one of its two latents
+
+
+def test_zero_reconstruction_scores_zero(setup):
+    model, cache = setup
+    w = _wide(evaluate_variant(model, cache, {0: zero_sae(), 2: zero_sae()}))
+    for layer in LAYERS:
+        r = w.loc[layer]
+        assert r.ce_loss_score == pytest.approx(0, abs=1e-6)
+        assert r.kl_div == pytest.approx(r.kl_zero_abl, rel=1e-6)
+        assert r.fvu > 1.0 and r.cos_sim == pytest.approx(0, abs=1e-6)
+
+
+def test_clean_ce_matches_full_forward(setup):
+    """Resuming from the cached residual gives the clean model's loss: the splice point is right."""
+    model, cache = setup
+    w = _wide(evaluate_variant(model, cache, {0: identity_sae()}))
+    toks = cache.tokens("test")
+    ref = model(toks, return_type="loss").item()
+    assert w.loc[0].ce_clean == pytest.approx(ref, rel=1e-5)
+    # zero-ablating a layer (and everything it carries) gives the model's loss on an all-zero residual stream
+    zero_logits = model(torch.zeros(1, toks.shape[1], D), start_at_layer=1)
+    lp = torch.log_softmax(zero_logits, -1).expand(toks.shape[0], -1, -1)
+    ref0 = -lp[:, :-1].gather(-1, toks[:, 1:, None]).mean().item()
+    assert w.loc[0].ce_zero_abl == pytest.approx(ref0, rel=1e-5)
+
+
+def test_reconstruction_metrics_known_values():
+    torch.manual_seed(0)
+    x = torch.randn(500, D)
+    m = reconstruction_metrics(identity_sae(), x, batch_tokens=128)
+    assert m["l1"] == pytest.approx(x.abs().sum(-1).mean().item(), rel=1e-5)
+    assert m["dead_fraction"] == 0.0
+    # a latent pair that can never fire: coordinate 0 made always zero
+    x[:, 0] = 0.0
+    assert reconstruction_metrics(identity_sae(), x)["dead_fraction"] == pytest.approx(2 / (2 * D))
+    # reconstructing every token by the mean explains no variance
+    mean_sae = zero_sae()
+    with torch.no_grad():
+        mean_sae.b_dec.copy_(x.mean(0))
+    assert reconstruction_metrics(mean_sae, x)["fvu"] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_tidy_and_figure(setup):
+    model, cache = setup
+    df = tidy(evaluate_variant(model, cache, {0: identity_sae(), 2: zero_sae()}))
+    assert list(df.columns) == ["model", "variant", "layer", "metric", "value"]
+    assert set(FIGURE_METRICS) <= set(df.metric)
+    fig = plot_grid(df)
+    assert len(fig.axes) == len(FIGURE_METRICS)
+
+
+def test_excluded_tokens_left_out(setup):
+    model, cache = setup
+    toks = cache.tokens("test")
+    drop = [int(toks[0, 0])]
+    keep = ~torch.isin(toks, torch.tensor(drop))
+    # reconstruction metrics: the same as computing on the kept positions only
+    acts = cache.acts(2, "test")
+    sae = zero_sae()
+    with torch.no_grad():
+        sae.b_dec.copy_(acts[keep].mean(0))
+    w = _wide(evaluate_variant(model, cache, {2: sae}, exclude_tokens=drop))
+    assert w.loc[2].fvu == pytest.approx(1.0, abs=1e-5)  # the mean of the kept rows explains none of their variance
+    assert w.loc[2].n_tokens == keep.sum().item() and w.loc[2].n_tokens_spliced == keep.sum().item()
