@@ -17,7 +17,7 @@
 # sign) are squeezed into two dimensions by a random Gaussian matrix `D` (superposition: three directions in a
 # plane), pushed through a 2-layer ReLU MLP *at initialisation* (hidden width 4 × 2), and mapped back to three
 # dimensions with `pinv(D)`. Each panel of the top row is one of the four views; the bottom row feeds the same
-# pipeline with Gaussian input of matching scale (the control). Red lines are the feature rays: the images of the
+# pipeline with Gaussian input of matching scale (the control). Orange lines are the feature rays: the images of the
 # feature axes under the map up to that view.
 #
 # **Why.** Heap et al. argue that SAEs find interpretable-looking latents in *random* transformers partly because

@@ -61,7 +61,7 @@ from IPython.display import display
 
 from rsae_utils import metrics as M
 from rsae_utils.experiment import Experiment
-from rsae_utils.plotting import save_figure
+from rsae_utils.plotting import save_figure, with_variant_labels
 from rsae_utils.profiles import resolve
 
 t_start = time.time()
@@ -142,7 +142,7 @@ note = (
     + ("; step-0 = architecture initializer (no step0 checkpoint)"
        if "step0" in cfg.variants and not cfg.model.lower().startswith(("pythia", "eleutherai/pythia")) else "")
 )
-paths = save_figure(fig, "fig2_sae_metrics", cfg, table=wide, plotly_fig=pfig, note=note,
+paths = save_figure(fig, "fig2_sae_metrics", cfg, table=with_variant_labels(wide, labels), plotly_fig=pfig, note=note,
                     extra={"timings_s": exp.timings})
 print({k: str(v) for k, v in paths.items()})
 fig

@@ -52,9 +52,10 @@ from rsae_utils.autointerp.baseline import BASELINE_NAME
 from rsae_utils.autointerp.browser import write_browser
 from rsae_utils.autointerp.pipeline import load_results
 from rsae_utils.autointerp.prompts import TokenDecoder
+from rsae_utils.experiment import run_labels, trained_runs
 from rsae_utils.models import load_tokenizer
 from rsae_utils.paths import figures_dir, work_dir
-from rsae_utils.plotting import VARIANT_LABELS, save_figure, use_paper_style
+from rsae_utils.plotting import save_figure, use_paper_style, with_variant_labels
 from rsae_utils.profiles import resolve
 
 t_start = time.time()
@@ -63,6 +64,7 @@ use_paper_style()
 res = load_results(work_dir(cfg.profile) / "autointerp")
 backends = sorted(res.latents["backend"].unique(), key=lambda b: (b == BASELINE_NAME, b))
 models = sorted(res.latents["model"].unique())
+labels = run_labels(trained_runs(cfg.profile))  # e.g. "Step-0 (architecture init)" where no checkpoint exists
 print("backends:", backends, "| models:", models)
 p04 = res.params  # the parameters notebook 04 ran with
 SMALL = (
@@ -83,9 +85,9 @@ if cfg.profile != "paper":
 # %%
 bands, aucs = F.roc_tables(res.examples, n_boot=cfg.n_boot, n_grid=cfg.n_grid, seed=cfg.seed)
 for b in backends:
-    fig = F.plot_roc_grid(bands, aucs, b)
+    fig = F.plot_roc_grid(bands, aucs, b, labels=labels)
     name = "roc_" + ("token_baseline" if b == BASELINE_NAME else "llm_" + b.split(":")[0])
-    save_figure(fig, name, cfg, table=bands[bands.backend == b], note=SMALL)
+    save_figure(fig, name, cfg, table=with_variant_labels(bands[bands.backend == b], labels), note=SMALL)
     plt.show()
 display(aucs.pivot_table(index=["backend", "scorer", "variant"], columns="layer", values="auroc").round(3))
 
@@ -95,8 +97,8 @@ display(aucs.pivot_table(index=["backend", "scorer", "variant"], columns="layer"
 # Pooled AUROC with its bootstrap 95% interval, per backend and scorer; the dashed line is chance.
 
 # %%
-fig = F.plot_auroc_vs_layer(aucs)
-save_figure(fig, "auroc_vs_layer", cfg, table=aucs, note=SMALL)
+fig = F.plot_auroc_vs_layer(aucs, labels=labels)
+save_figure(fig, "auroc_vs_layer", cfg, table=with_variant_labels(aucs, labels), note=SMALL)
 plt.show()
 
 # %% [markdown]
@@ -110,8 +112,8 @@ plt.show()
 
 # %%
 summary = F.latent_summary(res.latent_stats)
-fig = F.plot_entropy_vs_layer(summary)
-save_figure(fig, "entropy_vs_layer", cfg, table=summary, note=SMALL)
+fig = F.plot_entropy_vs_layer(summary, labels=labels)
+save_figure(fig, "entropy_vs_layer", cfg, table=with_variant_labels(summary, labels), note=SMALL)
 plt.show()
 display(summary.round(3))
 
@@ -124,10 +126,11 @@ display(summary.round(3))
 
 # %%
 corr = F.entropy_auroc_table(res.latents)
-fig = F.plot_entropy_vs_auroc(res.latents)
+fig = F.plot_entropy_vs_auroc(res.latents, labels=labels)
 save_figure(
-    fig, "entropy_vs_auroc", cfg, table=res.latents, plotly_fig=F.entropy_auroc_plotly(res.latents), note=SMALL
-)
+    fig, "entropy_vs_auroc", cfg, table=with_variant_labels(res.latents, labels), plotly_fig=F.entropy_auroc_plotly(res.latents, labels=labels),
+    note=SMALL,
+)  # fmt: skip
 plt.show()
 display(corr.round(3))
 
@@ -142,8 +145,8 @@ display(corr.round(3))
 # %%
 gaps = F.gap_table(res.latents)
 if len(gaps):
-    fig = F.plot_gap(gaps)
-    save_figure(fig, "llm_minus_token_baseline", cfg, table=gaps, note=SMALL)
+    fig = F.plot_gap(gaps, labels=labels)
+    save_figure(fig, "llm_minus_token_baseline", cfg, table=with_variant_labels(gaps, labels), note=SMALL)
     plt.show()
     display(gaps.round(3))
 else:
@@ -159,7 +162,7 @@ decoders = {m: TokenDecoder(load_tokenizer(m)) for m in models}
 browser = write_browser(
     figures_dir(cfg.profile) / "latent_browser.html", res.latents, res.records, decoders.__getitem__,
     title="Latent browser: SAEs on trained and random transformers", note=SMALL,
-    max_latents=cfg.browser_latents, n_examples=cfg.browser_examples, variant_labels=VARIANT_LABELS,
+    max_latents=cfg.browser_latents, n_examples=cfg.browser_examples, variant_labels=labels,
 )  # fmt: skip
 print("latent browser:", browser)
 

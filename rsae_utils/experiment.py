@@ -34,7 +34,7 @@ from rsae_utils.train import SAESpec, load_record, load_sae, train_sae
 
 INDEX = "sae_runs.csv"
 METRICS_TABLE = "metrics.csv"
-__all__ = ["Experiment", "trained_runs", "load_sae", "open_cache", "spec_from_config"]
+__all__ = ["Experiment", "trained_runs", "run_labels", "load_sae", "open_cache", "spec_from_config"]
 
 
 def _slug(text: str) -> str:
@@ -281,8 +281,10 @@ class Experiment:
         return save_table(df, self.root / METRICS_TABLE, self.cfg.to_dict(), note="tidy SAE quality metrics (nb 03)")
 
     def runs(self) -> pd.DataFrame:
-        """(model, variant, layer, sae_dir, cache_dir) + training summary of this config's SAEs (all must exist)."""
+        """(model, variant, label, layer, sae_dir, cache_dir) + training summary of this config's SAEs (all must
+        exist). ``label`` is the variant's display label as its cache recorded it (step-0 says which it is)."""
         rows = []
+        labels = self.variant_labels()
         for variant in self.cfg.variants:
             for layer in self.cfg.layers:
                 sae = self.sae_dir(variant, layer)
@@ -290,6 +292,7 @@ class Experiment:
                 rows.append({
                     "model": self.cfg.model,
                     "variant": variant,
+                    "label": labels[variant],
                     "layer": int(layer),
                     "sae_dir": str(sae.relative_to(self.root)),
                     "cache_dir": str(self.cache_dir(variant).relative_to(self.root)),
@@ -337,9 +340,21 @@ class Experiment:
 
 
 def trained_runs(profile: str) -> pd.DataFrame:
-    """The SAEs notebook 03 trained under ``profile``: model, variant, layer, sae_dir, cache_dir (absolute paths)."""
+    """The SAEs notebook 03 trained under ``profile``: model, variant, label, layer, sae_dir, cache_dir (absolute)."""
     root = work_dir(profile)
     df = load_table(root / INDEX)
     for col in ("sae_dir", "cache_dir"):
         df[col] = [str(root / p) for p in df[col]]
     return df
+
+
+def run_labels(runs: pd.DataFrame) -> dict[str, str]:
+    """{variant: display label} of an index from :func:`trained_runs` (the step-0 stand-in keeps its own label)."""
+    from rsae_utils.plotting import variant_label
+
+    if "label" not in runs:
+        return {v: variant_label(v) for v in runs["variant"].unique()}
+    labels: dict[str, str] = {}
+    for v, lab in zip(runs["variant"], runs["label"]):
+        labels.setdefault(v, lab if isinstance(lab, str) and lab else variant_label(v))
+    return labels

@@ -277,7 +277,7 @@ def run_sweep(
     if progress is True:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=spec.steps * len(dict_sizes) * len(chunks), desc="MMCS sweep (steps)")
+        bar = tqdm(total=spec.steps * len(dict_sizes) * len(chunks), desc="MMCS sweep (steps)", mininterval=2.0)
         progress = lambda _step: bar.update(1)  # noqa: E731
     x_eval = {c: DataStream(world, [c], [0], 1).eval_batch(c, n_eval) for c in conditions}
     truth = {c: world.ground_truth(c) for c in conditions}

@@ -69,6 +69,16 @@ def variant_label(variant: str) -> str:
     return VARIANT_LABELS.get(variant, variant)
 
 
+def with_variant_labels(df: Any, labels: Mapping[str, str] | None = None) -> Any:
+    """``df`` with a ``variant_label`` column right after ``variant`` (``labels`` first, else the default label), so
+    a saved table names each variant as its figure does (e.g. a step-0 stand-in says it is one)."""
+    labels = dict(labels or {})
+    out = df.copy()
+    out.insert(list(out.columns).index("variant") + 1, "variant_label",
+               [labels.get(v) or variant_label(v) for v in out["variant"]])  # fmt: skip
+    return out
+
+
 def variant_color(variant: str) -> str:
     return VARIANT_COLORS.get(variant, "#9467bd")
 

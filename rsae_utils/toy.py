@@ -163,6 +163,22 @@ def _compress(points: np.ndarray, origin: np.ndarray) -> np.ndarray:
     return v / np.maximum(r, 1e-300) * np.log1p(r)
 
 
+def plane_view_angles(D: np.ndarray) -> tuple[float, float]:
+    """Matplotlib ``(elev, azim)`` (degrees) that look straight down the normal of the column space of pinv(D).
+
+    The sparse view of the output lives in that plane (a 2-D signal mapped into 3-D), so seen face-on its rays
+    are as far apart as they can be; from a generic angle the plane collapses towards a line.
+    """
+    pinv = np.linalg.pinv(D)
+    if pinv.shape != (3, 2):
+        raise ValueError(f"plane_view_angles needs n_sparse = 3 and n_dense = 2; got pinv(D) of shape {pinv.shape}")
+    n = np.cross(pinv[:, 0], pinv[:, 1])
+    n = n / np.linalg.norm(n)
+    if n[2] < 0:
+        n = -n
+    return float(np.degrees(np.arcsin(n[2]))), float(np.degrees(np.arctan2(n[1], n[0])))
+
+
 def plot_views(demo: ToyDemo, stats: pd.DataFrame, max_points: int = 10_000):
     """2 x 4 grid: the four views of the sparse data (top) and of the Gaussian control (bottom), rays drawn.
 
@@ -184,17 +200,20 @@ def plot_views(demo: ToyDemo, stats: pd.DataFrame, max_points: int = 10_000):
             three_d = pts.shape[1] == 3
             ax = fig.add_subplot(2, 4, row * 4 + col + 1, projection="3d" if three_d else None)
             color = SERIES_COLORS[0] if row == 0 else "#555555"
-            ax.scatter(*pts.T, s=1.5, alpha=0.35, color=color, linewidths=0)
+            # Rasterized points keep the PDF small (10,000 vector dots per panel made it ~10 MB); text stays vector.
+            ax.scatter(*pts.T, s=1.5, alpha=0.35, color=color, linewidths=0, rasterized=True)
             for r in rays:
                 ax.plot(*np.stack([np.zeros_like(r), r * lim]).T, color=SERIES_COLORS[3], lw=0.8, alpha=0.8)
             for setter in ("set_xlim", "set_ylim", "set_zlim")[: pts.shape[1]]:
                 getattr(ax, setter)(-lim, lim)
             if not three_d:
                 ax.set_aspect("equal", adjustable="box")
+            elif v == VIEWS[-1] and demo.D.shape == (2, 3):
+                ax.view_init(*plane_view_angles(demo.D))
             ax.set_title(f"{col + 1}. {v}\n{label}: median angle to ray {angle:.2f} deg", fontsize=8)
             ax.tick_params(labelsize=6)
     fig.suptitle(
-        "Sparse features survive a random 2-layer ReLU MLP (red: feature rays; panels centred on the image of 0, "
+        "Sparse features survive a random 2-layer ReLU MLP (orange: feature rays; panels centred on the image of 0, "
         "radius log(1 + r))"
     )
     fig.tight_layout()

@@ -53,6 +53,7 @@ DESCRIPTIONS = {
 
 STEP0_CHECKPOINT = "pythia step0 checkpoint"
 STEP0_INITIALIZER = "architecture initializer (no step0 checkpoint)"
+STEP0_STANDIN_LABEL = "Step-0 (architecture init)"
 
 # SmolLM2-135M's published config uses initializer_range = 1/24 (= 1/sqrt(d_model)); the GGUF file does not carry
 # this field, so transformers would fall back to its generic 0.02. The step-0 stand-in uses the model's own value.
@@ -69,17 +70,14 @@ def validate_variant(variant: Any) -> str:
 
 
 def variant_label(variant: str, record: dict | None = None) -> str:
-    """Human label for tables and figures; the step-0 stand-in of a model without a checkpoint says so."""
-    base = {
-        "trained": "Trained",
-        "rerandomized_incl_emb": "Re-randomized (incl. emb.)",
-        "rerandomized_excl_emb": "Re-randomized (excl. emb.)",
-        "step0": "Step-0",
-        "control": "Control (noise embeddings)",
-    }[validate_variant(variant)]
+    """Human label for tables and figures (``plotting.VARIANT_LABELS``); a step-0 stand-in drawn from the
+    architecture's initializer (no published step-0 checkpoint) says so."""
+    from rsae_utils.plotting import VARIANT_LABELS
+
+    label = VARIANT_LABELS[validate_variant(variant)]
     if variant == "step0" and record is not None and record.get("step0_source") == STEP0_INITIALIZER:
-        return "Step-0 (architecture init)"
-    return base
+        return STEP0_STANDIN_LABEL
+    return label
 
 
 def norm_parameter_names(model: Any) -> set[str]:

@@ -226,15 +226,21 @@ def test_figure_tables(world):
     base = lat[(lat.backend == "token-baseline") & (lat.scorer == "detection")].set_index(["layer", "latent"]).auroc
     g = gaps[gaps.scorer == "detection"].iloc[0]
     assert g.gap == pytest.approx((llm - base.loc[llm.index]).mean())
+    # A variant's own label (here a made-up stand-in) reaches every figure's legend, tick labels and hover names.
+    labels = {"trained": "Trained (stand-in label)"}
     for fig in (
-        F.plot_roc_grid(bands, aucs, "test:scripted"),
-        F.plot_auroc_vs_layer(aucs),
-        F.plot_entropy_vs_layer(summ),
-        F.plot_entropy_vs_auroc(lat),
-        F.plot_gap(gaps),
+        F.plot_roc_grid(bands, aucs, "test:scripted", labels=labels),
+        F.plot_auroc_vs_layer(aucs, labels=labels),
+        F.plot_entropy_vs_layer(summ, labels=labels),
+        F.plot_entropy_vs_auroc(lat, labels=labels),
+        F.plot_gap(gaps, labels=labels),
     ):
-        assert fig.axes
-    assert len(F.entropy_auroc_plotly(lat).data) > 0
+        texts = [t.get_text() for t in fig.findobj(lambda a: hasattr(a, "get_text"))]
+        assert "Trained (stand-in label)" in texts and "Trained" not in texts
+    assert {tr.name for tr in F.entropy_auroc_plotly(lat, labels=labels).data} >= {"Trained (stand-in label)"}
+    # every panel of the AUROC-vs-layer figure spans all layers, also the panels of a backend with fewer
+    fig = F.plot_auroc_vs_layer(aucs, labels=labels)
+    assert len({ax.get_xlim() for ax in fig.axes}) == 1
 
 
 def test_endpoint_down_fails_before_any_work(world, tmp_path):

@@ -42,3 +42,23 @@ def test_save_figure_writes_all_formats_and_manifest(tmp_dirs, cfg):
 def test_variant_colours_are_distinct_and_cover_all_variants():
     assert set(plotting.VARIANT_COLORS) == set(plotting.VARIANT_ORDER) == set(plotting.VARIANT_LABELS)
     assert len(set(plotting.VARIANT_COLORS.values())) == len(plotting.VARIANT_COLORS)
+
+
+def test_tables_name_each_variant_as_its_figure_does():
+    df = pd.DataFrame({"model": ["m"] * 3, "variant": ["trained", "step0", "control"], "x": [1, 2, 3]})
+    out = plotting.with_variant_labels(df, {"step0": "Step-0 (architecture init)"})
+    assert list(out.columns) == ["model", "variant", "variant_label", "x"]
+    assert list(out.variant_label) == ["Trained", "Step-0 (architecture init)", plotting.VARIANT_LABELS["control"]]
+    assert "variant_label" not in df  # the input is not modified
+
+
+def test_run_labels_keep_the_recorded_step0_label():
+    from rsae_utils.experiment import run_labels
+    from rsae_utils.variants import STEP0_INITIALIZER, STEP0_STANDIN_LABEL, variant_label
+
+    runs = pd.DataFrame({"variant": ["step0", "step0", "trained"], "label": [STEP0_STANDIN_LABEL] * 2 + ["Trained"]})
+    assert run_labels(runs) == {"step0": STEP0_STANDIN_LABEL, "trained": "Trained"}
+    assert run_labels(runs.drop(columns="label"))["step0"] == plotting.VARIANT_LABELS["step0"]  # an older index
+    assert variant_label("step0", {"step0_source": STEP0_INITIALIZER}) == STEP0_STANDIN_LABEL
+    assert variant_label("step0", {"step0_source": "pythia step0 checkpoint"}) == "Step-0"
+    assert variant_label("control") == plotting.VARIANT_LABELS["control"]  # one label table for the project

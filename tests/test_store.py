@@ -35,6 +35,17 @@ def test_atomic_write_leaves_no_temp_files(tmp_path):
     assert [f.name for f in p.parent.iterdir()] == ["f.txt"]
 
 
+def test_atomic_write_gives_the_umask_mode_not_a_private_one(tmp_path):
+    old = os.umask(0o022)
+    try:
+        p = store.atomic_write_text(tmp_path / "f.txt", "abc")
+        plain = tmp_path / "plain.txt"
+        plain.write_text("abc")
+    finally:
+        os.umask(old)
+    assert p.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777 == 0o644
+
+
 def test_cached_artifact_is_reused_with_same_params(tmp_path):
     calls: list = []
     d = store.cached_artifact(tmp_path / "art", {"n": 1}, _builder(calls))

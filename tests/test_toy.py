@@ -77,3 +77,19 @@ def test_bad_toy_parameters_name_the_parameter():
         resolve("01_toy_superposition", "smoke", {"n_dense": 3})
     with pytest.raises(ParameterError, match="top_share"):
         resolve("01_toy_superposition", "smoke", {"top_share": 0.0})
+
+
+def test_plane_view_looks_down_the_normal_of_the_output_plane(demo):
+    from rsae_utils.toy import plane_view_angles
+
+    elev, azim = plane_view_angles(demo.D)
+    e, a = np.radians(elev), np.radians(azim)
+    eye = np.array([np.cos(e) * np.cos(a), np.cos(e) * np.sin(a), np.sin(e)])  # matplotlib's viewing direction
+    pinv = np.linalg.pinv(demo.D)
+    cols = pinv / np.linalg.norm(pinv, axis=0)
+    assert np.abs(eye @ cols).max() < 1e-9  # the plane of the sparse view of the output is seen face-on
+    # and so are the points of that view, relative to the image of zero
+    pts = demo.views[VIEWS[-1]][:500] - demo.origins[VIEWS[-1]]
+    assert np.abs(pts @ eye).max() <= 1e-6 * np.abs(pts).max()
+    with pytest.raises(ValueError, match="n_sparse = 3"):
+        plane_view_angles(np.ones((2, 4)))

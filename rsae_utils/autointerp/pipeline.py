@@ -482,4 +482,4 @@ def _progress(it: Iterable, total: int, desc: str, enabled: bool) -> Iterable:
         return it
     from tqdm.auto import tqdm
 
-    return tqdm(it, total=total, desc=desc, leave=False)
+    return tqdm(it, total=total, desc=desc, leave=False, mininterval=2.0)
