@@ -1,9 +1,9 @@
 # One command per job; each sets up the local virtualenv (.venv) first when it is missing or out of date.
 #   make figures                                   every notebook, default profile (offline, CPU)
 #   make figures NB=02 PROFILE=smoke               a subset / another profile (smoke | default | paper)
-#   make figures NB=02 SET="n_steps=500 seeds=[0,1]"   override parameters (NAME=VALUE, Python literals)
+#   make figures NB=02 SET="steps=500 seeds=[0,1]"     override parameters (NAME=VALUE, Python literals)
 #   make figures NB=03 FORCE=1                     rerun even when nothing changed
-#   make test | make lint | make bench | make notebooks | make clean
+#   make test | make lint | make bench | make notebooks | make lab | make clean
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -14,7 +14,7 @@ SET ?=
 FORCE ?=
 ENV_STAMP := $(VENV)/.rsae-env-done
 
-.PHONY: env figures test lint bench notebooks clean distclean
+.PHONY: env figures test lint bench notebooks lab clean distclean
 
 env: $(ENV_STAMP)
 
@@ -43,6 +43,11 @@ notebooks: env
 	@mkdir -p build/ipynb
 	@for f in notebooks/[0-9][0-9]_*.py; do \
 	  $(VENV)/bin/jupytext --to ipynb --set-kernel python3 -o build/ipynb/$$(basename $${f%.py}).ipynb $$f; done
+
+# JupyterLab for interactive exploration (not needed by figures or tests, so installed on first use).
+lab: env
+	@$(PY) -c "import jupyterlab" 2>/dev/null || $(PY) -m pip install -q jupyterlab
+	$(VENV)/bin/jupyter lab notebooks
 
 clean:
 	rm -rf build .pytest_cache

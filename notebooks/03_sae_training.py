@@ -42,6 +42,11 @@
 # So the absolute numbers are those of small, briefly trained SAEs; what can be compared with the paper is the
 # pattern across variants and layers.
 #
+# **At paper scale** a cached training split would be ~100 GB per layer (100M tokens x 512 values x 2 bytes), so the
+# `paper` profile sets `train_from='stream'`: each batch of windows goes through the model once and feeds every
+# layer's SAE in lockstep (sae-lens's `MultiSAETrainer`); only the held-out split is cached, for the metrics and
+# notebook 04. A run whose caches would not fit on the disk is refused before it starts.
+#
 # **One more choice made here:** every window starts with the document-boundary token `<|endoftext|>` (and
 # documents inside a window are separated by it). In the trained model that token is an attention sink: its
 # residual norm at layer 14 is ~100x that of other tokens, so it alone would account for most of the variance and
@@ -98,7 +103,8 @@ with pd.option_context("display.max_colwidth", 200):
 
 # %% [markdown]
 # ## 3. SAE training
-# One SAE per (variant, layer), trained by sae-lens's `SAETrainer` on shuffled batches from the cache. Each folder
+# One SAE per (variant, layer), trained by sae-lens's `SAETrainer` on shuffled batches from the cache (or, with
+# `train_from='stream'`, by its `MultiSAETrainer` on activations made on the fly). Each folder
 # holds the SAE in sae-lens's format (`SAE.load_from_disk` loads it) and `training_record.json` (parameters, seed,
 # loss curve, runtime). Finished SAEs are reused when parameters and cache are unchanged.
 

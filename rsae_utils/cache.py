@@ -287,6 +287,80 @@ def run_layers(model: Any, tokens: torch.Tensor, layers: Sequence[int], batch_si
     return {layer: torch.cat(parts) for layer, parts in out.items()}
 
 
+def stream_activations(
+    model: Any,
+    tokens: torch.Tensor,
+    layers: Sequence[int],
+    batch_size: int,
+    *,
+    harvest_batch: int = 8,
+    seed: int = 0,
+    exclude_tokens: Sequence[int] = (),
+    buffer_tokens: int | None = None,
+) -> Iterator[dict[str, torch.Tensor]]:
+    """Endless iterator of ``{hook_name(L): (batch_size, d_model)}`` float32 batches made on the fly, never stored.
+
+    The paper trains on 100M tokens per SAE: a cache of that is ~100 GB per layer of Pythia-70m, so at that scale
+    the activations are streamed instead. Each epoch visits the windows in a seeded random order, ``harvest_batch``
+    windows per forward (stopped after the deepest layer); positions holding ``exclude_tokens`` are dropped; rows
+    are mixed in a buffer of ``buffer_tokens`` (default 16 batches), which yields a random half and keeps the
+    other half, like sae-lens's mixing buffer. Every layer's batch holds the same token positions. Tensors stay on
+    the model's device. Same seed, same batches; the control variant's embedding noise is reseeded per forward.
+    """
+    layers = sorted({int(x) for x in layers})
+    if not layers:
+        raise ParameterError("parameter 'layers' must name at least one layer")
+    tokens = torch.as_tensor(tokens).long()
+    if tokens.ndim != 2 or tokens.shape[0] == 0:
+        raise ParameterError(
+            f"parameter 'tokens' must be a non-empty (n_windows, ctx) tensor; got shape {tuple(tokens.shape)}"
+        )
+    keep_all = token_mask(tokens, exclude_tokens)
+    if not bool(keep_all.any()):
+        raise ParameterError("parameter 'exclude_tokens' leaves no token positions to train on")
+    buffer_tokens = int(buffer_tokens or 16 * batch_size)
+    if buffer_tokens < 2 * batch_size:
+        raise ParameterError(
+            f"parameter 'buffer_tokens' must be >= 2 x batch_size ({2 * batch_size}); got {buffer_tokens}"
+        )
+    names = [hook_name(layer) for layer in layers]
+    stop = layers[-1] + 1
+    device = next(model.parameters()).device
+    gen = torch.Generator().manual_seed(int(seed))
+    noise = getattr(model, "rsae_embedding_noise", None)  # the control variant's own noise generator
+    grabbed: dict[str, torch.Tensor] = {}
+
+    def grab(act: torch.Tensor, hook: Any) -> None:
+        grabbed[hook.name] = act.detach()
+
+    buf: dict[str, list[torch.Tensor]] = {n: [] for n in names}
+    n_buf, epoch = 0, 0
+    while True:
+        order = torch.randperm(tokens.shape[0], generator=gen)
+        for start in range(0, len(order), harvest_batch):
+            idx = order[start : start + harvest_batch]
+            if noise is not None:
+                noise.generator.manual_seed(_shard_seed(seed, f"stream-{epoch}", start))
+            with torch.no_grad():
+                model.run_with_hooks(tokens[idx].to(device), fwd_hooks=[(n, grab) for n in names], stop_at_layer=stop)
+            keep = keep_all[idx].reshape(-1).to(device)
+            for n in names:
+                buf[n].append(grabbed[n].reshape(-1, grabbed[n].shape[-1])[keep].float())
+            n_buf += int(keep.sum())
+            if n_buf < buffer_tokens:
+                continue
+            rows = {n: torch.cat(buf[n]) for n in names}
+            perm = torch.randperm(n_buf, generator=gen).to(device)
+            n_out = (n_buf // 2) // batch_size * batch_size
+            for b in range(0, n_out, batch_size):
+                sel = perm[b : b + batch_size]
+                yield {n: rows[n][sel] for n in names}
+            rest = perm[n_out:]
+            buf = {n: [rows[n][rest]] for n in names}
+            n_buf = len(rest)
+        epoch += 1
+
+
 def harvest(
     model: Any,
     tokens_by_split: Mapping[str, torch.Tensor],

@@ -30,7 +30,7 @@ from rsae_utils import metrics as metrics_mod
 from rsae_utils.cache import ActivationCache, cache_key, harvest, open_cache
 from rsae_utils.paths import work_dir
 from rsae_utils.store import cached_artifact, load_table, read_json, save_table
-from rsae_utils.train import SAESpec, load_record, load_sae, train_sae
+from rsae_utils.train import SAESpec, load_record, load_sae, train_sae, train_saes_streaming
 
 INDEX = "sae_runs.csv"
 METRICS_TABLE = "metrics.csv"
@@ -202,9 +202,16 @@ class Experiment:
         self._caches[variant] = self._cache(variant, progress)
         return self._caches[variant]
 
+    @property
+    def streaming(self) -> bool:
+        """True when SAEs train on activations streamed from the model (the cache then holds the test split only)."""
+        return getattr(self.cfg, "train_from", "cache") == "stream"
+
     def _cache(self, variant: str, progress: bool) -> ActivationCache:
         meta = self.cache_meta(variant)
         windows = self.windows
+        if self.streaming:
+            windows = {"test": windows["test"]}
         key = cache_key(meta, self.cfg.layers, windows, self.cfg.cache_dtype, cache_mod.DEFAULT_SHARD_WINDOWS)
         path = self.cache_dir(variant)
         if cache_mod.is_complete(path, key):
@@ -222,10 +229,20 @@ class Experiment:
 
     # --- stage 2: SAEs ---
     def train(self, variant: str, layers: Iterable[int] | None = None) -> dict[int, Path]:
-        """{layer: SAE folder} for ``variant``, training what is missing."""
+        """{layer: SAE folder} for ``variant``, training what is missing (from the cache, or streamed)."""
         c = self.cache(variant)
+        layers = [int(x) for x in (layers if layers is not None else self.cfg.layers)]
+        if self.streaming:
+            t0 = time.perf_counter()
+            out = train_saes_streaming(
+                lambda: self.variant_model(variant)[0], self.windows["train"], layers, self.spec,
+                {x: self.sae_dir(variant, x) for x in layers}, self.cache_meta(variant), d_model=c.d_model,
+                harvest_batch=int(self.cfg.harvest_batch),
+            )  # fmt: skip
+            self._tick("train", t0)
+            return out
         out = {}
-        for layer in layers if layers is not None else self.cfg.layers:
+        for layer in layers:
             t0 = time.perf_counter()
             out[int(layer)] = train_sae(c, int(layer), self.spec, self.sae_dir(variant, int(layer)))
             self._tick("train", t0)

@@ -417,6 +417,36 @@ def _check_03(cfg: Config) -> None:
         raise ParameterError(
             f"parameter 'train_tokens' must be >= batch_size ({cfg.batch_size}); got {cfg.train_tokens}"
         )
+    if dims is not None:
+        _check_cache_fits(cfg, dims[1])
+
+
+def cache_bytes_03(cfg: Config, d_model: int) -> int:
+    """Bytes the activation caches of a notebook-03 config take: every variant, every cached window and layer."""
+    per_value = 2 if cfg.cache_dtype == "float16" else 4
+    windows = cfg.n_test_windows + (cfg.n_train_windows if cfg.train_from == "cache" else 0)
+    return len(cfg.variants) * windows * cfg.ctx * len(cfg.layers) * d_model * per_value
+
+
+def _check_cache_fits(cfg: Config, d_model: int) -> None:
+    """Refuse, before any work, a run whose caches cannot fit on the disk (at paper scale a cached training split
+    is ~100 GB per layer); caches already on disk count as space, since they are reused."""
+    import shutil
+
+    from rsae_utils.paths import work_dir
+
+    root = work_dir(cfg.profile)
+    caches = root / "caches"
+    existing = sum(f.stat().st_size for f in caches.rglob("*.safetensors")) if caches.exists() else 0
+    need, free = cache_bytes_03(cfg, d_model), shutil.disk_usage(root).free + existing
+    if need > 0.95 * free:
+        hints = ["train_from='stream' (SAEs train on activations made on the fly)"] if cfg.train_from == "cache" else []
+        hints += ["fewer windows or layers"] + (["cache_dtype='float16'"] if cfg.cache_dtype == "float32" else [])
+        raise ParameterError(
+            f"parameter 'n_train_windows' / 'train_from': the activation caches would take {need / 1e9:,.1f} GB "
+            f"({len(cfg.variants)} variants x windows x {cfg.ctx} tokens x {len(cfg.layers)} layers x {d_model} "
+            f"values, {cfg.cache_dtype}) but {free / 1e9:,.1f} GB is free under {root}; use {', or '.join(hints)}"
+        )
 
 
 NOTEBOOKS["03_sae_training"] = Notebook(
@@ -443,6 +473,10 @@ NOTEBOOKS["03_sae_training"] = Notebook(
         Param("harvest_batch", 8, 8, 32, is_int(1), "windows per forward when caching activations"),
         Param("cache_dtype", "float32", "float32", "float16", one_of(["float32", "float16"]),
               "dtype of the cached activations"),
+        Param("train_from", "cache", "cache", "stream", one_of(["cache", "stream"]),
+              "SAE training data: 'cache' (the training split is cached once and read every epoch) or 'stream' "
+              "(activations made on the fly, every layer's SAE in lockstep, nothing stored: needed at paper scale, "
+              "where a cached training split is ~100 GB per layer; only the test split is cached)"),
         Param("architecture", "topk", "topk", "topk", one_of(["topk", "relu"]), "SAE type: TopK or ReLU + L1"),
         Param("expansion", 4, 4, 64, is_int(1, 256), "R: latents = R x d_model (the paper: 64)"),
         Param("k", 8, 32, 32, is_int(1), "TopK: active latents per token (the paper: 32)"),
@@ -498,7 +532,8 @@ NOTEBOOKS["04_autointerp"] = Notebook(
     title="Auto-interpretability: explanations, detection and fuzzing scores, token-identity baseline",
     params=[
         Param("split", "test", "test", "test", one_of(["test", "train"]),
-              "cache split the examples come from ('test': held out from SAE training)"),
+              "cache split the examples come from ('test': held out from SAE training; 'train' exists only when "
+              "notebook 03 ran with train_from='cache')"),
         Param("max_contexts", None, None, None, optional(is_int(1)), "cap on cached contexts read per SAE"),
         Param("window_len", 32, 32, 32, is_int(2, 4096), "tokens per example window (the paper: 32)"),
         Param("n_latents", 8, 40, 100, is_int(1), "latents sampled per SAE (the paper: 100)"),

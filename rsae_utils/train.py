@@ -12,9 +12,11 @@ the SAE is built) and the batch order (the cache iterator's own generator).
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +26,13 @@ from sae_lens.config import LoggingConfig, SAETrainerConfig
 from sae_lens.saes.sae import SAEMetadata, TrainStepOutput
 from sae_lens.saes.standard_sae import StandardTrainingSAE, StandardTrainingSAEConfig
 from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
+from sae_lens.training.multi_sae_trainer import MultiSAETrainer
 from sae_lens.training.sae_trainer import SAETrainer
 
-from rsae_utils.cache import ActivationCache, hook_name
+from rsae_utils.cache import ActivationCache, hook_name, stream_activations, token_mask
 from rsae_utils.profiles import ParameterError
 from rsae_utils.repro import seed_everything
-from rsae_utils.store import cached_artifact, read_json, write_json
+from rsae_utils.store import artifact_key, cached_artifact, read_json, verify_artifact, write_json
 
 ARCHITECTURES = ("topk", "relu")
 RECORD = "training_record.json"
@@ -120,6 +123,41 @@ class _RecordingTrainer(SAETrainer):
         return out
 
 
+def trainer_config(spec: SAESpec, n_batches_for_norm_estimate: int, device: str = "cpu") -> SAETrainerConfig:
+    """sae-lens's trainer settings for ``spec`` (constant lr, wandb off, the spec's dead-latent window)."""
+    return SAETrainerConfig(
+        total_training_samples=int(spec.n_tokens),
+        train_batch_size_samples=int(spec.batch_size),
+        lr=spec.lr,
+        lr_end=spec.lr,
+        lr_warm_up_steps=spec.lr_warm_up_steps,
+        device=device,
+        dead_feature_window=spec.dead_window_steps(),
+        feature_sampling_window=spec.dead_window_steps(),
+        n_batches_for_norm_estimate=max(1, int(n_batches_for_norm_estimate)),
+        logger=LoggingConfig(log_to_wandb=False),
+    )
+
+
+def _training_record(trainer: _RecordingTrainer, spec: SAESpec, d_model: int, seconds: float) -> dict[str, Any]:
+    """The fields every training record has, from a finished (recording) trainer."""
+    n_dead = int(trainer.dead_neurons.sum().item())
+    return {
+        "d_sae": spec.d_sae(d_model),
+        "architecture": spec.architecture,
+        "seed": spec.seed,
+        "tokens_trained": trainer.n_training_samples,
+        "steps": trainer.n_training_steps,
+        "final": trainer.curve[-1] if trainer.curve else None,
+        "dead_latents_at_end": n_dead,
+        "dead_fraction_at_end": n_dead / spec.d_sae(d_model),
+        "loss_curve": trainer.curve,
+        "runtime_s": round(seconds, 3),
+        "tokens_per_s": round(trainer.n_training_samples / max(seconds, 1e-9), 1),
+        "sae_lens_version": trainer.sae.cfg.metadata.get("sae_lens_training_version"),
+    }
+
+
 def sae_params(cache: ActivationCache, layer: int, spec: SAESpec) -> dict[str, Any]:
     """The artifact key's parameters: the spec, where it reads, and what the cache holds."""
     return {
@@ -150,48 +188,136 @@ def train_sae(cache: ActivationCache, layer: int, spec: SAESpec, out_dir: str | 
             "rsae_variant": cache.variant,
         }
         sae = make_training_sae(spec, cache.d_model, metadata)
-        cfg = SAETrainerConfig(
-            total_training_samples=int(spec.n_tokens),
-            train_batch_size_samples=int(spec.batch_size),
-            lr=spec.lr,
-            lr_end=spec.lr,
-            lr_warm_up_steps=spec.lr_warm_up_steps,
-            device="cpu",
-            dead_feature_window=spec.dead_window_steps(),
-            feature_sampling_window=spec.dead_window_steps(),
-            n_batches_for_norm_estimate=max(1, min(50, cache.n_tokens("train") // spec.batch_size)),
-            logger=LoggingConfig(log_to_wandb=False),
-        )
+        cfg = trainer_config(spec, min(50, cache.n_tokens("train") // spec.batch_size))
         batches = cache.iter_batches(layer, spec.batch_size, seed=spec.seed, exclude_tokens=spec.exclude_tokens)
         trainer = _RecordingTrainer(cfg=cfg, sae=sae, data_provider=batches, log_every=spec.log_every)
         trained = trainer.fit()
         seconds = time.perf_counter() - t0
         trained.save_inference_model(tmp)
-        n_dead = int(trainer.dead_neurons.sum().item())
         record = {
             **params,
-            "d_sae": spec.d_sae(cache.d_model),
-            "architecture": spec.architecture,
-            "seed": spec.seed,
+            **_training_record(trainer, spec, cache.d_model, seconds),
             "cache_dir": str(cache.root),
             "cache_key": cache.manifest["key"],
             "train_tokens_available": cache.n_tokens("train"),
             "epochs": round(trainer.n_training_samples / max(cache.n_tokens("train"), 1), 3),
-            "tokens_trained": trainer.n_training_samples,
-            "steps": trainer.n_training_steps,
-            "final": trainer.curve[-1] if trainer.curve else None,
-            "dead_latents_at_end": n_dead,
-            "dead_fraction_at_end": n_dead / spec.d_sae(cache.d_model),
-            "loss_curve": trainer.curve,
-            "runtime_s": round(seconds, 3),
-            "tokens_per_s": round(trainer.n_training_samples / seconds, 1),
             "trainer": "sae_lens.SAETrainer",
-            "sae_lens_version": trained.cfg.metadata.get("sae_lens_training_version"),
         }
         write_json(tmp / RECORD, record)
         return {"training_record": RECORD}
 
     return cached_artifact(out_dir, params, build, code=("rsae_utils.train",), force=force)
+
+
+def _resolve(model: Any) -> Any:
+    """A model given directly, or made by a zero-argument callable (a HookedTransformer is callable too: it has cfg)."""
+    return model if hasattr(model, "cfg") else model()
+
+
+class _RecordingMultiTrainer(MultiSAETrainer):
+    """sae-lens's lockstep multi-SAE trainer whose per-SAE trainers record loss curves like ``_RecordingTrainer``.
+
+    The per-SAE trainers are rebuilt exactly as sae-lens builds them (checkpointing and final saving left to the
+    coordinator), only as the recording subclass.
+    """
+
+    def __init__(self, *args: Any, log_every: int = 10, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        per_sae = replace(self.cfg, n_checkpoints=0, checkpoint_path=None, save_final_checkpoint=False)
+        self.trainers = {
+            name: _RecordingTrainer(cfg=per_sae, sae=sae, data_provider=iter(()), log_every=log_every)
+            for name, sae in self.saes.items()
+        }
+
+
+def stream_sae_params(
+    tokens: torch.Tensor, layer: int, spec: SAESpec, meta: Mapping[str, Any], d_model: int
+) -> dict[str, Any]:
+    """The artifact key's parameters of an SAE trained on streamed activations (no cache to point at): the spec,
+    the hook, what made the activations (``meta``: model, variant, seed, corpus ...) and the exact training tokens."""
+    return {
+        "spec": asdict(spec),
+        "layer": int(layer),
+        "hook_name": hook_name(layer),
+        "d_model": int(d_model),
+        "source": "stream",
+        "meta": dict(meta),
+        "train_tokens_sha256": hashlib.sha256(tokens.contiguous().numpy().tobytes()).hexdigest(),
+        "train_windows": list(tokens.shape),
+    }
+
+
+def train_saes_streaming(
+    model: Any,
+    tokens: torch.Tensor,
+    layers: Sequence[int],
+    spec: SAESpec,
+    out_dirs: Mapping[int, str | Path],
+    meta: Mapping[str, Any],
+    *,
+    d_model: int | None = None,
+    harvest_batch: int = 8,
+    buffer_tokens: int | None = None,
+    force: bool = False,
+) -> dict[int, Path]:
+    """One SAE per layer trained in lockstep on activations streamed from ``model`` (never stored); {layer: folder}.
+
+    For runs too large to cache (the paper's 100M tokens per SAE). One forward per batch of windows feeds every
+    layer's SAE (sae-lens's ``MultiSAETrainer``); each SAE is saved like :func:`train_sae` (sae-lens format,
+    ``training_record.json``, manifest) and keyed by :func:`stream_sae_params`, so finished layers are reused and
+    only the missing ones are trained. Each SAE's initialisation is seeded as in :func:`train_sae`.
+
+    ``model`` may be a callable returning the model, called only when some layer needs training (with
+    ``d_model`` given, nothing is loaded when every SAE is already there).
+    """
+    d_model = int(d_model if d_model is not None else _resolve(model).cfg.d_model)
+    spec.validate(d_model)
+    layers = sorted({int(x) for x in layers})
+    tokens = torch.as_tensor(tokens).long().cpu()
+    params = {layer: stream_sae_params(tokens, layer, spec, meta, d_model) for layer in layers}
+    code = ("rsae_utils.train",)
+    todo = [x for x in layers if force or not verify_artifact(out_dirs[x], artifact_key(params[x], code))[0]]
+    if todo:
+        t0 = time.perf_counter()
+        model = _resolve(model)
+        names = {x: f"L{x}" for x in todo}
+        saes = {}
+        for x in todo:
+            seed_everything(spec.seed)  # the same init as train_sae gives this layer
+            saes[names[x]] = make_training_sae(spec, d_model, {
+                "model_name": str(meta.get("model")), "hook_name": hook_name(x), "context_size": int(tokens.shape[1]),
+                "prepend_bos": False, "dataset_path": str(meta.get("corpus_source") or meta.get("corpus_sha256")),
+                "rsae_variant": str(meta.get("variant")),
+            })  # fmt: skip
+        available = int(token_mask(tokens, spec.exclude_tokens).sum())
+        batches = stream_activations(
+            model, tokens, todo, spec.batch_size, harvest_batch=harvest_batch, seed=spec.seed,
+            exclude_tokens=spec.exclude_tokens, buffer_tokens=buffer_tokens,
+        )  # fmt: skip
+        device = str(next(model.parameters()).device)
+        n_norm = min(50, max(1, available // spec.batch_size))
+        multi = _RecordingMultiTrainer(
+            cfg=trainer_config(spec, n_norm, device=device), saes=saes,
+            hook_names={names[x]: hook_name(x) for x in todo}, data_provider=batches, log_every=spec.log_every,
+        )  # fmt: skip
+        trained = multi.fit()
+        seconds = time.perf_counter() - t0
+        for x in todo:
+            trainer, sae = multi.trainers[names[x]], trained[names[x]]
+
+            def build(tmp: Path, x: int = x, trainer: Any = trainer, sae: Any = sae) -> dict[str, Any]:
+                sae.to("cpu").save_inference_model(tmp)
+                write_json(tmp / RECORD, {
+                    **params[x], **_training_record(trainer, spec, d_model, seconds),
+                    "train_tokens_available": available,
+                    "epochs": round(trainer.n_training_samples / max(available, 1), 3),
+                    "layers_trained_together": todo,
+                    "trainer": "sae_lens.MultiSAETrainer (streamed activations)",
+                })  # fmt: skip
+                return {"training_record": RECORD}
+
+            cached_artifact(out_dirs[x], params[x], build, code=code, force=True)
+    return {x: Path(out_dirs[x]) for x in layers}
 
 
 def load_sae(path: str | Path, device: str = "cpu") -> SAE:

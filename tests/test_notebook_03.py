@@ -49,6 +49,8 @@ def test_smoke_run_metrics_and_reuse(smoke_run, smoke_env):
     # the index notebook 04 reads
     runs = trained_runs("smoke")
     assert len(runs) == len(VARIANTS) * len(layers)
+    # tiny-random has no step-0 checkpoint: the index (and every figure from it) labels the stand-in as such
+    assert set(runs[runs.variant == "step0"].label) == {"Step-0 (architecture init)"}
     row = runs.iloc[0]
     sae = load_sae(row.sae_dir)
     cache = open_cache(row.cache_dir)
@@ -70,3 +72,36 @@ def test_bad_parameters_fail_before_loading():
                             ({"n_spliced_windows": 99}, "n_spliced_windows")]:
         with pytest.raises(ParameterError, match=name):
             resolve("03_sae_training", "smoke", overrides)
+
+
+def test_streamed_training_caches_only_the_test_split(tmp_dirs):
+    """train_from='stream' (the paper profile's mode): SAEs train on activations made on the fly."""
+    from rsae_utils.experiment import Experiment, load_record, open_cache
+
+    cfg = resolve("03_sae_training", "smoke", {"train_from": "stream", "variants": ["trained", "control"],
+                                               "layers": [0, 3], "train_tokens": 4096})  # fmt: skip
+    exp = Experiment(cfg)
+    table = exp.run()
+    assert set(zip(table.variant, table.layer)) == {(v, x) for v in ("trained", "control") for x in (0, 3)}
+    for variant in ("trained", "control"):
+        cache = open_cache(exp.cache_dir(variant))
+        assert list(cache.manifest["n_windows"]) == ["test"]  # no training split on disk
+        for layer in (0, 3):
+            rec = load_record(exp.sae_dir(variant, layer))
+            assert rec["source"] == "stream" and rec["tokens_trained"] == 4096
+            assert rec["layers_trained_together"] == [0, 3]
+    fvu = table[(table.metric == "fvu") & (table.variant == "trained")].value
+    assert (fvu < 1.0).all()
+
+
+def test_caches_that_cannot_fit_on_disk_are_refused_before_any_work(monkeypatch, tmp_dirs):
+    import shutil
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 10**6, 10**6))  # 1 MB free
+    with pytest.raises(ParameterError, match="train_from='stream'"):
+        resolve("03_sae_training", "smoke")
+    # streaming caches only the held-out windows: a small test split fits
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 10**7, 10**7))
+    assert resolve("03_sae_training", "smoke", {"train_from": "stream"}).train_from == "stream"

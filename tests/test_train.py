@@ -77,3 +77,79 @@ def test_bad_k_rejected(cache, tmp_path):
     with pytest.raises(ValueError, match="'k'"):
         train_sae(cache, 1, SAESpec(expansion=1, k=32), tmp_path / "bad")
     assert not (tmp_path / "bad").exists()
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Streamed activations (paper scale: nothing cached) and the lockstep multi-layer trainer
+# --------------------------------------------------------------------------------------------------------------
+def test_stream_yields_the_models_activations_in_a_seeded_order():
+    from rsae_utils.cache import hook_name, run_layers, stream_activations
+
+    model, toks = tiny_model(), tiny_windows(n_train=24, n_test=1, ctx=16)["train"]
+    exclude = (int(toks[0, 0]),)  # a token id that occurs: its positions must never come out
+    it = stream_activations(model, toks, [0, 2], 64, harvest_batch=4, seed=5, exclude_tokens=exclude)
+    batches = [next(it) for _ in range(12)]  # 768 rows: past one epoch (384 tokens)
+    assert all(set(b) == {hook_name(0), hook_name(2)} and b[hook_name(2)].shape == (64, 32) for b in batches)
+    ref = run_layers(model, toks, [0, 2], 8)
+    keep = toks.reshape(-1) != exclude[0]
+    pool = {layer: ref[layer].reshape(-1, 32)[keep] for layer in (0, 2)}
+    for b in batches[:2]:
+        # every streamed row is a real (kept) position, and the two layers' rows belong to the same positions
+        d0 = torch.cdist(b[hook_name(0)], pool[0], compute_mode="donot_use_mm_for_euclid_dist").min(dim=1)
+        assert d0.values.max() < 1e-4
+        assert torch.allclose(b[hook_name(2)], pool[2][d0.indices], atol=1e-4)
+    again = stream_activations(model, toks, [0, 2], 64, harvest_batch=4, seed=5, exclude_tokens=exclude)
+    assert all(torch.equal(next(again)[hook_name(2)], b[hook_name(2)]) for b in batches)
+    other = next(stream_activations(model, toks, [0, 2], 64, harvest_batch=4, seed=6, exclude_tokens=exclude))
+    assert not torch.equal(other[hook_name(2)], batches[0][hook_name(2)])
+
+
+def test_stream_rejects_bad_input_before_running():
+    from rsae_utils.cache import stream_activations
+    from rsae_utils.profiles import ParameterError
+
+    toks = tiny_windows(n_train=4, n_test=1, ctx=8)["train"]
+    with pytest.raises(ParameterError, match="'buffer_tokens'"):
+        next(stream_activations(tiny_model(), toks, [1], 64, buffer_tokens=100))
+    with pytest.raises(ParameterError, match="'exclude_tokens'"):
+        next(stream_activations(tiny_model(), toks, [1], 8, exclude_tokens=toks.unique().tolist()))
+
+
+STREAM = SAESpec(architecture="topk", expansion=4, k=6, n_tokens=6144, batch_size=128, lr=4e-3, seed=3)
+
+
+def test_streaming_trains_every_layer_reuses_and_retrains_only_what_is_missing(cache, tmp_path):
+    from rsae_utils.train import train_saes_streaming
+
+    model, toks = tiny_model(), tiny_windows(n_train=64, n_test=16, ctx=16)
+    dirs = {layer: tmp_path / f"L{layer}" for layer in (1, 3)}
+    calls = []
+
+    def model_fn():
+        calls.append(1)
+        return model
+
+    out = train_saes_streaming(model_fn, toks["train"], [1, 3], STREAM, dirs, META, d_model=32, harvest_batch=8)
+    assert out == dirs and len(calls) == 1
+    for layer in (1, 3):
+        rec = load_record(dirs[layer])
+        assert rec["tokens_trained"] == 6144 and rec["layers_trained_together"] == [1, 3] and rec["source"] == "stream"
+        sae = load_sae(dirs[layer])
+        assert sae.cfg.metadata.hook_name == f"blocks.{layer}.hook_resid_post"
+    # layer 1 learnt the held-out activations of the cache (the same model and test windows): TopK keeps k
+    m = reconstruction_metrics(load_sae(dirs[1]), cache.acts(1, "test"))
+    assert m["l0"] == pytest.approx(6.0) and m["fvu"] < 0.6
+    stamp = (dirs[3] / "sae_weights.safetensors").stat().st_mtime_ns
+    # a rerun loads no model and trains nothing; a deleted layer alone is retrained
+    train_saes_streaming(model_fn, toks["train"], [1, 3], STREAM, dirs, META, d_model=32, harvest_batch=8)
+    assert len(calls) == 1
+    w1 = load_file(str(dirs[1] / "sae_weights.safetensors"))
+    import shutil
+
+    shutil.rmtree(dirs[1])
+    train_saes_streaming(model_fn, toks["train"], [1, 3], STREAM, dirs, META, d_model=32, harvest_batch=8)
+    assert len(calls) == 2 and (dirs[3] / "sae_weights.safetensors").stat().st_mtime_ns == stamp
+    assert load_record(dirs[1])["layers_trained_together"] == [1]
+    # alone or beside layer 3, layer 1 sees the same positions in the same order from the same init: same weights
+    w1_alone = load_file(str(dirs[1] / "sae_weights.safetensors"))
+    assert w1.keys() == w1_alone.keys() and all(torch.allclose(w1[k], w1_alone[k], atol=1e-6) for k in w1)
