@@ -49,7 +49,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=100, help="optimiser steps of the slice")
     ap.add_argument("--profile", default="default", choices=["default", "smoke"], help="whose settings to slice")
     ap.add_argument("--dict-size", type=int, default=None, help="latents (default: the profile's largest)")
-    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: the cores other processes leave idle)")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default, one per core)")
     ap.add_argument("--full", action="store_true", help="also run and time the profile's full sweep")
     args = ap.parse_args()
 

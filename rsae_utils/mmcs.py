@@ -346,33 +346,16 @@ _SWEEP_KEYS = (*_WORLD_KEYS, "conditions", "dict_sizes", "l1_values", "seeds", "
                "decay_frac", "n_eval", "device")
 
 
-def auto_threads() -> int:
-    """Intra-op threads for a sweep on a possibly shared CPU: the cores other processes leave idle (at least 1).
-
-    OpenMP threads wait for each other at every op; when another process holds one of two cores, two threads run
-    several times slower than one (measured here: 145 vs 73 ms per SAE step). The 1-minute load average is the
-    estimate of what the other processes use.
-    """
-    import os
-
-    cores = torch.get_num_threads()
-    try:
-        busy = int(os.getloadavg()[0] + 0.5)
-    except OSError:
-        busy = 0
-    return max(1, min(cores, (os.cpu_count() or cores) - busy))
-
-
 @contextlib.contextmanager
 def torch_threads(n: int | None):
-    """Temporarily use ``n`` intra-op threads (None: leave torch's setting; 0: ``auto_threads()``).
+    """Temporarily use ``n`` intra-op threads (None or 0: leave torch's setting, one per core).
 
     On a small shared CPU, OpenMP threads that wait for each other at every op cost far more than they gain for
-    small matrices (the smoke sweep runs ~10x faster on one thread when other processes load the cores).
+    small matrices (the smoke sweep runs ~10x faster on one thread when other processes load the cores), so the
+    smoke profile and the tests ask for 1. The choice is explicit: guessing from the load average misjudged a
+    machine that had just finished other work (the 1-minute average lags).
     """
     old = torch.get_num_threads()
-    if n == 0:
-        n = auto_threads()
     if n:
         torch.set_num_threads(n)
     try:

@@ -351,7 +351,7 @@ NOTEBOOKS["02_mmcs_goldilocks"] = Notebook(
         Param("device", "cpu", "cpu", "auto", one_of(["cpu", "cuda", "auto"]), "where to train (auto: cuda if any)"),
         Param("use_cache", True, True, True, is_bool(), "reuse a finished sweep with the same parameters and code"),
         Param("threads", 1, 0, 0, is_int(0, 1024),
-              "torch intra-op threads for the sweep (0: the cores other processes leave idle, at least 1)"),
+              "torch intra-op threads for the sweep (0: torch's default, one per core; 1 is faster for tiny sweeps)"),
         Param("seeds_per_program", 0, 0, 1, is_int(0, 1_000_000),
               "seeds trained together in one batched program (0: all; 1 bounds memory at paper scale)"),
     ],
