@@ -76,7 +76,7 @@ def package_versions(names: Iterable[str] = TRACKED_PACKAGES) -> dict[str, str |
 
 @functools.lru_cache(maxsize=1)
 def git_revision() -> dict[str, Any]:
-    """The checkout's commit and whether it had uncommitted changes (None outside a git checkout)."""
+    """The checkout's commit and whether it had uncommitted changes outside ``figures/`` (None outside git)."""
     from rsae_utils.paths import repo_root
 
     root = repo_root()
@@ -89,7 +89,8 @@ def git_revision() -> dict[str, Any]:
         return out.stdout.strip() if out.returncode == 0 else None
 
     rev = git("rev-parse", "HEAD")
-    status = git("status", "--porcelain", "--untracked-files=no")
+    # Figures are outputs: the ones a run has just rewritten must not make the next figure's checkout look edited.
+    status = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)figures")
     return {"git_rev": rev, "git_dirty": None if status is None else bool(status)}
 
 

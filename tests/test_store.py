@@ -109,3 +109,31 @@ def test_tables_round_trip_and_detect_edits(tmp_path):
     os.remove(tmp_path / "t.csv.manifest.json")
     with pytest.raises(store.ArtifactError, match="missing"):
         store.load_table(p)
+
+
+def test_provenance_ignores_rewritten_figures_but_not_edited_code(tmp_path, monkeypatch):
+    import subprocess
+
+    from rsae_utils import paths, repro
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "figures").mkdir()
+    (tmp_path / "figures" / "f.csv").write_text("a\n")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    monkeypatch.setattr(paths, "repo_root", lambda: tmp_path)
+
+    def dirty():
+        repro.git_revision.cache_clear()
+        return repro.git_revision()["git_dirty"]
+
+    assert dirty() is False
+    (tmp_path / "figures" / "f.csv").write_text("b\n")  # a run rewrote a figure's table
+    assert dirty() is False
+    (tmp_path / "code.py").write_text("x = 2\n")  # the code that made it was edited
+    assert dirty() is True
+    repro.git_revision.cache_clear()
