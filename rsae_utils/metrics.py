@@ -227,10 +227,10 @@ def wide(df: pd.DataFrame, metrics: Sequence[str] | None = None) -> pd.DataFrame
 
 
 def _layout(df: pd.DataFrame, metrics: Sequence[str]) -> tuple[list[str], list[str], list[str]]:
-    from rsae_utils.plotting import VARIANT_ORDER
+    from rsae_utils.plotting import order_variants
 
     models = list(dict.fromkeys(df["model"]))
-    variants = [v for v in VARIANT_ORDER if v in set(df["variant"])] + sorted(set(df["variant"]) - set(VARIANT_ORDER))
+    variants = order_variants(df["variant"])
     rows = [m for m in metrics if m in set(df["metric"])]
     return models, variants, rows
 

@@ -7,7 +7,7 @@ next to it, so every committed figure says what made it.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +17,12 @@ matplotlib.use("Agg", force=False)
 import matplotlib.pyplot as plt  # noqa: E402
 
 from rsae_utils.paths import figures_dir  # noqa: E402
+from rsae_utils.profiles import VARIANTS  # noqa: E402
 from rsae_utils.repro import provenance  # noqa: E402
 from rsae_utils.store import atomic_write_bytes, atomic_write_text, file_sha256, write_json  # noqa: E402
 
 # The model variants of Heap et al., in the order they are plotted, with one colour each across the project.
-VARIANT_ORDER = ("trained", "rerandomized_incl_emb", "rerandomized_excl_emb", "step0", "control")
+VARIANT_ORDER = VARIANTS
 VARIANT_LABELS = {
     "trained": "Trained",
     "rerandomized_incl_emb": "Re-randomized (incl. emb.)",
@@ -63,6 +64,12 @@ PAPER_RC = {
 
 def use_paper_style() -> None:
     plt.rcParams.update(PAPER_RC)
+
+
+def order_variants(variants: Sequence[str]) -> list[str]:
+    """The distinct ``variants`` in plotting order: the known ones as in VARIANT_ORDER, any others after, sorted."""
+    present = set(variants)
+    return [v for v in VARIANT_ORDER if v in present] + sorted(present - set(VARIANT_ORDER))
 
 
 def variant_label(variant: str) -> str:

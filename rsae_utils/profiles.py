@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 PROFILES = ("smoke", "default", "paper")
+# The five model variants of Heap et al. (PAPER.md section 1), in plotting order; the one list the project uses.
+VARIANTS = ("trained", "rerandomized_incl_emb", "rerandomized_excl_emb", "step0", "control")
 
 
 class ParameterError(ValueError):
@@ -360,7 +362,6 @@ NOTEBOOKS["02_mmcs_goldilocks"] = Notebook(
 # ---- end 02_mmcs_goldilocks ----
 
 # ---- 03_sae_training ----
-_SAE_VARIANTS = ("trained", "rerandomized_incl_emb", "rerandomized_excl_emb", "step0", "control")
 # (n_layers, d_model) of the models notebook 03 knows by name, so layer and k can be checked before any load.
 _KNOWN_DIMS = {
     "smollm2-135m": (30, 576),
@@ -455,8 +456,8 @@ NOTEBOOKS["03_sae_training"] = Notebook(
         Param("model", "tiny-random", "smollm2-135m", "pythia-70m", is_str(),
               "model name: 'smollm2-135m' (embedded, offline), 'tiny-random' (smoke), a Pythia name (network)"),
         Param("revision", None, None, None, optional(is_str()), "hub revision of the trained model (Pythia: 'stepN')"),
-        Param("variants", list(_SAE_VARIANTS), list(_SAE_VARIANTS), list(_SAE_VARIANTS),
-              list_of(one_of(_SAE_VARIANTS), unique=True), "model variants (PAPER.md section 1)"),
+        Param("variants", list(VARIANTS), list(VARIANTS), list(VARIANTS),
+              list_of(one_of(VARIANTS), unique=True), "model variants (PAPER.md section 1)"),
         Param("variant_seed", 42, 42, 42, is_int(0), "seed of the re-randomized variants (42 in the authors' code)"),
         Param("layers", [0, 1, 3], [0, 4, 9, 14], [0, 1, 2, 3, 4, 5], list_of(is_int(0), unique=True),
               "residual-stream layers (blocks.L.hook_resid_post); the forward stops after the deepest"),
@@ -498,7 +499,6 @@ NOTEBOOKS["03_sae_training"] = Notebook(
 # ---- end 03_sae_training ----
 
 # ---- 04_autointerp ----
-_AI_VARIANTS = ("trained", "rerandomized_incl_emb", "rerandomized_excl_emb", "step0", "control")
 _AI_BACKENDS = ("local", "openai")
 _URL_RE = r"^https?://[A-Za-z0-9.\-_\[\]]+(:\d{1,5})?(/[^\s]*)?$"
 
@@ -562,8 +562,8 @@ NOTEBOOKS["04_autointerp"] = Notebook(
               "model name the endpoint serves (the paper: Llama-3.1-70B-Instruct, AWQ int4, on vLLM)"),
         Param("explainer_max_tokens", 24, 32, 100, is_int(1, 1000), "token budget of an explanation"),
         Param("llm_n_latents", 1, 3, 100, is_int(0), "latents per SAE the LLM explains and scores"),
-        Param("llm_variants", ["trained"], ["trained", "rerandomized_incl_emb"], list(_AI_VARIANTS),
-              list_of(one_of(_AI_VARIANTS), unique=True), "variants whose SAEs the LLM scores"),
+        Param("llm_variants", ["trained"], ["trained", "rerandomized_incl_emb"], list(VARIANTS),
+              list_of(one_of(VARIANTS), unique=True), "variants whose SAEs the LLM scores"),
         Param("llm_layers", [0], [9], None, optional(list_of(is_int(0), unique=True)),
               "layers whose SAEs the LLM scores (None: every layer)"),
         Param("seed", 0, 0, 0, is_int(0), "seed of latent and example sampling, batch order and fuzzing marks"),

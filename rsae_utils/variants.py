@@ -36,9 +36,7 @@ from typing import Any
 import torch
 
 from rsae_utils.models import LoadedModel, hooked_from_llama_hf, load_model
-from rsae_utils.profiles import ParameterError
-
-VARIANTS = ("trained", "rerandomized_incl_emb", "rerandomized_excl_emb", "step0", "control")
+from rsae_utils.profiles import VARIANTS, ParameterError
 
 DESCRIPTIONS = {
     "trained": "the released (trained) model",

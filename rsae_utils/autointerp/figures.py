@@ -14,15 +14,10 @@ import pandas as pd
 
 from rsae_utils.autointerp import stats
 from rsae_utils.autointerp.baseline import BASELINE_NAME
-from rsae_utils.plotting import VARIANT_ORDER, variant_color, variant_label
+from rsae_utils.plotting import order_variants, variant_color, variant_label
 
 GROUP = ["model", "backend", "scorer", "variant", "layer"]
 MIN_ABOVE_CHANCE = 0.05
-
-
-def _variant_order(variants: Sequence[str]) -> list[str]:
-    known = [v for v in VARIANT_ORDER if v in set(variants)]
-    return known + sorted(set(variants) - set(known))
 
 
 Labels = Mapping[str, str] | None  # variant -> display label (e.g. the step-0 stand-in's own); None: the default
@@ -37,7 +32,7 @@ def _variant_legend(fig, variants: Sequence[str], lab: Callable[[str], str], mar
     """One legend of variant names for the whole figure, above the panels."""
     from matplotlib.lines import Line2D
 
-    order = _variant_order(variants)
+    order = order_variants(variants)
     handles = [Line2D([], [], color=variant_color(v), marker=marker or None, ms=4, lw=1.5) for v in order]
     fig.legend(handles, [lab(v) for v in order], loc="lower center", bbox_to_anchor=(0.5, 1.0),
                ncol=min(len(order), 5), fontsize=7, frameon=False)  # fmt: skip
@@ -100,7 +95,7 @@ def plot_roc_grid(
             ax = axes[i][j]
             ax.plot([0, 1], [0, 1], color="0.7", lw=0.8, ls="--")
             cell = sub[(sub.scorer == scorer) & (sub.layer == layer)]
-            for v in _variant_order(cell["variant"].unique()):
+            for v in order_variants(cell["variant"].unique()):
                 c = cell[cell.variant == v]
                 a = aucs[
                     (aucs.backend == backend) & (aucs.scorer == scorer) & (aucs.layer == layer) & (aucs.variant == v)
@@ -122,6 +117,31 @@ def plot_roc_grid(
     return fig
 
 
+def _backend_scorer_panels(
+    df: pd.DataFrame, scorers: Sequence[str], xlabel: str, ylabel: str, size: tuple[float, float], sharex: bool = False
+):
+    """(fig, [(ax, rows of that panel)]): one panel per (backend, scorer), the LLM backends first and the token
+    baseline last, a chance line at 0.5, titles, and axis labels on the outer panels."""
+    backends = sorted(df["backend"].unique(), key=lambda b: (b == BASELINE_NAME, b))
+    scorers = [s for s in scorers if s in set(df["scorer"])]
+    fig, axes = plt.subplots(
+        len(backends), len(scorers), figsize=(size[0] * len(scorers), size[1] * len(backends)), squeeze=False,
+        sharey=True, sharex=sharex,
+    )  # fmt: skip
+    panels = []
+    for i, b in enumerate(backends):
+        for j, s in enumerate(scorers):
+            ax = axes[i][j]
+            ax.axhline(0.5, color="0.6", lw=0.8, ls="--")
+            ax.set_title(f"{s} · {b}", fontsize=8)
+            if i == len(backends) - 1:
+                ax.set_xlabel(xlabel)
+            if j == 0:
+                ax.set_ylabel(ylabel)
+            panels.append((ax, df[(df.backend == b) & (df.scorer == s)]))
+    return fig, panels
+
+
 def plot_auroc_vs_layer(
     aucs: pd.DataFrame, scorers: Sequence[str] = ("fuzzing", "detection"), labels: Labels = None
 ):
@@ -130,33 +150,19 @@ def plot_auroc_vs_layer(
     lab = _labeler(labels)
     if aucs.empty:
         return _empty("no AUROC to plot")
-    backends = sorted(aucs["backend"].unique(), key=lambda b: (b == BASELINE_NAME, b))
-    scorers = [s for s in scorers if s in set(aucs["scorer"])]
-    fig, axes = plt.subplots(
-        len(backends), len(scorers), figsize=(3.2 * len(scorers), 2.4 * len(backends)), squeeze=False, sharey=True,
-        sharex=True,
-    )  # fmt: skip
+    fig, panels = _backend_scorer_panels(aucs, scorers, "layer", "AUROC", (3.2, 2.4), sharex=True)
     layers = sorted(aucs["layer"].unique())
     pad = max(0.5, 0.05 * (layers[-1] - layers[0]))
-    for i, b in enumerate(backends):
-        for j, s in enumerate(scorers):
-            ax = axes[i][j]
-            cell = aucs[(aucs.backend == b) & (aucs.scorer == s)]
-            for v in _variant_order(cell["variant"].unique()):
-                c = cell[cell.variant == v].sort_values("layer")
-                ax.errorbar(
-                    c.layer, c.auroc, yerr=[c.auroc - c.auroc_lo, c.auroc_hi - c.auroc],
-                    color=variant_color(v), marker="o", ms=3, capsize=2, lw=1.2, label=lab(v),
-                )  # fmt: skip
-            ax.axhline(0.5, color="0.6", lw=0.8, ls="--")
-            ax.set_ylim(0.3, 1.02)
-            ax.set_xlim(layers[0] - pad, layers[-1] + pad)
-            ax.set_xticks(layers)
-            ax.set_title(f"{s} · {b}", fontsize=8)
-            if i == len(backends) - 1:
-                ax.set_xlabel("layer")
-            if j == 0:
-                ax.set_ylabel("AUROC")
+    for ax, cell in panels:
+        for v in order_variants(cell["variant"].unique()):
+            c = cell[cell.variant == v].sort_values("layer")
+            ax.errorbar(
+                c.layer, c.auroc, yerr=[c.auroc - c.auroc_lo, c.auroc_hi - c.auroc],
+                color=variant_color(v), marker="o", ms=3, capsize=2, lw=1.2, label=lab(v),
+            )  # fmt: skip
+        ax.set_ylim(0.3, 1.02)
+        ax.set_xlim(layers[0] - pad, layers[-1] + pad)
+        ax.set_xticks(layers)
     fig.tight_layout()
     _variant_legend(fig, aucs["variant"].unique(), lab, marker="o")
     return fig
@@ -180,7 +186,7 @@ def plot_entropy_vs_layer(summary: pd.DataFrame, labels: Labels = None):
     """Three panels against layer: token entropy (mean +- 95% CI), single-token share, position concentration."""
     lab = _labeler(labels)
     fig, axes = plt.subplots(1, 3, figsize=(9.5, 2.6))
-    for v in _variant_order(summary["variant"].unique()):
+    for v in order_variants(summary["variant"].unique()):
         c = summary[summary.variant == v].sort_values("layer")
         kw = dict(color=variant_color(v), marker="o", ms=3, lw=1.2, label=lab(v))
         axes[0].errorbar(c.layer, c.entropy_mean, yerr=c.entropy_ci, capsize=2, **kw)
@@ -214,24 +220,11 @@ def plot_entropy_vs_auroc(
     lab = _labeler(labels)
     if latents.empty:
         return _empty("no scored latents")
-    backends = sorted(latents["backend"].unique(), key=lambda b: (b == BASELINE_NAME, b))
-    scorers = [s for s in scorers if s in set(latents["scorer"])]
-    fig, axes = plt.subplots(
-        len(backends), len(scorers), figsize=(3.4 * len(scorers), 2.6 * len(backends)), squeeze=False, sharey=True
-    )
-    for i, b in enumerate(backends):
-        for j, s in enumerate(scorers):
-            ax = axes[i][j]
-            cell = latents[(latents.backend == b) & (latents.scorer == s)]
-            for v in _variant_order(cell["variant"].unique()):
-                c = cell[cell.variant == v]
-                ax.scatter(c.entropy_nats, c.auroc, s=9, alpha=0.6, color=variant_color(v), label=lab(v), lw=0)
-            ax.axhline(0.5, color="0.6", lw=0.8, ls="--")
-            ax.set_title(f"{s} · {b}", fontsize=8)
-            if i == len(backends) - 1:
-                ax.set_xlabel("token entropy (nats)")
-            if j == 0:
-                ax.set_ylabel("AUROC (per latent)")
+    fig, panels = _backend_scorer_panels(latents, scorers, "token entropy (nats)", "AUROC (per latent)", (3.4, 2.6))
+    for ax, cell in panels:
+        for v in order_variants(cell["variant"].unique()):
+            c = cell[cell.variant == v]
+            ax.scatter(c.entropy_nats, c.auroc, s=9, alpha=0.6, color=variant_color(v), label=lab(v), lw=0)
     fig.tight_layout()
     _variant_legend(fig, latents["variant"].unique(), lab, marker="o")
     return fig
@@ -244,7 +237,7 @@ def entropy_auroc_plotly(latents: pd.DataFrame, labels: Labels = None):
     lab = _labeler(labels)
     df = latents.dropna(subset=["auroc", "entropy_nats"]).copy()
     df["variant_label"] = df["variant"].map(lab)
-    order = [lab(v) for v in _variant_order(df["variant"].unique())]
+    order = [lab(v) for v in order_variants(df["variant"].unique())]
     return px.scatter(
         df, x="entropy_nats", y="auroc", color="variant_label", facet_col="scorer", facet_row="backend",
         hover_data=["layer", "latent", "top_tokens", "explanation"], opacity=0.7,
@@ -297,7 +290,7 @@ def plot_gap(gaps: pd.DataFrame, labels: Labels = None):
     for j, (b, s) in enumerate(combos):
         ax = axes[0][j]
         c = gaps[(gaps.backend == b) & (gaps.scorer == s)]
-        order = _variant_order(c["variant"].unique())
+        order = order_variants(c["variant"].unique())
         c = c.set_index("variant").loc[order]
         x = np.arange(len(order))
         ax.bar(x, c.gap, color=[variant_color(v) for v in order], alpha=0.85)
