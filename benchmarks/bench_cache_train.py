@@ -37,10 +37,12 @@ def main() -> dict:
     ap.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     args = ap.parse_args()
 
-    from rsae_utils.cache import harvest, hook_name, open_cache
-    from rsae_utils.corpus import load_corpus, tokenize_windows
-    from rsae_utils.models import load_model
-    from rsae_utils.train import SAESpec, load_record, train_sae
+    from rsae_utils.sae.cache import hook_name, open_cache
+    from rsae_utils.sae.harvest import harvest
+    from rsae_utils.sae.train import SAESpec, load_record, train_sae
+    from rsae_utils.subject.corpus import load_corpus
+    from rsae_utils.subject.windows import tokenize_windows
+    from rsae_utils.subject.models import load_model
 
     layers = [int(x) for x in args.layers.split(",")]
     loaded = load_model(args.model)

@@ -10,8 +10,8 @@ dominates a step. The batches are drawn once beforehand and replayed to every
 trainer, so all of them see the same data and do the same number of steps; data generation is not timed.
 
 Trainers compared (same init, same Adam, same schedule, same renormalisation; the script checks they agree):
-  batched      rsae_utils.mmcs.train_batched: all L1 values as one stacked program (bmm, hand-written gradients)
-  one-by-one   rsae_utils.mmcs.train_one: the plain reference, one SAE after another (autograd, 2-D matmuls)
+  batched      rsae_utils.toys.mmcs.train_batched: all L1 values as one stacked program (bmm, hand-written gradients)
+  one-by-one   rsae_utils.toys.mmcs.train_one: the plain reference, one SAE after another (autograd, 2-D matmuls)
   batched M=1  train_batched called once per SAE (isolates the gain of stacking from that of the kernels)
 """
 
@@ -23,9 +23,9 @@ import time
 
 import torch
 
-from rsae_utils.mmcs import TrainSpec, run_sweep, torch_threads, train_batched, train_one
-from rsae_utils.profiles import resolve
-from rsae_utils.synthetic import DataStream, SparseFeatureWorld, SyntheticSpec
+from rsae_utils.params import resolve
+from rsae_utils.toys.mmcs import TrainSpec, run_sweep, torch_threads, train_batched, train_one
+from rsae_utils.toys.synthetic import DataStream, SparseFeatureWorld, SyntheticSpec
 
 
 class Replay:

@@ -40,7 +40,7 @@ PROFILE = "default"
 OVERRIDES = {}
 
 # %%
-from rsae_utils.profiles import resolve
+from rsae_utils.params import resolve
 
 cfg = resolve("01_toy_superposition", PROFILE, OVERRIDES)
 cfg
@@ -48,8 +48,9 @@ cfg
 # %%
 import pandas as pd
 
-from rsae_utils import toy
-from rsae_utils.plotting import save_figure
+from rsae_utils.plots import toys as plots
+from rsae_utils.plots.style import save_figure
+from rsae_utils.toys import superposition as toy
 
 toy_kwargs = dict(n_samples=cfg.n_samples, n_sparse=cfg.n_sparse, n_dense=cfg.n_dense, hidden_mult=cfg.hidden_mult)
 demo = toy.run_toy(seed=cfg.seed, **toy_kwargs)
@@ -72,13 +73,13 @@ rep_summary = toy.summarize_repeats(rep)
 print(rep_summary.to_string(index=False))
 
 # %%
-fig = toy.plot_views(demo, stats)
+fig = plots.plot_views(demo, stats)
 paths = save_figure(
     fig,
     "01_toy_superposition",
     cfg,
     table=stats,
-    plotly_fig=toy.plotly_views(demo),
+    plotly_fig=plots.plotly_views(demo),
     note=(
         f"{cfg.n_samples} samples, n_s={cfg.n_sparse}, n_d={cfg.n_dense}, MLP hidden {cfg.hidden_mult * cfg.n_dense} "
         f"(PyTorch default init), seed {cfg.seed}. Ratio control/data of the median ray angle > 1 in "

@@ -28,11 +28,11 @@
 # each feature's image through the network); the *Gaussian control* (same mean and std, no features) shows the
 # chance level of MMCS for a dictionary of this size.
 #
-# **Conventions that move the band** (see `rsae_utils/mmcs.py`): loss = mean over elements of the squared error
+# **Conventions that move the band** (see `rsae_utils/toys/mmcs.py`): loss = mean over elements of the squared error
 # + l1 × mean over latents of z. Because the sparsity term is a mean over latents, the band moves right roughly
 # in proportion to the dictionary size. The MLP condition subtracts `MLP(0)` and rescales to the raw data's mean
 # squared norm (one L1 axis for all conditions). Frequencies decay as p_i ∝ 0.99^i (PAPER.md's "p_i^(λ i)" read
-# literally would make every feature past index ~20 essentially never active; see `rsae_utils/synthetic.py`).
+# literally would make every feature past index ~20 essentially never active; see `rsae_utils/toys/synthetic.py`).
 #
 # **Where `default` differs from the paper (`paper` profile = the PAPER.md settings).** The paper sweeps
 # l1 ∈ logspace(−3, 2, 21), dictionaries {512, 1024, 2048, 4096}, several seeds (here 5), Adam lr 1e-3, batch 256
@@ -50,7 +50,7 @@ PROFILE = "default"
 OVERRIDES = {}
 
 # %%
-from rsae_utils.profiles import resolve
+from rsae_utils.params import resolve
 
 cfg = resolve("02_mmcs_goldilocks", PROFILE, OVERRIDES)
 cfg
@@ -58,8 +58,9 @@ cfg
 # %%
 import torch
 
-from rsae_utils import mmcs
-from rsae_utils.plotting import save_figure
+from rsae_utils.plots import toys as plots
+from rsae_utils.plots.style import save_figure
+from rsae_utils.toys import mmcs
 
 print(f"torch threads: {torch.get_num_threads()}")
 sweep, manifest = mmcs.sweep_from_config(cfg)
@@ -78,13 +79,13 @@ zone_ok = bool(len(big)) and bool((big["best_mmcs"] >= 0.9).all() and big["zone"
 print(f"Goldilocks zone on raw data with >= {2 * cfg.n_features} latents: {'yes' if zone_ok else 'NO'}")
 
 # %%
-fig = mmcs.plot_goldilocks(sweep)
+fig = plots.plot_goldilocks(sweep)
 paths = save_figure(
     fig,
     "02_mmcs_goldilocks",
     cfg,
     table=sweep,
-    plotly_fig=mmcs.plotly_goldilocks(sweep),
+    plotly_fig=plots.plotly_goldilocks(sweep),
     note=(
         f"G={cfg.n_features} features in h={cfg.d_model} dims; {len(cfg.l1_values)} L1 values, dict sizes "
         f"{list(cfg.dict_sizes)}, seeds {list(cfg.seeds)}; {cfg.steps} steps x batch {cfg.batch}, Adam lr {cfg.lr} beta2 {cfg.adam_beta2}"

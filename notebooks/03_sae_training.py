@@ -61,19 +61,18 @@ OVERRIDES = {}
 import time
 
 import pandas as pd
-import torch
 from IPython.display import display
 
-from rsae_utils import metrics as M
-from rsae_utils.experiment import Experiment
-from rsae_utils.plotting import save_figure, with_variant_labels
-from rsae_utils.profiles import resolve
+from rsae_utils.params import resolve
+from rsae_utils.plots.sae_metrics import plot_grid, plotly_grid
+from rsae_utils.plots.style import save_figure
+from rsae_utils.sae.metrics import METRICS, wide
+from rsae_utils.sae.pipeline import SAEPipeline
+from rsae_utils.subject.variants import with_variant_labels
 
 t_start = time.time()
 cfg = resolve("03_sae_training", PROFILE, OVERRIDES)
-if cfg.torch_threads:
-    torch.set_num_threads(cfg.torch_threads)
-exp = Experiment(cfg)
+exp = SAEPipeline(cfg)
 cfg
 
 # %% [markdown]
@@ -82,7 +81,7 @@ cfg
 # goes into every cache's key, so a different text means new caches.
 
 # %%
-windows = exp.windows
+windows = exp.windows()
 corpus = exp.corpus
 print(f"corpus {corpus.source}: {corpus.n_docs} documents, {corpus.n_chars:,} characters, sha256 {corpus.sha256[:16]}")
 print({split: tuple(w.shape) for split, w in windows.items()})
@@ -95,9 +94,7 @@ print({split: tuple(w.shape) for split, w in windows.items()})
 # the activations of the noisy-embedding forward: that noise is what the control is about.
 
 # %%
-caches = {}
-for variant in cfg.variants:
-    caches[variant] = exp.cache(variant, progress=True)
+caches = {variant: exp.build_cache(variant, progress=True) for variant in cfg.variants}
 with pd.option_context("display.max_colwidth", 200):
     display(exp.cache_summary())
 
@@ -110,8 +107,7 @@ with pd.option_context("display.max_colwidth", 200):
 
 # %%
 sae_dirs = {variant: exp.train(variant) for variant in cfg.variants}
-exp.write_index()
-runs = exp.runs()
+runs = exp.write_index()  # the index notebook 04 reads
 display(runs[["variant", "layer", "d_sae", "tokens_trained", "train_fvu_end", "runtime_s"]])
 
 # %% [markdown]
@@ -120,12 +116,9 @@ display(runs[["variant", "layer", "d_sae", "tokens_trained", "train_fvu_end", "r
 # residual stream with the SAE's reconstruction in place (`n_spliced_windows` windows).
 
 # %%
-frames = [exp.metrics(variant) for variant in reversed(cfg.variants)]  # reversed: the last variant is still held
-exp.release_model()
-table = M.tidy(pd.concat(frames, ignore_index=True))
-exp.save_metrics(table)
-wide = M.wide(table, list(M.METRICS))
-display(wide.round(4))
+table = exp.measure_all()
+metrics_wide = wide(table, list(METRICS))
+display(metrics_wide.round(4))
 
 # %% [markdown]
 # ## 5. Figure: metrics by layer, one line per variant (paper Figure 2)
@@ -139,16 +132,9 @@ display(wide.round(4))
 
 # %%
 labels = exp.variant_labels()
-fig = M.plot_grid(table, labels=labels)
-pfig = M.plotly_grid(table, labels=labels)
-note = (
-    f"{cfg.model}, layers {list(cfg.layers)}, TopK R={cfg.expansion} k={cfg.k}, {cfg.train_tokens:,} training tokens "
-    f"per SAE, ctx {cfg.ctx}, corpus {cfg.corpus}"
-    + (" (paper: Pythia, RedPajama, ctx 2048, R=64, 100M tokens)" if cfg.profile != "paper" else "")
-    + ("; step-0 = architecture initializer (no step0 checkpoint)"
-       if "step0" in cfg.variants and not cfg.model.lower().startswith(("pythia", "eleutherai/pythia")) else "")
-)
-paths = save_figure(fig, "fig2_sae_metrics", cfg, table=with_variant_labels(wide, labels), plotly_fig=pfig, note=note,
+fig = plot_grid(table, labels=labels)
+paths = save_figure(fig, "fig2_sae_metrics", cfg, table=with_variant_labels(metrics_wide, labels),
+                    plotly_fig=plotly_grid(table, labels=labels), note=exp.figure_note(),
                     extra={"timings_s": exp.timings})
 print({k: str(v) for k, v in paths.items()})
 fig

@@ -64,9 +64,9 @@ import pandas as pd
 from IPython.display import display
 
 from rsae_utils.autointerp.pipeline import make_backends, run_autointerp
-from rsae_utils.experiment import trained_runs
-from rsae_utils.paths import work_dir
-from rsae_utils.profiles import resolve
+from rsae_utils.params import resolve
+from rsae_utils.paths import autointerp_dir
+from rsae_utils.sae.pipeline import trained_runs
 
 t_start = time.time()
 cfg = resolve("04_autointerp", PROFILE, OVERRIDES)
@@ -86,7 +86,7 @@ display(runs[["model", "variant", "layer"]].pivot_table(index="variant", columns
 # `llm_n_latents` latents per SAE of the variants in `llm_variants` (and layers in `llm_layers`).
 
 # %%
-out_dir = work_dir(cfg.profile) / "autointerp"
+out_dir = autointerp_dir(cfg.profile)
 res = run_autointerp(cfg, runs, backends, out_dir)
 print(f"pipeline: {res.runtime_s:.1f} s; tables in {out_dir / 'tables'}")
 

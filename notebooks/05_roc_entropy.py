@@ -47,34 +47,24 @@ import time
 import matplotlib.pyplot as plt
 from IPython.display import display
 
-from rsae_utils.autointerp import figures as F
-from rsae_utils.autointerp.baseline import BASELINE_NAME
-from rsae_utils.autointerp.browser import write_browser
-from rsae_utils.autointerp.pipeline import load_results
-from rsae_utils.autointerp.prompts import TokenDecoder
-from rsae_utils.experiment import run_labels, trained_runs
-from rsae_utils.models import load_tokenizer
-from rsae_utils.paths import figures_dir, work_dir
-from rsae_utils.plotting import save_figure, use_paper_style, with_variant_labels
-from rsae_utils.profiles import resolve
+from rsae_utils.autointerp.pipeline import load_results, token_decoder
+from rsae_utils.autointerp.tables import run_backends, run_models, run_note
+from rsae_utils.params import resolve
+from rsae_utils.paths import autointerp_dir, figures_dir
+from rsae_utils.plots import autointerp as F
+from rsae_utils.plots.browser import write_browser
+from rsae_utils.plots.style import save_figure, use_paper_style
+from rsae_utils.sae.pipeline import run_labels, trained_runs
+from rsae_utils.subject.variants import with_variant_labels
 
 t_start = time.time()
 cfg = resolve("05_roc_entropy", PROFILE, OVERRIDES)
 use_paper_style()
-res = load_results(work_dir(cfg.profile) / "autointerp")
-backends = sorted(res.latents["backend"].unique(), key=lambda b: (b == BASELINE_NAME, b))
-models = sorted(res.latents["model"].unique())
+res = load_results(autointerp_dir(cfg.profile))
+backends, models = run_backends(res), run_models(res)
 labels = run_labels(trained_runs(cfg.profile))  # e.g. "Step-0 (architecture init)" where no checkpoint exists
 print("backends:", backends, "| models:", models)
-p04 = res.params  # the parameters notebook 04 ran with
-SMALL = (
-    f"{cfg.profile} profile: explainer/scorer {', '.join(b for b in backends if b != BASELINE_NAME) or 'none'} "
-    f"+ token baseline; {', '.join(models)}; {p04['sampling']['n_latents']} latents/SAE "
-    f"({p04['llm']['llm_n_latents']} LLM-scored), {p04['sampling']['n_bins']}x{p04['sampling']['per_bin']} "
-    f"positives + {p04['sampling']['n_negatives']} negatives each"
-)
-if cfg.profile != "paper":
-    SMALL += ". Not the paper's setting (Llama-3.1-70B, Pythia, 10M tokens): see the notebook text."
+SMALL = run_note(res, cfg.profile)  # the caption of every figure: what ran, and where it differs from the paper
 
 # %% [markdown]
 # ## ROC curves per layer (paper Figure 1)
@@ -86,8 +76,7 @@ if cfg.profile != "paper":
 bands, aucs = F.roc_tables(res.examples, n_boot=cfg.n_boot, n_grid=cfg.n_grid, seed=cfg.seed)
 for b in backends:
     fig = F.plot_roc_grid(bands, aucs, b, labels=labels)
-    name = "roc_" + ("token_baseline" if b == BASELINE_NAME else "llm_" + b.split(":")[0])
-    save_figure(fig, name, cfg, table=with_variant_labels(bands[bands.backend == b], labels), note=SMALL)
+    save_figure(fig, F.roc_figure_name(b), cfg, table=with_variant_labels(bands[bands.backend == b], labels), note=SMALL)
     plt.show()
 display(aucs.pivot_table(index=["backend", "scorer", "variant"], columns="layer", values="auroc").round(3))
 
@@ -158,7 +147,7 @@ else:
 # A single offline HTML file (no network): pick a variant and a layer, click a latent.
 
 # %%
-decoders = {m: TokenDecoder(load_tokenizer(m)) for m in models}
+decoders = {m: token_decoder(m) for m in models}
 browser = write_browser(
     figures_dir(cfg.profile) / "latent_browser.html", res.latents, res.records, decoders.__getitem__,
     title="Latent browser: SAEs on trained and random transformers", note=SMALL,

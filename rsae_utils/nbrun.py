@@ -19,8 +19,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from rsae_utils.paths import notebooks_dir, repo_root, work_dir
-from rsae_utils.profiles import NOTEBOOKS, ParameterError, parse_override, resolve
+from rsae_utils import paths
+from rsae_utils.errors import ParameterError
+from rsae_utils.params import NOTEBOOKS, parse_override, resolve
+from rsae_utils.paths import notebooks_dir, repo_root
 from rsae_utils.repro import stable_hash
 from rsae_utils.store import read_json, write_json
 
@@ -64,7 +66,7 @@ def _code_fingerprint() -> str:
 
 
 def executed_dir(profile: str) -> Path:
-    path = work_dir(profile) / "executed"
+    path = paths.executed_dir(profile)
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -108,6 +110,7 @@ def run_notebook(
     progress: bool = True,
 ) -> Path:
     """Execute one notebook with papermill and return the executed ``.ipynb``; skip it when up to date."""
+    # Deferred: papermill and jupytext take seconds to import, and a bad parameter must fail before that.
     import jupytext
     import papermill
     from papermill.exceptions import PapermillExecutionError

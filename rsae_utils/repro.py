@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from rsae_utils.paths import repo_root
+
 TRACKED_PACKAGES = ("torch", "numpy", "sae-lens", "transformer-lens", "transformers", "pandas", "matplotlib", "plotly")
 
 
@@ -77,8 +79,6 @@ def package_versions(names: Iterable[str] = TRACKED_PACKAGES) -> dict[str, str |
 @functools.lru_cache(maxsize=1)
 def git_revision() -> dict[str, Any]:
     """The checkout's commit and whether it had uncommitted changes outside ``figures/`` (None outside git)."""
-    from rsae_utils.paths import repo_root
-
     root = repo_root()
 
     def git(*args: str) -> str | None:

@@ -22,13 +22,13 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import pandas as pd
+import torch
+
+from rsae_utils.errors import ArtifactError
 from rsae_utils.repro import _jsonable, code_hash, provenance, stable_hash
 
 MANIFEST = "manifest.json"
-
-
-class ArtifactError(RuntimeError):
-    """An artifact is missing, corrupt or was made with other parameters, and cannot be rebuilt here."""
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -71,8 +71,6 @@ def read_json(path: str | os.PathLike) -> Any:
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
-    import torch
-
     buf = io.BytesIO()
     torch.save(obj, buf)
     return atomic_write_bytes(path, buf.getvalue())
@@ -211,8 +209,6 @@ def save_table(df, path: str | os.PathLike, params: Any, note: str | None = None
 
 def load_table(path: str | os.PathLike):
     """Read a table written by ``save_table``, refusing one whose contents no longer match its manifest."""
-    import pandas as pd
-
     path = Path(path)
     man = path.with_name(path.name + ".manifest.json")
     if not path.exists() or not man.exists():

@@ -8,20 +8,16 @@ from autointerp_helpers import ScriptedBackend, decode
 
 from rsae_utils.autointerp.pipeline import run_autointerp
 from rsae_utils.autointerp.synthetic import toy_cache_acts
+from rsae_utils.errors import ParameterError
+from rsae_utils.params import resolve
 
-CFG = dict(
-    n_latents=4,
-    min_examples=8,
-    n_explain=6,
-    explain_pool=10,
-    n_bins=3,
-    per_bin=2,
-    n_negatives=6,
-    window_len=32,
-    llm_n_latents=2,
-    llm_variants=["trained"],
-    scorers=["detection", "fuzzing"],
-    seed=0,
+# A resolved 04_autointerp config (the pipeline keeps no defaults of its own), sized for the toy caches.
+CFG = resolve(
+    "04_autointerp",
+    "smoke",
+    dict(n_latents=4, min_examples=9, n_explain=6, explain_pool=10, n_bins=3, per_bin=2, n_negatives=6,
+         window_len=32, llm_n_latents=2, llm_variants=["trained"], llm_layers=None, scorers=["detection", "fuzzing"],
+         seed=0, llm_backends=[]),
 )
 
 
@@ -64,6 +60,12 @@ class Failing(ScriptedBackend):
         if sum(c[0] == "answer" for c in self.calls) >= self.fail_after:
             raise ConnectionError("endpoint went away")
         return super().answer_probabilities(messages, n_answers)
+
+
+def test_partial_config_is_refused_naming_the_missing_parameters(world):
+    runs, loaders, out = world
+    with pytest.raises(ParameterError, match="lacks parameter.*explainer_max_tokens"):
+        run_autointerp({k: v for k, v in CFG.items() if k != "explainer_max_tokens"}, runs, [], out, loaders=loaders)
 
 
 def test_tables_and_resume(world):
@@ -136,8 +138,8 @@ def test_load_results_and_browser(world):
     import json
     import re
 
-    from rsae_utils.autointerp.browser import write_browser
     from rsae_utils.autointerp.pipeline import load_results
+    from rsae_utils.plots.browser import write_browser
 
     runs, loaders, out = world
     res = run_autointerp(
@@ -183,7 +185,7 @@ def test_browser_script_runs(world, tmp_path):
     import re
     import subprocess
 
-    from rsae_utils.autointerp.browser import write_browser
+    from rsae_utils.plots.browser import write_browser
 
     runs, loaders, out = world
     res = run_autointerp(
@@ -206,7 +208,7 @@ def test_browser_script_runs(world, tmp_path):
 
 
 def test_figure_tables(world):
-    from rsae_utils.autointerp import figures as F
+    from rsae_utils.plots import autointerp as F
 
     runs, loaders, out = world
     res = run_autointerp(
@@ -247,7 +249,8 @@ def test_endpoint_down_fails_before_any_work(world, tmp_path):
     import socket
     import time
 
-    from rsae_utils.autointerp.clients import BackendUnavailable, make_backend
+    from rsae_utils.autointerp.llm.spec import make_backend
+    from rsae_utils.errors import BackendUnavailable
 
     with socket.socket() as s:  # a loopback port nothing listens on
         s.bind(("127.0.0.1", 0))

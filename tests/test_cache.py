@@ -5,7 +5,9 @@ from __future__ import annotations
 import torch
 from _tiny_model import tiny_model, tiny_windows
 
-from rsae_utils.cache import CacheError, harvest, hook_name, is_complete, open_cache
+from rsae_utils.errors import CacheError
+from rsae_utils.sae.cache import hook_name, is_complete, open_cache
+from rsae_utils.sae.harvest import harvest
 
 META = {"model": "tiny-test", "variant": "trained", "seed": 7, "corpus_sha256": "abc"}
 LAYERS = [0, 2]

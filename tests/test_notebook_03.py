@@ -6,7 +6,11 @@ import json
 
 import pytest
 
-from rsae_utils.profiles import ParameterError, resolve
+from rsae_utils.errors import ParameterError, StageError
+from rsae_utils.params import resolve
+from rsae_utils.sae.cache import open_cache
+from rsae_utils.sae.pipeline import SAEPipeline
+from rsae_utils.sae.train import load_record
 
 pytestmark = pytest.mark.slow
 
@@ -21,8 +25,9 @@ def _artifacts(build):
 
 
 def test_smoke_run_metrics_and_reuse(smoke_run, smoke_env):
-    from rsae_utils.experiment import load_sae, open_cache, trained_runs
-    from rsae_utils.metrics import wide
+    from rsae_utils.sae.metrics import wide
+    from rsae_utils.sae.pipeline import trained_runs
+    from rsae_utils.sae.train import load_sae
     from rsae_utils.store import load_table
 
     build, figures = smoke_env
@@ -76,12 +81,13 @@ def test_bad_parameters_fail_before_loading():
 
 def test_streamed_training_caches_only_the_test_split(tmp_dirs):
     """train_from='stream' (the paper profile's mode): SAEs train on activations made on the fly."""
-    from rsae_utils.experiment import Experiment, load_record, open_cache
-
     cfg = resolve("03_sae_training", "smoke", {"train_from": "stream", "variants": ["trained", "control"],
                                                "layers": [0, 3], "train_tokens": 4096})  # fmt: skip
-    exp = Experiment(cfg)
-    table = exp.run()
+    exp = SAEPipeline(cfg)
+    for variant in cfg.variants:
+        exp.build_cache(variant)
+        exp.train(variant)
+    table = exp.measure_all()
     assert set(zip(table.variant, table.layer)) == {(v, x) for v in ("trained", "control") for x in (0, 3)}
     for variant in ("trained", "control"):
         cache = open_cache(exp.cache_dir(variant))
@@ -92,6 +98,20 @@ def test_streamed_training_caches_only_the_test_split(tmp_dirs):
             assert rec["layers_trained_together"] == [0, 3]
     fvu = table[(table.metric == "fvu") & (table.variant == "trained")].value
     assert (fvu < 1.0).all()
+
+
+def test_stages_never_start_an_earlier_stage(tmp_dirs):
+    """Asking for SAEs before their cache, or metrics before their SAEs, names the call to make first."""
+    cfg = resolve("03_sae_training", "smoke", {"variants": ["trained"], "layers": [0], "train_tokens": 1024})
+    exp = SAEPipeline(cfg)
+    with pytest.raises(StageError, match=r"build_cache\('trained'\) first"):
+        exp.train("trained")
+    assert not exp.cache_dir("trained").exists() and exp._loaded is None  # nothing was harvested, nothing loaded
+    exp.build_cache("trained")
+    with pytest.raises(StageError, match=r"train\('trained'\) first"):
+        exp.measure("trained")
+    exp.train("trained")
+    assert set(exp.measure("trained").layer) == {0}
 
 
 def test_caches_that_cannot_fit_on_disk_are_refused_before_any_work(monkeypatch, tmp_dirs):

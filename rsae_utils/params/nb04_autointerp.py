@@ -1,0 +1,92 @@
+"""Parameters of notebook 04_autointerp."""
+
+from __future__ import annotations
+
+import re
+
+from rsae_utils.errors import ParameterError
+from rsae_utils.params.core import (
+    Config,
+    Notebook,
+    Param,
+    is_float,
+    is_int,
+    is_str,
+    list_of,
+    one_of,
+    optional,
+    register,
+)
+from rsae_utils.subject.variants import VARIANTS
+
+_AI_BACKENDS = ("local", "openai")
+_URL_RE = r"^https?://[A-Za-z0-9.\-_\[\]]+(:\d{1,5})?(/[^\s]*)?$"
+
+
+def _check_04(cfg: Config) -> None:
+    if cfg.explain_pool < cfg.n_explain:
+        raise ParameterError(
+            f"parameter 'explain_pool' must be >= n_explain ({cfg.n_explain}); got {cfg.explain_pool}"
+        )
+    if cfg.min_examples < cfg.n_explain + cfg.n_bins:
+        raise ParameterError(
+            f"parameter 'min_examples' must be >= n_explain + n_bins ({cfg.n_explain + cfg.n_bins}) so every "
+            f"sampled latent has explainer examples and one window per quantile bin; got {cfg.min_examples}"
+        )
+    if "openai" in cfg.llm_backends:
+        if cfg.endpoint_url is None or not re.match(_URL_RE, cfg.endpoint_url):
+            raise ParameterError(
+                "parameter 'endpoint_url' must be the http(s) base URL of an OpenAI-compatible server, such as "
+                f"http://127.0.0.1:8000/v1, when llm_backends has 'openai'; got {cfg.endpoint_url!r}"
+            )
+        if not cfg.endpoint_model:
+            raise ParameterError(
+                "parameter 'endpoint_model' must name the model the endpoint serves (e.g. "
+                f"'meta-llama/Llama-3.1-70B-Instruct') when llm_backends has 'openai'; got {cfg.endpoint_model!r}"
+            )
+
+
+register("04_autointerp", Notebook(
+    title="Auto-interpretability: explanations, detection and fuzzing scores, token-identity baseline",
+    params=[
+        Param("split", "test", "test", "test", one_of(["test", "train"]),
+              "cache split the examples come from ('test': held out from SAE training; 'train' exists only when "
+              "notebook 03 ran with train_from='cache')"),
+        Param("max_contexts", None, None, None, optional(is_int(1)), "cap on cached contexts read per SAE"),
+        Param("window_len", 32, 32, 32, is_int(2, 4096), "tokens per example window (the paper: 32)"),
+        Param("n_latents", 8, 40, 100, is_int(1), "latents sampled per SAE (the paper: 100)"),
+        Param("min_examples", 4, 16, 200, is_int(1),
+              "activating windows a latent needs to be sampled (the paper: 200 in a 10M-token cache)"),
+        Param("n_explain", 2, 8, 40, is_int(1), "explainer examples per latent (the paper: 40)"),
+        Param("explain_pool", 3, 16, 100, is_int(1),
+              "explainer examples are drawn at random from this many top-activating windows"),
+        Param("n_bins", 2, 5, 10, is_int(1), "activation-quantile bins of the scoring positives (the paper: 10)"),
+        Param("per_bin", 1, 2, 10, is_int(1), "scoring positives drawn per bin (the paper: 10)"),
+        Param("n_negatives", 3, 10, 100, is_int(0), "non-activating scoring windows per latent (the paper: ~100)"),
+        Param("batch_size", 5, 5, 5, is_int(1, 50), "windows per scorer prompt (the paper: 5)"),
+        Param("mark_frac", 0.3, 0.3, 0.3, is_float(0.0, 1.0),
+              "a token is marked active when its activation >= mark_frac x the window max (the paper: 0.3)"),
+        Param("scorers", ["detection", "fuzzing"], ["detection", "fuzzing"], ["detection", "fuzzing"],
+              list_of(one_of(["detection", "fuzzing"]), unique=True), "scorers to run"),
+        Param("top_k_tokens", 10, 10, 10, is_int(1), "token baseline: top tokens by activation mass it keeps"),
+        Param("single_token_threshold", 0.9, 0.9, 0.9, is_float(0.0, 1.0),
+              "a latent is single-token when one token id holds at least this share of its activation mass"),
+        Param("llm_backends", ["local"], ["local"], ["openai"], list_of(one_of(_AI_BACKENDS), min_len=0, unique=True),
+              "LLM explainer/scorers besides the token baseline: 'local' (SmolLM2-135M-Instruct, offline), "
+              "'openai' (an OpenAI-compatible endpoint: endpoint_url + endpoint_model)"),
+        Param("endpoint_url", None, None, "http://127.0.0.1:8000/v1", optional(is_str()),
+              "base URL of the OpenAI-compatible server (vLLM, Ollama, llama.cpp server, hosted API)"),
+        Param("endpoint_model", None, None, "hugging-quants/Meta-Llama-3.1-70B-Instruct-AWQ-INT4", optional(is_str()),
+              "model name the endpoint serves (the paper: Llama-3.1-70B-Instruct, AWQ int4, on vLLM)"),
+        Param("explainer_max_tokens", 24, 32, 100, is_int(1, 1000), "token budget of an explanation"),
+        Param("llm_n_latents", 1, 3, 100, is_int(0), "latents per SAE the LLM explains and scores"),
+        Param("llm_variants", ["trained"], ["trained", "rerandomized_incl_emb"], list(VARIANTS),
+              list_of(one_of(VARIANTS), unique=True), "variants whose SAEs the LLM scores"),
+        Param("llm_layers", [0], [9], None, optional(list_of(is_int(0), unique=True)),
+              "layers whose SAEs the LLM scores (None: every layer)"),
+        Param("seed", 0, 0, 0, is_int(0), "seed of latent and example sampling, batch order and fuzzing marks"),
+        Param("device", "cpu", "cpu", "cuda", one_of(["cpu", "cuda", "mps"]), "torch device the SAEs encode on"),
+    ],
+    checks=[_check_04],
+    after=["03_sae_training"],
+))

@@ -1,0 +1,5 @@
+"""Variant -> activation cache -> SAE -> metrics (notebook 03).
+
+``harvest`` (the model's residual stream, cached or streamed), ``cache`` (the cache format, opening, verifying),
+``train`` (sae-lens training), ``metrics`` (held-out quality metrics), ``pipeline`` (the stages, in order).
+"""

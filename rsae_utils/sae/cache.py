@@ -1,0 +1,252 @@
+"""Activation cache: the on-disk format, opening and verifying it (written by :mod:`rsae_utils.sae.harvest`).
+
+Layout of a cache folder::
+
+    tokens.safetensors           "train"/"test": LongTensor (n_windows, ctx), written first
+    shard-train-00000.safetensors  one tensor per layer, "blocks.{L}.hook_resid_post": (windows, ctx, d_model)
+    shard-train-00001.safetensors  ...
+    shard-test-00000.safetensors
+    manifest.json                key, parameters, per-shard sha256 + bytes, provenance; rewritten after every shard
+
+The control variant's embeddings are fresh noise on every forward; that noise is part of what is cached, so
+training, metrics and auto-interp all see the same noisy-embedding activations.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+
+from rsae_utils.errors import CacheError
+from rsae_utils.repro import stable_hash
+from rsae_utils.store import file_record, read_json
+
+MANIFEST = "manifest.json"
+TOKENS_FILE = "tokens.safetensors"
+FORMAT = "rsae-activation-cache/1"
+SPLITS = ("train", "test")
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+# Largest magnitude stored as float16 without overflow (the format's max is 65504); bigger raises.
+_FP16_MAX = 6.5e4
+# Windows per shard file: small enough that an interruption loses little, large enough to keep files few.
+DEFAULT_SHARD_WINDOWS = 64
+
+
+def hook_name(layer: int) -> str:
+    """The residual stream after block ``layer`` (what the paper's SAEs read)."""
+    return f"blocks.{layer}.hook_resid_post"
+
+
+def _shard_name(split: str, index: int) -> str:
+    return f"shard-{split}-{index:05d}.safetensors"
+
+
+def _tokens_digest(tokens: torch.Tensor) -> str:
+    return hashlib.sha256(tokens.contiguous().numpy().tobytes()).hexdigest()
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Reading
+# --------------------------------------------------------------------------------------------------------------
+@dataclass
+class ActivationCache:
+    """A finished cache folder. ``tokens(split)``, ``acts(layer, split)`` and ``iter_batches`` read it."""
+
+    root: Path
+    manifest: dict[str, Any]
+    _resident: dict[tuple[int, str], torch.Tensor] = field(default_factory=dict, repr=False)
+
+    # --- description ---
+    @property
+    def layers(self) -> list[int]:
+        return list(self.manifest["layers"])
+
+    @property
+    def ctx(self) -> int:
+        return int(self.manifest["ctx"])
+
+    @property
+    def d_model(self) -> int:
+        return int(self.manifest["d_model"])
+
+    @property
+    def variant(self) -> str:
+        return str(self.manifest["variant"])
+
+    @property
+    def model(self) -> str:
+        return str(self.manifest["model"])
+
+    def n_windows(self, split: str = "train") -> int:
+        return int(self.manifest["n_windows"][self._split(split)])
+
+    def n_tokens(self, split: str = "train") -> int:
+        return self.n_windows(split) * self.ctx
+
+    def _split(self, split: str) -> str:
+        if split not in self.manifest["n_windows"]:
+            raise KeyError(f"split {split!r} not in cache {self.root}; has {list(self.manifest['n_windows'])}")
+        return split
+
+    def _layer(self, layer: int) -> int:
+        if layer not in self.layers:
+            raise KeyError(f"layer {layer} not in cache {self.root}; has {self.layers}")
+        return layer
+
+    def _shards(self, split: str) -> list[dict[str, Any]]:
+        return [s for s in self.manifest["shards"] if s["split"] == split]
+
+    # --- data ---
+    def tokens(self, split: str = "train") -> torch.Tensor:
+        """LongTensor (n_windows, ctx): the token ids the activations were computed from."""
+        with safe_open(self.root / TOKENS_FILE, framework="pt") as fh:
+            return fh.get_tensor(self._split(split))
+
+    def shard_acts(self, layer: int, split: str, index: int) -> torch.Tensor:
+        """One shard of one layer, float32 (windows, ctx, d_model)."""
+        shard = self._shards(self._split(split))[index]
+        with safe_open(self.root / shard["file"], framework="pt") as fh:
+            return fh.get_tensor(hook_name(self._layer(layer))).float()
+
+    def acts(self, layer: int, split: str = "train") -> torch.Tensor:
+        """FloatTensor (n_windows, ctx, d_model) of ``blocks.{layer}.hook_resid_post``, as float32."""
+        key = (self._layer(layer), self._split(split))
+        if key in self._resident:
+            return self._resident[key]
+        parts = [self.shard_acts(layer, split, i) for i in range(len(self._shards(split)))]
+        return torch.cat(parts) if parts else torch.empty(0, self.ctx, self.d_model)
+
+    def iter_batches(
+        self,
+        layer: int,
+        batch_size: int,
+        *,
+        split: str = "train",
+        seed: int = 0,
+        buffer_tokens: int = 1 << 20,
+        exclude_tokens: Sequence[int] = (),
+    ) -> Iterator[torch.Tensor]:
+        """Endless iterator of shuffled float32 (batch_size, d_model) rows of one layer.
+
+        Epoch after epoch: shards in a seeded random order, ``buffer_tokens`` worth loaded at a time, rows
+        shuffled inside the buffer (a split that fits in the buffer is loaded once and fully reshuffled every
+        epoch). Positions holding a token of ``exclude_tokens`` are left out. The same ``seed`` gives the same
+        sequence of batches.
+        """
+        gen = torch.Generator().manual_seed(int(seed))
+        shards = self._shards(self._split(split))
+        if not shards:
+            raise CacheError(f"{self.root}: split {split!r} has no windows")
+        total = self.n_tokens(split)
+        keep = token_mask(self.tokens(split), exclude_tokens).reshape(-1)
+        resident = None
+        if total <= buffer_tokens:
+            resident = self.acts(layer, split).reshape(-1, self.d_model)[keep]
+        carry = torch.empty(0, self.d_model)
+        while True:
+            if resident is not None:
+                groups: list[torch.Tensor] = [resident]
+            else:
+                order = torch.randperm(len(shards), generator=gen).tolist()
+                groups = []
+                per = max(1, buffer_tokens // (shards[0]["windows"][1] - shards[0]["windows"][0]) // self.ctx)
+                for start in range(0, len(order), per):
+                    parts = []
+                    for i in order[start : start + per]:
+                        lo, hi = (w * self.ctx for w in shards[i]["windows"])
+                        parts.append(self.shard_acts(layer, split, i).reshape(-1, self.d_model)[keep[lo:hi]])
+                    groups.append(torch.cat(parts))
+            for group in groups:
+                rows = group[torch.randperm(group.shape[0], generator=gen)]
+                if carry.shape[0]:
+                    rows = torch.cat([carry, rows])
+                n_full = rows.shape[0] // batch_size
+                for b in range(n_full):
+                    yield rows[b * batch_size : (b + 1) * batch_size]
+                carry = rows[n_full * batch_size :]
+
+    def keep_in_memory(self, layer: int, split: str = "test") -> torch.Tensor:
+        """Load one (layer, split) once and serve later ``acts`` calls from memory."""
+        key = (self._layer(layer), self._split(split))
+        if key not in self._resident:
+            self._resident[key] = self.acts(layer, split)
+        return self._resident[key]
+
+    def verify(self, check_hash: bool = True) -> list[str]:
+        """Names of shards whose file is missing or does not match its recorded size (and sha256)."""
+        bad = []
+        for shard in self.manifest["shards"]:
+            if not _shard_ok(self.root, shard, check_hash):
+                bad.append(shard["file"])
+        return bad
+
+    def manifest_hash(self) -> str:
+        """A short hash of what this cache holds (key + shard hashes): SAEs trained on it are keyed by it."""
+        return stable_hash({"key": self.manifest["key"], "shards": [s["sha256"] for s in self.manifest["shards"]]})
+
+
+def token_mask(tokens: torch.Tensor, exclude_tokens: Sequence[int] = ()) -> torch.Tensor:
+    """Bool mask (same shape as ``tokens``): True where the token is not one of ``exclude_tokens``."""
+    if not len(exclude_tokens):
+        return torch.ones_like(tokens, dtype=torch.bool)
+    return ~torch.isin(tokens, torch.as_tensor(list(exclude_tokens), dtype=tokens.dtype))
+
+
+def _shard_ok(root: Path, shard: Mapping[str, Any], check_hash: bool) -> bool:
+    path = root / shard["file"]
+    if not path.exists() or path.stat().st_size != shard["bytes"]:
+        return False
+    return not check_hash or file_record(path)["sha256"] == shard["sha256"]
+
+
+def open_cache(path: str | Path, check_hash: bool = False) -> ActivationCache:
+    """Open a finished cache; CacheError if it is incomplete or a shard does not match its manifest.
+
+    Sizes are always checked; ``check_hash=True`` also re-hashes every shard (slower, reads everything).
+    """
+    root = Path(path)
+    if not (root / MANIFEST).exists():
+        raise CacheError(f"{root}: no activation cache here (no {MANIFEST})")
+    manifest = read_json(root / MANIFEST)
+    if manifest.get("format") != FORMAT:
+        raise CacheError(f"{root}: not an activation cache of format {FORMAT}")
+    if not manifest.get("complete"):
+        raise CacheError(f"{root}: harvest did not finish; rerun harvest() with the same parameters to resume")
+    cache = ActivationCache(root, manifest)
+    bad = cache.verify(check_hash=check_hash)
+    if bad:
+        raise CacheError(f"{root}: shards damaged or missing: {bad}; rerun harvest() to redo them")
+    return cache
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Writing
+# --------------------------------------------------------------------------------------------------------------
+def cache_key(meta: Mapping[str, Any], layers: Sequence[int], tokens_by_split: Mapping[str, torch.Tensor],
+              dtype: str, shard_windows: int) -> str:
+    """What decides the cache's content: model, variant, seed, corpus, the exact tokens, layers, dtype, sharding."""
+    return stable_hash(
+        {
+            "meta": {k: meta.get(k) for k in ("model", "variant", "seed", "corpus_sha256", "revision")},
+            "layers": sorted(layers),
+            "tokens": {s: _tokens_digest(t) for s, t in sorted(tokens_by_split.items())},
+            "dtype": dtype,
+            "shard_windows": shard_windows,
+            "format": FORMAT,
+        }
+    )
+
+
+def is_complete(path: str | Path, key: str | None = None) -> bool:
+    """True when ``path`` holds a finished cache (with ``key``, when given) whose shards all have their size."""
+    try:
+        cache = open_cache(path)
+    except CacheError:
+        return False
+    return key is None or cache.manifest.get("key") == key

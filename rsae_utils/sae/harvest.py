@@ -1,0 +1,270 @@
+"""Making activations: one model pass per variant, every requested layer; cached in verified shards or streamed.
+
+``harvest`` writes an activation cache (format and reading: :mod:`rsae_utils.sae.cache`). The forward pass stops
+after the deepest requested layer, so a cache of layers 0..14 of a 30-layer model costs half a forward. An
+interrupted harvest keeps its finished shards; rerunning it with the same parameters checks each recorded shard
+(size and sha256) and recomputes only the missing or damaged ones. Each shard's forward runs under its own seed, so
+a resumed cache is bit-identical to an uninterrupted one, even for the control variant whose embeddings are fresh
+noise on every forward. ``stream_activations`` makes the same activations on the fly for paper-scale training,
+where a cached training split would not fit on a disk.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save as st_save
+from safetensors.torch import save_file as st_save_file
+
+from rsae_utils.errors import CacheError, ParameterError
+from rsae_utils.repro import provenance, stable_hash
+from rsae_utils.sae.cache import (
+    _FP16_MAX,
+    DEFAULT_SHARD_WINDOWS,
+    DTYPES,
+    FORMAT,
+    MANIFEST,
+    SPLITS,
+    TOKENS_FILE,
+    ActivationCache,
+    _shard_name,
+    _shard_ok,
+    _tokens_digest,
+    cache_key,
+    hook_name,
+    token_mask,
+)
+from rsae_utils.store import atomic_write_bytes, file_record, read_json, write_json
+
+
+def _shard_seed(seed: int, split: str, index: int) -> int:
+    return int(stable_hash({"seed": seed, "split": split, "shard": index}, length=12), 16) % (2**62)
+
+
+@torch.no_grad()
+def run_layers(model: Any, tokens: torch.Tensor, layers: Sequence[int], batch_size: int) -> dict[int, torch.Tensor]:
+    """Residual stream after each of ``layers`` for ``tokens`` (n, ctx), in one forward stopped after the deepest."""
+    names = {hook_name(layer): layer for layer in layers}
+    stop = max(layers) + 1
+    out: dict[int, list[torch.Tensor]] = {layer: [] for layer in layers}
+
+    def grab(act: torch.Tensor, hook: Any) -> None:
+        out[names[hook.name]].append(act.detach().to("cpu", torch.float32))
+
+    device = next(model.parameters()).device
+    hooks = [(name, grab) for name in names]
+    for start in range(0, tokens.shape[0], batch_size):
+        batch = tokens[start : start + batch_size].to(device)
+        model.run_with_hooks(batch, fwd_hooks=hooks, stop_at_layer=stop)
+    return {layer: torch.cat(parts) for layer, parts in out.items()}
+
+
+def stream_activations(
+    model: Any,
+    tokens: torch.Tensor,
+    layers: Sequence[int],
+    batch_size: int,
+    *,
+    harvest_batch: int = 8,
+    seed: int = 0,
+    exclude_tokens: Sequence[int] = (),
+    buffer_tokens: int | None = None,
+) -> Iterator[dict[str, torch.Tensor]]:
+    """Endless iterator of ``{hook_name(L): (batch_size, d_model)}`` float32 batches made on the fly, never stored.
+
+    The paper trains on 100M tokens per SAE: a cache of that is ~100 GB per layer of Pythia-70m, so at that scale
+    the activations are streamed instead. Each epoch visits the windows in a seeded random order, ``harvest_batch``
+    windows per forward (stopped after the deepest layer); positions holding ``exclude_tokens`` are dropped; rows
+    are mixed in a buffer of ``buffer_tokens`` (default 16 batches), which yields a random half and keeps the
+    other half, like sae-lens's mixing buffer. Every layer's batch holds the same token positions. Tensors stay on
+    the model's device. Same seed, same batches; the control variant's embedding noise is reseeded per forward.
+    """
+    layers = sorted({int(x) for x in layers})
+    if not layers:
+        raise ParameterError("parameter 'layers' must name at least one layer")
+    tokens = torch.as_tensor(tokens).long()
+    if tokens.ndim != 2 or tokens.shape[0] == 0:
+        raise ParameterError(
+            f"parameter 'tokens' must be a non-empty (n_windows, ctx) tensor; got shape {tuple(tokens.shape)}"
+        )
+    keep_all = token_mask(tokens, exclude_tokens)
+    if not bool(keep_all.any()):
+        raise ParameterError("parameter 'exclude_tokens' leaves no token positions to train on")
+    buffer_tokens = int(buffer_tokens or 16 * batch_size)
+    if buffer_tokens < 2 * batch_size:
+        raise ParameterError(
+            f"parameter 'buffer_tokens' must be >= 2 x batch_size ({2 * batch_size}); got {buffer_tokens}"
+        )
+    names = [hook_name(layer) for layer in layers]
+    stop = layers[-1] + 1
+    device = next(model.parameters()).device
+    gen = torch.Generator().manual_seed(int(seed))
+    noise = getattr(model, "rsae_embedding_noise", None)  # the control variant's own noise generator
+    grabbed: dict[str, torch.Tensor] = {}
+
+    def grab(act: torch.Tensor, hook: Any) -> None:
+        grabbed[hook.name] = act.detach()
+
+    buf: dict[str, list[torch.Tensor]] = {n: [] for n in names}
+    n_buf, epoch = 0, 0
+    while True:
+        order = torch.randperm(tokens.shape[0], generator=gen)
+        for start in range(0, len(order), harvest_batch):
+            idx = order[start : start + harvest_batch]
+            if noise is not None:
+                noise.generator.manual_seed(_shard_seed(seed, f"stream-{epoch}", start))
+            with torch.no_grad():
+                model.run_with_hooks(tokens[idx].to(device), fwd_hooks=[(n, grab) for n in names], stop_at_layer=stop)
+            keep = keep_all[idx].reshape(-1).to(device)
+            for n in names:
+                buf[n].append(grabbed[n].reshape(-1, grabbed[n].shape[-1])[keep].float())
+            n_buf += int(keep.sum())
+            if n_buf < buffer_tokens:
+                continue
+            rows = {n: torch.cat(buf[n]) for n in names}
+            perm = torch.randperm(n_buf, generator=gen).to(device)
+            n_out = (n_buf // 2) // batch_size * batch_size
+            for b in range(0, n_out, batch_size):
+                sel = perm[b : b + batch_size]
+                yield {n: rows[n][sel] for n in names}
+            rest = perm[n_out:]
+            buf = {n: [rows[n][rest]] for n in names}
+            n_buf = len(rest)
+        epoch += 1
+
+
+def harvest(
+    model: Any,
+    tokens_by_split: Mapping[str, torch.Tensor],
+    layers: Sequence[int],
+    out_dir: str | Path,
+    meta: Mapping[str, Any],
+    batch_size: int = 8,
+    *,
+    shard_windows: int = DEFAULT_SHARD_WINDOWS,
+    dtype: str = "float32",
+    max_shards: int | None = None,
+    progress: bool = False,
+) -> ActivationCache:
+    """Run ``model`` once over every split's windows and write each requested layer's residual stream to disk.
+
+    ``meta`` describes the run and is recorded: ``model``, ``variant``, ``seed`` and ``corpus_sha256`` form part of
+    the cache key (with the exact tokens, layers, dtype and shard size); anything else (e.g. the variant record,
+    corpus source) is stored as is. A folder holding a finished cache with the same key is returned untouched; a
+    partial or damaged one is completed. ``max_shards`` stops after that many newly computed shards (used to
+    simulate an interruption); the manifest then says ``complete: false``.
+    """
+    if dtype not in DTYPES:
+        raise ParameterError(f"parameter 'dtype' must be one of {', '.join(map(repr, DTYPES))}; got {dtype!r}")
+    layers = sorted({int(x) for x in layers})
+    if not layers:
+        raise ParameterError("parameter 'layers' must name at least one layer")
+    n_layers = int(getattr(getattr(model, "cfg", None), "n_layers", max(layers) + 1))
+    if layers[0] < 0 or layers[-1] >= n_layers:
+        raise ParameterError(f"parameter 'layers' must be within 0..{n_layers - 1} for this model; got {layers}")
+    splits = [s for s in SPLITS if s in tokens_by_split] + [s for s in tokens_by_split if s not in SPLITS]
+    tokens_by_split = {s: torch.as_tensor(tokens_by_split[s]).long().cpu().contiguous() for s in splits}
+    ctxs = {t.shape[1] for t in tokens_by_split.values() if t.ndim == 2}
+    if len(ctxs) != 1 or any(t.ndim != 2 for t in tokens_by_split.values()):
+        raise ParameterError("tokens_by_split must map split names to (n_windows, ctx) tensors of one ctx")
+    ctx = ctxs.pop()
+    d_model = int(model.cfg.d_model)
+    key = cache_key(meta, layers, tokens_by_split, dtype, shard_windows)
+    root = Path(out_dir)
+    root.mkdir(parents=True, exist_ok=True)
+
+    old: dict[str, Any] = {}
+    if (root / MANIFEST).exists():
+        try:
+            old = read_json(root / MANIFEST)
+        except (OSError, json.JSONDecodeError):
+            old = {}
+        if old.get("key") != key:
+            if old:
+                warnings.warn(f"{root}: cache made with other parameters; rebuilding it", stacklevel=2)
+            old = {}
+    done = {s["file"]: s for s in old.get("shards", []) if _shard_ok(root, s, check_hash=True)}
+    if old and old.get("complete") and len(done) == len(old.get("shards", [])):
+        return ActivationCache(root, old)
+
+    seed = int(meta.get("seed", 0) or 0)
+    tokens_path = root / TOKENS_FILE
+    if not tokens_path.exists() or old.get("tokens_file", {}).get("sha256") != file_record(tokens_path)["sha256"]:
+        atomic_write_bytes(tokens_path, st_save(dict(tokens_by_split)))
+    manifest: dict[str, Any] = {
+        "format": FORMAT,
+        "key": key,
+        "complete": False,
+        **{k: v for k, v in meta.items() if k not in ("layers",)},
+        "model": meta.get("model"),
+        "variant": meta.get("variant"),
+        "seed": seed,
+        "corpus_sha256": meta.get("corpus_sha256"),
+        "activation_source": (
+            "forward with fresh N(0,1) noise in place of every token embedding (control variant)"
+            if meta.get("variant") == "control"
+            else "ordinary forward"
+        ),
+        "layers": layers,
+        "hook_names": [hook_name(x) for x in layers],
+        "stop_at_layer": layers[-1] + 1,
+        "ctx": ctx,
+        "d_model": d_model,
+        "dtype": dtype,
+        "shard_windows": shard_windows,
+        "n_windows": {s: int(t.shape[0]) for s, t in tokens_by_split.items()},
+        "n_tokens": {s: int(t.numel()) for s, t in tokens_by_split.items()},
+        "tokens_sha256": {s: _tokens_digest(t) for s, t in tokens_by_split.items()},
+        "tokens_file": {"file": TOKENS_FILE, **file_record(tokens_path)},
+        "shards": [],
+        "provenance": provenance(),
+        "harvest_seconds": float(old.get("harvest_seconds", 0.0)),
+    }
+
+    n_new = 0
+    t_dtype = DTYPES[dtype]
+    for split, toks in tokens_by_split.items():
+        for index, start in enumerate(range(0, toks.shape[0], shard_windows)):
+            end = min(start + shard_windows, toks.shape[0])
+            name = _shard_name(split, index)
+            if name in done and done[name]["windows"] == [start, end]:
+                manifest["shards"].append(done[name])
+                continue
+            if max_shards is not None and n_new >= max_shards:
+                write_json(root / MANIFEST, manifest)
+                return ActivationCache(root, manifest)
+            t0 = time.perf_counter()
+            shard_seed = _shard_seed(seed, split, index)
+            noise = getattr(model, "rsae_embedding_noise", None)  # the control variant's own noise generator
+            if noise is not None:
+                noise.generator.manual_seed(shard_seed)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(shard_seed)
+                acts = run_layers(model, toks[start:end], layers, batch_size)
+            tensors = {}
+            for layer, a in acts.items():
+                if t_dtype == torch.float16 and a.abs().max().item() > _FP16_MAX:
+                    raise CacheError(f"layer {layer} has values beyond float16 range; use dtype='float32'")
+                tensors[hook_name(layer)] = a.to(t_dtype).contiguous()
+            tmp = root / f".{name}.tmp"
+            st_save_file(tensors, tmp)
+            tmp.replace(root / name)
+            manifest["shards"].append({"split": split, "index": index, "file": name, "windows": [start, end],
+                                       **file_record(root / name)})
+            manifest["harvest_seconds"] += time.perf_counter() - t0
+            write_json(root / MANIFEST, manifest)
+            n_new += 1
+            if progress:
+                print(f"  {meta.get('variant')}: {split} shard {index} ({end}/{toks.shape[0]} windows)", flush=True)
+    manifest["complete"] = True
+    manifest["harvest_tokens_per_s"] = round(
+        sum(manifest["n_tokens"].values()) / max(manifest["harvest_seconds"], 1e-9), 1
+    )
+    write_json(root / MANIFEST, manifest)
+    return ActivationCache(root, manifest)

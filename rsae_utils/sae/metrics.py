@@ -1,0 +1,213 @@
+"""SAE quality metrics on held-out windows (paper Figure 2), one tidy table per run.
+
+Reconstruction metrics read the cached test activations only: explained variance and FVU (sae-lens's
+``ExplainedVarianceCalculator``: 1 - mean ||x - x_hat||^2 / total variance), cosine similarity of input and
+reconstruction, L0 and L1 of the latents, and the fraction of latents that never fire on the held-out tokens.
+
+Spliced metrics put the reconstruction back into the model. They are hand-written rather than sae-lens's
+``get_recons_loss`` for two reasons: (1) that function re-runs the whole model three times per SAE, while here the
+forward resumes from the cached residual stream (``start_at_layer = layer + 1``), so each SAE costs only the layers
+above it, and the clean pass is shared by every layer of a variant; (2) for the control variant a fresh forward
+draws fresh embedding noise, so clean, spliced and ablated passes would see different inputs; resuming from the
+cache gives all three the same noise. Definitions match sae-lens's:
+CE-loss score = (CE_zero_abl - CE_sae) / (CE_zero_abl - CE_clean), KL = KL(clean || spliced) per token, averaged.
+The zero-ablated pass feeds an all-zero residual, which is the same for every window, so it runs on one window
+and is broadcast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+import torch
+from sae_lens.evals import ExplainedVarianceCalculator
+
+from rsae_utils.sae.cache import token_mask
+
+# Order and meaning of the rows of the figure and table.
+METRICS = {
+    "explained_variance": "explained variance (1 - FVU)",
+    "fvu": "fraction of variance unexplained",
+    "cos_sim": "cosine similarity (input, reconstruction)",
+    "l0": "L0 (active latents per token)",
+    "l1": "L1 norm of latents",
+    "dead_fraction": "dead latents (never fire on held-out tokens)",
+    "ce_loss_score": "CE-loss score",
+    "kl_div": "KL(clean || SAE spliced), nats/token",
+    "ce_clean": "CE clean",
+    "ce_sae": "CE with SAE",
+    "ce_zero_abl": "CE with layer zero-ablated",
+}
+def _as_rows(x: torch.Tensor) -> torch.Tensor:
+    return x.reshape(-1, x.shape[-1]).float()
+
+
+@torch.no_grad()
+def reconstruction_metrics(
+    sae: Any, acts: torch.Tensor, batch_tokens: int = 4096, mask: torch.Tensor | None = None
+) -> dict[str, float]:
+    """FVU, explained variance, cosine similarity, L0, L1 and dead fraction of ``sae`` on ``acts`` (..., d).
+
+    ``mask`` (acts.shape[:-1], bool) keeps only the positions where it is True.
+    """
+    rows = _as_rows(acts)
+    if mask is not None:
+        rows = rows[mask.reshape(-1)]
+    ev = ExplainedVarianceCalculator()
+    cos_sum = l0_sum = l1_sum = 0.0
+    fired = None
+    for start in range(0, rows.shape[0], batch_tokens):
+        x = rows[start : start + batch_tokens]
+        z = sae.encode(x)
+        if z.is_sparse:
+            z = z.to_dense()
+        x_hat = sae.decode(z)
+        ev.add_batch(sae_output=x_hat.float(), hidden_acts=x)
+        cos_sum += torch.nn.functional.cosine_similarity(x, x_hat.float(), dim=-1, eps=1e-8).double().sum().item()
+        active = z != 0
+        l0_sum += active.sum().item()
+        l1_sum += z.abs().double().sum().item()
+        hit = active.any(0)
+        fired = hit if fired is None else fired | hit
+    n = rows.shape[0]
+    explained = ev.compute()
+    return {
+        "explained_variance": explained,
+        "fvu": 1.0 - explained,
+        "cos_sim": cos_sum / n,
+        "l0": l0_sum / n,
+        "l1": l1_sum / n,
+        "dead_fraction": 1.0 - fired.float().mean().item() if fired is not None else float("nan"),
+        "n_tokens": float(n),
+    }
+
+
+def _next_token_ce(log_probs: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """Per-token next-token cross-entropy (batch, ctx-1)."""
+    return -log_probs[:, :-1].gather(-1, tokens[:, 1:, None]).squeeze(-1)
+
+
+def _kl(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
+    """KL(p || q) per position from log-probabilities."""
+    return (log_p.exp() * (log_p - log_q)).sum(-1)
+
+
+@torch.no_grad()
+def spliced_metrics(
+    model: Any,
+    saes: Mapping[int, Any],
+    resid: Mapping[int, torch.Tensor],
+    tokens: torch.Tensor,
+    batch_size: int = 4,
+    mask: torch.Tensor | None = None,
+) -> dict[int, dict[str, float]]:
+    """CE clean / with SAE / zero-ablated, CE-loss score and KL for each layer's SAE.
+
+    ``resid[layer]`` is the cached residual stream after ``layer`` for ``tokens`` (n, ctx); the model resumes
+    from it. The clean logits come from the deepest cached layer, unchanged, and are shared by all layers.
+    ``mask`` (n, ctx) bool, as in sae-lens's evals: where False the clean residual is kept (no reconstruction) and
+    the position is left out of the averages; the zero ablation zeroes every position.
+    """
+    mask = torch.ones_like(tokens, dtype=torch.bool) if mask is None else mask
+    layers = sorted(saes)
+    deepest = max(resid)
+    device = next(model.parameters()).device
+    sums = {layer: {"ce_sae": 0.0, "ce_zero_abl": 0.0, "kl_div": 0.0, "kl_zero_abl": 0.0} for layer in layers}
+    ce_clean = 0.0
+    n_ce = n_kl = 0
+
+    def log_probs(x: torch.Tensor, layer: int) -> torch.Tensor:
+        logits = model(x.to(device), start_at_layer=layer + 1, return_type="logits")
+        return torch.log_softmax(logits.float(), dim=-1).cpu()
+
+    zero_lp = {}
+    ctx = tokens.shape[1]
+    for layer in layers:
+        zero_lp[layer] = log_probs(torch.zeros(1, ctx, resid[layer].shape[-1]), layer)
+    for start in range(0, tokens.shape[0], batch_size):
+        toks = tokens[start : start + batch_size]
+        keep = mask[start : start + batch_size]
+        keep_ce = keep[:, :-1].double()  # CE at position t predicts token t + 1
+        keep_kl = keep.double()
+        clean = log_probs(resid[deepest][start : start + batch_size], deepest)
+        ce_clean += (_next_token_ce(clean, toks).double() * keep_ce).sum().item()
+        n_ce += int(keep_ce.sum().item())
+        n_kl += int(keep_kl.sum().item())
+        for layer in layers:
+            x = resid[layer][start : start + batch_size].float()
+            sae = saes[layer]
+            x_hat = torch.where(keep[..., None], sae.decode(sae.encode(x)).to(x.dtype), x)
+            spliced = log_probs(x_hat, layer)
+            zero = zero_lp[layer].expand(toks.shape[0], -1, -1)
+            s = sums[layer]
+            s["ce_sae"] += (_next_token_ce(spliced, toks).double() * keep_ce).sum().item()
+            s["ce_zero_abl"] += (_next_token_ce(zero, toks).double() * keep_ce).sum().item()
+            s["kl_div"] += (_kl(clean, spliced).double() * keep_kl).sum().item()
+            s["kl_zero_abl"] += (_kl(clean, zero).double() * keep_kl).sum().item()
+    out = {}
+    for layer in layers:
+        s = sums[layer]
+        ce = {"ce_clean": ce_clean / n_ce, "ce_sae": s["ce_sae"] / n_ce, "ce_zero_abl": s["ce_zero_abl"] / n_ce}
+        denom = ce["ce_zero_abl"] - ce["ce_clean"]
+        out[layer] = {
+            **ce,
+            "ce_loss_score": (ce["ce_zero_abl"] - ce["ce_sae"]) / denom if denom != 0 else float("nan"),
+            "kl_div": s["kl_div"] / n_kl,
+            "kl_zero_abl": s["kl_zero_abl"] / n_kl,
+            "n_tokens_spliced": float(n_kl),
+        }
+    return out
+
+
+def evaluate_variant(
+    model: Any | None,
+    cache: Any,
+    saes: Mapping[int, Any],
+    *,
+    split: str = "test",
+    n_spliced_windows: int | None = None,
+    batch_size: int = 4,
+    exclude_tokens: Sequence[int] = (),
+) -> list[dict[str, Any]]:
+    """Tidy rows (model, variant, layer, metric, value) for every SAE of one variant.
+
+    ``model`` None skips the spliced metrics. ``n_spliced_windows`` limits the windows used for them (they cost a
+    partial forward per layer; the reconstruction metrics always use the whole split). Positions holding a token
+    of ``exclude_tokens`` are left out of every metric (and keep their clean residual when spliced).
+    """
+    rows: list[dict[str, Any]] = []
+    layers = sorted(saes)
+    tokens = cache.tokens(split)
+    mask = token_mask(tokens, exclude_tokens)
+    resid = {layer: cache.acts(layer, split) for layer in layers}
+    per_layer = {layer: reconstruction_metrics(saes[layer], resid[layer], mask=mask) for layer in layers}
+    if model is not None:
+        n = tokens.shape[0] if n_spliced_windows is None else min(n_spliced_windows, tokens.shape[0])
+        deepest = max(cache.layers)
+        sub = {layer: resid[layer][:n] for layer in layers}
+        sub[deepest] = sub[deepest] if deepest in sub else cache.acts(deepest, split)[:n]
+        spliced = spliced_metrics(model, saes, sub, tokens[:n], batch_size=batch_size, mask=mask[:n])
+        for layer, vals in spliced.items():
+            per_layer[layer].update(vals)
+    for layer in layers:
+        for metric, value in per_layer[layer].items():
+            rows.append({"model": cache.model, "variant": cache.variant, "layer": layer, "metric": metric,
+                         "value": float(value)})
+    return rows
+
+
+def tidy(rows: Iterable[Mapping[str, Any]] | pd.DataFrame) -> pd.DataFrame:
+    """One DataFrame (model, variant, layer, metric, value), sorted for reading."""
+    cols = ["model", "variant", "layer", "metric", "value"]
+    df = rows[cols].copy() if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows), columns=cols)
+    return df.sort_values(["model", "variant", "layer", "metric"], kind="stable").reset_index(drop=True)
+
+
+def wide(df: pd.DataFrame, metrics: Sequence[str] | None = None) -> pd.DataFrame:
+    """The tidy table with one column per metric."""
+    out = df.pivot_table(index=["model", "variant", "layer"], columns="metric", values="value", aggfunc="first")
+    if metrics is not None:
+        out = out[[m for m in metrics if m in out.columns]]
+    return out.reset_index()

@@ -1,0 +1,216 @@
+"""Text corpora: the sources ``load_corpus`` understands (tokenization into windows: ``subject.windows``).
+
+Sources (``load_corpus(source)``):
+
+* ``"site-packages"`` (offline default): the human-written English installed with the Python environment
+  itself: the long descriptions in ``*.dist-info/METADATA`` (package READMEs) and ``.md``/``.rst``/``.txt``
+  documentation files, optionally docstrings (gathered and filtered in ``subject.site_packages``).
+* ``"hf:<dataset>[:split]"``: a Hugging Face dataset with a ``text`` column, streamed (network); the paper's is
+  ``hf:togethercomputer/RedPajama-Data-1T-Sample``.
+* ``"dir:<path>"``: every ``*.txt`` file (one document each) and ``*.jsonl`` file (one document per line, its
+  ``"text"`` field) under a local folder, in sorted path order.
+
+Every source is normalised the same way (Unicode NFC, ``\\n`` line ends, no trailing spaces, at most one blank
+line in a row) and deduplicated by document hash. ``Corpus.sha256`` hashes the normalised documents in order.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rsae_utils.errors import ParameterError
+from rsae_utils.subject.hub import hub_reachable
+from rsae_utils.subject.site_packages import cached_site_packages, gather_site_packages
+from rsae_utils.subject.text import corpus_sha256, normalise, text_hash
+
+SOURCES_HELP = (
+    "'site-packages' (offline default: documentation installed with the environment), 'site-packages+docstrings' "
+    "(the same plus docstrings: ~30x larger, more technical), "
+    "'hf:<dataset>[:split]' (network, e.g. 'hf:togethercomputer/RedPajama-Data-1T-Sample'), "
+    "or 'dir:<folder of .txt / .jsonl files>'"
+)
+
+# An hf: corpus without max_chars stops here: ~130M tokens, enough for the paper's 100M training tokens plus
+# held-out windows, without streaming a whole billion-token dataset into memory.
+HF_DEFAULT_MAX_CHARS = 600_000_000
+
+@dataclass
+class Corpus:
+    """A list of normalised documents with a content hash; ``info`` holds how it was gathered."""
+
+    texts: list[str]
+    source: str
+    sha256: str
+    n_chars: int
+    n_docs: int
+    info: dict = field(default_factory=dict)
+
+    def describe(self) -> dict:
+        """JSON-able record for manifests (without the texts)."""
+        return {"source": self.source, "sha256": self.sha256, "n_chars": self.n_chars, "n_docs": self.n_docs,
+                **self.info}  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Normalisation, hashing, filters
+# --------------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------------------
+# Other sources
+# --------------------------------------------------------------------------------------------------------------
+def _gather_dir(folder: Path) -> tuple[list[str], dict]:
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in (".txt", ".jsonl"))
+    texts: list[str] = []
+    for path in files:
+        if path.suffix.lower() == ".txt":
+            texts.append(path.read_text(encoding="utf-8", errors="replace"))
+            continue
+        with path.open(encoding="utf-8", errors="replace") as fh:
+            for lineno, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise ParameterError(f"corpus file {path}, line {lineno}: not JSON ({err})") from err
+                if not isinstance(row, dict) or not isinstance(row.get("text"), str):
+                    raise ParameterError(f"corpus file {path}, line {lineno}: needs a string field 'text'")
+                texts.append(row["text"])
+    return texts, {"n_files": len(files)}
+
+
+def _gather_hf(name: str, split: str, max_chars: int | None) -> tuple[list[str], dict]:
+    reachable, reason = hub_reachable(datasets=True)
+    if not reachable:
+        raise ParameterError(
+            f"parameter 'corpus' = 'hf:{name}' needs the Hugging Face hub, which is not reachable here ({reason}); "
+            "offline, use corpus='site-packages' (or 'dir:<folder>')"
+        )
+    if max_chars is None:
+        max_chars = HF_DEFAULT_MAX_CHARS
+    ds, how = _open_hf_stream(name, split)
+    texts, total = [], 0
+    for row in ds:
+        text = row.get("text")
+        if not isinstance(text, str):
+            raise ParameterError(f"dataset {name!r} has no string column 'text'")
+        texts.append(text)
+        total += len(text)
+        if total >= max_chars:
+            break
+    return texts, {"dataset": name, "split": split, "loaded_as": how, "chars_cap": max_chars}
+
+
+def _open_hf_stream(name: str, split: str):
+    """A streaming iterator of rows; for script-based repos (the RedPajama sample), its .jsonl files mixed.
+
+    ``datasets`` >= 4 no longer runs dataset scripts. The RedPajama sample keeps one .jsonl file per source
+    (arxiv, books, c4, common crawl, github, stackexchange, wikipedia), so reading the files in order would give a
+    prefix of one or two sources: the files are interleaved at random (seed 0) with probabilities proportional to
+    their sizes, which keeps the sample's own mixture in any prefix.
+    """
+    import datasets  # deferred: only hub corpora need it, and it takes seconds to import
+
+    try:
+        return datasets.load_dataset(name, split=split, streaming=True), "load_dataset"
+    except Exception as err:  # noqa: BLE001 - datasets raises several types for script repos
+        if "script" not in str(err).lower():
+            raise
+    from huggingface_hub import HfApi  # deferred with datasets
+
+    info = HfApi().dataset_info(name, files_metadata=True)
+    files = sorted((f.rfilename, f.size or 1) for f in info.siblings or () if f.rfilename.endswith(".jsonl"))
+    if not files:
+        raise ParameterError(f"dataset {name!r} needs a loading script and has no .jsonl files to read instead")
+    streams = [
+        datasets.load_dataset("json", data_files=f"hf://datasets/{name}/{f}", split="train", streaming=True)
+        for f, _ in files
+    ]
+    total = sum(size for _, size in files)
+    mixed = datasets.interleave_datasets(
+        streams, probabilities=[size / total for _, size in files], seed=0, stopping_strategy="all_exhausted"
+    )
+    return mixed, f"{len(files)} jsonl files interleaved by size (seed 0)"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Entry point
+# --------------------------------------------------------------------------------------------------------------
+def validate_corpus_source(source: Any) -> tuple[str, str]:
+    """(kind, argument) of a corpus source string; ParameterError naming the allowed forms."""
+    if not isinstance(source, str) or not source.strip():
+        raise ParameterError(f"parameter 'corpus' must be {SOURCES_HELP}; got {source!r}")
+    if source in ("site-packages", "site-packages+docstrings"):
+        return source, ""
+    kind, _, arg = source.partition(":")
+    if kind == "hf" and arg.strip():
+        return "hf", arg.strip()
+    if kind == "dir" and arg.strip():
+        folder = Path(arg.strip()).expanduser()
+        if not folder.is_dir():
+            raise ParameterError(f"parameter 'corpus' = {source!r}: folder {str(folder)!r} does not exist")
+        return "dir", str(folder)
+    raise ParameterError(f"parameter 'corpus' must be {SOURCES_HELP}; got {source!r}")
+
+
+def load_corpus(
+    source: str = "site-packages",
+    max_chars: int | None = None,
+    include_docstrings: bool = False,
+    min_doc_chars: int = 200,
+    use_cache: bool = True,
+) -> Corpus:
+    """Load, normalise and deduplicate a corpus; ``max_chars`` keeps whole documents up to that many characters.
+
+    The site-packages corpus is cached (``use_cache``) under ``model_cache_dir()/corpus``, keyed by the filter
+    version, the options and the name==version list of installed distributions (with docstrings it takes ~40 s).
+
+    An empty result raises ParameterError.
+    """
+    if max_chars is not None and (isinstance(max_chars, bool) or not isinstance(max_chars, int) or max_chars < 1):
+        raise ParameterError(f"parameter 'max_chars' must be None or a positive integer; got {max_chars!r}")
+    kind, arg = validate_corpus_source(source)
+    t0 = time.perf_counter()
+    if kind.startswith("site-packages"):
+        include_docstrings = include_docstrings or kind == "site-packages+docstrings"
+        if use_cache:
+            texts, info = cached_site_packages(include_docstrings, min_doc_chars)
+        else:
+            texts, info = gather_site_packages(include_docstrings, min_doc_chars)
+    elif kind == "dir":
+        texts, info = _gather_dir(Path(arg))
+    else:
+        name, _, split = arg.partition(":")
+        texts, info = _gather_hf(name, split or "train", max_chars)
+    # Every source: normalised, empty documents dropped, exact duplicates dropped (first occurrence kept).
+    out, seen, n_dup = [], set(), 0
+    for t in texts:
+        t = normalise(t)
+        if not t:
+            continue
+        h = text_hash(t)
+        if h in seen:
+            n_dup += 1
+            continue
+        seen.add(h)
+        out.append(t)
+    if max_chars is not None:
+        kept, total = [], 0
+        for t in out:
+            if total + len(t) > max_chars and kept:
+                break
+            kept.append(t if total + len(t) <= max_chars else t[:max_chars])
+            total += len(kept[-1])
+        out = kept
+    if not out:
+        raise ParameterError(
+            f"parameter 'corpus' = {source!r} gave an empty corpus (no documents left after filtering); "
+            f"allowed sources: {SOURCES_HELP}"
+        )
+    info.update({"duplicates_dropped": n_dup, "max_chars": max_chars, "build_s": round(time.perf_counter() - t0, 2)})
+    return Corpus(
+        texts=out, source=source, sha256=corpus_sha256(out), n_chars=sum(map(len, out)), n_docs=len(out), info=info
+    )

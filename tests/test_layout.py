@@ -1,0 +1,136 @@
+"""The package's layout keeps its promises (README, "How the code is organised"): no import cycle, parameter tables
+above the code they configure, figures drawn only in ``plots/``, imports at module top, modules of a readable size.
+
+Static: the import graph is read from the source with ``ast`` (no module is imported), so the test is fast and
+names the offending line.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PKG = Path(__file__).resolve().parents[1] / "rsae_utils"
+COMPUTE = ("rsae_utils.subject", "rsae_utils.sae", "rsae_utils.toys", "rsae_utils.autointerp")
+MAX_LINES = 420
+# Imports deliberately made inside a function: (module, imported name) -> why.
+DEFERRED = {
+    ("rsae_utils.nbrun", "jupytext"): "a bad parameter must fail before seconds of imports",
+    ("rsae_utils.nbrun", "papermill"): "same",
+    ("rsae_utils.nbrun", "papermill.exceptions"): "same",
+    ("rsae_utils.subject.corpus", "datasets"): "only hub corpora need it",
+    ("rsae_utils.subject.corpus", "huggingface_hub"): "same",
+}
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for path in sorted(PKG.rglob("*.py")):
+        parts = list(path.relative_to(PKG.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        out[".".join(parts)] = path
+    return out
+
+
+MODULES = _modules()
+
+
+def _imports(name: str) -> list[tuple[str, int, bool]]:
+    """(imported module, line, at module top?) for every import in module ``name``."""
+    tree = ast.parse(MODULES[name].read_text())
+    top = {id(n) for n in tree.body}
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out += [(a.name, node.lineno, id(node) in top) for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out.append((node.module, node.lineno, id(node) in top))
+            # "from rsae_utils.sae import cache" imports the submodule too
+            out += [(f"{node.module}.{a.name}", node.lineno, id(node) in top) for a in node.names
+                    if f"{node.module}.{a.name}" in MODULES]  # fmt: skip
+    return out
+
+
+def _internal_graph() -> dict[str, set[str]]:
+    graph = {}
+    for name in MODULES:
+        deps = {m for m, _, _ in _imports(name) if m in MODULES and m != name}
+        graph[name] = deps
+    return graph
+
+
+def test_no_import_cycle():
+    graph = _internal_graph()
+    # A package's __init__ is imported before any of its modules; an edge from a module to its own package's
+    # __init__ is therefore not a cycle of ours unless the __init__ imports back, which the DFS below catches.
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(n: str) -> None:
+        state[n] = 1
+        stack.append(n)
+        for d in sorted(graph[n]):
+            if state.get(d) == 1:
+                cycle = stack[stack.index(d):] + [d]
+                raise AssertionError("import cycle: " + " -> ".join(cycle))
+            if d not in state:
+                visit(d)
+        stack.pop()
+        state[n] = 2
+
+    for n in sorted(graph):
+        if n not in state:
+            visit(n)
+
+
+def _closure(start: str, graph: dict[str, set[str]]) -> set[str]:
+    seen, todo = set(), [start]
+    while todo:
+        n = todo.pop()
+        for d in graph[n]:
+            if d not in seen:
+                seen.add(d)
+                todo.append(d)
+    return seen
+
+
+def test_compute_modules_draw_nothing_and_read_no_parameter_tables():
+    graph = _internal_graph()
+    for name in MODULES:
+        if not name.startswith(COMPUTE):
+            continue
+        for mod, line, _ in _imports(name):
+            assert mod.split(".")[0] not in ("matplotlib", "plotly"), f"{name}:{line} imports {mod}: draw in plots/"
+        reached = _closure(name, graph)
+        assert not any(m.startswith("rsae_utils.plots") for m in reached), f"{name} reaches plots/: {sorted(reached)}"
+        assert not any(m.startswith("rsae_utils.params") for m in reached), (
+            f"{name} reaches the parameter tables; they sit above the code they configure"
+        )
+
+
+def test_figures_are_drawn_only_in_plots():
+    for name in MODULES:
+        if name.startswith("rsae_utils.plots"):
+            continue
+        for mod, line, _ in _imports(name):
+            assert mod.split(".")[0] not in ("matplotlib", "plotly"), f"{name}:{line} imports {mod}"
+
+
+def test_imports_at_module_top_unless_listed():
+    for name in MODULES:
+        for mod, line, at_top in _imports(name):
+            if not at_top:
+                assert (name, mod) in DEFERRED, f"{name}:{line} imports {mod} inside a function; move it to the top"
+
+
+def test_modules_stay_readable():
+    long = {n: len(p.read_text().splitlines()) for n, p in MODULES.items()}
+    assert max(long.values()) <= MAX_LINES, {n: k for n, k in long.items() if k > MAX_LINES}
+
+
+def test_every_package_folder_is_a_regular_package():
+    """setuptools only ships folders with an __init__.py; a namespace folder would vanish from a built wheel."""
+    for folder in [PKG, *[p for p in PKG.rglob("*") if p.is_dir() and p.name != "__pycache__"]]:
+        if any(folder.glob("*.py")):
+            assert (folder / "__init__.py").exists(), folder
