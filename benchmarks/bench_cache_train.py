@@ -41,8 +41,8 @@ def main() -> dict:
     from rsae_utils.sae.harvest import harvest
     from rsae_utils.sae.train import SAESpec, load_record, train_sae
     from rsae_utils.subject.corpus import load_corpus
-    from rsae_utils.subject.windows import tokenize_windows
     from rsae_utils.subject.models import load_model
+    from rsae_utils.subject.windows import tokenize_windows
 
     layers = [int(x) for x in args.layers.split(",")]
     loaded = load_model(args.model)

@@ -38,7 +38,8 @@ import numpy as np
 import scipy
 import torch
 
-from rsae_utils.sae.matching import Directions, match_saes
+from rsae_utils.sae.matching import Directions
+from rsae_utils.sae.seed_stability import match_saes
 
 D_IN = 576
 SIZES = (2304, 9216, 36864)

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from rsae_utils.autointerp import positional as P
+from rsae_utils.autointerp import positional_stats as PS
 from rsae_utils.autointerp.synthetic import synthetic_sparse_acts
 
 N_CTX, CTX = 200, 32
@@ -29,7 +30,7 @@ def _latents(seed=0):
 
 @pytest.fixture(scope="module")
 def stats():
-    return P.positional_stats(_latents(), n_perm=99, max_lag=4, seed=1)
+    return PS.positional_stats(_latents(), n_perm=99, max_lag=4, seed=1)
 
 
 def test_eta_squared_known_answers(stats):
@@ -57,7 +58,7 @@ def test_mutual_information_known_answers(stats):
     # Always active: the binary level carries no information.
     assert stats.mi[1] == 0.0 and math.isnan(stats.mi_norm[1])
     # With one level per position the linear latent's level is the position itself: MI = log P, the maximum.
-    fine = P.positional_stats(_latents()[[2]], n_perm=5, n_levels=CTX)
+    fine = PS.positional_stats(_latents()[[2]], n_perm=5, n_levels=CTX)
     assert fine.mi[0] == pytest.approx(math.log(CTX))
     assert fine.mi_norm[0] == pytest.approx(1.0)
 
@@ -76,33 +77,33 @@ def test_autocorrelation_known_answers(stats):
 
 
 def test_is_positional_rule(stats):
-    assert P.is_positional(stats).tolist() == [True, False, True, False, True]
-    assert not P.is_boundary(stats).any()
+    assert PS.is_positional(stats).tolist() == [True, False, True, False, True]
+    assert not PS.is_boundary(stats).any()
 
 
 def test_sparse_form_matches_dense_and_boundary_matters():
     sp = synthetic_sparse_acts(n_seq=48, ctx=64, n_token_latents=3, n_random_latents=2, seed=0)
     pos_latent = sp.n_latents - 1  # fires on position 0 of every context
-    full = P.positional_stats(sp, n_perm=99, seed=0)
+    full = PS.positional_stats(sp, n_perm=99, seed=0)
     dense = np.zeros((sp.n_latents, sp.n_seq * sp.ctx))
     dense[sp.latent, sp.flat] = sp.value
-    via_dense = P.positional_stats(torch.as_tensor(dense.reshape(sp.n_latents, sp.n_seq, sp.ctx)), n_perm=99, seed=0)
+    via_dense = PS.positional_stats(torch.as_tensor(dense.reshape(sp.n_latents, sp.n_seq, sp.ctx)), n_perm=99, seed=0)
     np.testing.assert_allclose(full.eta2, via_dense.eta2, rtol=1e-9)
     np.testing.assert_allclose(full.mi, via_dense.mi, rtol=1e-9)
     np.testing.assert_allclose(full.autocorr, via_dense.autocorr, rtol=1e-9, equal_nan=True)
-    flagged = P.is_positional(full)
-    assert flagged[pos_latent] and P.is_boundary(full)[pos_latent]
+    flagged = PS.is_positional(full)
+    assert flagged[pos_latent] and PS.is_boundary(full)[pos_latent]
     assert not flagged[:pos_latent].any()  # token and random latents are not positional
     assert full.boundary_share[pos_latent] == pytest.approx(1.0)
     # Drop position 0 (as delphi does) and the boundary latent disappears: it never fires elsewhere.
-    dropped = P.positional_stats(sp, include_boundary=False, n_perm=20, seed=0)
-    assert not P.is_positional(dropped)[pos_latent] and math.isnan(dropped.eta2[pos_latent])
+    dropped = PS.positional_stats(sp, include_boundary=False, n_perm=20, seed=0)
+    assert not PS.is_positional(dropped)[pos_latent] and math.isnan(dropped.eta2[pos_latent])
     assert dropped.boundary_share[pos_latent] == pytest.approx(1.0)  # still reported from the full context
     # A subset of latents, and small blocks, give the same numbers as one pass.
-    sub = P.positional_stats(sp, n_perm=99, seed=0, latents=[1, pos_latent])
+    sub = PS.positional_stats(sp, n_perm=99, seed=0, latents=[1, pos_latent])
     assert sub.ids.tolist() == [1, pos_latent]
     np.testing.assert_allclose(sub.eta2, full.eta2[[1, pos_latent]])
-    blocks = P.positional_stats(sp, n_perm=0, block_cells=CTX)
+    blocks = PS.positional_stats(sp, n_perm=0, block_cells=CTX)
     np.testing.assert_allclose(blocks.eta2, full.eta2)
     assert len(full.rows({"variant": "x"})) == sp.n_latents and "autocorr_8" in full.rows()[0]
 

@@ -10,17 +10,19 @@ import torch
 
 from rsae_utils.sae.matching import (
     Directions,
-    alignment,
-    alignment_by_bins,
     assign,
     cosine_matrices,
     directions_from_sae,
+    top_m_candidates,
+    unit_directions,
+)
+from rsae_utils.sae.seed_stability import (
+    alignment,
+    alignment_by_bins,
     match_saes,
     match_to_reference,
     n_seeds_sharing,
     shared_fraction_curve,
-    top_m_candidates,
-    unit_directions,
 )
 
 D_IN, D_SAE = 64, 256

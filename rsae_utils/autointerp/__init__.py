@@ -10,6 +10,8 @@ The pipeline, one module per stage (latents -> examples -> explanations -> score
 * ``baseline``  the token-identity baseline (no LLM), same rows with backend ``token-baseline``;
 * ``stats``     AUROC, ROC points, balanced accuracy, bootstrap ROC bands, token entropy, single-token and
   positional measures;
+* ``positional``, ``positional_stats``  positional latents: eta^2, mutual information, lag autocorrelation;
+* ``token_scorers`` scorers that need no LLM: intruder, hard negatives, active-token fuzzing, single-token explainer;
 * ``tables``    per-latent statistics and scores, unparsable answers;
 * ``pipeline``  ``run_autointerp``: all of the above over every SAE, resumable, written as tidy tables;
 * ``synthetic`` latents with known answers (tests, sanity checks).
