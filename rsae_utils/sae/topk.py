@@ -1,0 +1,397 @@
+"""A fast TopK sparse-autoencoder trainer: one dense encoder product per token, everything else k-sparse.
+
+Why: sae-lens's TopK step runs dense (tokens x d_sae) tensors through the top-k, the decoder, the auxiliary loss
+and autograd, so at the paper's width (d_sae = 64 d_in) it costs several dense products per token. The floor is
+the encoder product (2 d_in d_sae FLOPs per token); after the top-k only k latents per token matter. Here the
+forward pass and the exact gradients are written by hand:
+
+* encoder: one ``mm`` into a reused (batch, d_sae) buffer (b_enc rides in it as a column of W_enc against a
+  column of ones: addmm would first copy the bias into every output row), then a two-level top-k
+  (:func:`topk_select`);
+* decoder: ``embedding_bag`` over the k chosen rows with the activations as per-sample weights; its backward
+  gives the activations' gradient (a k-row gather-dot per token);
+* weight gradients: the (latent, token) pairs sorted by latent, each latent's row a weighted sum of token rows
+  (:func:`row_sums`: no (tokens * k, d_in) contribution tensor, no row-by-row ``index_add_``); the ones column
+  makes b_enc's gradient come with W_enc's;
+* the decoder gradient's component along each row comes from the same pairs (sum of act * d loss/d act);
+  fused Adam; rows renormalised.
+
+Training rule (EleutherAI sparsify, the paper's trainer): z = topk(relu(W_enc (x - b_dec) + b_enc)),
+x_hat = z W_dec + b_dec; loss = FVU (squared error over the batch's variance around its mean) + auxk_alpha * AuxK,
+AuxK = min(n_dead / k_aux, 1) * |e_hat - e|^2 / variance with e the detached residual and e_hat the decoding
+(no bias) of the top k_aux = d_in // 2 dead latents' activations; a latent is dead after more than
+``dead_tokens_threshold`` tokens without a positive activation. Decoder rows are unit norm: the gradient part
+parallel to each row is removed before Adam and the rows are renormalised after it. Adam, lr 2e-4 / sqrt(d_sae /
+2**14). One deliberate difference from sparsify 1.3.3: its fused encoder drops the AuxK gradient of the encoder,
+so there AuxK moves only dead decoder rows; here it reaches the encoder too (Gao et al. 2024, and sae-lens), which
+is what lets a dead latent fire again.
+
+W_enc is (d_sae, d_in) like sparsify's encoder weight (sparse gradients touch contiguous rows); sae-lens's is its
+transpose, :func:`to_sae_lens` converts.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from rsae_utils.profiles import ParameterError
+
+Params = dict[str, torch.Tensor]  # W_enc (d_sae, d_in), b_enc (d_sae,), W_dec (d_sae, d_in), b_dec (d_in,)
+NAMES = ("W_enc", "b_enc", "W_dec", "b_dec")
+
+
+def paper_lr(d_sae: int) -> float:
+    """sparsify's learning-rate rule: 2e-4 / sqrt(d_sae / 2**14) (a wider SAE takes smaller steps)."""
+    return 2e-4 / math.sqrt(d_sae / 2**14)
+
+
+def _group_size(n: int, k: int) -> int:
+    """Group width for :func:`topk_select`: the one that sorts fewest values (n / g + k * g); 1 (plain torch.topk)
+    where no width divides n with k * g <= n / 4."""
+    ok = [g for g in (64, 32, 16, 8) if n % g == 0 and 4 * k * g <= n]
+    return min(ok, key=lambda g: n / g + k * g, default=1)
+
+
+def topk_select(pre: torch.Tensor, k: int, group: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The k largest values of each row and their columns (unsorted): the same set as ``torch.topk`` up to ties.
+
+    Two levels, because torch.topk's per-element cost on CPU is a large share of the encoder product's: every
+    top-k element lies in one of the k groups with the largest maxima (a group whose maximum is below the k-th
+    largest group maximum holds nothing above it), so the top-k of those k groups' members is exact. A group is
+    the g columns congruent modulo n / g: its maxima are an elementwise max of g contiguous slices of the row (one
+    vectorised pass; a reduction over short contiguous runs is several times slower), and the sorts then see
+    n / g + k * g values per row instead of n.
+    """
+    rows, n = pre.shape
+    g = _group_size(n, k) if group is None else group
+    if g <= 1:
+        return pre.topk(k, dim=1, sorted=False)
+    ng = n // g
+    grouped = pre.view(rows, g, ng)  # grouped[r, i, j] = pre[r, i * ng + j]: group j is column j of each slice
+    groups = grouped.amax(1).topk(k, dim=1, sorted=False).indices
+    vals, j = grouped.gather(2, groups.unsqueeze(1).expand(rows, g, k)).view(rows, g * k).topk(k, dim=1, sorted=False)
+    return vals, (j // k) * ng + groups.gather(1, j % k)
+
+
+def row_sums(
+    bag_rows: torch.Tensor, src: torch.Tensor, counts: torch.Tensor, weights: torch.Tensor,
+    out: torch.Tensor | None = None, csr: bool | None = None,
+) -> torch.Tensor:
+    """out[l] = sum_j weights_j src[bag_rows_j] over bag l, the bags being consecutive runs of ``counts`` entries.
+
+    On CPU a CSR (bags x src rows) product written into a reused buffer: a fresh (d_sae, d_in) output each step
+    (embedding_bag's) costs more in page faults than the sums themselves. Elsewhere (or ``csr=False``)
+    embedding_bag.
+    """
+    if not (src.device.type == "cpu" if csr is None else csr):
+        return F.embedding_bag(bag_rows, src, counts.cumsum(0) - counts, mode="sum", per_sample_weights=weights)
+    crow = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
+    with warnings.catch_warnings():  # "sparse CSR support is in beta"
+        warnings.simplefilter("ignore")
+        csr = torch.sparse_csr_tensor(crow, bag_rows, weights, (counts.shape[0], src.shape[0]))
+    out = src.new_empty(counts.shape[0], src.shape[1]) if out is None else out
+    return torch.addmm(out, csr, src, beta=0, out=out)
+
+
+def _decode_with_grad(idx: torch.Tensor, acts: torch.Tensor, W_dec: torch.Tensor):
+    """Sparse decoding sum_j acts_j W_dec[idx_j], and a function giving d loss / d acts from d loss / d output:
+    embedding_bag's backward is exactly that k-row gather-dot; W_dec does not require grad (no dense gradient)."""
+    with torch.enable_grad():
+        a = acts.detach().requires_grad_()
+        out = F.embedding_bag(idx, W_dec, per_sample_weights=a, mode="sum")
+    return out.detach(), lambda grad_out: torch.autograd.grad(out, a, grad_out)[0]
+
+
+def loss_and_grads(
+    p: Params, x: torch.Tensor, k: int, dead: torch.Tensor | None = None, auxk_alpha: float = 1 / 32,
+    pre_buf: torch.Tensor | None = None, grad_bufs: Mapping[str, torch.Tensor] | None = None,
+) -> dict[str, Any]:
+    """Losses and exact gradients of ``fvu + auxk_alpha * auxk`` for batch ``x`` (see the module docstring).
+
+    Returns fvu, auxk (0-d tensors), grads {name: tensor}, ``W_dec_parallel`` (each decoder-gradient row's dot
+    with its decoder row, for the unit-norm projection), idx and acts (the top-k latents, (batch, k)) and n_dead.
+    The encoder is used as "enc" = [W_enc | b_enc] (d_sae, d_in + 1), taken from ``p`` when there (the trainer's
+    layout) and built otherwise; grads["enc"] is its gradient, grads["W_enc"] and grads["b_enc"] views of it.
+    ``pre_buf`` (batch, d_sae) is reused for the pre-activations and ``grad_bufs`` {"enc", "W_dec"} for those
+    gradients (CPU), all overwritten.
+    """
+    W_enc, b_enc, W_dec, b_dec = (p[n] for n in NAMES)
+    enc = p["enc"] if "enc" in p else torch.cat([W_enc, b_enc.unsqueeze(1)], 1)
+    B, d = x.shape
+    m = W_enc.shape[0]
+    xc = torch.cat([x - b_dec, x.new_ones(B, 1)], 1)  # the ones column multiplies b_enc
+    pre = torch.mm(xc, enc.t(), out=pre_buf)  # the one dense product
+    acts, idx = topk_select(pre, k)
+    acts.relu_()  # relu after the top-k equals the top-k after relu (relu is monotone)
+    total_var = (x - x.mean(0)).pow(2).sum()
+    x_hat, acts_grad = _decode_with_grad(idx, acts, W_dec)
+    e = x - b_dec - x_hat  # x - reconstruction
+    fvu = e.pow(2).sum() / total_var
+    g = e * (-2.0 / total_var)  # d fvu / d x_hat
+    g_acts = acts_grad(g)
+
+    tok = torch.arange(B, device=x.device).repeat_interleave(k)
+    lat, w_dec, g_act, src, src_tok, enc_tok = idx.reshape(-1), acts.reshape(-1), g_acts.reshape(-1), g, tok, tok
+    auxk, n_dead = x.new_zeros(()), 0
+    if dead is not None and auxk_alpha > 0 and (n_dead := int(dead.sum())) > 0:
+        k_aux = min(d // 2, n_dead)
+        scale = min(n_dead / (d // 2), 1.0)  # fewer dead latents than k_aux: a smaller loss (sparsify)
+        if 8 * n_dead <= m:  # few dead latents: their columns only
+            dead_idx = dead.nonzero().squeeze(1)
+            a_acts, j = pre.index_select(1, dead_idx).topk(k_aux, dim=1, sorted=False)
+            a_idx = dead_idx[j]
+        else:  # pre is not needed any more: mask it in place
+            a_acts, a_idx = topk_select(pre.masked_fill_(~dead, -math.inf), k_aux)
+        a_acts.relu_()
+        e_hat, a_grad = _decode_with_grad(a_idx, a_acts, W_dec)
+        r = e_hat - e  # e is a fixed target: AuxK trains only the dead latents
+        auxk = scale * r.pow(2).sum() / total_var
+        ga = r * (2.0 * auxk_alpha * scale / total_var)
+        a_tok = torch.arange(B, device=x.device).repeat_interleave(k_aux)
+        lat = torch.cat([lat, a_idx.reshape(-1)])
+        w_dec = torch.cat([w_dec, a_acts.reshape(-1)])
+        g_act = torch.cat([g_act, a_grad(ga).reshape(-1)])
+        src, src_tok, enc_tok = torch.cat([g, ga]), torch.cat([tok, a_tok + B]), torch.cat([tok, a_tok])
+
+    g_pre = g_act * (w_dec > 0)  # through the relu
+    # Pairs sorted by latent: one bag per latent, so each weight-gradient row is a weighted sum of token rows.
+    order = torch.argsort(lat, stable=True)
+    counts = torch.bincount(lat, minlength=m)
+    bufs = grad_bufs or {}
+    grads = {"W_dec": row_sums(src_tok[order], src, counts, w_dec[order], bufs.get("W_dec"))}
+    grads["enc"] = row_sums(enc_tok[order], xc, counts, g_pre[order], bufs.get("enc"))
+    grads["W_enc"], grads["b_enc"] = grads["enc"][:, :d], grads["enc"][:, d]  # ones column: sum of g_pre
+    # b_dec: + through x_hat, - through x - b_dec into the encoder (sum_t dL/dxc_t = grad_b_enc @ W_enc).
+    grads["b_dec"] = g.sum(0) - grads["b_enc"] @ W_enc
+    # grad_W_dec[l] . W_dec[l] = sum over l's pairs of act * (source row . W_dec[l]) = sum of act * d loss / d act.
+    parallel = W_dec.new_zeros(m).index_add_(0, lat, w_dec * g_act)
+    return {"fvu": fvu, "auxk": auxk, "grads": grads, "W_dec_parallel": parallel, "idx": idx, "acts": acts,
+            "n_dead": n_dead}  # fmt: skip
+
+
+@torch.no_grad()
+def unit_rows_(W: torch.Tensor) -> torch.Tensor:
+    """Divide each row by its norm (+ eps, as sparsify), in place."""
+    return W.div_(torch.linalg.vector_norm(W, dim=1, keepdim=True).add_(torch.finfo(W.dtype).eps))
+
+
+def init_params(d_in: int, d_sae: int, seed: int = 0, dtype: torch.dtype = torch.float32) -> Params:
+    """sparsify's initialisation: W_enc ~ U(+-1/sqrt(d_in)) (nn.Linear's), W_dec = W_enc with unit rows, biases 0.
+
+    The tied start (decoder = encoder transpose) is Gao et al.'s remedy against dead latents. b_dec is set to the
+    first batch's mean by the trainer (sparsify), so that the pre-activations start centred.
+    """
+    gen = torch.Generator().manual_seed(int(seed))
+    W_enc = (torch.rand(d_sae, d_in, generator=gen, dtype=torch.float64) * 2 - 1).div_(math.sqrt(d_in)).to(dtype)
+    return {"W_enc": W_enc, "b_enc": torch.zeros(d_sae, dtype=dtype), "W_dec": unit_rows_(W_enc.clone()),
+            "b_dec": torch.zeros(d_in, dtype=dtype)}  # fmt: skip
+
+
+def params_from_sae_lens(sae: Any) -> Params:
+    """Weights of a sae-lens TopK SAE (training or inference) as this module's unit-decoder parameters.
+
+    Decoder norms are folded into the encoder (W_enc * n, b_enc * n, W_dec / n): exact when the SAE rescales
+    activations by decoder norm (sae-lens's TopK training default) or when the norms are all equal (its init).
+    """
+    W_enc, b_enc = sae.W_enc.detach().t().clone(), sae.b_enc.detach().clone()
+    W_dec, b_dec = sae.W_dec.detach().clone(), sae.b_dec.detach().clone()
+    n = torch.linalg.vector_norm(W_dec, dim=1)
+    if not getattr(sae.cfg, "rescale_acts_by_decoder_norm", False) and (n.max() - n.min()) > 1e-5 * n.max():
+        raise ParameterError("parameter 'init_from' must have equal decoder-row norms or rescale_acts_by_decoder_norm"
+                             "=True (otherwise unit rows change which latents win the top-k)")
+    return {"W_enc": W_enc * n[:, None], "b_enc": b_enc * n, "W_dec": W_dec / n[:, None], "b_dec": b_dec}
+
+
+def _positive_int(name: str, value: Any, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ParameterError(f"parameter '{name}' must be an integer >= {minimum}; got {value!r}")
+    return value
+
+
+@dataclass
+class TopKResult:
+    """A trained TopK SAE (this module's layout: W_enc (d_sae, d_in), unit-norm W_dec rows) and how it trained."""
+
+    W_enc: torch.Tensor
+    b_enc: torch.Tensor
+    W_dec: torch.Tensor
+    b_dec: torch.Tensor
+    k: int
+    steps: int = 0
+    tokens: int = 0
+    seconds: float = 0.0
+    tokens_since_fired: torch.Tensor | None = None
+    curve: list[dict[str, float]] = field(default_factory=list)  # every log_every steps: fvu, auxk, n_dead, lr
+
+    d_in = property(lambda self: self.W_enc.shape[1])
+    d_sae = property(lambda self: self.W_enc.shape[0])
+
+    def params(self) -> Params:
+        return {n: getattr(self, n) for n in NAMES}
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Top-k activations and latent indices, each (tokens, k)."""
+        pre = torch.addmm(self.b_enc, x.to(self.W_enc) - self.b_dec, self.W_enc.t())
+        acts, idx = topk_select(pre, self.k)
+        return acts.relu_(), idx
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        acts, idx = self.encode(x)
+        return F.embedding_bag(idx, self.W_dec, per_sample_weights=acts, mode="sum") + self.b_dec
+
+
+class TopKTrainer:
+    """Holds the parameters, fused Adam and the dead-latent counters; :meth:`step` trains on one batch."""
+
+    def __init__(
+        self, d_in: int, d_sae: int, k: int = 32, *, lr: float | None = None, seed: int = 0,
+        device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
+        dead_tokens_threshold: int = 10_000_000, auxk_alpha: float = 1 / 32, lr_warmup_steps: int = 0,
+        init_from: Any = None, center_b_dec: bool | None = None,
+    ):  # fmt: skip
+        self.d_in, self.d_sae = _positive_int("d_in", d_in), _positive_int("d_sae", d_sae)
+        if isinstance(k, bool) or not isinstance(k, int) or not 0 < k < d_sae:
+            raise ParameterError(f"parameter 'k' must be an integer in 1..{d_sae - 1} (below d_sae={d_sae}); got {k!r}")
+        self.k = k
+        self.dead_tokens_threshold = _positive_int("dead_tokens_threshold", dead_tokens_threshold, 0)
+        self.lr_warmup_steps = _positive_int("lr_warmup_steps", lr_warmup_steps, 0)
+        self.lr = paper_lr(d_sae) if lr is None else float(lr)
+        if not self.lr > 0:
+            raise ParameterError(f"parameter 'lr' must be > 0 (or None: paper_lr(d_sae)); got {lr!r}")
+        if not auxk_alpha >= 0:
+            raise ParameterError(f"parameter 'auxk_alpha' must be >= 0 (0 turns AuxK off); got {auxk_alpha!r}")
+        self.auxk_alpha, self.device = float(auxk_alpha), torch.device(device)
+        p = init_from.params() if isinstance(init_from, TopKResult) else init_from
+        if p is None:
+            p = init_params(d_in, d_sae, seed, dtype)
+        elif not isinstance(p, Mapping):
+            p = params_from_sae_lens(p)
+        shapes = {"W_enc": (d_sae, d_in), "b_enc": (d_sae,), "W_dec": (d_sae, d_in), "b_dec": (d_in,)}
+        for n, shape in shapes.items():
+            if tuple(p[n].shape) != shape:
+                raise ParameterError(f"parameter 'init_from' must hold {n} of shape {shape}; got {tuple(p[n].shape)}")
+        p = {n: p[n].detach().to(self.device, dtype) for n in NAMES}
+        enc = torch.cat([p["W_enc"], p["b_enc"].unsqueeze(1)], 1)  # see loss_and_grads
+        self.p = {"enc": enc, "W_enc": enc[:, :d_in], "b_enc": enc[:, d_in], "W_dec": p["W_dec"].clone(),
+                  "b_dec": p["b_dec"].clone()}  # fmt: skip
+        self.trained = ("enc", "W_dec", "b_dec")
+        unit_rows_(self.p["W_dec"])
+        self.center_b_dec = init_from is None if center_b_dec is None else bool(center_b_dec)
+        fused = self.device.type in ("cpu", "cuda")  # one kernel for the whole update, not ~10 passes
+        self.opt = torch.optim.Adam([self.p[n] for n in self.trained], lr=self.lr, fused=fused)
+        # One spare slot (index d_sae) absorbs the top-k entries that did not fire, so no data-dependent shapes.
+        self.since_fired = torch.zeros(d_sae + 1, dtype=torch.int64, device=self.device)
+        self.steps, self.tokens, self.seconds = 0, 0, 0.0
+        self._buf: torch.Tensor | None = None
+        cpu = self.device.type == "cpu"  # row_sums writes into these there
+        self._grad_bufs = {n: torch.empty_like(self.p[n]) for n in ("enc", "W_dec")} if cpu else None
+
+    def check_batch(self, x: torch.Tensor) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor) or x.ndim != 2 or x.shape[1] != self.d_in or x.shape[0] < 2:
+            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ParameterError(f"parameter 'batch' must be a tensor of shape (tokens >= 2, d_in={self.d_in}); "
+                                 f"got {got}")
+        return x.to(self.device, self.p["W_enc"].dtype, non_blocking=True)
+
+    def n_dead(self) -> int:
+        """Latents now without a positive activation for more than dead_tokens_threshold tokens."""
+        return int((self.since_fired[: self.d_sae] > self.dead_tokens_threshold).sum())
+
+    def lr_at(self, step: int) -> float:
+        """Linear warm-up from 0 over lr_warmup_steps (sparsify's schedule, without its decay), then constant."""
+        return self.lr * (step / self.lr_warmup_steps if step < self.lr_warmup_steps else 1.0)
+
+    @torch.no_grad()
+    def step(self, batch: torch.Tensor) -> dict[str, Any]:
+        """One optimiser step on ``batch`` (tokens, d_in); returns loss_and_grads's output (tensors, unsynced)."""
+        x = self.check_batch(batch)
+        t0 = time.perf_counter()
+        if self.steps == 0 and self.center_b_dec:
+            self.p["b_dec"].copy_(x.mean(0))  # sparsify: start the decoder bias at the data mean
+        if self._buf is None or self._buf.shape[0] != x.shape[0]:
+            self._buf = torch.empty(x.shape[0], self.d_sae, dtype=x.dtype, device=x.device)
+        dead = self.since_fired[: self.d_sae] > self.dead_tokens_threshold if self.auxk_alpha > 0 else None
+        out = loss_and_grads(self.p, x, self.k, dead, self.auxk_alpha, pre_buf=self._buf, grad_bufs=self._grad_bufs)
+        grads = out["grads"]
+        W_dec = self.p["W_dec"]
+        grads["W_dec"].addcmul_(out["W_dec_parallel"].unsqueeze(1), W_dec, value=-1.0)  # keep rows on the sphere
+        for n in self.trained:
+            self.p[n].grad = grads[n]
+        self.opt.param_groups[0]["lr"] = self.lr_at(self.steps)
+        self.opt.step()
+        for n in self.trained:
+            self.p[n].grad = None
+        unit_rows_(W_dec)
+        self.since_fired += x.shape[0]
+        self.since_fired.index_fill_(0, torch.where(out["acts"] > 0, out["idx"], self.d_sae).reshape(-1), 0)
+        self.steps += 1
+        self.tokens += x.shape[0]
+        self.seconds += time.perf_counter() - t0  # on CUDA, the logging steps' syncs settle the account
+        return out
+
+    def result(self, curve: list[dict[str, float]] | None = None) -> TopKResult:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        p = {n: self.p[n].detach().clone(memory_format=torch.contiguous_format) for n in NAMES}
+        return TopKResult(**p, k=self.k, steps=self.steps, tokens=self.tokens, seconds=self.seconds,
+                          tokens_since_fired=self.since_fired[: self.d_sae].clone(), curve=list(curve or []))
+
+
+def train_topk(
+    batches: Iterable[torch.Tensor], d_in: int, d_sae: int, k: int = 32, *, lr: float | None = None, seed: int = 0,
+    device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32, dead_tokens_threshold: int = 10_000_000,
+    auxk_alpha: float = 1 / 32, lr_warmup_steps: int = 0, init_from: Any = None, center_b_dec: bool | None = None,
+    log_every: int = 10,
+) -> TopKResult:
+    """Train a TopK SAE on ``batches`` of (tokens, d_in) activations with sparsify's rule (module docstring).
+
+    ``lr`` None: :func:`paper_lr`. ``init_from``: a :class:`TopKResult`, a sae-lens TopK SAE or a dict of the four
+    tensors (this module's layout); None: :func:`init_params` with ``seed``, and b_dec starts at the first batch's
+    mean unless ``center_b_dec`` says otherwise. ``dead_tokens_threshold`` (sparsify: 10M) tokens without a
+    positive activation make a latent dead, and AuxK (weight ``auxk_alpha``, 1/32 as in Gao et al.; 0 disables it)
+    then trains it on the residual. The loss curve holds one point every ``log_every`` steps and the last step.
+    """
+    log_every = _positive_int("log_every", log_every)
+    trainer = TopKTrainer(d_in, d_sae, k, lr=lr, seed=seed, device=device, dtype=dtype, init_from=init_from,
+                          dead_tokens_threshold=dead_tokens_threshold, auxk_alpha=auxk_alpha,
+                          lr_warmup_steps=lr_warmup_steps, center_b_dec=center_b_dec)  # fmt: skip
+    curve: list[dict[str, float]] = []
+    out: dict[str, Any] | None = None
+
+    def log() -> None:
+        curve.append({"step": trainer.steps, "tokens": trainer.tokens, "fvu": round(float(out["fvu"]), 6),
+                      "auxk": round(float(out["auxk"]), 6), "n_dead": trainer.n_dead(),
+                      "lr": trainer.lr_at(trainer.steps - 1)})  # fmt: skip
+
+    for batch in batches:
+        out = trainer.step(batch)
+        if trainer.steps % log_every == 0:
+            log()
+    if out is not None and (not curve or curve[-1]["step"] != trainer.steps):
+        log()
+    return trainer.result(curve)
+
+
+def to_sae_lens(result: TopKResult, metadata: Mapping[str, Any] | None = None):
+    """The trained SAE as a sae-lens inference ``TopKSAE`` (architecture "topk"; ``save_model`` /
+    ``SAE.load_from_disk`` round-trip it). Decoder rows are unit norm, so no norm rescaling is needed."""
+    from sae_lens.saes.sae import SAEMetadata
+    from sae_lens.saes.topk_sae import TopKSAE, TopKSAEConfig
+
+    cfg = TopKSAEConfig(d_in=result.d_in, d_sae=result.d_sae, k=result.k, dtype="float32", device="cpu",
+                        apply_b_dec_to_input=True, normalize_activations="none",
+                        metadata=SAEMetadata(**dict(metadata or {})))  # fmt: skip
+    sae = TopKSAE(cfg)
+    state = {"W_enc": result.W_enc.t(), "b_enc": result.b_enc, "W_dec": result.W_dec, "b_dec": result.b_dec}
+    sae.load_state_dict({n: t.detach().to("cpu", torch.float32).contiguous() for n, t in state.items()})
+    return sae
