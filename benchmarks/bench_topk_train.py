@@ -68,9 +68,8 @@ def make_fast(d_sae: int, device: str):
 
 
 def make_sae_lens(d_sae: int, batch: int, device: str):
-    from sae_lens.training.sae_trainer import SAETrainer
-
     from rsae_utils.train import SAESpec, make_training_sae, paper_lr, trainer_config
+    from sae_lens.training.sae_trainer import SAETrainer
 
     spec = SAESpec(expansion=d_sae // D_IN, k=K, batch_size=batch, n_tokens=batch * 1000, lr=paper_lr(d_sae),
                    normalize_activations="none", dead_feature_window=1000)  # fmt: skip

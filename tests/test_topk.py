@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from rsae_utils.profiles import ParameterError
+from rsae_utils.errors import ParameterError
 from rsae_utils.sae.topk import (
     TopKResult,
     TopKTrainer,

@@ -42,7 +42,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from rsae_utils.profiles import ParameterError
+from rsae_utils.errors import ParameterError
 
 Params = dict[str, torch.Tensor]  # W_enc (d_sae, d_in), b_enc (d_sae,), W_dec (d_sae, d_in), b_dec (d_in,)
 NAMES = ("W_enc", "b_enc", "W_dec", "b_dec")
