@@ -41,6 +41,8 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from sae_lens.saes.sae import SAEMetadata
+from sae_lens.saes.topk_sae import TopKSAE, TopKSAEConfig
 
 from rsae_utils.errors import ParameterError
 
@@ -385,8 +387,6 @@ def train_topk(
 def to_sae_lens(result: TopKResult, metadata: Mapping[str, Any] | None = None):
     """The trained SAE as a sae-lens inference ``TopKSAE`` (architecture "topk"; ``save_model`` /
     ``SAE.load_from_disk`` round-trip it). Decoder rows are unit norm, so no norm rescaling is needed."""
-    from sae_lens.saes.sae import SAEMetadata
-    from sae_lens.saes.topk_sae import TopKSAE, TopKSAEConfig
 
     cfg = TopKSAEConfig(d_in=result.d_in, d_sae=result.d_sae, k=result.k, dtype="float32", device="cpu",
                         apply_b_dec_to_input=True, normalize_activations="none",
