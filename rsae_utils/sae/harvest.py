@@ -183,8 +183,11 @@ def harvest(
     if (root / MANIFEST).exists():
         try:
             old = read_json(root / MANIFEST)
-        except (OSError, json.JSONDecodeError):
+        except (OSError, json.JSONDecodeError) as err:
+            warnings.warn(f"{root / MANIFEST}: unreadable cache manifest ({err}); rebuilding the cache", stacklevel=2)
             old = {}
+        if not isinstance(old, dict) or not all(isinstance(s, dict) and "file" in s for s in old.get("shards", [])):
+            old = {}  # not a manifest we wrote: start over
         if old.get("key") != key:
             if old:
                 warnings.warn(f"{root}: cache made with other parameters; rebuilding it", stacklevel=2)
