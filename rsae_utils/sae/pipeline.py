@@ -29,7 +29,7 @@ import torch
 from rsae_utils import paths
 from rsae_utils.errors import CacheError, StageError
 from rsae_utils.sae import metrics as metrics_mod
-from rsae_utils.sae.cache import DEFAULT_SHARD_WINDOWS, ActivationCache, cache_key, is_complete, open_cache
+from rsae_utils.sae.cache import DEFAULT_SHARD_WINDOWS, ActivationCache, cache_key, open_cache
 from rsae_utils.sae.harvest import harvest
 from rsae_utils.sae.train import SAESpec, load_record, load_sae, sae_name, train_sae, train_saes_streaming
 from rsae_utils.store import cached_artifact, content_hash, load_table, save_table, verify_artifact
@@ -184,10 +184,13 @@ class SAEPipeline:
         meta = self.cache_meta(variant)
         key = cache_key(meta, self.cfg.layers, windows, self.cfg.cache_dtype, DEFAULT_SHARD_WINDOWS)
         path = self.cache_dir(variant)
-        if is_complete(path, key):  # finished, and every file still has its recorded sha256
+        try:  # finished, made with these parameters, and every file still has its recorded sha256
             done = open_cache(path)
-            self._caches[variant] = done
-            return done
+            if done.manifest.get("key") == key:
+                self._caches[variant] = done
+                return done
+        except CacheError:
+            pass  # missing, partial or damaged: harvest() redoes what is needed (and warns about a bad manifest)
         model, record = self.variant_model(variant)
         t0 = time.perf_counter()
         out = harvest(

@@ -212,6 +212,7 @@ class OpenAIBackend:
         self.cache = ResponseCache(cache_dir) if cache_dir not in (None, False) else None
         self._connect_timeout = connect_timeout
         self._lock = threading.Lock()
+        self._check_lock = threading.Lock()
         self.stats = {"requests": 0, "cache_hits": 0, "retries": 0}
         self._health_check = health_check
         self._checked = False
@@ -281,22 +282,20 @@ class OpenAIBackend:
                 raise
             warnings.warn(f"{err} Replaying cached answers; a request that is not cached will fail.", stacklevel=2)
             return
-        with self._lock:
-            self._checked = True
+        self._checked = True
 
     @property
     def _source(self) -> str:
         return f"{self.base_url} {self.model}"
 
     def _ensure_checked(self) -> None:
+        """Run the health check once, when a request first has to go to the network (threads wait for it)."""
         if not self._health_check or self._checked:
             return
-        with self._lock:
-            if self._checked:
-                return
-        self.check()
-        with self._lock:
-            self._checked = True
+        with self._check_lock:
+            if not self._checked:
+                self.check()
+                self._checked = True
 
     def chat(self, body: Mapping[str, Any]) -> dict:
         """POST one chat-completion body (cached, retried); returns the parsed JSON response."""
@@ -346,7 +345,6 @@ class OpenAIBackend:
     def _map(self, fn, items: Sequence[Any]) -> list[Any]:
         if len(items) <= 1 or self.max_workers == 1:
             return [fn(x) for x in items]
-        self._ensure_checked()  # once, before the threads start
         ex = concurrent.futures.ThreadPoolExecutor(max_workers=min(self.max_workers, len(items)))
         try:
             return list(ex.map(fn, items))
