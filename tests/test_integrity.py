@@ -220,3 +220,14 @@ def test_stage_error_when_cache_is_damaged_before_training(tmp_dirs):
         fresh.build_cache("trained")
     assert store.file_sha256(exp.cache_dir("trained") / TEST_SHARD) == good
     fresh.train("trained")
+
+
+def test_damaged_tokens_file_is_refused_and_rewritten(tmp_path):
+    _cache(tmp_path / "c")
+    tokens = tmp_path / "c" / "tokens.safetensors"
+    good = tokens.read_bytes()
+    _overwrite_middle(tokens, n=8)
+    with pytest.raises(CacheError, match="tokens.safetensors"):
+        open_cache(tmp_path / "c")
+    _cache(tmp_path / "c")
+    assert tokens.read_bytes() == good and open_cache(tmp_path / "c")
