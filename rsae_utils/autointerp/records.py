@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from rsae_utils.autointerp.examples import LatentRecord, encode_sparse, sample_latents
-from rsae_utils.errors import CacheError
 from rsae_utils.paths import slug
 from rsae_utils.repro import stable_hash
 from rsae_utils.sae.cache import open_cache as open_cache_folder
@@ -35,10 +34,7 @@ def _cache_identity(path: str | Path, strict: bool) -> Any:
     manifest; CacheError naming the damaged files otherwise)."""
     if not strict and not Path(path).exists():
         return str(path)
-    try:
-        cache = open_cache_folder(path, check_hash=True)
-    except CacheError as err:
-        raise CacheError(f"{err}; {REBUILD}") from None
+    cache = open_cache_folder(path, check_hash=True)  # its CacheError names the files and says to rerun 03
     return stable_hash({"cache": cache.manifest_hash(), "tokens": cache.manifest.get("tokens_file", {}).get("sha256")})
 
 

@@ -34,6 +34,7 @@ SPLITS = ("train", "test")
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 # Largest magnitude stored as float16 without overflow (the format's max is 65504); bigger raises.
 _FP16_MAX = 6.5e4
+_REBUILD = "rerun notebook 03 (make figures NB=03): its cache stage (harvest) rebuilds what is damaged"
 # Windows per shard file: small enough that an interruption loses little, large enough to keep files few.
 DEFAULT_SHARD_WINDOWS = 64
 
@@ -212,11 +213,11 @@ def read_manifest(root: Path) -> dict[str, Any]:
     try:
         manifest = read_json(path)
     except (OSError, ValueError) as err:
-        raise CacheError(f"{path}: unreadable cache manifest ({type(err).__name__}: {err})") from None
+        raise CacheError(f"{path}: unreadable cache manifest ({type(err).__name__}: {err}); {_REBUILD}") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise CacheError(f"{path}: not an activation cache manifest of format {FORMAT}")
+        raise CacheError(f"{path}: not an activation cache manifest of format {FORMAT}; {_REBUILD}")
     if not isinstance(manifest.get("shards", []), list):
-        raise CacheError(f"{path}: cache manifest without a list of shards")
+        raise CacheError(f"{path}: cache manifest without a list of shards; {_REBUILD}")
     return manifest
 
 
@@ -238,7 +239,7 @@ def open_cache(path: str | Path, check_hash: bool = True) -> ActivationCache:
     if bad:
         raise CacheError(
             f"{root}: files damaged or missing (size or sha256 differs from {MANIFEST}): {bad}; "
-            "rerun harvest() (notebook 03) to redo them"
+            f"{_REBUILD}"
         )
     return cache
 
