@@ -17,7 +17,7 @@ from rsae_utils.repro import stable_hash
 from rsae_utils.sae.cache import open_cache as open_cache_folder
 from rsae_utils.store import artifact_key, cached_artifact, content_hash, read_json, write_json
 
-REBUILD = "rerun notebook 03 (make figures NB=03) to rebuild it"
+REBUILD = "rerun notebook 03 (make figures NB=03 FORCE=1) to rebuild it"
 
 
 def _sae_identity(path: str | Path, strict: bool) -> Any:

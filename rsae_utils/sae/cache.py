@@ -34,7 +34,7 @@ SPLITS = ("train", "test")
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 # Largest magnitude stored as float16 without overflow (the format's max is 65504); bigger raises.
 _FP16_MAX = 6.5e4
-_REBUILD = "rerun notebook 03 (make figures NB=03): its cache stage (harvest) rebuilds what is damaged"
+_REBUILD = "rerun notebook 03 (make figures NB=03 FORCE=1): its cache stage rebuilds what is damaged"
 # Windows per shard file: small enough that an interruption loses little, large enough to keep files few.
 DEFAULT_SHARD_WINDOWS = 64
 

@@ -332,7 +332,9 @@ def load_sae(path: str | Path, device: str = "cpu") -> SAE:
     (ArtifactError naming the file otherwise: a damaged weight file would load as garbage or fail unnamed)."""
     ok, reason = verify_artifact(path)
     if not ok:
-        raise ArtifactError(f"SAE {path}: {reason}; rerun notebook 03 (its train stage rebuilds it)")
+        raise ArtifactError(
+            f"SAE {path}: {reason}; rerun notebook 03 (make figures NB=03 FORCE=1): its train stage rebuilds it"
+        )
     return SAE.load_from_disk(str(path), device=device)
 
 
