@@ -79,7 +79,10 @@ def test_a_stalled_endpoint_fails_within_the_timeout(stub, tmp_path):
     stub.mode, stub.stall_s = "stall", 5.0
     c = _client(stub, tmp_path, timeout=0.4, max_retries=1)
     t0 = time.monotonic()
-    with pytest.raises(BackendUnavailable, match=r"did not answer within the 0\.4 s timeout, 2 time"):
+    with (
+        pytest.raises(BackendUnavailable, match=r"did not answer within the 0\.4 s timeout, 2 time"),
+        pytest.warns(UserWarning, match=r"retrying up to 1 time"),
+    ):
         c.answer_probabilities(MSGS, 2)
     assert time.monotonic() - t0 < 4.0 and stub.requests == 2
 

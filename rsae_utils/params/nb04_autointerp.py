@@ -105,7 +105,7 @@ register("04_autointerp", Notebook(
         Param("llm_timeout_s", 120.0, 120.0, 600.0, is_float(0.1, 3600.0),
               "seconds the endpoint may take for one request before it counts as failed (a stalled server then "
               "stops the run with BackendUnavailable instead of hanging)"),
-        Param("llm_max_retries", 4, 4, 4, is_int(0, 20),
+        Param("llm_max_retries", 2, 2, 4, is_int(0, 20),
               "retries of a request that timed out, could not connect, or got HTTP 429/5xx (with back-off)"),
         Param("max_unparsable_share", 0.5, 0.5, 0.5, is_float(0.0, 1.0),
               "the run fails (non-zero exit) when more than this share of an LLM backend's answers could not be "

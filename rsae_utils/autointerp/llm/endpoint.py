@@ -231,7 +231,7 @@ class OpenAIBackend:
             http_client=http,
         )
         self._client.backoff_s, self._client.max_backoff_s = backoff_s, max_backoff_s
-        self._client.on_retry = lambda: self._count("retries")
+        self._client.on_retry = self._on_retry
 
     # ---- plumbing ---------------------------------------------------------------------------------------------
     def close(self) -> None:
@@ -242,6 +242,15 @@ class OpenAIBackend:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def _on_retry(self) -> None:
+        self._count("retries")
+        if self.stats["retries"] == 1:  # once: a slow or failing server is said, not waited on in silence
+            warnings.warn(
+                f"{self.base_url}: a request timed out or failed; retrying up to {self.max_retries} time(s), "
+                f"{self.timeout:g} s each (parameters llm_max_retries, llm_timeout_s)",
+                stacklevel=2,
+            )
 
     def _count(self, key: str, k: int = 1) -> None:
         with self._lock:
