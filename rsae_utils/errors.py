@@ -6,7 +6,8 @@
   :class:`CacheError` is the activation cache's kind of it.
 * :class:`StageError` - a stage was asked for before the stage that makes its input ran (e.g. SAEs before caches).
 * :class:`ModelUnavailableError` - a model cannot be loaded here (no network for a hub model, a missing file).
-* :class:`BackendError` / :class:`BackendUnavailable` - an LLM backend failed for good / cannot be reached.
+* :class:`BackendError` / :class:`BackendUnavailable` - an LLM backend failed for good / cannot be reached;
+  :class:`AnswersUnparsable` - too many of a backend's answers could not be parsed (its scores would be void).
 """
 
 from __future__ import annotations
@@ -38,3 +39,7 @@ class BackendError(RuntimeError):
 
 class BackendUnavailable(BackendError):
     """An LLM endpoint cannot be reached (down, wrong address) or kept failing after every retry."""
+
+
+class AnswersUnparsable(BackendError):
+    """Too many of a backend's answers could not be parsed (over ``max_unparsable_share``): its scores are void."""

@@ -116,6 +116,12 @@ def sae_index(profile: str) -> Path:
     return work_dir(profile) / "sae_runs.csv"
 
 
+def existing_sae_index(profile: str) -> Path | None:
+    """``sae_index(profile)`` when notebook 03 has written it, else None (creates no folder: for parameter checks)."""
+    path = build_dir() / profile / "sae_runs.csv"
+    return path if path.exists() else None
+
+
 def metrics_table(profile: str) -> Path:
     """The tidy metrics table of notebook 03's last run."""
     return work_dir(profile) / "metrics.csv"

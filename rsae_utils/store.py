@@ -76,12 +76,31 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
     return atomic_write_bytes(path, buf.getvalue())
 
 
+# sha256 of files already hashed in this process, by (path, inode, size, mtime_ns, ctime_ns): a stage that opens
+# the same shard or SAE many times hashes it once. Only files last changed over _RACY_NS ago are remembered, so a
+# rewrite inside one timestamp tick of the hashing (coarse filesystem clocks) can never be mistaken for the old file.
+_HASHES: dict[tuple, str] = {}
+_RACY_NS = 2_000_000_000
+
+
 def file_sha256(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
+    st = os.stat(path)
+    memo = (os.path.abspath(path), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    if memo in _HASHES:
+        return _HASHES[memo]
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         while block := fh.read(chunk):
             h.update(block)
-    return h.hexdigest()
+    digest = h.hexdigest()
+    if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) > _RACY_NS:
+        _HASHES[memo] = digest
+    return digest
+
+
+def forget_hashes() -> None:
+    """Drop the remembered file hashes (the next check reads every file again)."""
+    _HASHES.clear()
 
 
 def file_record(path: Path) -> dict[str, Any]:
@@ -104,19 +123,34 @@ def verify_artifact(path: str | os.PathLike, key: str | None = None) -> tuple[bo
         return False, "no manifest (never finished)"
     try:
         manifest = read_json(manifest_path)
-    except (OSError, json.JSONDecodeError) as err:
-        return False, f"unreadable manifest ({err})"
+    except (OSError, ValueError) as err:
+        return False, f"unreadable manifest {manifest_path} ({err})"
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("files", {}), dict):
+        return False, f"manifest {manifest_path} is not an artifact manifest"
     if key is not None and manifest.get("key") != key:
         return False, f"made with other parameters or code (key {manifest.get('key')} != {key})"
     for name, rec in manifest.get("files", {}).items():
         f = path / name
+        if not isinstance(rec, dict) or "bytes" not in rec or "sha256" not in rec:
+            return False, f"manifest {manifest_path} has no size and sha256 for {name}"
         if not f.exists():
-            return False, f"file {name} missing"
+            return False, f"file {f} missing"
         if f.stat().st_size != rec["bytes"]:
-            return False, f"file {name} has {f.stat().st_size} bytes, manifest says {rec['bytes']}"
+            return False, f"file {f} has {f.stat().st_size} bytes, manifest says {rec['bytes']}"
         if file_sha256(f) != rec["sha256"]:
-            return False, f"file {name} does not match its sha256"
+            return False, f"file {f} does not match the sha256 its manifest records (overwritten or corrupt)"
     return True, "ok"
+
+
+def content_hash(path: str | os.PathLike, rerun: str = "") -> str:
+    """A short hash of a verified artifact's contents (the sha256 of every file): what is derived from the artifact
+    is keyed by it, so a repaired or rebuilt input invalidates everything made from it. ArtifactError naming the
+    artifact, what is wrong with it and ``rerun`` (what rebuilds it) when it is missing, stale or corrupt."""
+    ok, reason = verify_artifact(path)
+    if not ok:
+        raise ArtifactError(f"{path}: {reason}" + (f"; {rerun}" if rerun else ""))
+    files = read_json(Path(path) / MANIFEST)["files"]
+    return stable_hash({name: rec["sha256"] for name, rec in sorted(files.items())})
 
 
 def write_manifest(path: Path, params: Any, key: str, runtime_s: float | None, extra: Mapping | None = None) -> dict:
@@ -213,6 +247,13 @@ def load_table(path: str | os.PathLike):
     man = path.with_name(path.name + ".manifest.json")
     if not path.exists() or not man.exists():
         raise ArtifactError(f"{path}: table or its manifest is missing")
-    if read_json(man)["sha256"] != file_sha256(path):
-        raise ArtifactError(f"{path}: contents do not match its manifest (edited or corrupt)")
+    try:
+        recorded = read_json(man)["sha256"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ArtifactError(
+            f"{man}: unreadable table manifest ({type(err).__name__}: {err}); "
+            f"rerun the notebook that writes {path.name}"
+        ) from None
+    if recorded != file_sha256(path):
+        raise ArtifactError(f"{path}: contents do not match its manifest {man.name} (edited or corrupt)")
     return pd.read_csv(path)

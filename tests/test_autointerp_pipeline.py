@@ -261,3 +261,61 @@ def test_endpoint_down_fails_before_any_work(world, tmp_path):
     with pytest.raises(BackendUnavailable, match="cannot reach"):
         run_autointerp(CFG, runs, [be], out, decoders=lambda m: decode, loaders=loaders, progress=False)
     assert time.time() - t0 < 10 and not (out / "records").exists()
+
+
+class Unparsable(ScriptedBackend):
+    """Writes prose instead of answer lists: every answer is unparsable."""
+
+    name = "test:unparsable"
+
+    def answer_probabilities(self, messages, n_answers):
+        self.calls.append(("answer", messages))
+        return [None] * n_answers
+
+
+def test_mostly_unparsable_answers_fail_the_run_and_are_not_stored(world):
+    from rsae_utils.errors import AnswersUnparsable
+
+    runs, loaders, out = world
+    kw = dict(decoders=lambda m: decode, loaders=loaders, progress=False)
+    be = Unparsable()
+    with pytest.raises(AnswersUnparsable, match=r"test:unparsable: 100% of its \d+ answers.*max_unparsable_share=0\.5"):
+        run_autointerp(CFG, runs, [be], out, **kw)
+    assert (out / "tables" / "unparsable.csv").exists()  # written for inspection before failing
+    assert not list(out.glob("units/*/*/test_unparsable/*.detection.json"))  # no void unit stored
+    fixed = ScriptedBackend()
+    fixed.name = be.name  # the same backend, now answering: everything is asked again
+    res = run_autointerp(CFG, runs, [fixed], out, **kw)
+    assert sum(c[0] == "answer" for c in fixed.calls) > 0 and res.unparsable["n_unparsable"].sum() == 0
+    # the threshold is a parameter: 1.0 accepts anything
+    run_autointerp({**CFG, "max_unparsable_share": 1.0}, runs, [Unparsable()], out.parent / "lax", **kw)
+
+
+def test_endpoint_without_logprobs_fails_and_a_fixed_server_is_asked_again(world, tmp_path):
+    from autointerp_helpers import StubEndpoint
+
+    from rsae_utils.autointerp.llm.endpoint import OpenAIBackend
+    from rsae_utils.errors import BackendError
+
+    runs, loaders, out = world
+    kw = dict(decoders=lambda m: decode, loaders=loaders, progress=False)
+    stub = StubEndpoint(mode="no_logprobs")
+    try:
+        be = OpenAIBackend(stub.base_url, "stub-model", cache_dir=tmp_path / "llm")
+        with pytest.raises(BackendError, match="no token logprobs"):
+            run_autointerp(CFG, runs, [be], out, **kw)
+        stub.mode = "good"  # the server is fixed (e.g. restarted with logprobs on)
+        n_before = stub.requests
+        res = run_autointerp(CFG, runs, [OpenAIBackend(stub.base_url, "stub-model", cache_dir=tmp_path / "llm")],
+                             out, **kw)  # fmt: skip
+        assert stub.requests > n_before
+        mine = res.examples[res.examples.backend == be.name]
+        assert len(mine) > 0 and not mine["unparsable"].any()
+        # Replay: the server goes away; a fresh run (new output folder) is answered from the response cache.
+        stub.stop()
+        with pytest.warns(UserWarning, match="Replaying cached answers"):
+            again = run_autointerp(CFG, runs, [OpenAIBackend(stub.base_url, "stub-model",
+                                                             cache_dir=tmp_path / "llm")], out.parent / "replay", **kw)
+        pd.testing.assert_frame_equal(again.latents, res.latents)
+    finally:
+        stub.stop()

@@ -8,10 +8,13 @@ Layout under ``out_dir`` (``paths.autointerp_dir(profile)`` in the notebooks)::
     tables/examples.csv  latents.csv  latent_stats.csv  unparsable.csv   (+ .manifest.json each)
 
 Resuming: a unit (variant, layer, latent, scorer, backend) is written atomically when it finishes and reused
-whenever its keys match (records key = SAE + cache identity + sampling parameters + sampling code; scoring key =
+whenever its keys match (records key = SAE + cache content hashes + sampling parameters + sampling code, see
+:mod:`~rsae_utils.autointerp.records`; scoring key =
 scoring parameters + prompt/scorer code), so an interrupted run loses at most the unit in flight (and the HTTP
 backend's own response cache keeps even that unit's finished requests). The tables are rebuilt from the units at
-the end of every run.
+the end of every run. An LLM unit none of whose answers parsed is not stored (a rerun asks again), and a backend
+whose share of unparsable answers exceeds ``max_unparsable_share`` fails the run (:class:`AnswersUnparsable`),
+after the tables are written for inspection.
 
 Probabilities: the LLM rows hold P(1) / (P(0) + P(1)); the token-baseline rows hold its score in [0, 1]
 (see ``baseline``). AUROC uses only their order; balanced accuracy thresholds both at 0.5.
@@ -30,18 +33,19 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from rsae_utils.autointerp import baseline as bl
-from rsae_utils.autointerp.examples import LatentRecord, encode_sparse, sample_latents
+from rsae_utils.autointerp.examples import LatentRecord
 from rsae_utils.autointerp.llm.base import LLMBackend
 from rsae_utils.autointerp.llm.spec import make_backend
 from rsae_utils.autointerp.prompts import Decode, TokenDecoder
+from rsae_utils.autointerp.records import load_or_build_records
 from rsae_utils.autointerp.scorers import SCORERS, explain, score_with_backend
 from rsae_utils.autointerp.tables import latent_stats_row, per_latent_table, unparsable_table
-from rsae_utils.errors import ParameterError
+from rsae_utils.errors import AnswersUnparsable, ParameterError
 from rsae_utils.paths import slug
 from rsae_utils.repro import code_hash, stable_hash
 from rsae_utils.sae.cache import open_cache as open_cache_folder
 from rsae_utils.sae.train import load_sae as load_sae_folder
-from rsae_utils.store import artifact_key, cached_artifact, load_table, read_json, save_table, write_json
+from rsae_utils.store import load_table, read_json, save_table, write_json
 from rsae_utils.subject.models import load_tokenizer
 
 RUN_COLUMNS = ("model", "variant", "layer", "sae_dir", "cache_dir")
@@ -65,99 +69,45 @@ def _pick(cfg: Mapping[str, Any], keys: Sequence[str]) -> dict[str, Any]:
     return {k: cfg[k] for k in keys}
 
 
-def _identity(path: str | Path) -> Any:
-    """What identifies an SAE or cache folder's contents: its manifest key when it has one, else its path."""
-    man = Path(path) / "manifest.json"
-    if man.exists():
-        try:
-            m = read_json(man)
-            return m.get("key") or m.get("files") or str(path)
-        except (OSError, ValueError):
-            pass
-    return str(Path(path).resolve())
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Records per SAE
-# --------------------------------------------------------------------------------------------------------------
-def build_records(
-    sae: Any, cache: Any, layer: int, sampling: Mapping[str, Any], chunk_tokens: int = 2048
-) -> tuple[list[LatentRecord], dict[str, Any]]:
-    """Sample latents of one SAE on the cache's ``split`` (default: held-out ``test``); (records, summary)."""
-    tokens = cache.tokens(sampling["split"])
-    acts = cache.acts(layer, sampling["split"])
-    sp = encode_sparse(
-        sae,
-        acts,
-        tokens,
-        window_len=sampling["window_len"],
-        chunk_tokens=chunk_tokens,
-        max_seqs=sampling["max_contexts"],
-    )
-    counts = {k: sampling[k] for k in ("n_explain", "explain_pool", "n_bins", "per_bin", "n_negatives")}
-    recs = sample_latents(sp, sampling["n_latents"], sampling["min_examples"], seed=sampling["seed"], **counts)
-    n_active = sp.active_window_counts()
-    summary = {
-        "n_windows": sp.n_windows,
-        "n_latents_total": sp.n_latents,
-        "n_eligible": int((n_active >= sampling["min_examples"]).sum()),
-        "n_dead": int((n_active == 0).sum()),
-        "n_sampled": len(recs),
-        "ctx": sp.ctx,
-    }
-    return recs, summary
-
-
-def _round_record(d: dict) -> dict:
-    for key in ("explain", "positives", "negatives"):
-        for w in d[key]:
-            w["acts"] = [round(a, 4) for a in w["acts"]]
-            w["max_act"] = round(w["max_act"], 4)
-    return d
-
-
-def load_or_build_records(
-    run: Mapping[str, Any], sampling: Mapping[str, Any], out_dir: Path, load_sae: Callable, open_cache: Callable
-) -> tuple[list[LatentRecord], dict[str, Any], str]:
-    """Records of one SAE from ``out_dir/records`` when their key matches, else sampled now; (records, summary, key)."""
-    params = {
-        "sae": _identity(run["sae_dir"]),
-        "cache": _identity(run["cache_dir"]),
-        "layer": int(run["layer"]),
-        "sampling": {k: v for k, v in sampling.items() if k != "device"},
-    }
-    code = ("rsae_utils.autointerp.examples",)
-    path = out_dir / "records" / slug(f"{run['model']}__{run['variant']}__L{int(run['layer'])}")
-
-    def build(tmp: Path) -> dict:
-        sae = load_sae(run["sae_dir"])
-        if hasattr(sae, "to"):
-            sae = sae.to(sampling["device"])
-        cache = open_cache(run["cache_dir"])
-        recs, summary = build_records(sae, cache, int(run["layer"]), sampling)
-        summary = {"model": str(run["model"]), "variant": str(run["variant"]), "layer": int(run["layer"]), **summary}
-        write_json(tmp / "records.json", {"summary": summary, "records": [_round_record(r.to_dict()) for r in recs]})
-        return {"summary": summary}
-
-    cached_artifact(path, params, build, code=code)
-    data = read_json(path / "records.json")
-    recs = [LatentRecord.from_dict(d) for d in data["records"]]
-    return recs, data["summary"], artifact_key(params, code)
-
-
 # --------------------------------------------------------------------------------------------------------------
 # Units
 # --------------------------------------------------------------------------------------------------------------
-def _unit(path: Path, compute: Callable[[], dict]) -> dict:
-    """Read a finished unit, or compute it and write it atomically."""
+def _unit(path: Path, compute: Callable[[], dict], keep: Callable[[dict], bool] = lambda r: True) -> dict:
+    """Read a finished unit, or compute it and write it atomically (only when ``keep(result)``)."""
     if path.exists():
         try:
             return read_json(path)
         except (OSError, ValueError):
             pass  # a damaged unit is recomputed
     result = compute()
-    write_json(path, result)
+    if keep(result):
+        write_json(path, result)
     return result
+
+
+def _answered(unit: dict) -> bool:
+    """False for a scoring unit none of whose answers could be parsed: it is not stored as a result, so a rerun
+    (after the backend is fixed) asks again instead of replaying the failure."""
+    rows = unit.get("rows") or []
+    return not rows or not all(bool(r.get("unparsable")) for r in rows)
+
+
+def check_unparsable(examples: pd.DataFrame, backends: Sequence[LLMBackend], max_share: float) -> None:
+    """AnswersUnparsable when a backend's share of unparsable answers exceeds ``max_share``."""
+    if examples.empty or "backend" not in examples:
+        return
+    for backend in backends:
+        mine = examples[examples["backend"] == backend.name]
+        if mine.empty:
+            continue
+        share = float(mine["unparsable"].astype(bool).mean())
+        if share > max_share:
+            raise AnswersUnparsable(
+                f"backend {backend.name}: {share:.0%} of its {len(mine)} answers could not be parsed, more than "
+                f"max_unparsable_share={max_share:g}; see tables/unparsable.csv. Check that the server returns "
+                "token logprobs and that the model answers with a list of 0/1 (a larger or instruction-tuned "
+                "model, or structured decoding)"
+            )
 
 
 @dataclass
@@ -202,6 +152,7 @@ def run_autointerp(
     sampling = _pick(cfg, SAMPLING_KEYS)
     scoring = _pick(cfg, SCORING_KEYS)
     llm = _pick(cfg, LLM_KEYS)
+    limits = _pick(cfg, ("max_unparsable_share",))
     for s in scoring["scorers"]:
         if s not in SCORERS:
             raise ValueError(f"unknown scorer {s!r}; allowed: {', '.join(SCORERS)}")
@@ -215,10 +166,12 @@ def run_autointerp(
                 f"would score nothing; SAEs exist for variants {sorted(runs['variant'].unique())} and layers "
                 f"{sorted(runs['layer'].unique())}"
             )
-        for backend in backends:  # an endpoint that is down fails here, before any SAE is encoded
-            check = getattr(backend, "check", None)
+        for backend in backends:  # an endpoint that is down fails here, before any SAE is encoded ...
+            # ... unless its response cache can answer (preflight warns then; an uncached request still fails).
+            check = getattr(backend, "preflight", None) or getattr(backend, "check", None)
             if callable(check):
                 check()
+    strict = loaders is None  # the folders of notebook 03 are verified; in-memory test loaders name no folder
     load_sae, open_cache = loaders or (load_sae_folder, open_cache_folder)
     decode_of = _decoder_factory(decoders)
     # Units go stale when the scoring parameters or the code that builds prompts and scores change.
@@ -233,7 +186,7 @@ def run_autointerp(
     for _, run in iterator:
         model, variant, layer = str(run["model"]), str(run["variant"]), int(run["layer"])
         meta = {"model": model, "variant": variant, "layer": layer}
-        recs, summary, rec_key = load_or_build_records(run, sampling, out_dir, load_sae, open_cache)
+        recs, summary, rec_key = load_or_build_records(run, sampling, out_dir, load_sae, open_cache, strict)
         all_records[(model, variant, layer)] = recs
         decode = decode_of(model)
         for rec in recs:
@@ -295,6 +248,7 @@ def run_autointerp(
                                     meta=meta,
                                 )
                             },
+                            keep=_answered,
                         )
                         ex_rows += res["rows"]
 
@@ -313,6 +267,7 @@ def run_autointerp(
             ("unparsable", unparsable),
         )
     }
+    check_unparsable(examples, backends, float(limits["max_unparsable_share"]))
     return AutointerpResult(
         examples=examples,
         latents=latents,
@@ -356,7 +311,10 @@ def make_backends(cfg: Mapping[str, Any]) -> list[LLMBackend]:
     out = []
     for spec in cfg.get("llm_backends", []):
         if spec == "openai":
-            out.append(make_backend("openai", base_url=cfg["endpoint_url"], model=cfg["endpoint_model"]))
+            out.append(make_backend(
+                "openai", base_url=cfg["endpoint_url"], model=cfg["endpoint_model"],
+                timeout=float(cfg.get("llm_timeout_s", 120.0)), max_retries=int(cfg.get("llm_max_retries", 4)),
+            ))  # fmt: skip
         else:
             out.append(make_backend(spec))
     return out

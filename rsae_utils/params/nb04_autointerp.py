@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 
-from rsae_utils.errors import ParameterError
+from rsae_utils import paths
+from rsae_utils.errors import ArtifactError, ParameterError
 from rsae_utils.params.core import (
     Config,
     Notebook,
@@ -17,10 +18,32 @@ from rsae_utils.params.core import (
     optional,
     register,
 )
+from rsae_utils.store import load_table
 from rsae_utils.subject.variants import VARIANTS
 
 _AI_BACKENDS = ("local", "openai")
 _URL_RE = r"^https?://[A-Za-z0-9.\-_\[\]]+(:\d{1,5})?(/[^\s]*)?$"
+
+
+def _check_llm_layers(cfg: Config) -> None:
+    """LLM layers that notebook 03 trained no SAE for fail here, listing the trained ones (when its index exists)."""
+    if not cfg.llm_backends or cfg.llm_layers is None:
+        return
+    index = paths.existing_sae_index(cfg.profile)
+    if index is None:
+        return  # notebook 03 has not run: the runner orders it first, and the notebook says so
+    try:
+        runs = load_table(index)
+    except ArtifactError as err:
+        raise ParameterError(f"cannot check parameter 'llm_layers': {err}") from None
+    chosen = runs[runs["variant"].isin(cfg.llm_variants)] if "variant" in runs else runs
+    trained = sorted({int(x) for x in chosen.get("layer", [])})
+    missing = [x for x in cfg.llm_layers if x not in trained]
+    if missing:
+        raise ParameterError(
+            f"parameter 'llm_layers' names layer(s) {missing} that notebook 03 trained no SAE for (variants "
+            f"{list(cfg.llm_variants)}); trained layers: {trained} (from {index})"
+        )
 
 
 def _check_04(cfg: Config) -> None:
@@ -44,6 +67,7 @@ def _check_04(cfg: Config) -> None:
                 "parameter 'endpoint_model' must name the model the endpoint serves (e.g. "
                 f"'meta-llama/Llama-3.1-70B-Instruct') when llm_backends has 'openai'; got {cfg.endpoint_model!r}"
             )
+    _check_llm_layers(cfg)
 
 
 register("04_autointerp", Notebook(
@@ -78,6 +102,14 @@ register("04_autointerp", Notebook(
               "base URL of the OpenAI-compatible server (vLLM, Ollama, llama.cpp server, hosted API)"),
         Param("endpoint_model", None, None, "hugging-quants/Meta-Llama-3.1-70B-Instruct-AWQ-INT4", optional(is_str()),
               "model name the endpoint serves (the paper: Llama-3.1-70B-Instruct, AWQ int4, on vLLM)"),
+        Param("llm_timeout_s", 120.0, 120.0, 600.0, is_float(0.1, 3600.0),
+              "seconds the endpoint may take for one request before it counts as failed (a stalled server then "
+              "stops the run with BackendUnavailable instead of hanging)"),
+        Param("llm_max_retries", 2, 2, 4, is_int(0, 20),
+              "retries of a request that timed out, could not connect, or got HTTP 429/5xx (with back-off)"),
+        Param("max_unparsable_share", 0.5, 0.5, 0.5, is_float(0.0, 1.0),
+              "the run fails (non-zero exit) when more than this share of an LLM backend's answers could not be "
+              "parsed: its scores would be void (a server without logprobs, a model that ignores the format)"),
         Param("explainer_max_tokens", 24, 32, 100, is_int(1, 1000), "token budget of an explanation"),
         Param("llm_n_latents", 1, 3, 100, is_int(0), "latents per SAE the LLM explains and scores"),
         Param("llm_variants", ["trained"], ["trained", "rerandomized_incl_emb"], list(VARIANTS),

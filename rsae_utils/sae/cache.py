@@ -34,6 +34,7 @@ SPLITS = ("train", "test")
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 # Largest magnitude stored as float16 without overflow (the format's max is 65504); bigger raises.
 _FP16_MAX = 6.5e4
+_REBUILD = "rerun notebook 03 (make figures NB=03 FORCE=1): its cache stage rebuilds what is damaged"
 # Windows per shard file: small enough that an interruption loses little, large enough to keep files few.
 DEFAULT_SHARD_WINDOWS = 64
 
@@ -179,12 +180,11 @@ class ActivationCache:
         return self._resident[key]
 
     def verify(self, check_hash: bool = True) -> list[str]:
-        """Names of shards whose file is missing or does not match its recorded size (and sha256)."""
-        bad = []
-        for shard in self.manifest["shards"]:
-            if not _shard_ok(self.root, shard, check_hash):
-                bad.append(shard["file"])
-        return bad
+        """Names of files (shards, the tokens) that are missing or do not match their recorded size (and sha256)."""
+        records = list(self.manifest["shards"])
+        if isinstance(self.manifest.get("tokens_file"), Mapping):
+            records.append(self.manifest["tokens_file"])
+        return [rec["file"] for rec in records if not _shard_ok(self.root, rec, check_hash)]
 
     def manifest_hash(self) -> str:
         """A short hash of what this cache holds (key + shard hashes): SAEs trained on it are keyed by it."""
@@ -205,23 +205,42 @@ def _shard_ok(root: Path, shard: Mapping[str, Any], check_hash: bool) -> bool:
     return not check_hash or file_record(path)["sha256"] == shard["sha256"]
 
 
-def open_cache(path: str | Path, check_hash: bool = False) -> ActivationCache:
-    """Open a finished cache; CacheError if it is incomplete or a shard does not match its manifest.
+def read_manifest(root: Path) -> dict[str, Any]:
+    """The cache manifest at ``root``; CacheError naming the file when it is missing, unreadable or not one."""
+    path = root / MANIFEST
+    if not path.exists():
+        raise CacheError(f"{root}: no activation cache here (no {MANIFEST})")
+    try:
+        manifest = read_json(path)
+    except (OSError, ValueError) as err:
+        raise CacheError(f"{path}: unreadable cache manifest ({type(err).__name__}: {err}); {_REBUILD}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise CacheError(f"{path}: not an activation cache manifest of format {FORMAT}; {_REBUILD}")
+    if not isinstance(manifest.get("shards", []), list):
+        raise CacheError(f"{path}: cache manifest without a list of shards; {_REBUILD}")
+    return manifest
 
-    Sizes are always checked; ``check_hash=True`` also re-hashes every shard (slower, reads everything).
+
+def open_cache(path: str | Path, check_hash: bool = True) -> ActivationCache:
+    """Open a finished cache; CacheError (naming the file) if it is incomplete or a file does not match its manifest.
+
+    Sizes and sha256 of every shard and of the tokens are checked (each file is hashed once per process, see
+    ``store.file_sha256``); ``check_hash=False`` checks sizes only (for a producer about to redo what is damaged).
     """
     root = Path(path)
-    if not (root / MANIFEST).exists():
-        raise CacheError(f"{root}: no activation cache here (no {MANIFEST})")
-    manifest = read_json(root / MANIFEST)
-    if manifest.get("format") != FORMAT:
-        raise CacheError(f"{root}: not an activation cache of format {FORMAT}")
+    manifest = read_manifest(root)
     if not manifest.get("complete"):
         raise CacheError(f"{root}: harvest did not finish; rerun harvest() with the same parameters to resume")
     cache = ActivationCache(root, manifest)
-    bad = cache.verify(check_hash=check_hash)
+    try:
+        bad = cache.verify(check_hash=check_hash)
+    except (KeyError, TypeError) as err:
+        raise CacheError(f"{root / MANIFEST}: malformed shard record ({type(err).__name__}: {err})") from None
     if bad:
-        raise CacheError(f"{root}: shards damaged or missing: {bad}; rerun harvest() to redo them")
+        raise CacheError(
+            f"{root}: files damaged or missing (size or sha256 differs from {MANIFEST}): {bad}; "
+            f"{_REBUILD}"
+        )
     return cache
 
 
@@ -244,9 +263,9 @@ def cache_key(meta: Mapping[str, Any], layers: Sequence[int], tokens_by_split: M
 
 
 def is_complete(path: str | Path, key: str | None = None) -> bool:
-    """True when ``path`` holds a finished cache (with ``key``, when given) whose shards all have their size."""
+    """True when ``path`` holds a finished cache (with ``key``, when given) whose files all match their sha256."""
     try:
-        cache = open_cache(path)
+        cache = open_cache(path, check_hash=True)
     except CacheError:
         return False
     return key is None or cache.manifest.get("key") == key

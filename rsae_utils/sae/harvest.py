@@ -183,14 +183,19 @@ def harvest(
     if (root / MANIFEST).exists():
         try:
             old = read_json(root / MANIFEST)
-        except (OSError, json.JSONDecodeError):
+        except (OSError, json.JSONDecodeError) as err:
+            warnings.warn(f"{root / MANIFEST}: unreadable cache manifest ({err}); rebuilding the cache", stacklevel=2)
             old = {}
+        if not isinstance(old, dict) or not all(isinstance(s, dict) and "file" in s for s in old.get("shards", [])):
+            old = {}  # not a manifest we wrote: start over
         if old.get("key") != key:
             if old:
                 warnings.warn(f"{root}: cache made with other parameters; rebuilding it", stacklevel=2)
             old = {}
     done = {s["file"]: s for s in old.get("shards", []) if _shard_ok(root, s, check_hash=True)}
-    if old and old.get("complete") and len(done) == len(old.get("shards", [])):
+    tokens_rec = old.get("tokens_file")
+    tokens_ok = isinstance(tokens_rec, dict) and "file" in tokens_rec and _shard_ok(root, tokens_rec, check_hash=True)
+    if old and old.get("complete") and len(done) == len(old.get("shards", [])) and tokens_ok:
         return ActivationCache(root, old)
 
     seed = int(meta.get("seed", 0) or 0)

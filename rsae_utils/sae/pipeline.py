@@ -29,10 +29,10 @@ import torch
 from rsae_utils import paths
 from rsae_utils.errors import CacheError, StageError
 from rsae_utils.sae import metrics as metrics_mod
-from rsae_utils.sae.cache import DEFAULT_SHARD_WINDOWS, ActivationCache, cache_key, is_complete, open_cache
+from rsae_utils.sae.cache import DEFAULT_SHARD_WINDOWS, ActivationCache, cache_key, open_cache
 from rsae_utils.sae.harvest import harvest
 from rsae_utils.sae.train import SAESpec, load_record, load_sae, sae_name, train_sae, train_saes_streaming
-from rsae_utils.store import cached_artifact, load_table, read_json, save_table, verify_artifact
+from rsae_utils.store import cached_artifact, content_hash, load_table, save_table, verify_artifact
 from rsae_utils.subject.corpus import Corpus, load_corpus
 from rsae_utils.subject.models import LoadedModel, load_model, load_tokenizer
 from rsae_utils.subject.rerandomize import make_variant
@@ -184,11 +184,13 @@ class SAEPipeline:
         meta = self.cache_meta(variant)
         key = cache_key(meta, self.cfg.layers, windows, self.cfg.cache_dtype, DEFAULT_SHARD_WINDOWS)
         path = self.cache_dir(variant)
-        if is_complete(path, key):
+        try:  # finished, made with these parameters, and every file still has its recorded sha256
             done = open_cache(path)
-            if not done.verify(check_hash=True):  # every shard still has its recorded sha256
+            if done.manifest.get("key") == key:
                 self._caches[variant] = done
                 return done
+        except CacheError:
+            pass  # missing, partial or damaged: harvest() redoes what is needed (and warns about a bad manifest)
         model, record = self.variant_model(variant)
         t0 = time.perf_counter()
         out = harvest(
@@ -245,7 +247,8 @@ class SAEPipeline:
         sae_dirs = self.trained(variant)
         params = {
             "cache": c.manifest_hash(),
-            "saes": {str(layer): read_json(p / "manifest.json")["key"] for layer, p in sae_dirs.items()},
+            # What the SAE files hold, not only how they were made: a rebuilt SAE remeasures.
+            "saes": {str(layer): content_hash(p) for layer, p in sae_dirs.items()},
             "n_spliced_windows": int(self.cfg.n_spliced_windows),
             "split": "test",
             "exclude_tokens": list(self.exclude_tokens),

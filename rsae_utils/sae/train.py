@@ -29,7 +29,7 @@ from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
 from sae_lens.training.multi_sae_trainer import MultiSAETrainer
 from sae_lens.training.sae_trainer import SAETrainer
 
-from rsae_utils.errors import ParameterError
+from rsae_utils.errors import ArtifactError, ParameterError
 from rsae_utils.repro import seed_everything
 from rsae_utils.sae.cache import ActivationCache, hook_name, token_mask
 from rsae_utils.sae.harvest import stream_activations
@@ -328,7 +328,13 @@ def train_saes_streaming(
 
 
 def load_sae(path: str | Path, device: str = "cpu") -> SAE:
-    """The inference SAE saved in ``path`` (sae-lens format)."""
+    """The inference SAE saved in ``path`` (sae-lens format), after checking every file against its manifest
+    (ArtifactError naming the file otherwise: a damaged weight file would load as garbage or fail unnamed)."""
+    ok, reason = verify_artifact(path)
+    if not ok:
+        raise ArtifactError(
+            f"SAE {path}: {reason}; rerun notebook 03 (make figures NB=03 FORCE=1): its train stage rebuilds it"
+        )
     return SAE.load_from_disk(str(path), device=device)
 
 

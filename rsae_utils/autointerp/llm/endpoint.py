@@ -8,8 +8,10 @@ The transport is the official ``openai`` package (timeouts, retries with exponen
   without paying twice (:class:`ResponseCache`);
 * one quick health check (``GET /models``) before the first request that is not cached, so a server that is
   down fails the run at once with a message that says how to start one;
-* the log-prob answer parsing (:mod:`rsae_utils.autointerp.llm.base`), and counters of requests, cache hits,
-  retries and replies without logprobs.
+* only usable completions are stored or replayed: a reply without choices, or without logprobs where they were
+  asked for, raises :class:`BackendError` (naming the servers that give logprobs) and is never cached;
+* the log-prob answer parsing (:mod:`rsae_utils.autointerp.llm.base`), and counters of requests, cache hits and
+  retries.
 """
 
 from __future__ import annotations
@@ -68,8 +70,44 @@ class ResponseCache:
         except (OSError, ValueError, KeyError, TypeError):
             return None  # a corrupt entry is simply re-requested and overwritten
 
-    def put(self, key: str, request: Mapping[str, Any], response: Mapping[str, Any]) -> None:
+    def put(self, key: str, request: Mapping[str, Any], response: Mapping[str, Any], source: str = "") -> None:
         atomic_write_text(self.path(key), json.dumps({"request": request, "response": response}))
+        if source:
+            marker = self._source_marker(source)
+            if not marker.exists():
+                atomic_write_text(marker, source + "\n")
+
+    def _source_marker(self, source: str) -> Path:
+        return self.root / "sources" / hashlib.sha256(source.encode("utf-8")).hexdigest()[:32]
+
+    def has_answers_from(self, source: str) -> bool:
+        """True when some response of ``source`` (an endpoint and model) was stored here (cheap: one marker file)."""
+        return self._source_marker(source).exists()
+
+
+# Which servers give the token log-probabilities the scorers read (said whenever a server gives none).
+LOGPROB_SERVERS = (
+    "vLLM and the llama.cpp server return them for logprobs=true; Ollama's OpenAI endpoint returns them in recent "
+    "versions; `transformers serve` does not (python -m rsae_utils.autointerp.llm.serve is a local server that does)"
+)
+
+
+def completion_problem(data: Any, want_logprobs: bool) -> str | None:
+    """Why ``data`` is not a usable chat completion (None when it is one): no choices, no message, or no
+    ``logprobs.content`` where they were asked for."""
+    if not isinstance(data, dict):
+        return "the body is not a JSON object"
+    choices = data.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        return "it has no 'choices'"
+    message = choices[0].get("message")
+    if not isinstance(message, dict) or not isinstance(message.get("content") or "", str):
+        return "its first choice has no 'message' with text 'content'"
+    if want_logprobs:
+        lp = choices[0].get("logprobs")
+        if not isinstance(lp, dict) or not isinstance(lp.get("content"), list) or not lp["content"]:
+            return "it has no token logprobs ('choices[0].logprobs.content' is empty or missing)"
+    return None
 
 
 def _retried(status: int) -> bool:
@@ -159,8 +197,11 @@ class OpenAIBackend:
             bad_param("max_workers", "an integer >= 1", max_workers)
         if not (isinstance(max_retries, int) and max_retries >= 0):
             bad_param("max_retries", "an integer >= 0", max_retries)
+        if not (isinstance(timeout, (int, float)) and timeout > 0):
+            bad_param("timeout", "a number of seconds > 0", timeout)
         self.base_url = base_url.rstrip("/")
         self.model = model
+        self.timeout = float(timeout)
         self.name = f"openai:{self.base_url}:{model}"
         self.max_retries = max_retries
         self.max_workers, self.top_logprobs = max_workers, top_logprobs
@@ -171,8 +212,8 @@ class OpenAIBackend:
         self.cache = ResponseCache(cache_dir) if cache_dir not in (None, False) else None
         self._connect_timeout = connect_timeout
         self._lock = threading.Lock()
-        self.stats = {"requests": 0, "cache_hits": 0, "retries": 0, "no_logprobs": 0}
-        self._warned_no_logprobs = False
+        self._check_lock = threading.Lock()
+        self.stats = {"requests": 0, "cache_hits": 0, "retries": 0}
         self._health_check = health_check
         self._checked = False
         key = api_key or os.environ.get("RSAE_OPENAI_API_KEY") or os.environ.get("OPENAI_API_KEY") or "none"
@@ -190,7 +231,7 @@ class OpenAIBackend:
             http_client=http,
         )
         self._client.backoff_s, self._client.max_backoff_s = backoff_s, max_backoff_s
-        self._client.on_retry = lambda: self._count("retries")
+        self._client.on_retry = self._on_retry
 
     # ---- plumbing ---------------------------------------------------------------------------------------------
     def close(self) -> None:
@@ -201,6 +242,15 @@ class OpenAIBackend:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def _on_retry(self) -> None:
+        self._count("retries")
+        if self.stats["retries"] == 1:  # once: a slow or failing server is said, not waited on in silence
+            warnings.warn(
+                f"{self.base_url}: a request timed out or failed; retrying up to {self.max_retries} time(s), "
+                f"{self.timeout:g} s each (parameters llm_max_retries, llm_timeout_s)",
+                stacklevel=2,
+            )
 
     def _count(self, key: str, k: int = 1) -> None:
         with self._lock:
@@ -230,24 +280,42 @@ class OpenAIBackend:
                 stacklevel=2,
             )
 
+    def preflight(self) -> None:
+        """:meth:`check` before a run; when the endpoint cannot be reached but the response cache holds answers
+        from it, warn instead of failing, so a finished run replays from the cache without a server (the first
+        request that is not cached still runs the check and fails with its message)."""
+        try:
+            self.check()
+        except BackendUnavailable as err:
+            if self.cache is None or not self.cache.has_answers_from(self._source):
+                raise
+            warnings.warn(f"{err} Replaying cached answers; a request that is not cached will fail.", stacklevel=2)
+            return
+        self._checked = True
+
+    @property
+    def _source(self) -> str:
+        return f"{self.base_url} {self.model}"
+
     def _ensure_checked(self) -> None:
+        """Run the health check once, when a request first has to go to the network (threads wait for it)."""
         if not self._health_check or self._checked:
             return
-        with self._lock:
-            if self._checked:
-                return
-        self.check()
-        with self._lock:
-            self._checked = True
+        with self._check_lock:
+            if not self._checked:
+                self.check()
+                self._checked = True
 
     def chat(self, body: Mapping[str, Any]) -> dict:
         """POST one chat-completion body (cached, retried); returns the parsed JSON response."""
         body = {**self.extra_body, **body}
         url = f"{self.base_url}/chat/completions"
         key = ResponseCache.key(url, body) if self.cache else ""
+        want_logprobs = bool(body.get("logprobs"))
         if self.cache:
             hit = self.cache.get(key)
-            if hit is not None:
+            # A stored response that is not a usable completion (stored by an older version, or edited) is a miss.
+            if hit is not None and completion_problem(hit, want_logprobs) is None:
                 self._count("cache_hits")
                 return hit
         self._ensure_checked()
@@ -261,6 +329,11 @@ class OpenAIBackend:
                     f"{_text(e.response)[:200]}"
                 ) from e
             raise BackendError(f"{url} answered HTTP {e.status_code}: {_text(e.response)[:500]}") from e
+        except openai.APITimeoutError as e:
+            raise BackendUnavailable(
+                f"{url} did not answer within the {self.timeout:g} s timeout, {self.max_retries + 1} time(s) "
+                "(parameters llm_timeout_s, llm_max_retries); is the server stalled or overloaded?"
+            ) from e
         except openai.APIConnectionError as e:
             raise BackendUnavailable(
                 f"{url} failed {self.max_retries + 1} times; last error: {type(e).__name__}: {e}"
@@ -269,16 +342,18 @@ class OpenAIBackend:
             data = json.loads(r.text)
         except ValueError as e:
             raise BackendError(f"{url} answered HTTP 200 with invalid JSON: {r.text[:300]!r}") from e
-        if not isinstance(data, dict) or not data.get("choices"):
-            raise BackendError(f"{url} answered without 'choices': {str(data)[:300]}")
+        problem = completion_problem(data, want_logprobs)
+        if problem is not None:
+            # Never stored: an answer without logprobs would be unparsable on every rerun, even after a fix.
+            hint = f" The scorers need them: {LOGPROB_SERVERS}." if "logprobs" in problem else ""
+            raise BackendError(f"{url} ({self.model}) answered HTTP 200 but {problem}: {str(data)[:300]}.{hint}")
         if self.cache:
-            self.cache.put(key, body, data)
+            self.cache.put(key, body, data, source=self._source)
         return data
 
     def _map(self, fn, items: Sequence[Any]) -> list[Any]:
         if len(items) <= 1 or self.max_workers == 1:
             return [fn(x) for x in items]
-        self._ensure_checked()  # once, before the threads start
         ex = concurrent.futures.ThreadPoolExecutor(max_workers=min(self.max_workers, len(items)))
         try:
             return list(ex.map(fn, items))
@@ -320,17 +395,8 @@ class OpenAIBackend:
     def answer_probabilities(self, messages: Messages, n_answers: int) -> list[float | None]:
         check_messages(messages)
         check_n_answers(n_answers)
-        resp = self.chat(self.answer_body(messages, n_answers))
-        try:
-            has_logprobs = bool(resp["choices"][0]["logprobs"]["content"])
-        except (KeyError, IndexError, TypeError):
-            has_logprobs = False
-        if not has_logprobs:
-            self._count("no_logprobs")
-            if not self._warned_no_logprobs:
-                self._warned_no_logprobs = True
-                warnings.warn(f"{self.name} returned no logprobs; its answers count as unparsable", stacklevel=2)
-        return probabilities_from_response(resp, n_answers)
+        # chat() refuses a reply without logprobs (BackendError naming the servers that give them).
+        return probabilities_from_response(self.chat(self.answer_body(messages, n_answers)), n_answers)
 
     def answer_probabilities_many(
         self, many: Sequence[Messages], n_answers: int | Sequence[int]

@@ -1,0 +1,112 @@
+"""Sampled-latent records of one SAE: its inputs verified and identified by content, latents sampled, stored.
+
+Records are an artifact under ``out_dir/records`` keyed by the content hashes of the SAE and the activation cache
+they read (each checked against its manifest when the key is computed) plus the sampling parameters and code: a
+damaged input is refused with an error naming the file, and records made before a repair are never reused after it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from rsae_utils.autointerp.examples import LatentRecord, encode_sparse, sample_latents
+from rsae_utils.paths import slug
+from rsae_utils.repro import stable_hash
+from rsae_utils.sae.cache import open_cache as open_cache_folder
+from rsae_utils.store import artifact_key, cached_artifact, content_hash, read_json, write_json
+
+REBUILD = "rerun notebook 03 (make figures NB=03 FORCE=1) to rebuild it"
+
+
+def _sae_identity(path: str | Path, strict: bool) -> Any:
+    """The content hash of a verified SAE folder (ArtifactError naming the damaged file otherwise). Records are
+    keyed by it, so an SAE rebuilt after damage gives new records. ``strict=False`` (in-memory loaders in tests)
+    lets a name that is no folder stand for itself."""
+    if not strict and not Path(path).exists():
+        return str(path)
+    return content_hash(path, rerun=REBUILD)
+
+
+def _cache_identity(path: str | Path, strict: bool) -> Any:
+    """The content hash of a verified activation cache (every shard and the tokens re-hashed against its
+    manifest; CacheError naming the damaged files otherwise)."""
+    if not strict and not Path(path).exists():
+        return str(path)
+    cache = open_cache_folder(path, check_hash=True)  # its CacheError names the files and says to rerun 03
+    return stable_hash({"cache": cache.manifest_hash(), "tokens": cache.manifest.get("tokens_file", {}).get("sha256")})
+
+
+def build_records(
+    sae: Any, cache: Any, layer: int, sampling: Mapping[str, Any], chunk_tokens: int = 2048
+) -> tuple[list[LatentRecord], dict[str, Any]]:
+    """Sample latents of one SAE on the cache's ``split`` (default: held-out ``test``); (records, summary)."""
+    tokens = cache.tokens(sampling["split"])
+    acts = cache.acts(layer, sampling["split"])
+    sp = encode_sparse(
+        sae,
+        acts,
+        tokens,
+        window_len=sampling["window_len"],
+        chunk_tokens=chunk_tokens,
+        max_seqs=sampling["max_contexts"],
+    )
+    counts = {k: sampling[k] for k in ("n_explain", "explain_pool", "n_bins", "per_bin", "n_negatives")}
+    recs = sample_latents(sp, sampling["n_latents"], sampling["min_examples"], seed=sampling["seed"], **counts)
+    n_active = sp.active_window_counts()
+    summary = {
+        "n_windows": sp.n_windows,
+        "n_latents_total": sp.n_latents,
+        "n_eligible": int((n_active >= sampling["min_examples"]).sum()),
+        "n_dead": int((n_active == 0).sum()),
+        "n_sampled": len(recs),
+        "ctx": sp.ctx,
+    }
+    return recs, summary
+
+
+def _round_record(d: dict) -> dict:
+    for key in ("explain", "positives", "negatives"):
+        for w in d[key]:
+            w["acts"] = [round(a, 4) for a in w["acts"]]
+            w["max_act"] = round(w["max_act"], 4)
+    return d
+
+
+def load_or_build_records(
+    run: Mapping[str, Any],
+    sampling: Mapping[str, Any],
+    out_dir: Path,
+    load_sae: Callable,
+    open_cache: Callable,
+    strict: bool = True,
+) -> tuple[list[LatentRecord], dict[str, Any], str]:
+    """Records of one SAE from ``out_dir/records`` when their key matches, else sampled now; (records, summary, key).
+
+    The key holds the content hashes of the SAE and the cache, checked now against their manifests: a damaged
+    input is refused (naming the file), and records made before a repair are never reused after it.
+    """
+    params = {
+        "sae_content": _sae_identity(run["sae_dir"], strict),
+        "cache_content": _cache_identity(run["cache_dir"], strict),
+        "layer": int(run["layer"]),
+        "sampling": {k: v for k, v in sampling.items() if k != "device"},
+    }
+    code = ("rsae_utils.autointerp.examples",)
+    path = out_dir / "records" / slug(f"{run['model']}__{run['variant']}__L{int(run['layer'])}")
+
+    def build(tmp: Path) -> dict:
+        sae = load_sae(run["sae_dir"])
+        if hasattr(sae, "to"):
+            sae = sae.to(sampling["device"])
+        cache = open_cache(run["cache_dir"])
+        recs, summary = build_records(sae, cache, int(run["layer"]), sampling)
+        summary = {"model": str(run["model"]), "variant": str(run["variant"]), "layer": int(run["layer"]), **summary}
+        write_json(tmp / "records.json", {"summary": summary, "records": [_round_record(r.to_dict()) for r in recs]})
+        return {"summary": summary}
+
+    cached_artifact(path, params, build, code=code)
+    data = read_json(path / "records.json")
+    recs = [LatentRecord.from_dict(d) for d in data["records"]]
+    return recs, data["summary"], artifact_key(params, code)
