@@ -7,6 +7,7 @@
 * :class:`StageError` - a stage was asked for before the stage that makes its input ran (e.g. SAEs before caches).
 * :class:`ModelUnavailableError` - a model cannot be loaded here (no network for a hub model, a missing file).
 * :class:`BackendError` / :class:`BackendUnavailable` - an LLM backend failed for good / cannot be reached.
+* :class:`SetupError` - a run cannot start here (an output folder is not writable, another run holds the profile).
 """
 
 from __future__ import annotations
@@ -38,3 +39,7 @@ class BackendError(RuntimeError):
 
 class BackendUnavailable(BackendError):
     """An LLM endpoint cannot be reached (down, wrong address) or kept failing after every retry."""
+
+
+class SetupError(RuntimeError):
+    """A run cannot start in this checkout: an output folder is not writable, or another run holds the profile."""

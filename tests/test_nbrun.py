@@ -10,38 +10,6 @@ import pytest
 from rsae_utils import nbrun
 from rsae_utils.params import core as P
 
-ECHO = """# %% [markdown]
-# Test notebook: records each execution.
-
-# %% tags=["parameters"]
-PROFILE = "default"
-OVERRIDES = {}
-
-# %%
-import json, os, pathlib
-log = pathlib.Path(os.environ["RSAE_BUILD_DIR"]) / "echo.json"
-runs = json.loads(log.read_text()) if log.exists() else []
-runs.append({"profile": PROFILE, "overrides": OVERRIDES})
-log.write_text(json.dumps(runs))
-
-# %%
-if OVERRIDES.get("fail"):
-    raise RuntimeError("boom on purpose")
-"""
-
-
-@pytest.fixture
-def echo_nb(tmp_path, tmp_dirs, monkeypatch):
-    nbdir = tmp_path / "nbs"
-    nbdir.mkdir()
-    (nbdir / "98_echo.py").write_text(ECHO)
-    monkeypatch.setenv("RSAE_NOTEBOOKS_DIR", str(nbdir))
-    spec = P.Notebook(params=[P.Param("n", 1, 2, 3, P.is_int(lo=0)), P.Param("fail", False, False, False, P.is_bool())])
-    monkeypatch.setitem(P.NOTEBOOKS, "98_echo", spec)
-    build, _ = tmp_dirs
-    build.mkdir(parents=True, exist_ok=True)
-    return build / "echo.json"
-
 
 def _runs(log):
     return json.loads(log.read_text()) if log.exists() else []
@@ -90,7 +58,8 @@ def test_bad_parameter_fails_before_a_kernel_starts(echo_nb, capsys):
 
 
 def test_select_notebooks_accepts_numbers_names_and_lists(echo_nb, tmp_path):
-    (nbrun.available_notebooks()["98_echo"].parent / "97_other.py").write_text(ECHO)
+    echo = nbrun.available_notebooks()["98_echo"]
+    (echo.parent / "97_other.py").write_text(echo.read_text())
     assert nbrun.select_notebooks("all") == ["97_other", "98_echo"]
     assert nbrun.select_notebooks("98,97") == ["97_other", "98_echo"]
     assert nbrun.select_notebooks("98_echo") == ["98_echo"]
