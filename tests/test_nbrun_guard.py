@@ -237,3 +237,32 @@ def test_sigint_stops_the_kernel_prints_one_line_and_keeps_finished_work(tmp_dir
     for man in figs.rglob("*.manifest.json"):  # whatever is there is whole
         for rec in json.loads(man.read_text())["files"].values():
             assert file_sha256(man.parent / rec["name"]) == rec["sha256"]
+
+
+_ECHO_DRIVER = """
+import sys
+from rsae_utils import nbrun
+from rsae_utils.params import core as P
+P.NOTEBOOKS["98_echo"] = P.Notebook(params=[
+    P.Param("n", 1, 2, 3, P.is_int(lo=0)), P.Param("fail", False, False, False, P.is_bool()),
+    P.Param("figs", [], [], [], P.list_of(P.is_str(), min_len=0)), P.Param("sleep", 0, 0, 0, P.is_float(0.0)),
+])
+sys.exit(nbrun.main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+def test_sigterm_kills_a_sleeping_kernel(echo_nb, tmp_dirs):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [PY, "-c", _ECHO_DRIVER, "--profile", "smoke", "--nb", "98", "--set-string", "sleep=120"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.time() + 120
+    while not echo_nb.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.1)  # the kernel has started its work once the echo log exists
+    kernels = json.loads((tmp_dirs[0] / "smoke" / runguard.LOCK_NAME).read_text())["kernels"]
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and err.strip().splitlines()[-1] == runguard.INTERRUPTED, err
+    assert kernels and not any(runguard.is_alive(pid, start) for pid, start in kernels)
