@@ -117,7 +117,7 @@ def check_writable(folders: Iterable[Path]) -> None:
         folder = Path(folder)
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            fd, probe = tempfile.mkstemp(prefix=".write-probe.", dir=folder)
+            fd, probe = tempfile.mkstemp(prefix=".write-probe.", suffix=".tmp", dir=folder)
             os.close(fd)
             os.unlink(probe)
         except OSError as err:

@@ -51,7 +51,7 @@ def test_bad_parameter_fails_before_a_kernel_starts(echo_nb, capsys):
     with pytest.raises(P.ParameterError, match="'n' must be an integer >= 0; got -1"):
         nbrun.run_notebook("98", "smoke", {"n": -1}, progress=False)
     assert nbrun.main(["--profile", "smoke", "--nb", "98", "--set", "m=1"]) == 2
-    assert "belong to none of the selected notebooks" in capsys.readouterr().err
+    assert "none of the selected notebooks (98_echo) has it" in capsys.readouterr().err
     assert nbrun.main(["--profile", "fast", "--nb", "98"]) == 2
     assert nbrun.main(["--nb", "97"]) == 2
     assert not echo_nb.exists(), "no kernel may run when the input is bad"
