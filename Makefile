@@ -1,7 +1,8 @@
 # One command per job; each sets up the local virtualenv (.venv) first when it is missing or out of date.
 #   make figures                                   every notebook, default profile (offline, CPU)
 #   make figures NB=02 PROFILE=smoke               a subset / another profile (smoke | default | paper)
-#   make figures NB=02 SET="steps=500 seeds=[0,1]"     override parameters (NAME=VALUE, Python literals)
+#   make figures NB="01 02" SET="seeds=[0, 1] variants=['trained']"   override parameters (NAME=VALUE, Python
+#                                                  literals; spaces inside quotes or brackets are kept)
 #   make figures NB=03 FORCE=1                     rerun even when nothing changed
 #   make test | make lint | make bench | make notebooks | make lab | make clean
 SHELL := /bin/bash
@@ -26,8 +27,13 @@ $(ENV_STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	@touch $@
 
+# NB and SET reach the runner untouched through the environment (quotes, spaces, lists of strings): splitting
+# them with make's word functions or quoting them into the shell line would mangle values like ['trained'].
+figures: export RSAE_NB = $(value NB)
+figures: export RSAE_SET = $(value SET)
+figures: export RSAE_PROFILE = $(value PROFILE)
 figures: env
-	$(PY) -m rsae_utils.nbrun --profile $(PROFILE) --nb $(NB) $(foreach s,$(SET),--set '$(s)') $(if $(FORCE),--force)
+	$(PY) -m rsae_utils.nbrun --profile "$$RSAE_PROFILE" --nb "$$RSAE_NB" --set-string "$$RSAE_SET" $(if $(FORCE),--force)
 
 test: env
 	$(PY) -m pytest

@@ -8,6 +8,7 @@
 * :class:`ModelUnavailableError` - a model cannot be loaded here (no network for a hub model, a missing file).
 * :class:`BackendError` / :class:`BackendUnavailable` - an LLM backend failed for good / cannot be reached;
   :class:`AnswersUnparsable` - too many of a backend's answers could not be parsed (its scores would be void).
+* :class:`SetupError` - a run cannot start here (an output folder is not writable, another run holds the profile).
 """
 
 from __future__ import annotations
@@ -43,3 +44,7 @@ class BackendUnavailable(BackendError):
 
 class AnswersUnparsable(BackendError):
     """Too many of a backend's answers could not be parsed (over ``max_unparsable_share``): its scores are void."""
+
+
+class SetupError(RuntimeError):
+    """A run cannot start in this checkout: an output folder is not writable, or another run holds the profile."""

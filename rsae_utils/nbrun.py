@@ -1,11 +1,14 @@
 """Run the numbered notebooks end to end with papermill: the engine behind ``make figures``.
 
-    python -m rsae_utils.nbrun --profile default --nb 01,02 --set n_steps=500
+    python -m rsae_utils.nbrun --profile default --nb "01 02" --set-string "seeds=[0, 1] variants=['trained']"
 
-Every selected notebook's parameters are resolved and checked before any kernel starts. A notebook is skipped
-when its source, resolved parameters, the ``rsae_utils`` code and the stamps of the notebooks it reads are all
-unchanged since its last successful run (``--force`` reruns anyway). Executed notebooks are kept in
-``build/<profile>/executed/``; a failing one is kept there too, with the failing cell shown on the console.
+Every selected notebook's parameters are resolved and checked, and the output folders tested for writing, before
+any kernel starts. A notebook is skipped when its source, resolved parameters, the ``rsae_utils`` code and the
+stamps of the notebooks it reads are all unchanged since its last successful run *and* the figure files it wrote
+are still there, unchanged (``--force`` reruns anyway). After a run, figures the notebook made before but no longer
+makes are removed. Executed notebooks are kept in ``build/<profile>/executed/``; a failing one is kept there too,
+with the failing cell shown on the console. A successful default-profile run without overrides also writes the
+readers' copy ``notebooks/executed/<name>.ipynb``. Ctrl-C (or SIGTERM) stops the kernel too and keeps what finished.
 """
 
 from __future__ import annotations
@@ -19,9 +22,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from rsae_utils import paths
-from rsae_utils.errors import ParameterError
-from rsae_utils.params import NOTEBOOKS, parse_override, resolve
+from rsae_utils import outputs, paths, runguard
+from rsae_utils.errors import ParameterError, SetupError
+from rsae_utils.params import NOTEBOOKS, parse_overrides, resolve
+from rsae_utils.params.core import _suggest, check_profile
 from rsae_utils.paths import notebooks_dir, repo_root
 from rsae_utils.repro import stable_hash
 from rsae_utils.store import read_json, write_json
@@ -46,13 +50,17 @@ def select_notebooks(spec: str | Sequence[str] = "all") -> list[str]:
     nbs = available_notebooks()
     if isinstance(spec, str):
         spec = [s for s in spec.replace(" ", ",").split(",") if s]
+    spec = [str(s).strip().strip("'\"") for s in spec]
     if not spec or list(spec) == ["all"]:
         return list(nbs)
     chosen = []
     for item in spec:
         matches = [n for n in nbs if n == item or n.split("_", 1)[0] == item.zfill(2)]
         if not matches:
-            raise ParameterError(f"parameter 'NB' has unknown notebook {item!r}; allowed: all, {', '.join(nbs)}")
+            raise ParameterError(
+                f"parameter 'NB' has unknown notebook {item!r}{_suggest(item, list(nbs))}; "
+                f"allowed: all, {', '.join(nbs)}"
+            )
         chosen.extend(m for m in matches if m not in chosen)
     return [n for n in nbs if n in chosen]
 
@@ -92,14 +100,42 @@ def notebook_stamp(name: str, profile: str, overrides: Mapping[str, Any]) -> str
     )
 
 
-def is_up_to_date(name: str, profile: str, overrides: Mapping[str, Any] | None = None) -> bool:
+def stale_reason(name: str, profile: str, overrides: Mapping[str, Any] | None = None) -> str | None:
+    """Why ``name`` must run again under ``profile`` (never ran, inputs changed, an output missing or edited);
+    None when it is up to date."""
     sp = _stamp_path(name, profile)
     if not sp.exists() or not (executed_dir(profile) / f"{name}.ipynb").exists():
-        return False
+        return "no finished run"
     try:
-        return read_json(sp)["stamp"] == notebook_stamp(name, profile, overrides or {})
-    except (KeyError, json.JSONDecodeError):
-        return False
+        record = read_json(sp)
+        if record["stamp"] != notebook_stamp(name, profile, overrides or {}):
+            return "source, parameters, code or an upstream notebook changed"
+        return outputs.outputs_changed(paths.figures_dir(profile), record.get("outputs", {}))
+    except (KeyError, json.JSONDecodeError, TypeError):
+        return "unreadable stamp"
+
+
+def is_up_to_date(name: str, profile: str, overrides: Mapping[str, Any] | None = None) -> bool:
+    return stale_reason(name, profile, overrides) is None
+
+
+def output_folders(profile: str) -> list[Path]:
+    """Where a run of ``profile`` writes: its build folder, its figures folder, and (default) the readers' copies."""
+    folders = [paths.work_dir(profile, create=False), paths.figures_dir(profile, create=False)]
+    if profile == "default":
+        folders.append(outputs.executed_copies_dir())
+    return folders
+
+
+def _update_executed_copy(name: str, profile: str, overrides: Mapping[str, Any], executed: Path) -> None:
+    """Readers get the default run as it is, so only a default-profile run without overrides is copied."""
+    if profile != "default" or overrides:
+        return
+    source = available_notebooks()[name]
+    dest = outputs.executed_copies_dir() / f"{name}.ipynb"
+    if not outputs.copy_is_current(dest, source):
+        outputs.write_executed_copy(executed, source, dest)
+        print(f"[nbrun] {name}: readers' copy -> {dest}", flush=True)
 
 
 def run_notebook(
@@ -117,17 +153,24 @@ def run_notebook(
 
     overrides = dict(overrides or {})
     name = select_notebooks([name])[0]
+    runguard.check_writable(output_folders(profile))
     resolve(name, profile, overrides)  # fail on bad parameters before a kernel starts
     out = executed_dir(profile) / f"{name}.ipynb"
-    if not force and is_up_to_date(name, profile, overrides):
+    reason = None if force else stale_reason(name, profile, overrides)
+    if not force and reason is None:
         print(f"[nbrun] {name} ({profile}): up to date, not rerun")
+        _update_executed_copy(name, profile, overrides, out)
         return out
     stamp = notebook_stamp(name, profile, overrides)
     _stamp_path(name, profile).unlink(missing_ok=True)
     nb = jupytext.read(available_notebooks()[name])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    print(f"[nbrun] {name} ({profile}): running -> {out}", flush=True)
-    t0 = time.time()
+    why = "forced" if force else reason
+    print(f"[nbrun] {name} ({profile}): running ({why}) -> {out}", flush=True)
+    session = runguard.current_session()
+    if session is not None:
+        session.current_output = out
+    t0, t0_ns = time.time(), time.time_ns()
     try:
         papermill.execute_notebook(
             nb,
@@ -137,21 +180,31 @@ def run_notebook(
             language="python",
             cwd=str(notebooks_dir()),
             progress_bar=progress,
+            kernel_manager_class=runguard.kernel_manager_class(),
         )
     except PapermillExecutionError as err:
         cell = f"cell {err.exec_count}:\n{err.source}\n" if getattr(err, "source", None) else ""
         raise NotebookFailed(name, out, f"{cell}{err.ename}: {err.evalue}") from None
+    finally:
+        if session is not None:
+            session.current_output = None
     runtime = time.time() - t0
+    figs = paths.figures_dir(profile)
+    for gone in outputs.remove_stale_figures(figs, name, profile, t0_ns):
+        print(f"[nbrun] {name}: removed {figs / gone} (an earlier run's figure this run no longer makes)")
     write_json(
         _stamp_path(name, profile),
-        {"notebook": name, "profile": profile, "overrides": overrides, "stamp": stamp, "runtime_s": round(runtime, 1)},
-    )
+        {"notebook": name, "profile": profile, "overrides": overrides, "stamp": stamp, "runtime_s": round(runtime, 1),
+         "outputs": outputs.written_outputs(figs, t0_ns)},
+    )  # fmt: skip
+    _update_executed_copy(name, profile, overrides, out)
     print(f"[nbrun] {name} ({profile}): done in {runtime:.1f} s", flush=True)
     return out
 
 
 def run_many(names: Sequence[str], profile: str, sets: Mapping[str, Any], force: bool = False) -> dict[str, float]:
     """Resolve every notebook first (so bad input fails before any work), then run them in order."""
+    runguard.check_writable(output_folders(profile))
     unused = set(sets)
     per_nb: dict[str, dict[str, Any]] = {}
     for n in names:
@@ -159,10 +212,7 @@ def run_many(names: Sequence[str], profile: str, sets: Mapping[str, Any], force:
         per_nb[n] = {k: v for k, v in sets.items() if k in known}
         unused -= set(per_nb[n])
     if unused:
-        raise ParameterError(
-            f"parameter(s) {', '.join(sorted(unused))} given with SET belong to none of the selected notebooks "
-            f"({', '.join(names)})"
-        )
+        raise ParameterError("; ".join(_unused_message(k, names) for k in sorted(unused)))
     for n in names:
         resolve(n, profile, per_nb[n])
     # Pull in upstream notebooks that never ran under this profile, since their outputs are needed.
@@ -183,23 +233,51 @@ def run_many(names: Sequence[str], profile: str, sets: Mapping[str, Any], force:
     return times
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _unused_message(key: str, names: Sequence[str]) -> str:
+    """A SET name none of the selected notebooks has: the notebook it belongs to, or the closest name."""
+    owners = [n for n, spec in NOTEBOOKS.items() if key in spec.names()]
+    if owners:
+        return f"parameter {key!r} belongs to {', '.join(owners)}, which is not selected (NB={','.join(names)})"
+    known = sorted({p for n in names if n in NOTEBOOKS for p in NOTEBOOKS[n].names()})
+    return (
+        f"unknown parameter {key!r}{_suggest(key, known)}: none of the selected notebooks ({', '.join(names)}) "
+        "has it"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m rsae_utils.nbrun", description=__doc__.split("\n\n")[0])
     ap.add_argument("--profile", default="default", help="smoke, default or paper")
-    ap.add_argument("--nb", default="all", help="'all' or a comma-separated list such as 01,02")
-    ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="override a parameter")
+    ap.add_argument("--nb", default="all", help="'all' or a list such as '01,02' or '01 02'")
+    ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="override one parameter")
+    ap.add_argument("--set-string", default="", metavar="'NAME=VALUE ...'",
+                    help="several overrides in one string (make's SET): split at spaces outside quotes and brackets")
     ap.add_argument("--force", action="store_true", help="rerun even when up to date")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
-        sets = dict(parse_override(s) for s in args.set)
+        sets = parse_overrides(args.set)
+        for key, value in parse_overrides(args.set_string).items():
+            if key in sets:
+                raise ParameterError(f"parameter {key!r} is given twice ({sets[key]!r} and {value!r})")
+            sets[key] = value
         names = select_notebooks(args.nb)
-        times = run_many(names, args.profile, sets, force=args.force)
-    except ParameterError as err:
+        check_profile(args.profile)
+        runguard.check_writable(output_folders(args.profile))  # before the session writes its lock there
+        with runguard.RunSession(args.profile):
+            times = run_many(names, args.profile, sets, force=args.force)
+    except (ParameterError, SetupError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except NotebookFailed as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # before the session's own handler is in place
+        print(runguard.INTERRUPTED, file=sys.stderr)
+        return 130
     for n, t in times.items():
         print(f"[nbrun] {n}: {t:.1f} s")
     return 0

@@ -46,19 +46,21 @@ def build_dir() -> Path:
     return Path(env).resolve() if env else repo_root() / "build"
 
 
-def work_dir(profile: str) -> Path:
+def work_dir(profile: str, create: bool = True) -> Path:
     """Per-profile artifacts (activation caches, SAEs, auto-interp results): ``build/<profile>``."""
     path = build_dir() / profile
-    path.mkdir(parents=True, exist_ok=True)
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
     return path
 
 
-def figures_dir(profile: str) -> Path:
+def figures_dir(profile: str, create: bool = True) -> Path:
     """``figures/`` for the default profile (committed); ``figures/<profile>/`` for the others."""
     env = os.environ.get("RSAE_FIGURES_DIR")
     base = Path(env).resolve() if env else repo_root() / "figures"
     path = base if profile == "default" else base / profile
-    path.mkdir(parents=True, exist_ok=True)
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
     return path
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from rsae_utils.paths import repo_root
+from rsae_utils import paths
 
 TRACKED_PACKAGES = ("torch", "numpy", "sae-lens", "transformer-lens", "transformers", "pandas", "matplotlib", "plotly")
 
@@ -79,7 +79,7 @@ def package_versions(names: Iterable[str] = TRACKED_PACKAGES) -> dict[str, str |
 @functools.lru_cache(maxsize=1)
 def git_revision() -> dict[str, Any]:
     """The checkout's commit and whether it had uncommitted changes outside ``figures/`` (None outside git)."""
-    root = repo_root()
+    root = paths.repo_root()  # looked up at call time, so a test can point it at a scratch repository
 
     def git(*args: str) -> str | None:
         try:

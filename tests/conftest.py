@@ -6,6 +6,8 @@ import os
 
 import pytest
 
+from rsae_utils.params import core as P
+
 # Library code must never reach the network in tests.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -46,3 +48,53 @@ def smoke_run(smoke_env):
         return run_notebook(name, "smoke", overrides or {}, force=force, progress=False)
 
     return run
+
+
+# A tiny notebook for the runner's tests: records each execution, writes stand-in figures (``figs``), can sleep
+# (``sleep``, to be interrupted) or fail (``fail``).
+ECHO = """# %% [markdown]
+# Test notebook: records each execution.
+
+# %% tags=["parameters"]
+PROFILE = "default"
+OVERRIDES = {}
+
+# %%
+import json, os, pathlib
+log = pathlib.Path(os.environ["RSAE_BUILD_DIR"]) / "echo.json"
+runs = json.loads(log.read_text()) if log.exists() else []
+runs.append({"profile": PROFILE, "overrides": OVERRIDES})
+log.write_text(json.dumps(runs))
+
+# %%
+import hashlib, time
+from rsae_utils.paths import figures_dir
+out = figures_dir(PROFILE)
+for name in OVERRIDES.get("figs", []):  # stand-ins for save_figure: a file and a manifest naming this notebook
+    f = out / f"{name}.txt"
+    f.write_text(f"{name} {OVERRIDES.get('n')}")
+    files = {"txt": {"name": f.name, "sha256": hashlib.sha256(f.read_bytes()).hexdigest()}}
+    man = {"figure": name, "notebook": "98_echo", "profile": PROFILE, "files": files}
+    (out / f"{name}.manifest.json").write_text(json.dumps(man))
+time.sleep(OVERRIDES.get("sleep", 0))
+
+# %%
+if OVERRIDES.get("fail"):
+    raise RuntimeError("boom on purpose")
+"""
+
+
+@pytest.fixture
+def echo_nb(tmp_path, tmp_dirs, monkeypatch):
+    nbdir = tmp_path / "nbs"
+    nbdir.mkdir()
+    (nbdir / "98_echo.py").write_text(ECHO)
+    monkeypatch.setenv("RSAE_NOTEBOOKS_DIR", str(nbdir))
+    spec = P.Notebook(params=[
+        P.Param("n", 1, 2, 3, P.is_int(lo=0)), P.Param("fail", False, False, False, P.is_bool()),
+        P.Param("figs", [], [], [], P.list_of(P.is_str(), min_len=0)), P.Param("sleep", 0, 0, 0, P.is_float(0.0)),
+    ])  # fmt: skip
+    monkeypatch.setitem(P.NOTEBOOKS, "98_echo", spec)
+    build, _ = tmp_dirs
+    build.mkdir(parents=True, exist_ok=True)
+    return build / "echo.json"

@@ -139,3 +139,38 @@ def test_too_few_tokens_names_parameters(tmp_path, tok):
     assert "n_train=100" in msg and "ctx=128" in msg and "tokens" in msg
     with pytest.raises(ParameterError, match="'ctx'"):
         tokenize_windows(c, tok, ctx=1, n_train=1, n_test=0, seed=0)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# dir: corpora are probed before any kernel starts
+# --------------------------------------------------------------------------------------------------------------
+def test_binary_files_named_txt_are_refused_naming_the_file(tmp_path):
+    from rsae_utils.subject.corpus import probe_corpus
+
+    folder = _write_dir(tmp_path / "c", n_docs=4, dup=False)
+    binary = folder / "image.txt"
+    binary.write_bytes(bytes(range(256)) * 400)  # mostly invalid UTF-8 and NULs
+    with pytest.raises(ParameterError, match=r"file .*image\.txt is not UTF-8 text"):
+        probe_corpus(f"dir:{folder}")
+    with pytest.raises(ParameterError, match=r"image\.txt is not UTF-8 text"):
+        load_corpus(f"dir:{folder}")
+    binary.write_text("Dvořák and Čapek wrote in Czech; a few accents are text, not noise. " * 20)
+    probe_corpus(f"dir:{folder}")
+
+
+def test_empty_corpus_folder_is_refused_before_the_kernel(tmp_path, tmp_dirs, capsys):
+    from rsae_utils import nbrun
+    from rsae_utils.params import resolve
+
+    empty, blank = tmp_path / "empty", tmp_path / "blank"
+    empty.mkdir()
+    blank.mkdir()
+    (blank / "a.txt").write_text("  \n\n")
+    (blank / "b.jsonl").write_text(json.dumps({"text": ""}) + "\n")
+    with pytest.raises(ParameterError, match="has no .txt or .jsonl files"):
+        resolve("03_sae_training", "smoke", {"corpus": f"dir:{empty}"})
+    with pytest.raises(ParameterError, match="hold no text"):
+        resolve("03_sae_training", "smoke", {"corpus": f"dir:{blank}"})
+    assert nbrun.main(["--profile", "smoke", "--nb", "03", "--set-string", f"corpus='dir:{empty}'"]) == 2
+    assert "has no .txt or .jsonl files" in capsys.readouterr().err
+    assert not (tmp_dirs[0] / "smoke" / "executed" / "03_sae_training.ipynb").exists(), "no kernel may start"

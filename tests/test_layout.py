@@ -18,6 +18,7 @@ DEFERRED = {
     ("rsae_utils.nbrun", "jupytext"): "a bad parameter must fail before seconds of imports",
     ("rsae_utils.nbrun", "papermill"): "same",
     ("rsae_utils.nbrun", "papermill.exceptions"): "same",
+    ("rsae_utils.runguard", "jupyter_client"): "same (the kernel manager is only needed once a kernel starts)",
     ("rsae_utils.subject.corpus", "datasets"): "only hub corpora need it",
     ("rsae_utils.subject.corpus", "huggingface_hub"): "same",
 }

@@ -10,38 +10,6 @@ import pytest
 from rsae_utils import nbrun
 from rsae_utils.params import core as P
 
-ECHO = """# %% [markdown]
-# Test notebook: records each execution.
-
-# %% tags=["parameters"]
-PROFILE = "default"
-OVERRIDES = {}
-
-# %%
-import json, os, pathlib
-log = pathlib.Path(os.environ["RSAE_BUILD_DIR"]) / "echo.json"
-runs = json.loads(log.read_text()) if log.exists() else []
-runs.append({"profile": PROFILE, "overrides": OVERRIDES})
-log.write_text(json.dumps(runs))
-
-# %%
-if OVERRIDES.get("fail"):
-    raise RuntimeError("boom on purpose")
-"""
-
-
-@pytest.fixture
-def echo_nb(tmp_path, tmp_dirs, monkeypatch):
-    nbdir = tmp_path / "nbs"
-    nbdir.mkdir()
-    (nbdir / "98_echo.py").write_text(ECHO)
-    monkeypatch.setenv("RSAE_NOTEBOOKS_DIR", str(nbdir))
-    spec = P.Notebook(params=[P.Param("n", 1, 2, 3, P.is_int(lo=0)), P.Param("fail", False, False, False, P.is_bool())])
-    monkeypatch.setitem(P.NOTEBOOKS, "98_echo", spec)
-    build, _ = tmp_dirs
-    build.mkdir(parents=True, exist_ok=True)
-    return build / "echo.json"
-
 
 def _runs(log):
     return json.loads(log.read_text()) if log.exists() else []
@@ -83,14 +51,15 @@ def test_bad_parameter_fails_before_a_kernel_starts(echo_nb, capsys):
     with pytest.raises(P.ParameterError, match="'n' must be an integer >= 0; got -1"):
         nbrun.run_notebook("98", "smoke", {"n": -1}, progress=False)
     assert nbrun.main(["--profile", "smoke", "--nb", "98", "--set", "m=1"]) == 2
-    assert "belong to none of the selected notebooks" in capsys.readouterr().err
+    assert "none of the selected notebooks (98_echo) has it" in capsys.readouterr().err
     assert nbrun.main(["--profile", "fast", "--nb", "98"]) == 2
     assert nbrun.main(["--nb", "97"]) == 2
     assert not echo_nb.exists(), "no kernel may run when the input is bad"
 
 
 def test_select_notebooks_accepts_numbers_names_and_lists(echo_nb, tmp_path):
-    (nbrun.available_notebooks()["98_echo"].parent / "97_other.py").write_text(ECHO)
+    echo = nbrun.available_notebooks()["98_echo"]
+    (echo.parent / "97_other.py").write_text(echo.read_text())
     assert nbrun.select_notebooks("all") == ["97_other", "98_echo"]
     assert nbrun.select_notebooks("98,97") == ["97_other", "98_echo"]
     assert nbrun.select_notebooks("98_echo") == ["98_echo"]

@@ -77,7 +77,7 @@ def test_parse_override_reads_literals_and_strings():
     assert P.parse_override("k=32") == ("k", 32)
     assert P.parse_override("layers=[0, 4]") == ("layers", [0, 4])
     assert P.parse_override("model=pythia-70m") == ("model", "pythia-70m")
-    with pytest.raises(ParameterError, match="name=value"):
+    with pytest.raises(ParameterError, match="must look like NAME=VALUE"):
         P.parse_override("k32")
 
 

@@ -38,6 +38,10 @@ class TokenDecoder:
     def __call__(self, ids: Sequence[int]) -> list[str]:
         return [self.token(t) for t in ids]
 
+    def text(self, ids: Sequence[int]) -> str:
+        """The tokens decoded together: a character split over several tokens comes out whole."""
+        return self._decode([int(t) for t in ids])
+
 
 def clean_token(s: str) -> str:
     """Keep one window on one line: newlines and tabs are shown as ``\\n`` and ``\\t``."""

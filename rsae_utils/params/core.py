@@ -26,8 +26,8 @@ PROFILES = ("smoke", "default", "paper")
 Checker = Callable[[str, Any], None]
 
 
-def _fail(name: str, allowed: str, value: Any) -> None:
-    raise ParameterError(f"parameter {name!r} must be {allowed}; got {value!r}")
+def _fail(name: str, allowed: str, value: Any, hint: str = "") -> None:
+    raise ParameterError(f"parameter {name!r} must be {allowed}; got {value!r}{hint}")
 
 
 def _range_text(lo: float | None, hi: float | None) -> str:
@@ -72,7 +72,8 @@ def one_of(choices: Iterable[Any]) -> Checker:
 
     def check(name: str, value: Any) -> None:
         if value not in choices:
-            _fail(name, allowed, value)
+            hint = _suggest(value, [c for c in choices if isinstance(c, str)]) if isinstance(value, str) else ""
+            _fail(name, allowed, value, hint)
 
     check.allowed = allowed  # type: ignore[attr-defined]
     return check
@@ -224,11 +225,18 @@ def notebook_spec(notebook: str) -> Notebook:
     return NOTEBOOKS[notebook]
 
 
+def check_profile(profile: str) -> None:
+    if profile not in PROFILES:
+        raise ParameterError(
+            f"parameter 'PROFILE' must be one of {', '.join(map(repr, PROFILES))}; got {profile!r}"
+            f"{_suggest(str(profile), PROFILES)}"
+        )
+
+
 def resolve(notebook: str, profile: str = "default", overrides: Mapping[str, Any] | None = None) -> Config:
     """Validated parameters of ``notebook`` under ``profile`` with ``overrides`` applied."""
     spec = notebook_spec(notebook)
-    if profile not in PROFILES:
-        raise ParameterError(f"parameter 'PROFILE' must be one of {', '.join(map(repr, PROFILES))}; got {profile!r}")
+    check_profile(profile)
     overrides = dict(overrides or {})
     names = spec.names()
     for key in overrides:
@@ -256,14 +264,69 @@ def resolve(notebook: str, profile: str = "default", overrides: Mapping[str, Any
 def parse_override(text: str) -> tuple[str, Any]:
     """Parse ``name=value`` from the command line; the value is a Python literal, else a plain string."""
     if "=" not in text:
-        raise ParameterError(f"override {text!r} must look like name=value")
+        raise ParameterError(
+            f"override {text!r} must look like NAME=VALUE (quote a value with spaces: name='a b')"
+        )
     key, raw = text.split("=", 1)
     key = key.strip()
+    if not key.isidentifier():
+        raise ParameterError(f"override {text!r}: {key!r} is not a parameter name")
     try:
-        value = ast.literal_eval(raw)
+        value = ast.literal_eval(raw.strip())
     except (ValueError, SyntaxError):
+        # A bracketed value was meant as a list or dict: a bare word inside it is the usual slip.
+        if raw.strip()[:1] in "[({":
+            raise ParameterError(
+                f"override {key}={raw}: not a Python literal (strings inside a list need quotes, e.g. "
+                f"variants=['trained'])"
+            ) from None
         value = raw
     return key, value
+
+
+_OPEN, _CLOSE = "[({", "])}"
+
+
+def split_overrides(text: str) -> list[str]:
+    """Split ``SET``'s one string into ``NAME=VALUE`` items at whitespace outside quotes and brackets.
+
+    ``"variants=['trained'] seeds=[0, 1]"`` gives two items, quotes kept, so each value stays a Python literal.
+    (``shlex`` would drop the quotes and split ``[0, 1]``.)
+    """
+    items, cur, quote, depth = [], [], "", 0
+    for ch in text:
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch in _OPEN:
+            depth += 1
+        elif ch in _CLOSE:
+            depth = max(0, depth - 1)
+        elif ch.isspace() and depth == 0:
+            if cur:
+                items.append("".join(cur))
+                cur = []
+            continue
+        cur.append(ch)
+    if quote:
+        raise ParameterError(f"SET {text!r} has an unclosed {quote} quote")
+    if cur:
+        items.append("".join(cur))
+    return items
+
+
+def parse_overrides(text: str | Sequence[str]) -> dict[str, Any]:
+    """``{name: value}`` from SET's one string, or from a list of single ``NAME=VALUE`` items (``--set``, one per
+    flag, not split further); a name given twice is refused."""
+    items = split_overrides(text) if isinstance(text, str) else list(text)
+    out: dict[str, Any] = {}
+    for item in items:
+        key, value = parse_override(item)
+        if key in out:
+            raise ParameterError(f"parameter {key!r} is given twice in SET ({out[key]!r} and {value!r})")
+        out[key] = value
+    return out
 
 
 # The registry: each notebook's table is defined in its own module of this package (rsae_utils.params.nbNN_*).

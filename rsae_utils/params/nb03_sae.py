@@ -19,7 +19,7 @@ from rsae_utils.params.core import (
     register,
 )
 from rsae_utils.paths import work_dir
-from rsae_utils.subject.corpus import validate_corpus_source
+from rsae_utils.subject.corpus import probe_corpus
 from rsae_utils.subject.models import TINY_RANDOM_SHAPE, validate_model_name
 from rsae_utils.subject.variants import VARIANTS
 
@@ -49,7 +49,7 @@ def known_model_dims(name: str) -> tuple[int, int] | None:
 
 def _check_03(cfg: Config) -> None:
     validate_model_name(cfg.model, cfg.revision)
-    validate_corpus_source(cfg.corpus)
+    probe_corpus(cfg.corpus)  # an empty folder or binary files fail here, not inside the kernel
     dims = known_model_dims(cfg.model)
     if dims is not None:
         n_layers, d_model = dims

@@ -100,6 +100,47 @@ def _num(x: object) -> float | None:
     return v if math.isfinite(v) else None
 
 
+REPLACEMENT = "\ufffd"
+MAX_CHAR_TOKENS = 8  # a UTF-8 character has at most 4 bytes; byte-level tokens may add a little around them
+
+
+def join_split_characters(
+    ids: Sequence[int], strs: Sequence[str], acts: Sequence[float], decode_run: Callable[[Sequence[int]], str] | None
+) -> tuple[list[str], list[float]]:
+    """Join tokens that each hold part of one multi-byte character (shown alone as U+FFFD) into one display
+    token, decoded together; its activation is the run's largest. Without ``decode_run`` nothing is joined."""
+    toks, vals = list(strs), [float(a) for a in acts]
+    if decode_run is None or not any(REPLACEMENT in t for t in toks):
+        return toks, vals
+    out_t: list[str] = []
+    out_a: list[float] = []
+    i = 0
+    while i < len(toks):
+        j = i + 1
+        if REPLACEMENT in toks[i]:
+            for end in range(i + 2, min(i + MAX_CHAR_TOKENS, len(toks)) + 1):
+                joined = decode_run(ids[i:end])
+                if REPLACEMENT not in joined:
+                    out_t.append(joined)
+                    out_a.append(max(vals[i:end]))
+                    i = end
+                    break
+            else:
+                out_t.append(toks[i])
+                out_a.append(vals[i])
+                i = j
+            continue
+        out_t.append(toks[i])
+        out_a.append(vals[i])
+        i = j
+    return out_t, out_a
+
+
+def _example(w, decode: Decode) -> dict:
+    toks, acts = join_split_characters(w.tokens, decode(w.tokens), w.acts, getattr(decode, "text", None))
+    return {"toks": toks, "acts": [round(a, 3) for a in acts], "max": round(w.max_act, 3)}
+
+
 def browser_data(
     latents: pd.DataFrame,
     records: Mapping[tuple[str, str, int], Sequence[LatentRecord]],
@@ -146,10 +187,7 @@ def browser_data(
                         }
                         for r in rows.itertuples()
                     },
-                    "examples": [
-                        {"toks": decode(w.tokens), "acts": [round(a, 3) for a in w.acts], "max": round(w.max_act, 3)}
-                        for w in rec.explain[:n_examples]
-                    ],
+                    "examples": [_example(w, decode) for w in rec.explain[:n_examples]],
                 }
             )
         saes.append({"model": model, "variant": variant, "layer": int(layer), "latents": items})

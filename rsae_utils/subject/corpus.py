@@ -61,12 +61,63 @@ class Corpus:
 # --------------------------------------------------------------------------------------------------------------
 # Other sources
 # --------------------------------------------------------------------------------------------------------------
+# A text file whose decoded text has more than this share of U+FFFD (undecodable bytes) or NULs is not text.
+MAX_BAD_CHAR_SHARE = 0.01
+PROBE_BYTES = 1 << 16
+
+
+def _dir_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in (".txt", ".jsonl"))
+
+
+def _not_text(path: Path, text: str) -> None:
+    """Refuse a file that decodes to mostly replacement characters or NULs (a binary file named .txt)."""
+    bad = text.count("\ufffd") + text.count("\x00")
+    if text and bad > MAX_BAD_CHAR_SHARE * len(text):
+        raise ParameterError(
+            f"parameter 'corpus': file {path} is not UTF-8 text ({bad:,} of {len(text):,} characters undecodable "
+            f"or NUL); remove it from the folder or convert it"
+        )
+
+
+def probe_dir_corpus(folder: Path) -> None:
+    """Cheap check of a ``dir:`` corpus before any work: some ``.txt``/``.jsonl`` file, the first 64 KiB of each
+    decoding as text, and some text in all of them together."""
+    files = _dir_files(folder)
+    if not files:
+        raise ParameterError(f"parameter 'corpus' = 'dir:{folder}': the folder has no .txt or .jsonl files")
+    has_text = False
+    for path in files:
+        with path.open("rb") as fh:
+            head = fh.read(PROBE_BYTES).decode("utf-8", errors="replace")
+        _not_text(path, head.removesuffix("\ufffd"))  # a multi-byte character cut at the probe's end is fine
+        if path.suffix.lower() == ".txt":
+            has_text = has_text or bool(head.strip())
+        elif "\n" not in head.rstrip("\n") and len(head) >= PROBE_BYTES // 4:
+            has_text = True  # one row longer than the probe: the loader checks it in full
+        else:
+            for line in head.splitlines():
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if isinstance(row, dict) and isinstance(row.get("text"), str) and row["text"].strip():
+                    has_text = True
+                    break
+    if not has_text:
+        raise ParameterError(
+            f"parameter 'corpus' = 'dir:{folder}': its {len(files)} file(s) hold no text (empty, or .jsonl rows "
+            "without a non-empty 'text' field)"
+        )
+
+
 def _gather_dir(folder: Path) -> tuple[list[str], dict]:
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in (".txt", ".jsonl"))
+    files = _dir_files(folder)
     texts: list[str] = []
     for path in files:
         if path.suffix.lower() == ".txt":
             texts.append(path.read_text(encoding="utf-8", errors="replace"))
+            _not_text(path, texts[-1])
             continue
         with path.open(encoding="utf-8", errors="replace") as fh:
             for lineno, line in enumerate(fh, 1):
@@ -79,6 +130,7 @@ def _gather_dir(folder: Path) -> tuple[list[str], dict]:
                 if not isinstance(row, dict) or not isinstance(row.get("text"), str):
                     raise ParameterError(f"corpus file {path}, line {lineno}: needs a string field 'text'")
                 texts.append(row["text"])
+                _not_text(path, texts[-1])
     return texts, {"n_files": len(files)}
 
 
@@ -139,6 +191,15 @@ def _open_hf_stream(name: str, split: str):
 # --------------------------------------------------------------------------------------------------------------
 # Entry point
 # --------------------------------------------------------------------------------------------------------------
+def probe_corpus(source: Any) -> tuple[str, str]:
+    """:func:`validate_corpus_source` plus, for a local folder, a cheap look at its files (see
+    :func:`probe_dir_corpus`): what the parameter checks run before any kernel starts."""
+    kind, arg = validate_corpus_source(source)
+    if kind == "dir":
+        probe_dir_corpus(Path(arg))
+    return kind, arg
+
+
 def validate_corpus_source(source: Any) -> tuple[str, str]:
     """(kind, argument) of a corpus source string; ParameterError naming the allowed forms."""
     if not isinstance(source, str) or not source.strip():
