@@ -126,7 +126,6 @@ def test_provenance_ignores_rewritten_figures_but_not_edited_code(tmp_path, monk
     git("add", ".")
     git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
     monkeypatch.setattr(paths, "repo_root", lambda: tmp_path)
-    monkeypatch.setattr(repro, "repo_root", lambda: tmp_path)  # repro holds its own reference to the function
 
     def dirty():
         repro.git_revision.cache_clear()
