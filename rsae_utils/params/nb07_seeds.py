@@ -1,4 +1,12 @@
-"""Parameters of notebook 07_seed_stability (Paulo & Belrose 2025 on notebook 03's activation caches)."""
+"""Parameters of notebook 07_seed_stability (Paulo & Belrose 2025 on notebook 03's activation caches).
+
+``default`` is sized for ~10 minutes on a 2-core CPU: 3 variants x 4 cells (TopK at R 2 and 4 with k = 32, and at
+k 16 and 32 with R = 2; ReLU + L1 at R = 2, L0 ~ 32) x 3 seeds, 61k tokens each (as notebook 03), plus the L1
+calibration's short runs and the toy part. ``paper`` names Paulo & Belrose's settings (R = 64, k from 32, TopK and
+ReLU at every cell, 9 seeds); it needs notebook 03's caches *with a training split* at the chosen layer
+(notebook 03's paper profile streams instead: rerun it with ``train_from='cache'`` and as many
+``n_train_windows`` as the disk allows, ~1 GB per million tokens per layer for Pythia-70m in float16) and a GPU.
+"""
 
 from __future__ import annotations
 
@@ -48,7 +56,7 @@ register("07_seed_stability", Notebook(
               "widths R compared (TopK, k = base_k)"),
         Param("ks", [4, 8], [16, 32], [32, 64, 128], list_of(is_int(1), unique=True),
               "TopK k values compared (R = base_expansion)"),
-        Param("base_expansion", 2, 4, 64, is_int(1, 256), "R of the cell where TopK meets ReLU + L1"),
+        Param("base_expansion", 2, 2, 64, is_int(1, 256), "R of the cell where TopK meets ReLU + L1"),
         Param("base_k", 8, 32, 32, is_int(1), "k of that cell (the ReLU SAE's target L0)"),
         Param("relu_cells", "base", "base", "all", one_of(["base", "all", "none"]),
               "ReLU + L1 SAEs at the base cell only, at every TopK cell, or none"),
