@@ -57,7 +57,7 @@ from rsae_utils.plots.style import save_figure
 from rsae_utils.sae.pipeline import SAEPipeline
 from rsae_utils.sae.seeds import SeedGrid, at_threshold, grid_cells, require_caches, summary_table
 from rsae_utils.sae.train import SAESpec
-from rsae_utils.subject.variants import with_variant_labels
+from rsae_utils.subject.variants import variant_label, with_variant_labels
 from rsae_utils.toys.seeds import toy_from_params, toy_summary
 
 t_start = time.time()
@@ -73,7 +73,8 @@ cfg
 # %%
 nb03 = SAEPipeline(resolve("03_sae_training", PROFILE))
 caches = require_caches(nb03, cfg.variants, cfg.layer, PROFILE)
-labels = {v: lab for v, lab in nb03.variant_labels().items() if v in cfg.variants}
+# each variant as its cache recorded it (the step-0 stand-in says which initializer it is)
+labels = {v: variant_label(v, c.manifest.get("variant_record")) for v, c in caches.items()}
 base = SAESpec(n_tokens=cfg.train_tokens, batch_size=cfg.batch_size, lr=cfg.lr, l1_coefficient=cfg.l1_start,
                exclude_tokens=nb03.exclude_tokens)
 m3 = nb03.cfg
