@@ -16,6 +16,8 @@ The artifacts of the pipeline, by the stage that writes them (every stage reads 
     03 metrics   build/<p>/metrics/<model>/<variant>-seed<S>/                     metrics_dir
     03 index     build/<p>/sae_runs.csv, build/<p>/metrics.csv                    sae_index, metrics_table
     04 autointerp build/<p>/autointerp/{records,units,tables}/                    autointerp_dir
+    07 seeds     build/<p>/seed_saes/<model>/<variant>-seed<S>/<sae name>/        seed_sae_dir
+    07 analyses  build/<p>/seed_stability/{calibration,matching,toy}/...          seed_stability_dir
     04 LLM       build/llm_cache/ (``RSAE_LLM_CACHE``): one file per request      llm_response_cache_dir
     runner       build/<p>/executed/ (executed notebooks and stamps)              executed_dir
 """
@@ -106,6 +108,19 @@ def cache_dir(profile: str, model: str, revision: str | None, variant: str, vari
 def sae_dir(profile: str, model: str, revision: str | None, variant: str, variant_seed: int, name: str) -> Path:
     """One trained SAE (sae-lens format + training record); ``name`` from ``sae.train.sae_name``."""
     return work_dir(profile) / "saes" / model_slug(model, revision) / _variant_part(variant, variant_seed) / name
+
+
+def seed_sae_dir(
+    profile: str, model: str, revision: str | None, variant: str, variant_seed: int, name: str
+) -> Path:
+    """One SAE of notebook 07's seed grid (sae-lens format + training record); kept apart from notebook 03's SAEs,
+    whose index notebook 04 reads. ``name`` from ``sae.seeds.seed_sae_name``."""
+    return work_dir(profile) / "seed_saes" / model_slug(model, revision) / _variant_part(variant, variant_seed) / name
+
+
+def seed_stability_dir(profile: str, *parts: str) -> Path:
+    """Notebook 07's cached analyses: L1 calibrations, seed matchings, the toy experiment."""
+    return work_dir(profile).joinpath("seed_stability", *map(slug, parts))
 
 
 def metrics_dir(profile: str, model: str, revision: str | None, variant: str, variant_seed: int) -> Path:

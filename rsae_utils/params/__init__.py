@@ -7,7 +7,14 @@ import from ``subject``/``sae``/``autointerp`` (to check a model name, say), nev
 """
 
 from rsae_utils.errors import ParameterError
-from rsae_utils.params import nb01_toy, nb02_mmcs, nb03_sae, nb04_autointerp, nb05_roc  # noqa: F401 - registers
+from rsae_utils.params import (  # noqa: F401 - registers
+    nb01_toy,
+    nb02_mmcs,
+    nb03_sae,
+    nb04_autointerp,
+    nb05_roc,
+    nb07_seeds,
+)
 from rsae_utils.params.core import (
     NOTEBOOKS,
     PROFILES,

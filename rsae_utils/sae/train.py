@@ -7,7 +7,8 @@ One SAE per (cache, layer): sae-lens's ``SAETrainer`` reads shuffled batches fro
 manifest: a rerun with the same key reuses it; anything else retrains.
 
 Same parameters and seed give the same weights: the seed fixes the initialisation (``torch.manual_seed`` before
-the SAE is built) and the batch order (the cache iterator's own generator).
+the SAE is built) and the batch order (the cache iterator's own generator; ``data_seed``, when set, fixes the
+batch order instead, so SAEs can differ in their initialisation alone).
 """
 
 from __future__ import annotations
@@ -52,6 +53,9 @@ class SAESpec:
     lr: float = 1e-3
     lr_warm_up_steps: int = 0
     seed: int = 0
+    # Seed of the batch order; None: ``seed`` (one seed fixes both). Set it to train SAEs that differ only in
+    # their initialisation: same data, same order of batches (Paulo & Belrose 2025).
+    data_seed: int | None = None
     # sae-lens scales inputs to mean norm sqrt(d_model) during training and folds the factor into the saved
     # weights, so one learning rate fits variants whose residual norms differ by orders of magnitude (the
     # paper's sparsify trainer gets the same invariance from its FVU loss).
@@ -65,6 +69,11 @@ class SAESpec:
     # it would dominate the reconstruction loss and the explained variance (sae-lens's evals exclude special
     # tokens for the same reason).
     exclude_tokens: tuple[int, ...] = ()
+
+    @property
+    def batch_seed(self) -> int:
+        """The seed of the batch order: ``data_seed`` when set, else ``seed``."""
+        return self.seed if self.data_seed is None else int(self.data_seed)
 
     def d_sae(self, d_model: int) -> int:
         return int(self.expansion) * int(d_model)
@@ -196,7 +205,7 @@ def train_sae(cache: ActivationCache, layer: int, spec: SAESpec, out_dir: str | 
         }
         sae = make_training_sae(spec, cache.d_model, metadata)
         cfg = trainer_config(spec, min(50, cache.n_tokens("train") // spec.batch_size))
-        batches = cache.iter_batches(layer, spec.batch_size, seed=spec.seed, exclude_tokens=spec.exclude_tokens)
+        batches = cache.iter_batches(layer, spec.batch_size, seed=spec.batch_seed, exclude_tokens=spec.exclude_tokens)
         trainer = _RecordingTrainer(cfg=cfg, sae=sae, data_provider=batches, log_every=spec.log_every)
         trained = trainer.fit()
         seconds = time.perf_counter() - t0
@@ -298,7 +307,7 @@ def train_saes_streaming(
             })  # fmt: skip
         available = int(token_mask(tokens, spec.exclude_tokens).sum())
         batches = stream_activations(
-            model, tokens, todo, spec.batch_size, harvest_batch=harvest_batch, seed=spec.seed,
+            model, tokens, todo, spec.batch_size, harvest_batch=harvest_batch, seed=spec.batch_seed,
             exclude_tokens=spec.exclude_tokens, buffer_tokens=buffer_tokens,
         )  # fmt: skip
         device = str(next(model.parameters()).device)

@@ -1,0 +1,388 @@
+"""Seed stability of SAEs on one activation cache (notebook 07; Paulo & Belrose 2025).
+
+SAEs of a *group* differ only in their initialisation seed: the same cache, layer, architecture, width, sparsity,
+learning rate and the same order of batches (``SAESpec.data_seed`` fixed). Every pair of seeds is matched with
+:func:`rsae_utils.sae.seed_stability.match_saes` (Hungarian on decoder and on encoder cosines), and a latent is
+*shared* when both matched cosines exceed the threshold.
+
+TopK SAEs have L0 = k by construction; a ReLU + L1 SAE's L0 follows from its L1 coefficient, so for the
+comparison at matched sparsity the coefficient is calibrated first (:func:`calibrate_l1`: a few short runs on the
+same cache, bracketing then regula falsi on log L1 against log L0), and the achieved L0 of the full runs is
+reported next to the target.
+
+Everything is stored through the artifact store: SAEs (``paths.seed_sae_dir``), calibrations and matchings
+(``paths.seed_stability_dir``); a rerun trains and matches only what is missing.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from rsae_utils.autointerp.stats import token_entropy
+from rsae_utils.errors import StageError
+from rsae_utils.sae.cache import ActivationCache, token_mask
+from rsae_utils.sae.matching import directions_from_sae
+from rsae_utils.sae.seed_stability import alignment, match_saes, n_seeds_sharing, shared_fraction_curve
+from rsae_utils.sae.train import SAESpec, load_sae, train_sae
+from rsae_utils.store import cached_artifact, read_json, write_json
+
+CODE = ("rsae_utils.sae.seeds", "rsae_utils.sae.seed_stability", "rsae_utils.sae.matching")
+DirFn = Callable[[str], Path]  # SAE folder name -> folder
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One cell of the grid: the architecture, R, and k (TopK's k, or the L0 a ReLU SAE is calibrated to)."""
+
+    architecture: str
+    expansion: int
+    k: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.architecture} R={self.expansion} k={self.k}"
+
+
+def grid_cells(
+    expansions: Sequence[int], ks: Sequence[int], base_expansion: int, base_k: int, relu: str = "base"
+) -> list[Cell]:
+    """TopK at every R (with ``base_k``) and every k (with ``base_expansion``); ReLU + L1 at the base cell only
+    (``relu="base"``), at every TopK cell (``"all"``) or nowhere (``"none"``)."""
+    rk = sorted({(int(r), int(base_k)) for r in expansions} | {(int(base_expansion), int(k)) for k in ks})
+    cells = [Cell("topk", r, k) for r, k in rk]
+    if relu == "all":
+        cells += [Cell("relu", r, k) for r, k in rk]
+    elif relu == "base":
+        cells.append(Cell("relu", int(base_expansion), int(base_k)))
+    elif relu != "none":
+        raise ValueError(f"relu must be 'base', 'all' or 'none'; got {relu!r}")
+    return cells
+
+
+def seed_sae_name(layer: int, spec: SAESpec, prefix: str = "") -> str:
+    """Folder name of one seed SAE: layer, architecture, R, k or L1, init seed, data seed, tokens."""
+    sparsity = f"k{spec.k}" if spec.architecture == "topk" else f"l1{spec.l1_coefficient:.6g}"
+    return (f"{prefix}L{layer:02d}-{spec.architecture}-R{spec.expansion}-{sparsity}-s{spec.seed}"
+            f"-d{spec.batch_seed}-t{spec.n_tokens}")
+
+
+def require_caches(pipeline: Any, variants: Sequence[str], layer: int, profile: str) -> dict[str, ActivationCache]:
+    """Notebook 03's caches of ``variants`` (never harvested here); StageError naming notebook 03 when one is missing
+    or has no cached training split at ``layer``."""
+    out = {}
+    for v in variants:
+        try:
+            cache = pipeline.cache(v)
+        except StageError as err:
+            raise StageError(f"notebook 07 reads notebook 03's activation caches: run notebook 03_sae_training "
+                             f"(profile {profile!r}) first; {err}") from None
+        if layer not in cache.layers or "train" not in cache.manifest["n_windows"]:
+            raise StageError(
+                f"the cache of {v!r} ({cache.root}) has layers {cache.layers} and splits "
+                f"{list(cache.manifest['n_windows'])}; notebook 07 needs layer {layer} with a cached training split: "
+                f"run notebook 03_sae_training (profile {profile!r}) with that layer and train_from='cache'"
+            )
+        out[v] = cache
+    return out
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Per-latent measurements on the held-out split
+# --------------------------------------------------------------------------------------------------------------
+@torch.no_grad()
+def encode_test(sae: Any, cache: ActivationCache, layer: int, exclude_tokens: Sequence[int] = ()) -> tuple:
+    """(latent activations (N, d_sae), token ids (N,)) on the cache's held-out split, excluded tokens left out."""
+    keep = token_mask(cache.tokens("test"), exclude_tokens).reshape(-1)
+    x = cache.acts(layer, "test").reshape(-1, cache.d_model)[keep]
+    z = torch.cat([sae.encode(chunk) for chunk in x.split(4096)]) if len(x) else torch.empty(0, sae.cfg.d_sae)
+    return z, cache.tokens("test").reshape(-1)[keep]
+
+
+def latent_stats(z: torch.Tensor, tokens: torch.Tensor, top_n: int = 20) -> pd.DataFrame:
+    """Per latent: firing frequency and the token entropy of its ``top_n`` strongest activations (nats; NaN for a
+    latent that never fires): the critique's measure, low for single-token latents."""
+    freq = (z > 0).float().mean(0).numpy() if len(z) else np.zeros(z.shape[1])
+    n = min(int(top_n), len(z))
+    ent = np.full(z.shape[1], np.nan)
+    if n:
+        vals, idx = z.topk(n, dim=0)
+        ids, vals = tokens[idx].numpy(), vals.numpy()
+        for j in np.flatnonzero(freq > 0):
+            ent[j] = token_entropy(ids[:, j], np.clip(vals[:, j], 0, None))
+    return pd.DataFrame({"latent": np.arange(z.shape[1]), "freq": freq, "token_entropy": ent})
+
+
+def measure_l0(path: Path, cache: ActivationCache, layer: int, exclude_tokens: Sequence[int] = ()) -> float:
+    """Mean active latents per held-out token of the SAE in ``path``."""
+    z, _ = encode_test(load_sae(path), cache, layer, exclude_tokens)
+    return float((z > 0).float().sum(1).mean()) if len(z) else float("nan")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# L1 calibration (ReLU SAEs at a target L0)
+# --------------------------------------------------------------------------------------------------------------
+def _search(f: Callable[[float], float], x: float, ok: float, budget: int, step: Callable[[float], float]) -> float:
+    """Root of a decreasing ``f`` within ``ok``, at most ``budget`` evaluations: ``step(f(x))`` until the root is
+    bracketed, then regula falsi kept off the bracket's ends. Returns the best x evaluated."""
+    fx = f(x)
+    best, lo, hi, n = (abs(fx), x), None, None, 1
+    while abs(fx) > ok and n < budget:
+        if fx > 0:
+            lo = (x, fx)
+        else:
+            hi = (x, fx)
+        if lo is None or hi is None:
+            x = x + step(fx)
+        else:
+            t = lo[1] / (lo[1] - hi[1])
+            x = lo[0] + min(max(t, 0.1), 0.9) * (hi[0] - lo[0])
+        fx, n = f(x), n + 1
+        best = min(best, (abs(fx), x))
+    return best[1]
+
+
+def calibrate_l1(
+    cache: ActivationCache,
+    layer: int,
+    spec: SAESpec,
+    target_l0: float,
+    sae_dir: DirFn,
+    out_dir: Path,
+    n_tokens: int,
+    tol: float = 0.1,
+    max_iter: int = 6,
+    full_iter: int = 3,
+    factor: float = 4.0,
+) -> dict[str, Any]:
+    """The L1 coefficient at which ``spec`` (a ReLU SAE, its full run) reaches ``target_l0`` within ``tol``; cached.
+
+    Two stages. Short runs (``n_tokens``): start at ``spec.l1_coefficient``, multiply or divide by ``factor``
+    until the target is bracketed, then regula falsi on (log L1, log L0) (L0 falls monotonically with L1), at most
+    ``max_iter`` runs. A short run stops early, while L0 is still falling, so the full run lands off target: then
+    up to ``full_iter`` full-length runs of ``spec`` itself, each correcting log L1 by the miss over the log-log
+    slope the short runs measured. The last full run is the first seed's SAE, so it costs nothing extra.
+    Returns {"l1", "l0" (of the chosen full run), "target", "runs": [{"l1", "l0", "tokens"}], "converged"}.
+    """
+    short = replace(spec, n_tokens=int(n_tokens))
+    params = {"cache": cache.manifest_hash(), "layer": int(layer), "spec": asdict(spec), "short_tokens": int(n_tokens),
+              "target": float(target_l0), "tol": tol, "max_iter": max_iter, "full_iter": full_iter, "factor": factor}
+    runs: list[dict[str, float]] = []
+
+    def f(x: float, full: bool) -> float:  # log(L0 / target): > 0 when the L1 penalty is too weak
+        s = replace(spec if full else short, l1_coefficient=float(f"{math.exp(x):.6g}"))
+        prefix = "" if s.n_tokens == spec.n_tokens else "calib-"  # a full-length run is the first seed's SAE
+        path = train_sae(cache, layer, s, sae_dir(seed_sae_name(layer, s, prefix=prefix)))
+        l0 = measure_l0(path, cache, layer, spec.exclude_tokens)
+        runs.append({"l1": s.l1_coefficient, "l0": l0, "tokens": s.n_tokens})
+        return math.log(max(l0, 1e-3) / target_l0)
+
+    def build(tmp: Path) -> None:
+        ok, big = math.log1p(tol), math.log(factor)
+        x = math.log(spec.l1_coefficient)
+        x = _search(lambda x: f(x, False), x, ok, max_iter, lambda fx: big if fx > 0 else -big)
+        pts = np.array([(math.log(r["l1"]), math.log(max(r["l0"], 1e-3))) for r in runs])
+        slope = float(np.polyfit(pts[:, 0], pts[:, 1], 1)[0]) if len(np.unique(pts[:, 0])) >= 2 else -1.0
+        slope = min(slope, -0.2)  # L0 must fall with L1; a flat fit would send the correction far away
+        n_short = len(runs)
+        _search(lambda x: f(x, True), x, ok, full_iter, lambda fx: float(np.clip(-fx / slope, -big, big)))
+        final = runs[-1] if len(runs) > n_short else runs[n_short - 1]
+        write_json(tmp / "calibration.json", {
+            **final, "target": float(target_l0), "runs": runs, "short_tokens": int(n_tokens), "slope": slope,
+            "converged": abs(final["l0"] / target_l0 - 1) <= tol,
+        })  # fmt: skip
+
+    path = cached_artifact(out_dir, params, build, code=CODE)
+    return read_json(path / "calibration.json")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# One group of seeds: train, match every pair, per-latent table of the reference seed
+# --------------------------------------------------------------------------------------------------------------
+def train_seeds(
+    cache: ActivationCache, layer: int, spec: SAESpec, seeds: Sequence[int], data_seed: int, sae_dir: DirFn
+) -> list[Path]:
+    """One SAE per init seed, all with batch order ``data_seed``; finished ones are reused."""
+    out = []
+    for s in seeds:
+        s_spec = replace(spec, seed=int(s), data_seed=int(data_seed))
+        out.append(train_sae(cache, layer, s_spec, sae_dir(seed_sae_name(layer, s_spec))))
+    return out
+
+
+def match_seeds(
+    dirs: Sequence[Path],
+    cache: ActivationCache,
+    layer: int,
+    out_dir: Path,
+    thresholds: Sequence[float],
+    threshold: float = 0.7,
+    exclude_tokens: Sequence[int] = (),
+    top_n: int = 20,
+) -> dict[str, pd.DataFrame]:
+    """Match every pair of the SAEs in ``dirs`` (seed order); cached. Returns three tables:
+
+    ``pairs``: (seed_a, seed_b, threshold, shared, same_partner, dec, enc, maxcos_shared) fractions of a's latents;
+    ``latents``: per latent of the first SAE (the reference), its alignment (min of matched decoder and encoder
+    cosine) with each other seed, their mean, how many other seeds share it at ``threshold``, firing frequency and
+    token entropy on the held-out split; ``seeds``: L0 and dead fraction of every SAE on the held-out split.
+    """
+    if len(dirs) < 2:
+        raise ValueError(f"need at least 2 seeds to match; got {len(dirs)}")
+    params = {"saes": [read_json(Path(d) / "manifest.json")["key"] for d in dirs], "cache": cache.manifest_hash(),
+              "layer": int(layer), "thresholds": [float(t) for t in thresholds], "threshold": float(threshold),
+              "exclude": list(exclude_tokens), "top_n": int(top_n)}
+
+    def build(tmp: Path) -> None:
+        saes = [load_sae(d) for d in dirs]
+        seeds = [int(read_json(Path(d) / "training_record.json")["seed"]) for d in dirs]
+        dirs_ = [directions_from_sae(s) for s in saes]
+        rows, ref = [], {}
+        for i in range(len(saes)):
+            for j in range(i + 1, len(saes)):
+                res = match_saes(dirs_[i], dirs_[j], threshold=threshold)
+                if i == 0:
+                    ref[j] = res
+                c = shared_fraction_curve(res, thresholds)
+                for t_i, t in enumerate(c.thresholds):
+                    rows.append({"seed_a": seeds[i], "seed_b": seeds[j], "threshold": round(float(t), 6),
+                                 "shared": c.shared[t_i], "same_partner": c.shared_same_partner[t_i],
+                                 "dec": c.dec[t_i], "enc": c.enc[t_i], "maxcos_shared": c.maxcos_shared[t_i]})
+        pd.DataFrame(rows).to_csv(tmp / "pairs.csv", index=False)
+        z, tok = encode_test(saes[0], cache, layer, exclude_tokens)
+        lat = latent_stats(z, tok, top_n)
+        for j, res in ref.items():
+            lat[f"align_s{seeds[j]}"] = alignment(res)
+        lat["dec_cos_mean"] = np.nanmean([r.dec.cos for r in ref.values()], axis=0)
+        lat["enc_cos_mean"] = np.nanmean([r.enc.cos for r in ref.values()], axis=0)
+        lat["align_mean"] = np.nanmean([alignment(r) for r in ref.values()], axis=0)
+        lat["n_sharing"] = n_seeds_sharing(list(ref.values()))
+        lat.to_csv(tmp / "latents.csv", index=False)
+        srows = []
+        for s, sae, d in zip(seeds, saes, dirs):
+            zz = z if s == seeds[0] else encode_test(sae, cache, layer, exclude_tokens)[0]
+            active = zz > 0
+            srows.append({"seed": s, "l0": float(active.float().sum(1).mean()),
+                          "dead_fraction": float((~active.any(0)).float().mean()), "d_sae": int(zz.shape[1]),
+                          "tokens_trained": read_json(Path(d) / "training_record.json")["tokens_trained"]})
+        pd.DataFrame(srows).to_csv(tmp / "seeds.csv", index=False)
+
+    path = cached_artifact(out_dir, params, build, code=CODE)
+    return {name: pd.read_csv(path / f"{name}.csv") for name in ("pairs", "latents", "seeds")}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The grid
+# --------------------------------------------------------------------------------------------------------------
+@dataclass
+class SeedGrid:
+    """Notebook 07's grid on one layer: every (variant, cell) group of seeds, trained, matched and tabulated.
+
+    ``sae_dir(variant, name)`` and ``analysis_dir(*parts)`` say where things go (``paths.seed_sae_dir`` and
+    ``paths.seed_stability_dir`` in the notebook); ``base`` holds what every SAE shares (tokens, batch, lr,
+    excluded tokens).
+    """
+
+    caches: dict[str, ActivationCache]
+    layer: int
+    base: SAESpec
+    seeds: Sequence[int]
+    data_seed: int
+    sae_dir: Callable[[str, str], Path]
+    analysis_dir: Callable[..., Path]
+    thresholds: Sequence[float] = tuple(np.round(np.linspace(0, 1, 21), 6))
+    threshold: float = 0.7
+    calib_tokens: int = 20_480
+    calib_tol: float = 0.1
+    calib_max_iter: int = 6
+    top_n: int = 20
+    timings: dict[str, float] | None = None
+
+    def _tick(self, stage: str, t0: float) -> None:
+        self.timings = self.timings or {}
+        self.timings[stage] = round(self.timings.get(stage, 0.0) + time.perf_counter() - t0, 2)
+
+    def spec(self, variant: str, cell: Cell) -> tuple[SAESpec, dict[str, Any] | None]:
+        """The SAE spec of a cell (a ReLU cell's L1 coefficient calibrated first) and its calibration record."""
+        spec = replace(self.base, architecture=cell.architecture, expansion=cell.expansion, k=cell.k)
+        if cell.architecture == "topk":
+            return spec, None
+        t0 = time.perf_counter()
+        cal = calibrate_l1(
+            self.caches[variant], self.layer, replace(spec, seed=int(self.seeds[0]), data_seed=self.data_seed), cell.k,
+            lambda name: self.sae_dir(variant, name),
+            self.analysis_dir("calibration", variant, f"L{self.layer}-R{cell.expansion}-k{cell.k}"),
+            n_tokens=min(self.calib_tokens, spec.n_tokens), tol=self.calib_tol, max_iter=self.calib_max_iter,
+        )  # fmt: skip
+        self._tick("calibrate", t0)
+        return replace(spec, l1_coefficient=cal["l1"]), cal
+
+    def run_group(self, variant: str, cell: Cell) -> dict[str, pd.DataFrame]:
+        """Train (or reuse) the seeds of one group and match them; tables tagged with variant and cell."""
+        cache = self.caches[variant]
+        spec, cal = self.spec(variant, cell)
+        t0 = time.perf_counter()
+        dirs = train_seeds(cache, self.layer, spec, self.seeds, self.data_seed, lambda n: self.sae_dir(variant, n))
+        self._tick("train", t0)
+        t0 = time.perf_counter()
+        out = match_seeds(dirs, cache, self.layer, self.analysis_dir("matching", variant, dirs[0].name),
+                          self.thresholds, self.threshold, self.base.exclude_tokens, self.top_n)  # fmt: skip
+        self._tick("match", t0)
+        tags = {"variant": variant, "layer": self.layer, "architecture": cell.architecture, "R": cell.expansion,
+                "k": cell.k, "l1_coefficient": spec.l1_coefficient if cell.architecture == "relu" else np.nan}
+        out = {name: df.assign(**tags) for name, df in out.items()}
+        if cal is not None:
+            out["calibration"] = pd.DataFrame([{**tags, "target_l0": cal["target"], "calib_l0": cal["l0"],
+                                                "calib_runs": len(cal["runs"]), "calib_tokens": cal["short_tokens"],
+                                                "converged": cal["converged"]}])  # fmt: skip
+        return out
+
+    def run(self, cells: Sequence[Cell], progress: bool = True) -> dict[str, pd.DataFrame]:
+        """Every group of the grid; the tables of all groups concatenated."""
+        parts: dict[str, list[pd.DataFrame]] = {}
+        for variant in self.caches:
+            for cell in cells:
+                t0 = time.perf_counter()
+                for name, df in self.run_group(variant, cell).items():
+                    parts.setdefault(name, []).append(df)
+                if progress:
+                    print(f"{variant:24s} {cell.label:22s} {time.perf_counter() - t0:6.1f} s", flush=True)
+        return {name: pd.concat(dfs, ignore_index=True) for name, dfs in parts.items()}
+
+
+def summary_table(res: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """The tidy table of notebook 07: one row per (variant, layer, architecture, R, k, seed pair, threshold) with
+    the shared and same-partner fractions, and the mean held-out L0 of the two SAEs (and the ReLU target)."""
+    keys = ["variant", "layer", "architecture", "R", "k"]
+    l0 = res["seeds"][[*keys, "seed", "l0", "dead_fraction"]]
+    pairs = res["pairs"].merge(l0.rename(columns={"seed": "seed_a", "l0": "l0_a", "dead_fraction": "dead_a"}),
+                               on=[*keys, "seed_a"])
+    pairs = pairs.merge(l0.rename(columns={"seed": "seed_b", "l0": "l0_b", "dead_fraction": "dead_b"}),
+                        on=[*keys, "seed_b"])
+    pairs["l0"] = (pairs.pop("l0_a") + pairs.pop("l0_b")) / 2
+    pairs["dead_fraction"] = (pairs.pop("dead_a") + pairs.pop("dead_b")) / 2
+    pairs["seed_pair"] = pairs.seed_a.astype(str) + "-" + pairs.seed_b.astype(str)
+    pairs["target_l0"] = pairs["k"]
+    cols = [*keys, "l1_coefficient", "seed_pair", "seed_a", "seed_b", "threshold", "shared", "same_partner", "dec",
+            "enc", "maxcos_shared", "l0", "target_l0", "dead_fraction"]
+    return pairs[cols].rename(columns={"shared": "shared_fraction", "same_partner": "same_partner_fraction",
+                                       "dec": "dec_fraction", "enc": "enc_fraction",
+                                       "maxcos_shared": "maxcos_shared_fraction"})
+
+
+def at_threshold(table: pd.DataFrame, threshold: float = 0.7) -> pd.DataFrame:
+    """Mean (and min/max over seed pairs) shared fraction per (variant, architecture, R, k) at ``threshold``."""
+    sel = table[np.isclose(table.threshold, threshold)]
+    g = sel.groupby(["variant", "architecture", "R", "k"], sort=False)
+    return g.agg(shared=("shared_fraction", "mean"), shared_min=("shared_fraction", "min"),
+                 shared_max=("shared_fraction", "max"), same_partner=("same_partner_fraction", "mean"),
+                 l0=("l0", "mean"), dead_fraction=("dead_fraction", "mean"), pairs=("seed_pair", "nunique"),
+                 ).reset_index()  # fmt: skip

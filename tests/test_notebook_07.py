@@ -1,0 +1,54 @@
+"""Notebook 07 end to end under the smoke profile (after notebook 03): the tidy table, figures, and the refusal to
+run without notebook 03's caches."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from rsae_utils.errors import ParameterError, StageError
+from rsae_utils.params import resolve
+from rsae_utils.sae.pipeline import SAEPipeline
+from rsae_utils.sae.seeds import require_caches
+
+pytestmark = pytest.mark.slow
+
+
+def test_smoke_run_writes_the_seed_table(smoke_run, smoke_env):
+    _, figures = smoke_env
+    smoke_run("03")
+    smoke_run("07")
+    cfg = resolve("07_seed_stability", "smoke")
+    table = pd.read_csv(figures / "smoke" / "07_seed_stability.csv")
+    assert {"variant", "layer", "architecture", "R", "k", "seed_pair", "threshold", "shared_fraction",
+            "same_partner_fraction", "l0", "target_l0"} <= set(table.columns)  # fmt: skip
+    assert set(table.variant) == set(cfg.variants) and set(table.architecture) == {"topk", "relu"}
+    assert set(table.layer) == {cfg.layer}
+    assert len(set(table.seed_a) | set(table.seed_b)) == 3 and table.seed_pair.nunique() == 3
+    for col in ("shared_fraction", "same_partner_fraction"):
+        assert table[col].between(0, 1).all()
+    assert (table.same_partner_fraction <= table.shared_fraction + 1e-12).all()
+    assert set(table[table.architecture == "topk"].R) == set(cfg.expansions)
+    assert set(table[table.architecture == "topk"].k) == set(cfg.ks)
+    topk = table[table.architecture == "topk"]
+    assert (topk.l0 - topk.k).abs().max() < 1e-6
+    # shared fraction falls as the threshold rises, for every group and pair
+    for _, g in table.groupby(["variant", "architecture", "R", "k", "seed_pair"]):
+        assert g.sort_values("threshold").shared_fraction.diff().dropna().le(1e-12).all()
+    for name in ("07_seed_stability", "07_seed_latents", "07_seed_toy"):
+        for ext in ("png", "pdf", "csv", "manifest.json"):
+            assert (figures / "smoke" / f"{name}.{ext}").stat().st_size > 0
+    assert (figures / "smoke" / "07_seed_stability.html").stat().st_size > 0
+
+
+def test_missing_caches_name_notebook_03(tmp_dirs):
+    exp = SAEPipeline(resolve("03_sae_training", "smoke"))
+    with pytest.raises(StageError, match="03_sae_training"):
+        require_caches(exp, ["trained"], 1, "smoke")
+
+
+def test_bad_parameters_fail_before_work():
+    for overrides, name in [({"seeds": [0, 1]}, "seeds"), ({"threshold": 0.33}, "threshold"),
+                            ({"calib_tokens": 10**9}, "calib_tokens"), ({"relu_cells": "x"}, "relu_cells")]:
+        with pytest.raises(ParameterError, match=name):
+            resolve("07_seed_stability", "smoke", overrides)
