@@ -27,7 +27,8 @@ so there AuxK moves only dead decoder rows; here it reaches the encoder too (Gao
 is what lets a dead latent fire again.
 
 W_enc is (d_sae, d_in) like sparsify's encoder weight (sparse gradients touch contiguous rows); sae-lens's is its
-transpose, :func:`to_sae_lens` converts.
+transpose, :func:`to_sae_lens` converts. On cores shared with other jobs, start Python with OMP_WAIT_POLICY=PASSIVE:
+spinning OpenMP threads make each of the step's many small parallel ops wait for a time slice.
 """
 
 from __future__ import annotations
@@ -131,10 +132,11 @@ def loss_and_grads(
     pre = torch.mm(xc, enc.t(), out=pre_buf)  # the one dense product
     acts, idx = topk_select(pre, k)
     acts.relu_()  # relu after the top-k equals the top-k after relu (relu is monotone)
-    total_var = (x - x.mean(0)).pow(2).sum()
+    xm = (x - x.mean(0)).view(-1)
+    total_var = torch.dot(xm, xm)  # sum of squares around the batch mean
     x_hat, acts_grad = _decode_with_grad(idx, acts, W_dec)
-    e = x - b_dec - x_hat  # x - reconstruction
-    fvu = e.pow(2).sum() / total_var
+    e = xc[:, :d] - x_hat  # x - reconstruction
+    fvu = torch.dot(e.view(-1), e.view(-1)) / total_var
     g = e * (-2.0 / total_var)  # d fvu / d x_hat
     g_acts = acts_grad(g)
 
@@ -153,7 +155,7 @@ def loss_and_grads(
         a_acts.relu_()
         e_hat, a_grad = _decode_with_grad(a_idx, a_acts, W_dec)
         r = e_hat - e  # e is a fixed target: AuxK trains only the dead latents
-        auxk = scale * r.pow(2).sum() / total_var
+        auxk = scale * torch.dot(r.view(-1), r.view(-1)) / total_var
         ga = r * (2.0 * auxk_alpha * scale / total_var)
         a_tok = torch.arange(B, device=x.device).repeat_interleave(k_aux)
         lat = torch.cat([lat, a_idx.reshape(-1)])
