@@ -38,12 +38,15 @@ import time
 import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 
 from rsae_utils.profiles import ParameterError
+
+if TYPE_CHECKING:
+    from sae_lens.saes.topk_sae import TopKSAE
 
 Params = dict[str, torch.Tensor]  # W_enc (d_sae, d_in), b_enc (d_sae,), W_dec (d_sae, d_in), b_dec (d_in,)
 NAMES = ("W_enc", "b_enc", "W_dec", "b_dec")
@@ -115,15 +118,12 @@ def loss_and_grads(
     p: Params, x: torch.Tensor, k: int, dead: torch.Tensor | None = None, auxk_alpha: float = 1 / 32,
     pre_buf: torch.Tensor | None = None, grad_bufs: Mapping[str, torch.Tensor] | None = None,
 ) -> dict[str, Any]:
-    """Losses and exact gradients of ``fvu + auxk_alpha * auxk`` for batch ``x`` (see the module docstring).
-
-    Returns fvu, auxk (0-d tensors), grads {name: tensor}, ``W_dec_parallel`` (each decoder-gradient row's dot
-    with its decoder row, for the unit-norm projection), idx and acts (the top-k latents, (batch, k)) and n_dead.
-    The encoder is used as "enc" = [W_enc | b_enc] (d_sae, d_in + 1), taken from ``p`` when there (the trainer's
-    layout) and built otherwise; grads["enc"] is its gradient, grads["W_enc"] and grads["b_enc"] views of it.
-    ``pre_buf`` (batch, d_sae) is reused for the pre-activations and ``grad_bufs`` {"enc", "W_dec"} for those
-    gradients (CPU), all overwritten.
-    """
+    """Losses and exact gradients of ``fvu + auxk_alpha * auxk`` for batch ``x`` (see the module docstring):
+    fvu, auxk (0-d tensors), grads {name: tensor}, ``W_dec_parallel`` (each decoder-gradient row's dot with its
+    decoder row, for the unit-norm projection), idx and acts (the top-k latents, (batch, k)) and n_dead.
+    The encoder is used as "enc" = [W_enc | b_enc] (d_sae, d_in + 1), from ``p`` when there (the trainer's layout),
+    else built; grads["enc"] is its gradient, grads["W_enc"] and grads["b_enc"] views of it. ``pre_buf`` (batch,
+    d_sae) is reused for the pre-activations, ``grad_bufs`` {"enc", "W_dec"} for those gradients (CPU)."""
     W_enc, b_enc, W_dec, b_dec = (p[n] for n in NAMES)
     enc = p["enc"] if "enc" in p else torch.cat([W_enc, b_enc.unsqueeze(1)], 1)
     B, d = x.shape
@@ -384,7 +384,7 @@ def train_topk(
     return trainer.result(curve)
 
 
-def to_sae_lens(result: TopKResult, metadata: Mapping[str, Any] | None = None):
+def to_sae_lens(result: TopKResult, metadata: Mapping[str, Any] | None = None) -> TopKSAE:
     """The trained SAE as a sae-lens inference ``TopKSAE`` (architecture "topk"; ``save_model`` /
     ``SAE.load_from_disk`` round-trip it). Decoder rows are unit norm, so no norm rescaling is needed."""
     from sae_lens.saes.sae import SAEMetadata
