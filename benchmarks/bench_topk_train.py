@@ -4,10 +4,10 @@ For each width R (d_sae = R * 576, SmolLM2-135M's d_model; k 32, fp32, Adam) it 
 ``rsae_utils.sae.topk.TopKTrainer``, sae-lens's ``SAETrainer.step`` on a ``TopKTrainingSAE``
 (``training_forward_pass`` + backward + grad clipping + Adam, as ``fit`` runs it) and, when ``eai-sparsify`` is
 installed, sparsify's ``SparseCoder`` loop (forward, FVU backward, decoder-parallel gradient removal, Adam, unit
-rows). The limit is one dense encoder product per token: peak / (2 d_in d_sae) tokens/s, with the peak the best
-fp32 matmul measured in the same run (a 4096^3 product and the encoder product itself). Trainers are timed in
-alternating rounds and each keeps its best round, so a burst of load from other jobs hurts all of them alike;
-the ratios in one run are what to compare across machines.
+rows). The limit is one dense encoder product per token: peak / (2 d_in d_sae) tokens/s, the peak being the best
+fp32 product measured in the run (a 4096^3 one and the encoder product itself, next to each width's trainers).
+Trainers are timed in alternating rounds and each keeps its best round, so a burst of load from other jobs hurts
+all of them alike; the ratios in one run are what to compare across machines.
 
     python benchmarks/bench_topk_train.py            # R = 4, 16, 64; batch 4096; writes figures/bench_topk_train.json
     python benchmarks/bench_topk_train.py --quick    # fewer steps and rounds
@@ -24,7 +24,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import torch
+# OpenMP threads that spin while another job holds the other core make every small parallel op wait for a time
+# slice (measured here with one other busy process: a 131k-element sort 7 ms -> 190 ms, the sparse gradient
+# product 25 -> 175 ms); passive waiting leaves the dense products as fast. It must be set before torch loads;
+# OMP_WAIT_POLICY=ACTIVE in the environment measures the default instead. Every trainer runs under the same policy.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch  # noqa: E402
 
 D_IN, K = 576, 32
 
@@ -136,8 +142,12 @@ def main() -> dict:
     ap.add_argument("--quick", action="store_true", help="batch 2048, 2 steps, 1 round")
     ap.add_argument("--trainers", default="fast,sae_lens,sparsify")
     ap.add_argument("--devices", default=None, help="default: cpu, plus cuda when available")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's, all cores); 1 "
+                    "compares the trainers' work without OpenMP waits when other jobs share the cores")
     ap.add_argument("--json", type=Path, default=Path(__file__).resolve().parents[1] / "figures/bench_topk_train.json")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.quick:
         args.batch, args.steps, args.rounds = 2048, 2, 1
     ratios = [int(r) for r in args.ratios.split(",")]
@@ -145,22 +155,25 @@ def main() -> dict:
     devices = args.devices.split(",") if args.devices else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
     out: dict = {"d_in": D_IN, "k": K, "dtype": "float32", "batch": args.batch, "steps": args.steps,
-                 "rounds": args.rounds, "threads": torch.get_num_threads(), "torch": torch.__version__,
+                 "rounds": args.rounds, "threads": torch.get_num_threads(),
+                 "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "torch": torch.__version__,
                  "cpu": platform.processor() or platform.machine(), "load_before": os.getloadavg(),
                  "versions": _versions(), "results": []}  # fmt: skip
     for device in devices:
         reps = 3 if device == "cpu" else 20
-        peak = matmul_peak(device, reps)
         if device.startswith("cuda"):
             out["gpu"] = torch.cuda.get_device_name()
-        for R in ratios:
+        measured = []
+        for R in ratios:  # products measured next to each width's trainers: the load of other jobs varies
+            square, enc = matmul_peak(device, reps), encoder_gflops(R * D_IN, args.batch, device, reps)
+            measured.append((R, square, enc, bench_width(R, args.batch, device, args.steps, args.rounds, trainers)))
+            print(f"{device} R={R}: " + ", ".join(f"{n} {v:.0f} tok/s" for n, v in measured[-1][3].items()), flush=True)
+        peak = max(max(square, enc) for _, square, enc, _ in measured)  # the best product seen in this run
+        for R, square, enc, tok_s in measured:
             d_sae = R * D_IN
-            enc = encoder_gflops(d_sae, args.batch, device, reps)
-            tok_s = bench_width(R, args.batch, device, args.steps, args.rounds, trainers)
-            peak_here = max(peak, enc)
-            limit = peak_here * 1e9 / (2 * D_IN * d_sae)
-            row = {"device": device, "R": R, "d_sae": d_sae, "peak_gflops": round(peak_here, 1),
-                   "matmul_4096_gflops": round(peak, 1), "encoder_gflops": round(enc, 1),
+            limit = peak * 1e9 / (2 * D_IN * d_sae)
+            row = {"device": device, "R": R, "d_sae": d_sae, "peak_gflops": round(peak, 1),
+                   "matmul_4096_gflops": round(square, 1), "encoder_gflops": round(enc, 1),
                    "limit_tok_s": round(limit, 1)}  # fmt: skip
             for name, v in tok_s.items():
                 row[f"{name}_tok_s"] = round(v, 1)
@@ -172,7 +185,8 @@ def main() -> dict:
             out["results"].append(row)
             print(_line(row, trainers), flush=True)
     out["load_after"] = os.getloadavg()
-    print(f"load average before {out['load_before']}, after {out['load_after']}; threads {out['threads']}")
+    print(f"load average before {out['load_before']}, after {out['load_after']}; threads {out['threads']}, "
+          f"OMP_WAIT_POLICY {out['omp_wait_policy']}")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(out, indent=1) + "\n")
     print(f"wrote {args.json}")

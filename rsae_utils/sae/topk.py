@@ -27,7 +27,8 @@ so there AuxK moves only dead decoder rows; here it reaches the encoder too (Gao
 is what lets a dead latent fire again.
 
 W_enc is (d_sae, d_in) like sparsify's encoder weight (sparse gradients touch contiguous rows); sae-lens's is its
-transpose, :func:`to_sae_lens` converts.
+transpose, :func:`to_sae_lens` converts. On cores shared with other jobs, start Python with OMP_WAIT_POLICY=PASSIVE:
+spinning OpenMP threads make each of the step's many small parallel ops wait for a time slice.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ import time
 import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -45,6 +46,9 @@ from sae_lens.saes.sae import SAEMetadata
 from sae_lens.saes.topk_sae import TopKSAE, TopKSAEConfig
 
 from rsae_utils.errors import ParameterError
+
+if TYPE_CHECKING:
+    from sae_lens.saes.topk_sae import TopKSAE
 
 Params = dict[str, torch.Tensor]  # W_enc (d_sae, d_in), b_enc (d_sae,), W_dec (d_sae, d_in), b_dec (d_in,)
 NAMES = ("W_enc", "b_enc", "W_dec", "b_dec")
@@ -116,15 +120,12 @@ def loss_and_grads(
     p: Params, x: torch.Tensor, k: int, dead: torch.Tensor | None = None, auxk_alpha: float = 1 / 32,
     pre_buf: torch.Tensor | None = None, grad_bufs: Mapping[str, torch.Tensor] | None = None,
 ) -> dict[str, Any]:
-    """Losses and exact gradients of ``fvu + auxk_alpha * auxk`` for batch ``x`` (see the module docstring).
-
-    Returns fvu, auxk (0-d tensors), grads {name: tensor}, ``W_dec_parallel`` (each decoder-gradient row's dot
-    with its decoder row, for the unit-norm projection), idx and acts (the top-k latents, (batch, k)) and n_dead.
-    The encoder is used as "enc" = [W_enc | b_enc] (d_sae, d_in + 1), taken from ``p`` when there (the trainer's
-    layout) and built otherwise; grads["enc"] is its gradient, grads["W_enc"] and grads["b_enc"] views of it.
-    ``pre_buf`` (batch, d_sae) is reused for the pre-activations and ``grad_bufs`` {"enc", "W_dec"} for those
-    gradients (CPU), all overwritten.
-    """
+    """Losses and exact gradients of ``fvu + auxk_alpha * auxk`` for batch ``x`` (see the module docstring):
+    fvu, auxk (0-d tensors), grads {name: tensor}, ``W_dec_parallel`` (each decoder-gradient row's dot with its
+    decoder row, for the unit-norm projection), idx and acts (the top-k latents, (batch, k)) and n_dead.
+    The encoder is used as "enc" = [W_enc | b_enc] (d_sae, d_in + 1), from ``p`` when there (the trainer's layout),
+    else built; grads["enc"] is its gradient, grads["W_enc"] and grads["b_enc"] views of it. ``pre_buf`` (batch,
+    d_sae) is reused for the pre-activations, ``grad_bufs`` {"enc", "W_dec"} for those gradients (CPU)."""
     W_enc, b_enc, W_dec, b_dec = (p[n] for n in NAMES)
     enc = p["enc"] if "enc" in p else torch.cat([W_enc, b_enc.unsqueeze(1)], 1)
     B, d = x.shape
@@ -133,10 +134,11 @@ def loss_and_grads(
     pre = torch.mm(xc, enc.t(), out=pre_buf)  # the one dense product
     acts, idx = topk_select(pre, k)
     acts.relu_()  # relu after the top-k equals the top-k after relu (relu is monotone)
-    total_var = (x - x.mean(0)).pow(2).sum()
+    xm = (x - x.mean(0)).view(-1)
+    total_var = torch.dot(xm, xm)  # sum of squares around the batch mean
     x_hat, acts_grad = _decode_with_grad(idx, acts, W_dec)
-    e = x - b_dec - x_hat  # x - reconstruction
-    fvu = e.pow(2).sum() / total_var
+    e = xc[:, :d] - x_hat  # x - reconstruction
+    fvu = torch.dot(e.view(-1), e.view(-1)) / total_var
     g = e * (-2.0 / total_var)  # d fvu / d x_hat
     g_acts = acts_grad(g)
 
@@ -155,7 +157,7 @@ def loss_and_grads(
         a_acts.relu_()
         e_hat, a_grad = _decode_with_grad(a_idx, a_acts, W_dec)
         r = e_hat - e  # e is a fixed target: AuxK trains only the dead latents
-        auxk = scale * r.pow(2).sum() / total_var
+        auxk = scale * torch.dot(r.view(-1), r.view(-1)) / total_var
         ga = r * (2.0 * auxk_alpha * scale / total_var)
         a_tok = torch.arange(B, device=x.device).repeat_interleave(k_aux)
         lat = torch.cat([lat, a_idx.reshape(-1)])
@@ -384,7 +386,7 @@ def train_topk(
     return trainer.result(curve)
 
 
-def to_sae_lens(result: TopKResult, metadata: Mapping[str, Any] | None = None):
+def to_sae_lens(result: TopKResult, metadata: Mapping[str, Any] | None = None) -> TopKSAE:
     """The trained SAE as a sae-lens inference ``TopKSAE`` (architecture "topk"; ``save_model`` /
     ``SAE.load_from_disk`` round-trip it). Decoder rows are unit norm, so no norm rescaling is needed."""
 
