@@ -38,7 +38,7 @@ import time
 import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -46,9 +46,6 @@ from sae_lens.saes.sae import SAEMetadata
 from sae_lens.saes.topk_sae import TopKSAE, TopKSAEConfig
 
 from rsae_utils.errors import ParameterError
-
-if TYPE_CHECKING:
-    from sae_lens.saes.topk_sae import TopKSAE
 
 Params = dict[str, torch.Tensor]  # W_enc (d_sae, d_in), b_enc (d_sae,), W_dec (d_sae, d_in), b_dec (d_in,)
 NAMES = ("W_enc", "b_enc", "W_dec", "b_dec")
