@@ -58,7 +58,7 @@ def test_make_passes_set_and_nb_untouched(tmp_path):
     fake.write_text(f'#!/bin/sh\nexec {PY} -c "{dump}" "$@"\n')
     fake.chmod(0o755)
     (venv / ".rsae-env-done").touch()  # newer than the requirements: make does not build an environment
-    set_value = "variants=['trained'] seeds=[0, 1] corpus='dir:/tmp/a b' x=$HOME"
+    set_value = "variants=['trained'] seeds=[0, 1] corpus='dir:corpora/a b' x=$HOME"
     res = subprocess.run(
         ["make", "-s", "-C", str(ROOT), "figures", f"VENV={venv}", "NB=01 02", "PROFILE=smoke", f"SET={set_value}"],
         capture_output=True, text=True, timeout=60,
@@ -68,7 +68,7 @@ def test_make_passes_set_and_nb_untouched(tmp_path):
     assert args.profile == "smoke" and args.set_string == set_value and not args.force
     assert nbrun.select_notebooks(args.nb) == ["01_toy_superposition", "02_mmcs_goldilocks"]
     assert parse_overrides(args.set_string) == {
-        "variants": ["trained"], "seeds": [0, 1], "corpus": "dir:/tmp/a b", "x": "$HOME"
+        "variants": ["trained"], "seeds": [0, 1], "corpus": "dir:corpora/a b", "x": "$HOME"
     }  # fmt: skip
     assert resolve("03_sae_training", "smoke", {"variants": ["trained"]}).variants == ["trained"]
 
