@@ -31,7 +31,8 @@ def test_smoke_run_writes_the_seed_table(smoke_run, smoke_env):
     assert set(table[table.architecture == "topk"].R) == set(cfg.expansions)
     assert set(table[table.architecture == "topk"].k) == set(cfg.ks)
     topk = table[table.architecture == "topk"]
-    assert (topk.l0 - topk.k).abs().max() < 1e-6
+    # TopK keeps k latents, but one whose pre-activation is <= 0 is zeroed by the ReLU: L0 <= k, and close to it.
+    assert (topk.l0 <= topk.k + 1e-9).all() and (topk.l0 >= 0.95 * topk.k).all()
     # shared fraction falls as the threshold rises, for every group and pair
     for _, g in table.groupby(["variant", "architecture", "R", "k", "seed_pair"]):
         assert g.sort_values("threshold").shared_fraction.diff().dropna().le(1e-12).all()
