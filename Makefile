@@ -33,7 +33,7 @@ figures: export RSAE_NB = $(value NB)
 figures: export RSAE_SET = $(value SET)
 figures: export RSAE_PROFILE = $(value PROFILE)
 figures: env
-	$(PY) -m rsae_utils.nbrun --profile "$$RSAE_PROFILE" --nb "$$RSAE_NB" --set-string "$$RSAE_SET" $(if $(FORCE),--force)
+	$(PY) -m rsae_utils --profile "$$RSAE_PROFILE" --nb "$$RSAE_NB" --set-string "$$RSAE_SET" $(if $(FORCE),--force)
 
 test: env
 	$(PY) -m pytest

@@ -13,6 +13,9 @@
 
 from __future__ import annotations
 
+# What an interrupted run prints, as its only line, before it exits with 130.
+INTERRUPTED = "interrupted; finished work is kept"
+
 
 class ParameterError(ValueError):
     """A parameter is unknown or has a value outside what is allowed."""

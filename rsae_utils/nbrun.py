@@ -1,6 +1,6 @@
 """Run the numbered notebooks end to end with papermill: the engine behind ``make figures``.
 
-    python -m rsae_utils.nbrun --profile default --nb "01 02" --set-string "seeds=[0, 1] variants=['trained']"
+    python -m rsae_utils --profile default --nb "01 02" --set-string "seeds=[0, 1] variants=['trained']"
 
 Every selected notebook's parameters are resolved and checked, and the output folders tested for writing, before
 any kernel starts. A notebook is skipped when its source, resolved parameters, the ``rsae_utils`` code and the
@@ -246,7 +246,7 @@ def _unused_message(key: str, names: Sequence[str]) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m rsae_utils.nbrun", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m rsae_utils", description=__doc__.split("\n\n")[0])
     ap.add_argument("--profile", default="default", help="smoke, default or paper")
     ap.add_argument("--nb", default="all", help="'all' or a list such as '01,02' or '01 02'")
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="override one parameter")

@@ -24,11 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from rsae_utils import paths
-from rsae_utils.errors import SetupError
+from rsae_utils.errors import INTERRUPTED, SetupError
 from rsae_utils.store import read_json, write_json
 
 LOCK_NAME = ".nbrun.lock.json"
-INTERRUPTED = "interrupted; finished work is kept"
 # A temporary entry nobody can be shown to own is left alone this long: an interactive kernel may be writing it.
 UNOWNED_GRACE_S = 600.0
 

@@ -64,7 +64,7 @@ def test_make_passes_set_and_nb_untouched(tmp_path):
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert res.returncode == 0, res.stderr
-    args = nbrun.build_parser().parse_args(json.loads(argv_log.read_text())[2:])  # after "-m rsae_utils.nbrun"
+    args = nbrun.build_parser().parse_args(json.loads(argv_log.read_text())[2:])  # after "-m rsae_utils"
     assert args.profile == "smoke" and args.set_string == set_value and not args.force
     assert nbrun.select_notebooks(args.nb) == ["01_toy_superposition", "02_mmcs_goldilocks"]
     assert parse_overrides(args.set_string) == {
@@ -212,7 +212,7 @@ def test_sigint_stops_the_kernel_prints_one_line_and_keeps_finished_work(tmp_dir
     build, figs = tmp_dirs
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
-        [PY, "-m", "rsae_utils.nbrun", "--profile", "smoke", "--nb", "02"],
+        [PY, "-m", "rsae_utils", "--profile", "smoke", "--nb", "02"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     lock = build / "smoke" / runguard.LOCK_NAME
@@ -237,6 +237,22 @@ def test_sigint_stops_the_kernel_prints_one_line_and_keeps_finished_work(tmp_dir
     for man in figs.rglob("*.manifest.json"):  # whatever is there is whole
         for rec in json.loads(man.read_text())["files"].values():
             assert file_sha256(man.parent / rec["name"]) == rec["sha256"]
+
+
+@pytest.mark.parametrize("delay_s", [0.3, 1.5])
+def test_sigint_during_the_runners_imports_ends_in_one_line(tmp_dirs, delay_s):
+    """Ctrl-C while torch and the parameter tables are still importing (or just after): no traceback, exit 130."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [PY, "-m", "rsae_utils", "--profile", "smoke", "--nb", "01"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    time.sleep(delay_s)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1] == runguard.INTERRUPTED
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
 
 
 _ECHO_DRIVER = """
