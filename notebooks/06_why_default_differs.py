@@ -77,6 +77,7 @@ from rsae_utils import paths
 from rsae_utils.params import resolve
 from rsae_utils.plots.style import save_figure
 from rsae_utils.plots.why import plot_factors, plot_residual
+from rsae_utils.sae.metrics import wide
 from rsae_utils.sae.pipeline import SAEPipeline
 from rsae_utils.sae.why import (
     SweepSpec,
@@ -90,7 +91,7 @@ from rsae_utils.sae.why import (
     width_lr,
 )
 from rsae_utils.sae.why_answer import answer, gap_table
-from rsae_utils.store import save_table
+from rsae_utils.store import load_table, save_table
 from rsae_utils.subject.variants import variant_label, with_variant_labels
 
 t_start = time.time()
@@ -171,6 +172,13 @@ table = run_cells(cells, caches, spec_for,
 timings["saes"] = round(time.perf_counter() - t0, 1)
 display(table[["factor", "value", "source", "layer", "R", "explained_variance", "cos_sim", "dead_fraction",
                "single_token_share", "token_entropy", "train_tokens_per_s"]].round(3))
+# The baseline next to notebook 03's own SAEs (sae-lens, the same R, k, tokens and cache): another trainer, so the
+# numbers differ somewhat, but the gap between the variants should not.
+base_rows = table[(table.factor == "width") & (table["R"] == cfg.base_expansion)]
+m03 = wide(load_table(paths.metrics_table(PROFILE)), ["explained_variance"])
+display(base_rows[["variant", "layer", "explained_variance"]].merge(
+    m03[["variant", "layer", "explained_variance"]], on=["variant", "layer"], how="left",
+    suffixes=("_topk_here", "_nb03_sae_lens")).round(3))
 
 # %%
 fig = plot_factors(table, labels=labels)

@@ -145,7 +145,8 @@ def _table(rr_ev, trained_ev=0.8):
 
 
 def _stats():
-    return pd.DataFrame([{"source": v, "variant": v, "layer": x, "token_share_adj": s, "norm_median": n}
+    return pd.DataFrame([{"source": v, "variant": v, "layer": x, "token_share_adj": s, "norm_median": n,
+                          "effective_dim": 10.0 * n}
                          for v, x, s, n in (("trained", 0, 0.9, 1.0), ("trained", 9, 0.7, 3.0),
                                             ("rerandomized_incl_emb", 0, 0.9, 1.0),
                                             ("rerandomized_incl_emb", 9, 0.2, 20.0))])  # fmt: skip
@@ -165,7 +166,11 @@ def test_gap_table_and_the_answer_name_the_factor_that_closes_the_gap():
     text = " ".join(answer(gaps, _stats(), table, BASE, [9]))
     assert "Answer: scaling the token embedding up closes most of the gap (60%" in text
     assert "0.70 of the trained" in text and "grows 3.0x (Trained), 20.0x" in text
-
+    assert "effective 30 dimensions against Re-randomized (incl. emb.) 200" in text
+    # the link sentence ranks the four (cache, layer) pairs at the base width: EV 0.8, 0.3, 0.8, 0.3 against token
+    # shares 0.9, 0.9, 0.7, 0.2 (Spearman 0.24) and the other statistics' reverse order
+    assert "Across the 4 (cache, layer) pairs at the base width, the SAE's explained variance has Spearman " \
+           "correlation 0.24 with the residual stream's token-identity share, -0.24" in text
 
 def test_the_answer_says_none_or_no_gap_when_that_is_what_the_numbers_show():
     weak = _table(rr_ev=0.3)

@@ -98,8 +98,10 @@ def answer(
     s = stats[(stats.source == stats.variant) & (stats.layer == deep)].set_index("variant")
     if "trained" in s.index:
         others = ", ".join(f"{lab.get(v, v)} {s.token_share_adj[v]:.2f}" for v in s.index if v != "trained")
+        dims = ", ".join(f"{lab.get(v, v)} {s.effective_dim[v]:.0f}" for v in s.index if v != "trained")
         out.append(f"At layer {deep}, token identity explains {s.token_share_adj['trained']:.2f} of the trained "
-                   f"model's residual variance (adjusted share, chance removed) against {others}.")
+                   f"model's residual variance (adjusted share, chance removed) against {others}; its variance "
+                   f"spreads over an effective {s.effective_dim['trained']:.0f} dimensions against {dims}.")
         l0 = stats[(stats.source == stats.variant) & (stats.layer == min(stats.layer))].set_index("variant")
         growth = (s.norm_median / l0.norm_median).dropna()
         if len(growth) > 1:
@@ -136,15 +138,21 @@ def answer(
     return out
 
 
+LINKS = {"token_share_adj": "token-identity share", "effective_dim": "effective dimension",
+         "norm_median": "median norm"}
+
+
 def _link_sentence(stats: pd.DataFrame, table: pd.DataFrame, baselines: Mapping[str, Any], metric: str) -> list[str]:
-    """How the SAE metric follows the token-identity share of its residual stream, over every cache and layer at
-    the base width and budget."""
+    """How the SAE metric follows the statistics of its residual stream (Spearman, over every cache and layer at
+    the base width and budget)."""
     base_r, base_t = baselines.get("width"), baselines.get("train_tokens")
     base = table[(table["R"] == base_r) & (table.train_tokens == base_t)]
     base = base.drop_duplicates(["source", "layer"])
-    m = base.merge(stats[["source", "layer", "token_share_adj"]], on=["source", "layer"])
+    m = base.merge(stats[["source", "layer", *LINKS]], on=["source", "layer"])
     if len(m) < 4:
         return []
-    rho = m[metric].corr(m.token_share_adj, method="spearman")
-    return [f"Across the {len(m)} (cache, layer) pairs at the base width, the SAE's {metric.replace('_', ' ')} and the "
-            f"residual stream's token-identity share have Spearman correlation {rho:.2f}."]
+    rho = {c: m[metric].corr(m[c], method="spearman") for c in LINKS}
+    strongest = max(rho, key=lambda c: abs(rho[c]) if np.isfinite(rho[c]) else -1)
+    return [f"Across the {len(m)} (cache, layer) pairs at the base width, the SAE's {metric.replace('_', ' ')} has "
+            f"Spearman correlation " + ", ".join(f"{rho[c]:.2f} with the residual stream's {w}" for c, w in
+                                                  LINKS.items()) + f"; the strongest link is the {LINKS[strongest]}."]
