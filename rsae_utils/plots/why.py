@@ -54,6 +54,7 @@ def plot_residual(stats: pd.DataFrame, labels: Labels = None):
         if col.endswith("share"):
             ax.set_ylim(-0.02, 1.02)
     axes[1][0].set_yscale("log")
+    axes[1][1].set_yscale("log")  # a few outlier directions (1) to a near-isotropic cloud (hundreds)
     handles, names = axes[0][0].get_legend_handles_labels()
     fig.tight_layout(rect=(0, 0, 1, 0.88))
     fig.legend(handles, names, loc="upper center", ncol=min(len(names), 3), bbox_to_anchor=(0.5, 1.0))
