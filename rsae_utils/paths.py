@@ -18,6 +18,7 @@ The artifacts of the pipeline, by the stage that writes them (every stage reads 
     04 autointerp build/<p>/autointerp/{records,units,tables}/                    autointerp_dir
     07 seeds     build/<p>/seed_saes/<model>/<variant>-seed<S>/<sae name>/        seed_sae_dir
     07 analyses  build/<p>/seed_stability/{calibration,matching,toy}/...          seed_stability_dir
+    06 why       build/<p>/why_default/{caches,saes,stats}/...                  why_default_dir
     04 LLM       build/llm_cache/ (``RSAE_LLM_CACHE``): one file per request      llm_response_cache_dir
     runner       build/<p>/executed/ (executed notebooks and stamps)              executed_dir
 """
@@ -121,6 +122,12 @@ def seed_sae_dir(
 def seed_stability_dir(profile: str, *parts: str) -> Path:
     """Notebook 07's cached analyses: L1 calibrations, seed matchings, the toy experiment."""
     return work_dir(profile).joinpath("seed_stability", *map(slug, parts))
+
+
+def why_default_dir(profile: str, *parts: str) -> Path:
+    """Notebook 06's artifacts: caches of variants made with other options, SAE metrics of the one-factor sweeps,
+    residual-stream statistics."""
+    return work_dir(profile).joinpath("why_default", *map(slug, parts))
 
 
 def metrics_dir(profile: str, model: str, revision: str | None, variant: str, variant_seed: int) -> Path:

@@ -13,6 +13,7 @@ from rsae_utils.params import (  # noqa: F401 - registers
     nb03_sae,
     nb04_autointerp,
     nb05_roc,
+    nb06_why,
     nb07_seeds,
 )
 from rsae_utils.params.core import (

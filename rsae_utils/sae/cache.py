@@ -249,10 +249,14 @@ def open_cache(path: str | Path, check_hash: bool = True) -> ActivationCache:
 # --------------------------------------------------------------------------------------------------------------
 def cache_key(meta: Mapping[str, Any], layers: Sequence[int], tokens_by_split: Mapping[str, torch.Tensor],
               dtype: str, shard_windows: int) -> str:
-    """What decides the cache's content: model, variant, seed, corpus, the exact tokens, layers, dtype, sharding."""
+    """What decides the cache's content: model, variant, seed, corpus, the exact tokens, layers, dtype, sharding,
+    and the variant's options when it has any (``meta["variant_options"]``: e.g. norm gains kept, a scaled
+    embedding; absent or empty for the variants as notebook 03 makes them, whose keys it leaves unchanged)."""
+    fields = ("model", "variant", "seed", "corpus_sha256", "revision")
+    fields += ("variant_options",) if meta.get("variant_options") else ()
     return stable_hash(
         {
-            "meta": {k: meta.get(k) for k in ("model", "variant", "seed", "corpus_sha256", "revision")},
+            "meta": {k: meta.get(k) for k in fields},
             "layers": sorted(layers),
             "tokens": {s: _tokens_digest(t) for s, t in sorted(tokens_by_split.items())},
             "dtype": dtype,

@@ -35,7 +35,7 @@ from rsae_utils.sae.train import SAESpec, load_record, load_sae, sae_name, train
 from rsae_utils.store import cached_artifact, content_hash, load_table, save_table, verify_artifact
 from rsae_utils.subject.corpus import Corpus, load_corpus
 from rsae_utils.subject.models import LoadedModel, load_model, load_tokenizer
-from rsae_utils.subject.rerandomize import make_variant
+from rsae_utils.subject.rerandomize import make_variant, variant_options
 from rsae_utils.subject.variants import labels_from_pairs, variant_label
 from rsae_utils.subject.windows import boundary_token_id, tokenize_windows
 
@@ -68,7 +68,7 @@ class SAEPipeline:
         self._tokenizer: Any = None
         self._corpus: Corpus | None = None
         self._windows: dict[str, torch.Tensor] | None = None
-        self._held: tuple[str | None, Any, dict | None] = (None, None, None)
+        self._held: tuple[Any, Any, dict | None] = (None, None, None)
         self._caches: dict[str, ActivationCache] = {}  # opened and verified once per run
         self._spec: SAESpec | None = None
         if cfg.torch_threads:
@@ -121,18 +121,30 @@ class SAEPipeline:
             self._tick("load_model", t0)
         return self._loaded
 
-    def variant_model(self, variant: str) -> tuple[Any, dict]:
-        """(model, record) of ``variant``; the previous variant is dropped first (one in memory at a time)."""
+    @property
+    def variant_options(self) -> dict[str, Any]:
+        """The config's non-default variant options (``rerandomize_norms``, ``embedding_scale``; {} by default)."""
+        return variant_options(getattr(self.cfg, "rerandomize_norms", True), getattr(self.cfg, "embedding_scale", 1.0))
+
+    def loaded_model(self) -> LoadedModel:
+        """The loaded (trained) model, loaded on first use."""
+        return self._model()
+
+    def variant_model(self, variant: str, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
+        """(model, record) of ``variant`` made with ``options`` (None: the config's, see ``variant_options``); the
+        previous variant is dropped first (one in memory at a time)."""
+        opts = self.variant_options if options is None else dict(options)
+        name = (variant, tuple(sorted(opts.items())))
         held_name, held_model, held_record = self._held
-        if held_name == variant:
+        if held_name == name:
             return held_model, held_record  # type: ignore[return-value]
         self._held = (None, None, None)
         del held_model
         loaded = self._model()
         t0 = time.perf_counter()
-        model, record = make_variant(loaded, variant, seed=int(self.cfg.variant_seed))
+        model, record = make_variant(loaded, variant, seed=int(self.cfg.variant_seed), **opts)
         self._tick("make_variants", t0)
-        self._held = (variant, model, record)
+        self._held = (name, model, record)
         return model, record
 
     def release_model(self) -> None:
@@ -174,6 +186,7 @@ class SAEPipeline:
             "corpus_chars": c.n_chars,
             "corpus_docs": c.n_docs,
             "window_seed": int(self.cfg.window_seed),
+            **({"variant_options": self.variant_options} if self.variant_options else {}),
         }
 
     def build_cache(self, variant: str, progress: bool = False) -> ActivationCache:
@@ -319,6 +332,8 @@ class SAEPipeline:
                 f"{c.train_tokens:,} training tokens per SAE, ctx {c.ctx}, corpus {c.corpus}")  # fmt: skip
         if c.profile != "paper":
             note += " (paper: Pythia, RedPajama, ctx 2048, R=64, 100M tokens)"
+        if self.variant_options:
+            note += f"; variants made with {self.variant_options}"
         if "step0" in c.variants and self.variant_labels()["step0"] != variant_label("step0"):
             note += "; step-0 = architecture initializer (no step0 checkpoint)"
         return note

@@ -179,22 +179,52 @@ def _step0(loaded: LoadedModel, seed: int) -> tuple[Any, dict]:
     }
 
 
+def variant_options(rerandomize_norms: bool = True, embedding_scale: float = 1.0) -> dict[str, Any]:
+    """The options of :func:`make_variant` that differ from its defaults, as keyword arguments ({} for the variants
+    as the paper makes them). A cache records them and is keyed by them."""
+    out: dict[str, Any] = {}
+    if not rerandomize_norms:
+        out["rerandomize_norms"] = False
+    if float(embedding_scale) != 1.0:
+        out["embedding_scale"] = float(embedding_scale)
+    return out
+
+
+def options_tag(options: dict[str, Any]) -> str:
+    """A short name for a set of :func:`variant_options`: "" for none, else e.g. "norms-kept", "emb-x16"."""
+    parts = []
+    if options.get("rerandomize_norms") is False:
+        parts.append("norms-kept")
+    if "embedding_scale" in options:
+        parts.append(f"emb-x{options['embedding_scale']:g}")
+    return "_".join(parts)
+
+
 def make_variant(
     loaded: LoadedModel,
     variant: str,
     seed: int = 42,
     rerandomize_norms: bool = True,
     control_noise_std: float = 1.0,
+    embedding_scale: float = 1.0,
 ) -> tuple[Any, dict]:
     """Make ``variant`` of ``loaded`` (never modifying it); return ``(model, record)``.
 
     ``seed`` drives the re-randomization, the step-0 initializer (when there is no checkpoint) and the control's
     noise stream. ``record`` is JSON-able: variant, label, seed, description, step0_source (None except for step0),
     layernorm_rerandomized, embeddings_rerandomized, model name/source, and details of what was kept.
+
+    ``embedding_scale`` multiplies the token embedding W_E once the variant is made (a tied unembedding follows, so
+    the tie holds); notebook 06 uses it to ask whether the size of the embedding against the blocks' writes is what
+    sets a random model's residual stream apart. It has no effect on the control, whose embedding is noise.
     """
     validate_variant(variant)
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise ParameterError(f"parameter 'seed' must be an integer; got {seed!r}")
+    if isinstance(embedding_scale, bool) or not isinstance(embedding_scale, (int, float)) or not (
+        math.isfinite(embedding_scale) and embedding_scale > 0
+    ):
+        raise ParameterError(f"parameter 'embedding_scale' must be a number > 0; got {embedding_scale!r}")
     t0 = time.perf_counter()
     record: dict[str, Any] = {
         "variant": variant,
@@ -233,6 +263,12 @@ def make_variant(
             model.add_perma_hook("hook_embed", hook)
             model.rsae_embedding_noise = hook  # reachable for reset() / inspection
             record["noise"] = f"N(0, {control_noise_std}^2) per element at hook_embed, fresh every forward"
+    if embedding_scale != 1.0 and variant != "control":
+        with torch.no_grad():
+            model.embed.W_E.mul_(float(embedding_scale))
+            if loaded.tied_embeddings:
+                model.unembed.W_U.copy_(model.embed.W_E.T)
+        record["embedding_scale"] = float(embedding_scale)
     model.eval()
     record["label"] = variant_label(variant, record)
     record["make_s"] = round(time.perf_counter() - t0, 2)

@@ -1,0 +1,158 @@
+"""Notebook 06's tables of the gap to the trained model and its answer in words, computed from the numbers.
+
+The *gap* of a variant at a cell is the trained model's metric minus the variant's (the trained model at the same
+factor value where the factor applies to it, such as the SAE width, else at the baseline). A factor value *closes*
+the share 1 - gap / gap_at_baseline of the gap: 0 changes nothing, 1 makes the variant's SAEs reconstruct as well
+as the trained model's, negative widens it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from rsae_utils.subject.variants import variant_label
+
+MOST, SOME = 0.5, 0.2  # closing at least half of the gap is "most"; under a fifth is "none of these"
+MIN_GAP = 0.05  # a baseline gap smaller than this (in the metric's units) is no gap: nothing to close
+FACTOR_WORDS = {
+    "width": "widening the SAE (R)",
+    "norm_gains": "keeping the norm gains at their trained values",
+    "embedding_scale": "scaling the token embedding up",
+    "train_tokens": "training the SAE on more tokens",
+}
+
+
+def _matches(values: pd.Series, target: Any) -> pd.Series:
+    """Where ``values`` equal ``target``: as numbers when both are (4 == 4.0), else as text ("redrawn")."""
+    try:
+        return (pd.to_numeric(values) - float(target)).abs() < 1e-9
+    except (TypeError, ValueError):
+        return values.astype(str) == str(target)
+
+
+def gap_table(
+    table: pd.DataFrame, baselines: Mapping[str, Any], metric: str = "explained_variance", reference: str = "trained"
+) -> pd.DataFrame:
+    """Per (factor, layer, variant other than ``reference``, value): the variant's and the reference's ``metric``,
+    the gap, and the share of the baseline gap closed. ``baselines``: {factor: the value notebook 03 uses}."""
+    rows = []
+    for (factor, layer), sub in table.groupby(["factor", "layer"], sort=False):
+        base_val = baselines.get(factor)
+        ref_rows = sub[sub.variant == reference]
+        base_r = baselines.get("width")
+        ref_base = table[(table.factor == "width") & (table.layer == layer) & (table.variant == reference)
+                         & (table["R"] == base_r)][metric]  # fmt: skip
+        ref_base = float(ref_base.iloc[0]) if len(ref_base) else np.nan
+        for v, g in sub[sub.variant != reference].groupby("variant", sort=False):
+            at_base = g[_matches(g.value, base_val)]
+            if not len(at_base):
+                continue
+            cur = []
+            is_base = _matches(g.value, base_val).to_numpy()
+            for (_, r), b in zip(g.iterrows(), is_base):
+                ref = ref_rows[_matches(ref_rows.value, r.value)][metric] if len(ref_rows) else ref_rows[metric]
+                ref_v = float(ref.iloc[0]) if len(ref) else ref_base
+                cur.append({"factor": factor, "layer": int(layer), "variant": v, "value": r.value,
+                            "is_baseline": bool(b), metric: float(r[metric]),
+                            f"{reference}_{metric}": ref_v, "gap": ref_v - float(r[metric])})  # fmt: skip
+            gap0 = next(x["gap"] for x in cur if x["is_baseline"])
+            for x in cur:
+                x["gap_closed"] = 1.0 - x["gap"] / gap0 if np.isfinite(gap0) and gap0 >= MIN_GAP else np.nan
+            rows += cur
+    return pd.DataFrame(rows)
+
+
+def best_per_factor(gaps: pd.DataFrame, layers: Sequence[int]) -> pd.DataFrame:
+    """Per (factor, variant): the value that closes most of the gap, averaged over ``layers``."""
+    sub = gaps[gaps.layer.isin(list(layers)) & ~gaps.is_baseline] if len(gaps) else gaps
+    sub = sub.dropna(subset=["gap_closed"]) if len(sub) else sub
+    if not len(sub):
+        return pd.DataFrame(columns=["factor", "variant", "value", "gap_closed"])
+    mean = sub.groupby(["factor", "variant", "value"], sort=False).gap_closed.mean().reset_index()
+    idx = mean.groupby(["factor", "variant"], sort=False).gap_closed.idxmax().dropna()
+    return mean.loc[idx].reset_index(drop=True)
+
+
+def _fmt_value(factor: str, value: Any) -> str:
+    return {"width": f"R = {value}", "embedding_scale": f"x{float(value):g}", "train_tokens": f"{int(value):,} tokens",
+            "norm_gains": f"gains {value}"}.get(factor, str(value))  # fmt: skip
+
+
+def answer(
+    gaps: pd.DataFrame,
+    stats: pd.DataFrame,
+    table: pd.DataFrame,
+    baselines: Mapping[str, Any],
+    layers: Sequence[int],
+    metric: str = "explained_variance",
+    labels: Mapping[str, str] | None = None,
+) -> list[str]:
+    """The notebook's answer, sentence by sentence, from the tables (no number in it is typed by hand)."""
+    lab = {**{v: variant_label(v) for v in set(gaps.get("variant", [])) | set(stats.variant)}, **(labels or {})}
+    out: list[str] = []
+    deep = max(layers)
+    s = stats[(stats.source == stats.variant) & (stats.layer == deep)].set_index("variant")
+    if "trained" in s.index:
+        others = ", ".join(f"{lab.get(v, v)} {s.token_share_adj[v]:.2f}" for v in s.index if v != "trained")
+        dims = ", ".join(f"{lab.get(v, v)} {s.effective_dim[v]:.0f}" for v in s.index if v != "trained")
+        out.append(f"At layer {deep}, token identity explains {s.token_share_adj['trained']:.2f} of the trained "
+                   f"model's residual variance (adjusted share, chance removed) against {others}; its variance "
+                   f"spreads over an effective {s.effective_dim['trained']:.0f} dimensions against {dims}.")
+        l0 = stats[(stats.source == stats.variant) & (stats.layer == min(stats.layer))].set_index("variant")
+        growth = (s.norm_median / l0.norm_median).dropna()
+        if len(growth) > 1:
+            out.append(f"From layer {int(min(stats.layer))} to {deep} the median residual norm grows "
+                       + ", ".join(f"{growth[v]:.1f}x ({lab.get(v, v)})" for v in growth.index) + ".")
+    best = best_per_factor(gaps, layers)
+    for _, b in best.iterrows():
+        g = gaps[(gaps.factor == b.factor) & (gaps.variant == b.variant) & gaps.layer.isin(list(layers))]
+        base = g[g.is_baseline].set_index("layer")[metric]
+        at = g[_matches(g.value, b.value)].set_index("layer")
+        parts = [f"layer {x}: {base[x]:.2f} -> {at[metric][x]:.2f} (trained {at[f'trained_{metric}'][x]:.2f})"
+                 for x in at.index if x in base.index]
+        what = FACTOR_WORDS.get(b.factor, b.factor).capitalize()
+        change = f"{_fmt_value(b.factor, baselines.get(b.factor))} -> {_fmt_value(b.factor, b.value)}"
+        out.append(f"{what} ({change}) moves {lab.get(b.variant, b.variant)}'s {metric.replace('_', ' ')} "
+                   f"{'; '.join(parts)}: it closes {b.gap_closed:.0%} of the gap on average over layers "
+                   f"{list(layers)}.")  # fmt: skip
+    if not len(best):
+        out.append(f"Answer: at the baseline no random variant's SAE falls {MIN_GAP} or more short of the trained "
+                   f"model's {metric.replace('_', ' ')} at layers {list(layers)}, so in this run there is no gap for "
+                   f"a factor to close.")
+    else:
+        top = best.loc[best.gap_closed.idxmax()]
+        words = FACTOR_WORDS.get(top.factor, top.factor)
+        if top.gap_closed >= MOST:
+            out.append(f"Answer: {words} closes most of the gap ({top.gap_closed:.0%} for {lab.get(top.variant)}).")
+        elif top.gap_closed >= SOME:
+            out.append(f"Answer: no single factor closes half of the gap; the largest share is {words} "
+                       f"({top.gap_closed:.0%} for {lab.get(top.variant)}).")
+        else:
+            out.append(f"Answer: none of these factors makes the random variants' SAEs look like the trained model's "
+                       f"(the largest share of the gap closed is {top.gap_closed:.0%}, by {words}).")
+    out += _link_sentence(stats, table, baselines, metric)
+    return out
+
+
+LINKS = {"token_share_adj": "token-identity share", "effective_dim": "effective dimension",
+         "norm_median": "median norm"}
+
+
+def _link_sentence(stats: pd.DataFrame, table: pd.DataFrame, baselines: Mapping[str, Any], metric: str) -> list[str]:
+    """How the SAE metric follows the statistics of its residual stream (Spearman, over every cache and layer at
+    the base width and budget)."""
+    base_r, base_t = baselines.get("width"), baselines.get("train_tokens")
+    base = table[(table["R"] == base_r) & (table.train_tokens == base_t)]
+    base = base.drop_duplicates(["source", "layer"])
+    m = base.merge(stats[["source", "layer", *LINKS]], on=["source", "layer"])
+    if len(m) < 4:
+        return []
+    rho = {c: m[metric].corr(m[c], method="spearman") for c in LINKS}
+    strongest = max(rho, key=lambda c: abs(rho[c]) if np.isfinite(rho[c]) else -1)
+    return [f"Across the {len(m)} (cache, layer) pairs at the base width, the SAE's {metric.replace('_', ' ')} has "
+            f"Spearman correlation " + ", ".join(f"{rho[c]:.2f} with the residual stream's {w}" for c, w in
+                                                  LINKS.items()) + f"; the strongest link is the {LINKS[strongest]}."]

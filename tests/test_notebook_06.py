@@ -1,0 +1,81 @@
+"""Notebook 06 end to end under the smoke profile (after notebook 03): residual statistics, the one-factor sweeps,
+the figures, the answer, and the refusal to run without notebook 03's caches."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from rsae_utils.errors import ParameterError, StageError
+from rsae_utils.params import resolve
+from rsae_utils.sae.pipeline import SAEPipeline
+from rsae_utils.sae.why import require_base_caches
+
+pytestmark = pytest.mark.slow
+
+
+def test_smoke_run_measures_the_residual_stream_and_the_factors(smoke_run, smoke_env):
+    build, figures = smoke_env
+    smoke_run("03")
+    smoke_run("06")
+    cfg = resolve("06_why_default_differs", "smoke")
+    stats = pd.read_csv(figures / "smoke" / "06_residual_stats.csv")
+    for col in ("token_share", "position_share", "token_chance"):
+        assert stats[col].between(0, 1).all(), col
+    assert (stats.norm_median > 0).all() and (stats.effective_dim >= 1).all()
+    s = stats.set_index(["source", "layer"])
+    # the control's embedding is fresh noise: its residual stream carries no token identity at any layer
+    assert s.loc["control"].token_share_adj.abs().max() < 0.05
+    # at layer 0 the (tiny) trained model's residual is largely a lookup of the token, far above the control's
+    assert s.loc[("trained", 0), "token_share_adj"] > s.loc[("control", 0), "token_share_adj"] + 0.1
+    # a rotary model has no position embedding: position explains little
+    assert (stats[stats.source != "control"].position_share_adj < 0.2).all()
+    # a 4x larger embedding makes layer 0 more of a token lookup, and larger
+    x4 = "rerandomized_incl_emb+emb-x4"
+    assert s.loc[(x4, 0), "token_share"] > s.loc[("rerandomized_incl_emb", 0), "token_share"]
+    assert s.loc[(x4, 0), "norm_median"] > s.loc[("rerandomized_incl_emb", 0), "norm_median"]
+    assert set(s.loc["rerandomized_incl_emb+norms-kept"].index) == set(cfg.layers)
+
+    table = pd.read_csv(figures / "smoke" / "06_why_factors.csv")
+    assert set(table.factor) == {"width", "norm_gains", "embedding_scale", "train_tokens"}
+    assert set(table[table.factor == "width"].R) == set(cfg.expansions)
+    assert set(table.layer) == set(cfg.layers) and set(table.variant) == set(cfg.variants)
+    assert table.explained_variance.between(0, 1).all() and table.cos_sim.between(0, 1).all()
+    for col in ("dead_fraction", "single_token_share"):
+        assert table[col].between(0, 1).all(), col
+    assert (table.l0 <= cfg.k + 1e-9).all()
+    # the baseline is one SAE, shared by every sweep
+    rr = table[table.variant == "rerandomized_incl_emb"]
+    for layer in cfg.layers:
+        base = rr[(rr.layer == layer) & (rr.source == "rerandomized_incl_emb") & (rr["R"] == cfg.base_expansion)
+                  & (rr.train_tokens == cfg.train_tokens)].explained_variance  # fmt: skip
+        assert len(base) == 4 and np.ptp(base.to_numpy()) == 0
+
+    gaps = pd.read_csv(build / "smoke" / "why_default" / "gaps.csv")
+    assert (gaps[gaps.is_baseline].gap_closed.dropna() == 0).all()
+    for name in ("06_residual_stats", "06_why_factors"):
+        for ext in ("png", "pdf", "csv", "manifest.json"):
+            assert (figures / "smoke" / f"{name}.{ext}").stat().st_size > 0
+    nb = json.loads((build / "smoke" / "executed" / "06_why_default_differs.ipynb").read_text())
+    shown = [o["data"]["text/markdown"] for c in nb["cells"] for o in c.get("outputs", [])
+             if "text/markdown" in o.get("data", {})]  # fmt: skip
+    assert any("Answer:" in "".join(t) for t in shown)
+
+
+def test_missing_caches_name_notebook_03(tmp_dirs):
+    exp = SAEPipeline(resolve("03_sae_training", "smoke"))
+    with pytest.raises(StageError, match="03_sae_training"):
+        require_base_caches(exp, ["trained"], [0], "smoke")
+
+
+def test_bad_parameters_fail_before_work():
+    for overrides, name in [({"base_expansion": 8}, "base_expansion"),
+                            ({"embedding_scales": [2.0]}, "embedding_scales"),
+                            ({"token_budgets": [6144]}, "token_budgets"), ({"variants": ["step0"]}, "variants"),
+                            ({"factor_variants": ["trained"]}, "factor_variants"),
+                            ({"token_budgets": [3072, 100]}, "token_budgets")]:  # fmt: skip
+        with pytest.raises(ParameterError, match=name):
+            resolve("06_why_default_differs", "smoke", overrides)

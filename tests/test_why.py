@@ -1,0 +1,182 @@
+"""Notebook 06's building blocks on known answers: variant options, their caches, the sweep grid, per-latent token
+statistics, SAE training and measuring, the gap table and the answer in words."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from rsae_utils.errors import ParameterError
+from rsae_utils.sae.cache import cache_key
+from rsae_utils.sae.harvest import harvest
+from rsae_utils.sae.why import (
+    SweepSpec,
+    latent_token_stats,
+    option_cache,
+    option_sets,
+    source_name,
+    sweep_cells,
+    train_measure,
+    width_lr,
+)
+from rsae_utils.sae.why_answer import MIN_GAP, answer, gap_table
+from rsae_utils.subject.models import load_model
+from rsae_utils.subject.rerandomize import make_variant, options_tag, variant_options
+from tests._tiny_model import tiny_model, tiny_windows
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return load_model("tiny-random")
+
+
+def test_variant_options_name_only_what_differs():
+    assert variant_options() == {} and options_tag({}) == ""
+    opts = variant_options(rerandomize_norms=False, embedding_scale=16)
+    assert opts == {"rerandomize_norms": False, "embedding_scale": 16.0}
+    assert options_tag(opts) == "norms-kept_emb-x16"
+    assert source_name("rerandomized_incl_emb", {"embedding_scale": 4.0}) == "rerandomized_incl_emb+emb-x4"
+    assert source_name("trained") == "trained"
+
+
+def test_embedding_scale_scales_w_e_and_keeps_the_tie(tiny):
+    base, _ = make_variant(tiny, "rerandomized_incl_emb", seed=1)
+    big, rec = make_variant(tiny, "rerandomized_incl_emb", seed=1, embedding_scale=4.0)
+    assert torch.allclose(big.embed.W_E, 4.0 * base.embed.W_E)
+    assert torch.equal(big.unembed.W_U, big.embed.W_E.T) and rec["embedding_scale"] == 4.0
+    assert torch.equal(big.blocks[0].attn.W_Q, base.blocks[0].attn.W_Q)  # nothing else changes
+    kept, _ = make_variant(tiny, "rerandomized_incl_emb", seed=1, rerandomize_norms=False)
+    assert torch.equal(kept.blocks[0].ln1.w, tiny.model.blocks[0].ln1.w)
+    for bad in (0.0, -1.0, float("nan"), True):
+        with pytest.raises(ParameterError, match="embedding_scale"):
+            make_variant(tiny, "trained", embedding_scale=bad)
+
+
+def test_cache_key_unchanged_without_options_and_changed_with_them():
+    w = tiny_windows()
+    meta = {"model": "m", "variant": "rerandomized_incl_emb", "seed": 42, "corpus_sha256": "c"}
+    k0 = cache_key(meta, [0], w, "float32", 64)
+    assert cache_key({**meta, "variant_options": {}}, [0], w, "float32", 64) == k0
+    assert cache_key({**meta, "variant_options": {"embedding_scale": 4.0}}, [0], w, "float32", 64) != k0
+
+
+def test_option_cache_harvests_once_on_the_base_windows(tmp_path):
+    model = tiny_model()
+    base = harvest(model, tiny_windows(), [0, 1], tmp_path / "base",
+                   {"model": "tiny", "variant": "rerandomized_incl_emb", "seed": 0, "corpus_sha256": "c"})
+    calls = []
+
+    def make():
+        calls.append(1)
+        with torch.no_grad():
+            m = tiny_model()
+            m.embed.W_E.mul_(4.0)
+        return m, {"variant": "rerandomized_incl_emb", "embedding_scale": 4.0}
+
+    out = option_cache(base, {"embedding_scale": 4.0}, [0], tmp_path / "x4", make)
+    assert calls == [1] and out.layers == [0] and out.manifest["variant_options"] == {"embedding_scale": 4.0}
+    for split in ("train", "test"):
+        assert torch.equal(out.tokens(split), base.tokens(split))
+    assert not torch.allclose(out.acts(0, "test"), base.acts(0, "test"))
+    again = option_cache(base, {"embedding_scale": 4.0}, [0], tmp_path / "x4", make)
+    assert calls == [1] and again.manifest["key"] == out.manifest["key"]
+
+
+def test_sweep_cells_one_factor_at_a_time():
+    cells = sweep_cells(["trained", "rerandomized_incl_emb"], ["rerandomized_incl_emb"], [0, 9], [4, 16, 64], 4,
+                        [1.0, 4.0, 16.0], True, [61_440], 61_440)  # fmt: skip
+    assert len(cells) == 2 * (2 * 3 + 2 + 3)
+    assert {c.factor for c in cells} == {"width", "norm_gains", "embedding_scale"}  # one budget: no token sweep
+    assert all(c.expansion == 4 and c.n_tokens == 61_440 for c in cells if c.factor != "width")
+    assert option_sets(cells) == [("trained", ()), ("rerandomized_incl_emb", ()),
+                                  ("rerandomized_incl_emb", (("rerandomize_norms", False),)),
+                                  ("rerandomized_incl_emb", (("embedding_scale", 4.0),)),
+                                  ("rerandomized_incl_emb", (("embedding_scale", 16.0),))]  # fmt: skip
+    more = sweep_cells(["trained"], [], [0], [4], 4, [1.0], False, [100, 200], 100)
+    assert [(c.factor, c.value) for c in more] == [("width", 4), ("train_tokens", 100), ("train_tokens", 200)]
+    assert width_lr(2e-3, 4, 64) == pytest.approx(5e-4) and width_lr(2e-3, 4, 4) == 2e-3
+
+
+def test_latent_token_stats_on_known_latents():
+    tokens = torch.tensor([5, 1, 2, 3, 4, 5, 1, 2, 3, 4])
+    z = torch.zeros(10, 3)
+    z[tokens == 5, 0] = 2.0  # latent 0: only ever token 5 -> single-token, entropy 0
+    z[tokens != 5, 1] = 1.0  # latent 1: tokens 1-4 evenly -> entropy log 4; latent 2 never fires
+    out = latent_token_stats(lambda x: x, z, tokens, top_n=10, chunk=3)  # chunks merge their top-n
+    assert out["dead_fraction_tok"] == pytest.approx(1 / 3)
+    assert out["single_token_share"] == pytest.approx(0.5)
+    assert out["token_entropy"] == pytest.approx(np.median([0.0, math.log(4)]))
+
+
+def test_train_measure_is_cached_and_sane(tmp_path):
+    model = tiny_model()
+    cache = harvest(model, tiny_windows(n_train=40), [1], tmp_path / "c",
+                    {"model": "tiny", "variant": "trained", "seed": 0, "corpus_sha256": "c"})
+    spec = SweepSpec(expansion=2, k=4, n_tokens=1280, batch_size=128, lr=3e-3)
+    rec = train_measure(cache, 1, spec, tmp_path / "sae", exclude_tokens=(0,), top_n=5)
+    assert 0 < rec["explained_variance"] <= 1 and 0 < rec["cos_sim"] <= 1 and rec["l0"] <= 4 + 1e-9
+    assert rec["steps"] == 10 and rec["d_sae"] == 64 and 0 <= rec["single_token_share"] <= 1
+    assert rec["dead_fraction"] == pytest.approx(rec["dead_fraction_tok"])
+    mtime = (tmp_path / "sae" / "metrics.json").stat().st_mtime_ns
+    assert train_measure(cache, 1, spec, tmp_path / "sae", exclude_tokens=(0,), top_n=5) == rec
+    assert (tmp_path / "sae" / "metrics.json").stat().st_mtime_ns == mtime
+
+
+def _table(rr_ev, trained_ev=0.8):
+    """A sweep table: width R 4 / 64 for trained and rr; embedding scale 1 / 16 for rr, at layers 0 and 9."""
+    rows = []
+    for layer in (0, 9):
+        for v, ev in (("trained", trained_ev), ("rerandomized_incl_emb", rr_ev)):
+            rows.append({"factor": "width", "value": 4, "variant": v, "source": v, "layer": layer, "R": 4,
+                         "train_tokens": 100, "explained_variance": ev})
+            rows.append({"factor": "width", "value": 64, "variant": v, "source": v, "layer": layer, "R": 64,
+                         "train_tokens": 100, "explained_variance": ev + 0.05})
+        rows.append({"factor": "embedding_scale", "value": 1.0, "variant": "rerandomized_incl_emb",
+                     "source": "rerandomized_incl_emb", "layer": layer, "R": 4, "train_tokens": 100,
+                     "explained_variance": rr_ev})
+        rows.append({"factor": "embedding_scale", "value": 16.0, "variant": "rerandomized_incl_emb",
+                     "source": "rerandomized_incl_emb+emb-x16", "layer": layer, "R": 4, "train_tokens": 100,
+                     "explained_variance": rr_ev + 0.6 * (trained_ev - rr_ev)})
+    return pd.DataFrame(rows)
+
+
+def _stats():
+    return pd.DataFrame([{"source": v, "variant": v, "layer": x, "token_share_adj": s, "norm_median": n,
+                          "effective_dim": 10.0 * n}
+                         for v, x, s, n in (("trained", 0, 0.9, 1.0), ("trained", 9, 0.7, 3.0),
+                                            ("rerandomized_incl_emb", 0, 0.9, 1.0),
+                                            ("rerandomized_incl_emb", 9, 0.2, 20.0))])  # fmt: skip
+
+
+BASE = {"width": 4, "embedding_scale": 1.0, "train_tokens": 100}
+
+
+def test_gap_table_and_the_answer_name_the_factor_that_closes_the_gap():
+    table = _table(rr_ev=0.3)
+    gaps = gap_table(table, BASE)
+    at9 = gaps[gaps.layer == 9].set_index(["factor", "value"])
+    assert at9.loc[("width", 4), "gap"] == pytest.approx(0.5) and at9.loc[("width", 4), "gap_closed"] == 0
+    # widening helps both models equally: the gap at the same width does not move
+    assert at9.loc[("width", 64), "gap_closed"] == pytest.approx(0.0, abs=1e-12)
+    assert at9.loc[("embedding_scale", 16.0), "gap_closed"] == pytest.approx(0.6)
+    text = " ".join(answer(gaps, _stats(), table, BASE, [9]))
+    assert "Answer: scaling the token embedding up closes most of the gap (60%" in text
+    assert "0.70 of the trained" in text and "grows 3.0x (Trained), 20.0x" in text
+    assert "effective 30 dimensions against Re-randomized (incl. emb.) 200" in text
+    # the link sentence ranks the four (cache, layer) pairs at the base width: EV 0.8, 0.3, 0.8, 0.3 against token
+    # shares 0.9, 0.9, 0.7, 0.2 (Spearman 0.24) and the other statistics' reverse order
+    assert "Across the 4 (cache, layer) pairs at the base width, the SAE's explained variance has Spearman " \
+           "correlation 0.24 with the residual stream's token-identity share, -0.24" in text
+
+def test_the_answer_says_none_or_no_gap_when_that_is_what_the_numbers_show():
+    weak = _table(rr_ev=0.3)
+    weak.loc[weak.source.str.contains("emb-x16"), "explained_variance"] = 0.32
+    text = " ".join(answer(gap_table(weak, BASE), _stats(), weak, BASE, [9]))
+    assert "Answer: none of these factors" in text
+    same = _table(rr_ev=0.8 - MIN_GAP / 2)
+    text = " ".join(answer(gap_table(same, BASE), _stats(), same, BASE, [9]))
+    assert "there is no gap for a factor to close" in text
