@@ -14,6 +14,7 @@ from rsae_utils.params import (  # noqa: F401 - registers
     nb04_autointerp,
     nb05_roc,
     nb07_seeds,
+    nb08_critique,
 )
 from rsae_utils.params.core import (
     NOTEBOOKS,
