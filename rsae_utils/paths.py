@@ -19,6 +19,7 @@ The artifacts of the pipeline, by the stage that writes them (every stage reads 
     07 seeds     build/<p>/seed_saes/<model>/<variant>-seed<S>/<sae name>/        seed_sae_dir
     07 analyses  build/<p>/seed_stability/{calibration,matching,toy}/...          seed_stability_dir
     06 why       build/<p>/why_default/{caches,saes,stats}/...                  why_default_dir
+    08 critique  build/<p>/critique/{saes/<model>__<variant>__L<layer>,tables}/     critique_dir
     04 LLM       build/llm_cache/ (``RSAE_LLM_CACHE``): one file per request      llm_response_cache_dir
     runner       build/<p>/executed/ (executed notebooks and stamps)              executed_dir
 """
@@ -154,6 +155,12 @@ def metrics_table(profile: str) -> Path:
 def autointerp_dir(profile: str) -> Path:
     """Notebook 04's records, scoring units and tables (what notebook 05 reads)."""
     return work_dir(profile) / "autointerp"
+
+
+def critique_dir(profile: str, *parts: str) -> Path:
+    """Notebook 08's measures: one artifact per SAE (``saes/<model>__<variant>__L<layer>``) and the summary
+    ``tables``."""
+    return work_dir(profile).joinpath("critique", *map(slug, parts))
 
 
 def llm_response_cache_dir() -> Path:

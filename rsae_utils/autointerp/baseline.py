@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rsae_utils.autointerp.examples import LatentRecord
+from rsae_utils.autointerp.examples import LatentRecord, Window
 from rsae_utils.autointerp.prompts import Decode
 from rsae_utils.autointerp.scorers import check_scorer, example_rows, fuzzing_marks, scoring_order
 from rsae_utils.autointerp.stats import token_mass
@@ -35,14 +35,19 @@ class TokenProfile:
         return {int(t): float(s) for t, s in zip(self.ids, self.share, strict=True)}
 
 
+def explainer_token_mass(rec: LatentRecord) -> tuple[np.ndarray, np.ndarray]:
+    """(token ids, activation mass) over ``rec``'s explainer windows, heaviest first; empty without windows.
+    What the token profile and the single-token explanation are both read from."""
+    if not rec.explain:
+        return np.zeros(0, dtype=np.int64), np.zeros(0)
+    toks = np.concatenate([np.asarray(w.tokens) for w in rec.explain])
+    acts = np.concatenate([np.asarray(w.acts, dtype=float) for w in rec.explain])
+    return token_mass(toks, acts)
+
+
 def token_profile(rec: LatentRecord, top_k: int = 10) -> TokenProfile:
     """Top ``top_k`` tokens of ``rec`` by activation mass over its explainer windows."""
-    if rec.explain:
-        toks = np.concatenate([np.asarray(w.tokens) for w in rec.explain])
-        acts = np.concatenate([np.asarray(w.acts, dtype=float) for w in rec.explain])
-        ids, mass = token_mass(toks, acts)
-    else:
-        ids, mass = np.zeros(0, dtype=np.int64), np.zeros(0)
+    ids, mass = explainer_token_mass(rec)
     total = mass.sum()
     share = mass / total if total > 0 else mass
     return TokenProfile(ids=ids[:top_k], share=share[:top_k])
@@ -75,8 +80,10 @@ def score_baseline(
     mark_frac: float = 0.3,
     meta: dict | None = None,
     profile: TokenProfile | None = None,
+    backend: str = BASELINE_NAME,
 ) -> list[dict]:
-    """Rows like :func:`rsae_utils.autointerp.scorers.score_with_backend`, with backend ``token-baseline``."""
+    """Rows like :func:`rsae_utils.autointerp.scorers.score_with_backend`, with backend ``backend`` (another name
+    for another profile, e.g. the single-token explanation's)."""
     check_scorer(scorer)
     profile = profile if profile is not None else token_profile(rec, top_k)
     order = scoring_order(rec, scorer, seed)
@@ -85,4 +92,31 @@ def score_baseline(
     else:
         marks = fuzzing_marks(rec, seed, mark_frac)
         probs = [fuzzing_score(profile, w.tokens, marks[w.window]) for w in order]
-    return example_rows(rec, order, probs, scorer, BASELINE_NAME, meta)
+    return example_rows(rec, order, probs, scorer, backend, meta)
+
+
+def baseline_row(
+    rec: LatentRecord,
+    window: Window,
+    scorer: str,
+    label: int,
+    probability: float,
+    meta: dict | None = None,
+    kind: str | None = None,
+    **extra,
+) -> dict:
+    """One scored row of a token-identity scorer, in the columns of ``scorers.ROW_COLUMNS`` (backend
+    ``token-baseline``) plus ``extra``: for scorers whose label is not the window's own (intruder, active token)."""
+    return {
+        **(meta or {}),
+        "latent": rec.latent,
+        "scorer": scorer,
+        "backend": BASELINE_NAME,
+        "window": window.window,
+        "kind": window.kind if kind is None else kind,
+        "bin": window.bin,
+        "label": int(label),
+        "probability": probability,
+        "unparsable": False,
+        **extra,
+    }

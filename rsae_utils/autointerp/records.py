@@ -20,7 +20,7 @@ from rsae_utils.store import artifact_key, cached_artifact, content_hash, read_j
 REBUILD = "rerun notebook 03 (make figures NB=03 FORCE=1) to rebuild it"
 
 
-def _sae_identity(path: str | Path, strict: bool) -> Any:
+def sae_identity(path: str | Path, strict: bool) -> Any:
     """The content hash of a verified SAE folder (ArtifactError naming the damaged file otherwise). Records are
     keyed by it, so an SAE rebuilt after damage gives new records. ``strict=False`` (in-memory loaders in tests)
     lets a name that is no folder stand for itself."""
@@ -29,7 +29,7 @@ def _sae_identity(path: str | Path, strict: bool) -> Any:
     return content_hash(path, rerun=REBUILD)
 
 
-def _cache_identity(path: str | Path, strict: bool) -> Any:
+def cache_identity(path: str | Path, strict: bool) -> Any:
     """The content hash of a verified activation cache (every shard and the tokens re-hashed against its
     manifest; CacheError naming the damaged files otherwise)."""
     if not strict and not Path(path).exists():
@@ -88,8 +88,8 @@ def load_or_build_records(
     input is refused (naming the file), and records made before a repair are never reused after it.
     """
     params = {
-        "sae_content": _sae_identity(run["sae_dir"], strict),
-        "cache_content": _cache_identity(run["cache_dir"], strict),
+        "sae_content": sae_identity(run["sae_dir"], strict),
+        "cache_content": cache_identity(run["cache_dir"], strict),
         "layer": int(run["layer"]),
         "sampling": {k: v for k, v in sampling.items() if k != "device"},
     }

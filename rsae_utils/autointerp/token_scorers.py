@@ -32,15 +32,16 @@ import numpy as np
 import torch
 
 from rsae_utils.autointerp.baseline import (
-    BASELINE_NAME,
     TokenProfile,
+    baseline_row,
     detection_score,
+    explainer_token_mass,
     score_baseline,
     token_profile,
 )
 from rsae_utils.autointerp.examples import LatentRecord, SparseActs, Window
 from rsae_utils.autointerp.prompts import Decode, active_mask
-from rsae_utils.autointerp.stats import auroc, token_mass
+from rsae_utils.autointerp.stats import auroc
 
 INTRUDER = "intruder"
 ACTIVE_TOKEN = "active-token"
@@ -122,27 +123,17 @@ def score_intruder(
     """One row per window of every trial; ``probability`` = the window's token match to ``rec``'s profile
     (summed profile share of the ids it contains, as the baseline's detection score), label 0 for the intruder."""
     profile = profile if profile is not None else token_profile(rec, top_k)
-    meta = dict(meta or {})
     rows = []
     for tr in trials:
         for i, w in enumerate(tr.windows):
             is_intruder = i == tr.intruder
             rows.append(
-                {
-                    **meta,
-                    "latent": rec.latent,
-                    "scorer": INTRUDER,
-                    "backend": BASELINE_NAME,
-                    "window": w.window,
-                    "kind": INTRUDER if is_intruder else "positive",
-                    "bin": w.bin,
-                    "label": 0 if is_intruder else 1,
-                    "probability": detection_score(profile, w.tokens),
-                    "unparsable": False,
-                    "trial": tr.trial,
-                    "source_latent": tr.source_latent if is_intruder else rec.latent,
-                }
-            )
+                baseline_row(
+                    rec, w, INTRUDER, 0 if is_intruder else 1, detection_score(profile, w.tokens), meta,
+                    kind=INTRUDER if is_intruder else "positive", trial=tr.trial,
+                    source_latent=tr.source_latent if is_intruder else rec.latent,
+                )
+            )  # fmt: skip
     return rows
 
 
@@ -251,26 +242,11 @@ def active_token_rows(
     profile (0 when the id is not among the top tokens). AUROC over these rows is token-level detection."""
     profile = profile if profile is not None else token_profile(rec, top_k)
     share = profile.share_of()
-    meta = dict(meta or {})
     rows = []
     for w in rec.scoring if windows is None else windows:
         active = active_mask(w.acts, mark_frac)
         for pos, (tok, a) in enumerate(zip(w.tokens, active, strict=True)):
-            rows.append(
-                {
-                    **meta,
-                    "latent": rec.latent,
-                    "scorer": ACTIVE_TOKEN,
-                    "backend": BASELINE_NAME,
-                    "window": w.window,
-                    "kind": w.kind,
-                    "bin": w.bin,
-                    "label": int(a),
-                    "probability": share.get(int(tok), 0.0),
-                    "unparsable": False,
-                    "position": pos,
-                }
-            )
+            rows.append(baseline_row(rec, w, ACTIVE_TOKEN, int(a), share.get(int(tok), 0.0), meta, position=pos))
     return rows
 
 
@@ -314,12 +290,7 @@ class SingleTokenExplanation:
 
 def single_token_explanation(rec: LatentRecord, n: int = 1, decode: Decode | None = None) -> SingleTokenExplanation:
     """Top-``n`` tokens of ``rec`` by activation mass over its explainer windows, with a readable text."""
-    if rec.explain:
-        toks = np.concatenate([np.asarray(w.tokens) for w in rec.explain])
-        acts = np.concatenate([np.asarray(w.acts, dtype=float) for w in rec.explain])
-        ids, mass = token_mass(toks, acts)
-    else:
-        ids, mass = np.zeros(0, dtype=np.int64), np.zeros(0)
+    ids, mass = explainer_token_mass(rec)
     top = tuple(int(t) for t in ids[:n])
     share = float(mass[:n].sum() / mass.sum()) if mass.sum() > 0 else float("nan")
     if not top:
@@ -342,7 +313,6 @@ def score_single_token(
     """Detection or fuzzing rows for the single-token explanation, backend ``single-token``: the same windows,
     order and fuzzing marks as :func:`rsae_utils.autointerp.baseline.score_baseline` (it does the scoring)."""
     expl = explanation if explanation is not None else single_token_explanation(rec, n)
-    rows = score_baseline(rec, scorer, seed=seed, mark_frac=mark_frac, meta=meta, profile=expl.profile)
-    for r in rows:
-        r["backend"] = SINGLE_TOKEN_NAME
-    return rows
+    return score_baseline(
+        rec, scorer, seed=seed, mark_frac=mark_frac, meta=meta, profile=expl.profile, backend=SINGLE_TOKEN_NAME
+    )

@@ -15,6 +15,7 @@ from rsae_utils.params import (  # noqa: F401 - registers
     nb05_roc,
     nb06_why,
     nb07_seeds,
+    nb08_critique,
 )
 from rsae_utils.params.core import (
     NOTEBOOKS,

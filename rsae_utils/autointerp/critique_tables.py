@@ -1,0 +1,185 @@
+"""Notebook 08's tables, from the per-latent results of :mod:`rsae_utils.autointerp.critique`, and the findings its
+closing cell prints (sentences computed from the tables, so they hold for whatever profile ran).
+
+* :func:`positional_summary`: per (variant, layer, boundary view) the share of judged latents the rule calls
+  positional, on the data and on the position-shuffled control, and the share of boundary latents;
+* :func:`top_positional`: each variant's most position-dependent latents (largest eta^2 beyond the control);
+* :func:`scorer_summary`: per (variant, layer, scorer) the mean per-latent AUROC with a two-stage bootstrap
+  interval (latents, then examples) and the paired gap to the token baseline's scorer it is compared with;
+* :func:`single_token_summary`, :func:`diagnostics_table`, :func:`findings`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+
+from rsae_utils.autointerp.critique import BASELINES, SCORERS, SERIES
+from rsae_utils.autointerp.stats import hierarchical_ci
+from rsae_utils.subject.variants import order_variants
+
+KEYS = ["model", "variant", "layer"]
+DIAGNOSTICS = ("max_dec_cos_mean", "duplicate_share", "enc_dec_cos_mean", "rel_recon_bias", "l2_ratio")
+TOP_COLUMNS = ["variant", "layer", "latent", "positional", "boundary_latent", "eta2", "eta2_null", "eta2_excess",
+               "eta2_p", "boundary_share", "firing_rate", "autocorr_1", "peak_position", "top_token",
+               "top_token_mass_share"]  # fmt: skip
+
+
+def _variant_order(df: pd.DataFrame) -> pd.DataFrame:
+    order = {v: i for i, v in enumerate(order_variants(df["variant"]))}
+    return df.assign(_o=df["variant"].map(order)).sort_values(["_o", "layer"], kind="stable").drop(columns="_o")
+
+
+def positional_summary(pos: pd.DataFrame) -> pd.DataFrame:
+    """One row per (model, variant, layer, boundary): live and judged latents, ``positional_share`` (positional /
+    judged), ``control_share`` (the same rule on position-shuffled activations: its false-positive rate),
+    ``boundary_latent_share`` and ``positional_not_boundary_share`` (positional, with < the boundary share threshold
+    of their mass at position 0)."""
+    if pos.empty:
+        return pd.DataFrame()
+    g = pos.assign(pos_nb=pos.positional & ~pos.boundary_latent).groupby(KEYS + ["boundary", "control"])
+    s = g.agg(n_live=("latent", "size"), n_judged=("judged", "sum"), n_positional=("positional", "sum"),
+              n_boundary=("boundary_latent", "sum"), n_pos_nb=("pos_nb", "sum"),
+              eta2_excess_median=("eta2_excess", "median")).reset_index()  # fmt: skip
+    judged = s.n_judged.where(s.n_judged > 0)
+    s["share"] = s.n_positional / judged
+    s["boundary_latent_share"] = s.n_boundary / s.n_live.where(s.n_live > 0)
+    s["positional_not_boundary_share"] = s.n_pos_nb / judged
+    obs = s[~s.control.astype(bool)].drop(columns="control")
+    ctl = s[s.control.astype(bool)][KEYS + ["boundary", "share", "n_positional"]]
+    out = obs.merge(ctl.rename(columns={"share": "control_share", "n_positional": "n_positional_control"}),
+                    on=KEYS + ["boundary"], how="left")  # fmt: skip
+    out = out.rename(columns={"share": "positional_share"})
+    cols = KEYS + ["boundary", "n_live", "n_judged", "n_positional", "positional_share", "n_positional_control",
+                   "control_share", "boundary_latent_share", "positional_not_boundary_share", "eta2_excess_median"]
+    return _variant_order(out[cols]).reset_index(drop=True)
+
+
+def top_positional(pos: pd.DataFrame, n: int, boundary: str) -> pd.DataFrame:
+    """Each variant's ``n`` latents (over all layers) with the largest eta^2 beyond the shuffled control, in the
+    ``boundary`` view, measured on the data (not the control); judged latents only."""
+    if pos.empty:
+        return pd.DataFrame(columns=TOP_COLUMNS)
+    d = pos[(pos.boundary == boundary) & ~pos.control.astype(bool) & pos.judged.astype(bool)]
+    d = d.sort_values(["eta2_excess", "layer", "latent"], ascending=[False, True, True], kind="stable")
+    top = d.groupby("variant", sort=False).head(n)
+    return _variant_order(top)[TOP_COLUMNS].reset_index(drop=True)
+
+
+def _aligned(lat: pd.DataFrame, ids: np.ndarray, series: str) -> np.ndarray:
+    """The per-latent AUROC of ``series`` in the order of ``ids`` (NaN where a latent has none)."""
+    d = lat[lat.scorer == series].set_index("latent")["auroc"]
+    return d.reindex(ids).to_numpy(dtype=float)
+
+
+def scorer_summary(
+    lat: pd.DataFrame,
+    replicates: Mapping[tuple[str, int], tuple[np.ndarray, Mapping[str, np.ndarray]]],
+    n_boot: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> pd.DataFrame:
+    """One row per (model, variant, layer, scorer): mean per-latent AUROC with its interval (``auroc_lo``,
+    ``auroc_hi``), and for the six scorers the ``reference`` token-baseline series and the paired ``gap`` (scorer
+    minus reference, over the latents where both are defined) with its interval. The token baseline's own two
+    series are rows too (no gap)."""
+    rows = []
+    if lat.empty:
+        return pd.DataFrame()
+    for (model, variant, layer), g in lat.groupby(KEYS, sort=False):
+        ids, reps = replicates[(variant, int(layer))]
+        for k, series in enumerate(SERIES):
+            point = _aligned(g, ids, series)
+            ci = hierarchical_ci(point, reps[series], n_boot, seed=seed + k, level=level)
+            row = {"model": model, "variant": variant, "layer": int(layer), "scorer": series,
+                   **ci.summary("auroc")}  # fmt: skip
+            extra = g[g.scorer == series]
+            for col in ("intruder_accuracy", "precision", "recall", "n_hard_negatives"):
+                if col in extra and extra[col].notna().any():
+                    row[col] = float(extra[col].mean())
+            ref = BASELINES.get(SCORERS.get(series, ""), "")
+            if ref:
+                ref_point = _aligned(g, ids, ref)
+                gap = hierarchical_ci(point - ref_point, reps[series] - reps[ref], n_boot, seed=seed + 100 + k,
+                                      level=level, bounds=(-1.0, 1.0))  # fmt: skip
+                row.update({"reference": ref, "gap": gap.estimate, "gap_lo": gap.lo, "gap_hi": gap.hi,
+                            "gap_latents": gap.n_latents})  # fmt: skip
+            rows.append(row)
+    return _variant_order(pd.DataFrame(rows)).reset_index(drop=True)
+
+
+def single_token_summary(lat: pd.DataFrame) -> pd.DataFrame:
+    """Per (variant, layer): sampled latents, their mean top-token mass share and the share of single-token ones."""
+    if lat.empty:
+        return pd.DataFrame()
+    d = lat.drop_duplicates(KEYS + ["latent"])
+    s = d.groupby(KEYS).agg(sampled=("latent", "size"), top_token_share=("top_token_share", "mean"),
+                            single_token_share=("single_token", "mean")).reset_index()  # fmt: skip
+    return _variant_order(s).reset_index(drop=True)
+
+
+def diagnostics_table(diag: pd.DataFrame) -> pd.DataFrame:
+    """The weight and reconstruction diagnostics, one row per SAE, in variant order."""
+    cols = KEYS + list(DIAGNOSTICS) + ["max_dec_cos_median", "n_live", "n_latents_total", "n_eligible", "n_sampled",
+                                       "n_tokens"]  # fmt: skip
+    return _variant_order(diag[[c for c in cols if c in diag]]).reset_index(drop=True)
+
+
+def _fmt_range(s: pd.Series, fmt: str = ".2f") -> str:
+    lo, hi = format(s.min(), fmt), format(s.max(), fmt)
+    return lo if lo == hi else f"{lo} to {hi}"
+
+
+def findings(
+    pos_sum: pd.DataFrame, scores: pd.DataFrame, single: pd.DataFrame, diag: pd.DataFrame, labels: Mapping[str, str],
+    boundary: str,
+) -> list[str]:
+    """What the tables say, one sentence per measure, for the notebook's closing cell."""
+    lab = lambda v: labels.get(v, v)  # noqa: E731
+    out = []
+    if len(pos_sum):
+        p = pos_sum[pos_sum.boundary == boundary]
+        by_v = p.groupby("variant", sort=False).positional_share.mean()
+        ctl = p.control_share.mean()
+        best, worst = by_v.idxmax(), by_v.idxmin()
+        out.append(
+            f"Positional latents (boundary token {boundary}d): {lab(best)} has the largest share "
+            f"({by_v[best]:.1%} of judged latents, mean over layers), {lab(worst)} the smallest ({by_v[worst]:.1%}); "
+            f"the shuffled-position control gives {ctl:.1%}, so the rule's false positives are "
+            f"{'negligible' if ctl < 0.25 * max(by_v.max(), 1e-9) else 'comparable to the signal'}."
+        )
+        if "trained" in by_v and len(by_v) > 1:
+            rest = by_v.drop("trained")
+            more = by_v["trained"] > rest.max()
+            out.append(f"The trained model has {'more' if more else 'not more'} positional latents than every random "
+                       f"variant ({by_v['trained']:.1%} against {_fmt_range(rest, '.1%')}).")  # fmt: skip
+        other = pos_sum[pos_sum.boundary != boundary]
+        if len(other):
+            out.append(f"With the boundary token {other.boundary.iloc[0]}d the positional share is "
+                       f"{other.positional_share.mean():.1%} on average (against {p.positional_share.mean():.1%}); "
+                       f"{other.boundary_latent_share.mean():.1%} of live latents put >= the threshold share of "
+                       f"their mass on position 0.")  # fmt: skip
+    if len(single):
+        st = single.groupby("variant", sort=False).single_token_share.mean()
+        out.append("Single-token latents among the sampled ones (mean over layers): "
+                   + ", ".join(f"{lab(v)} {s:.0%}" for v, s in st.items()) + ".")  # fmt: skip
+    if len(scores):
+        base = scores[scores.scorer == BASELINES["detection"]].groupby("variant", sort=False).auroc.mean()
+        out.append("Token-baseline detection AUROC (mean over layers): "
+                   + ", ".join(f"{lab(v)} {a:.2f}" for v, a in base.items()) + ".")  # fmt: skip
+        for series in ("single-token detection", "hard-negative detection", "intruder"):
+            s = scores[scores.scorer == series]
+            if s.empty:
+                continue
+            gap = s.groupby("variant", sort=False).gap.mean()
+            sig = s[(s.gap_hi < 0) | (s.gap_lo > 0)]
+            out.append(f"{series}: gap to the token baseline {_fmt_range(gap)} across variants; its 95% interval "
+                       f"excludes 0 for {len(sig)} of {len(s)} SAEs.")  # fmt: skip
+    if len(diag):
+        d = diag.groupby("variant", sort=False)[["max_dec_cos_mean", "enc_dec_cos_mean", "rel_recon_bias"]].mean()
+        out.append("Diagnostics (mean over layers): " + "; ".join(
+            f"{lab(v)} max dec cos {r.max_dec_cos_mean:.2f}, enc-dec cos {r.enc_dec_cos_mean:.2f}, "
+            f"recon bias {r.rel_recon_bias:.2f}" for v, r in d.iterrows()) + ".")  # fmt: skip
+    return out
