@@ -19,6 +19,7 @@ DEFERRED = {
     ("rsae_utils.nbrun", "papermill"): "same",
     ("rsae_utils.nbrun", "papermill.exceptions"): "same",
     ("rsae_utils.runguard", "jupyter_client"): "same (the kernel manager is only needed once a kernel starts)",
+    ("rsae_utils.__main__", "rsae_utils.nbrun"): "inside try: a Ctrl-C during the runner's imports ends in one line",
     ("rsae_utils.subject.corpus", "datasets"): "only hub corpora need it",
     ("rsae_utils.subject.corpus", "huggingface_hub"): "same",
 }
