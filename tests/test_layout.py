@@ -19,8 +19,7 @@ DEFERRED = {
     ("rsae_utils.nbrun", "papermill"): "same",
     ("rsae_utils.nbrun", "papermill.exceptions"): "same",
     ("rsae_utils.runguard", "jupyter_client"): "same (the kernel manager is only needed once a kernel starts)",
-    ("rsae_utils.subject.corpus", "datasets"): "only hub corpora need it",
-    ("rsae_utils.subject.corpus", "huggingface_hub"): "same",
+    ("rsae_utils.subject.hf_text", "datasets"): "only hub corpora need it",
 }
 
 

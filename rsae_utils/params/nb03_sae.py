@@ -50,6 +50,8 @@ def known_model_dims(name: str) -> tuple[int, int] | None:
 def _check_03(cfg: Config) -> None:
     validate_model_name(cfg.model, cfg.revision)
     probe_corpus(cfg.corpus)  # an empty folder or binary files fail here, not inside the kernel
+    if cfg.test_corpus is not None:
+        probe_corpus(cfg.test_corpus)
     dims = known_model_dims(cfg.model)
     if dims is not None:
         n_layers, d_model = dims
@@ -113,8 +115,11 @@ register("03_sae_training", Notebook(
         Param("variant_seed", 42, 42, 42, is_int(0), "seed of the re-randomized variants (42 in the authors' code)"),
         Param("layers", [0, 1, 3], [0, 4, 9, 14], [0, 1, 2, 3, 4, 5], list_of(is_int(0), unique=True),
               "residual-stream layers (blocks.L.hook_resid_post); the forward stops after the deepest"),
-        Param("corpus", "site-packages", "site-packages", "hf:togethercomputer/RedPajama-Data-1T-Sample", is_str(),
-              "text source (rsae_utils.subject.corpus.load_corpus)"),
+        Param("corpus", "site-packages", "site-packages", "hf:EleutherAI/rpj-v2-sample:train[:15%]", is_str(),
+              "text source (rsae_utils.subject.corpus.load_corpus); the paper's: rpj-v2-sample train[:15%]"),
+        Param("test_corpus", None, None, "hf:EleutherAI/rpj-v2-sample:train[25%:30%]", optional(is_str()),
+              "text source of the held-out windows (None: split off 'corpus' by document); the paper caches "
+              "latents from the disjoint train[25%:30%]"),
         Param("max_corpus_chars", 400_000, 4_000_000, None, optional(is_int(1000)),
               "cap on the characters read from the corpus (None: all)"),
         Param("ctx", 32, 128, 2048, is_int(8, 8192), "tokens per window (the paper: 2048)"),
