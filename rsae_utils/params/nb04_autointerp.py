@@ -102,6 +102,10 @@ register("04_autointerp", Notebook(
               "base URL of the OpenAI-compatible server (vLLM, Ollama, llama.cpp server, hosted API)"),
         Param("endpoint_model", None, None, "hugging-quants/Meta-Llama-3.1-70B-Instruct-AWQ-INT4", optional(is_str()),
               "model name the endpoint serves (the paper: Llama-3.1-70B-Instruct, AWQ int4, on vLLM)"),
+        Param("endpoint_structured", None, None, None, optional(one_of(["guided_regex", "structured_outputs"])),
+              "constrain the endpoint's answer lists by a regex: 'guided_regex' (vLLM <= 0.10, and the project's own "
+              "server `python -m rsae_utils.autointerp.llm.serve`), 'structured_outputs' (newer vLLM); None: free "
+              "text (a 70B instruction model answers in the format unaided)"),
         Param("llm_timeout_s", 120.0, 120.0, 600.0, is_float(0.1, 3600.0),
               "seconds the endpoint may take for one request before it counts as failed (a stalled server then "
               "stops the run with BackendUnavailable instead of hanging)"),
