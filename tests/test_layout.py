@@ -20,6 +20,7 @@ DEFERRED = {
     ("rsae_utils.nbrun", "papermill.exceptions"): "same",
     ("rsae_utils.runguard", "jupyter_client"): "same (the kernel manager is only needed once a kernel starts)",
     ("rsae_utils.subject.hf_text", "datasets"): "only hub corpora need it",
+    ("rsae_utils.sae.jobs", "submitit"): "only executor != 'local' needs it (an optional dependency)",
 }
 
 

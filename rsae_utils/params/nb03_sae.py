@@ -10,6 +10,7 @@ from rsae_utils.params.core import (
     Notebook,
     Param,
     is_bool,
+    is_dict,
     is_float,
     is_int,
     is_str,
@@ -22,6 +23,8 @@ from rsae_utils.paths import work_dir
 from rsae_utils.subject.corpus import probe_corpus
 from rsae_utils.subject.models import TINY_RANDOM_SHAPE, validate_model_name
 from rsae_utils.subject.variants import VARIANTS
+
+EXECUTORS = ("local", "slurm", "submitit-local")  # rsae_utils.sae.jobs.EXECUTORS (a test keeps them equal)
 
 # (n_layers, d_model) of the models notebook 03 knows by name, so layer and k can be checked before any load.
 _KNOWN_DIMS = {
@@ -148,6 +151,13 @@ register("03_sae_training", Notebook(
               "leave the document-boundary token (window start; an attention sink with ~100x the residual norm) "
               "out of SAE training and metrics"),
         Param("device", "cpu", "cpu", "cuda", one_of(["cpu", "cuda", "mps"]), "torch device", gpu="cuda"),
+        Param("executor", "local", "local", "local", one_of(EXECUTORS),
+              "where each variant's cache and SAEs are made: 'local' (this process), 'slurm' (one SLURM job per "
+              "variant, an array, through submitit) or 'submitit-local' (the same jobs as local processes); the jobs "
+              "write the same artifacts under the same keys, a failed job is resubmitted once"),
+        Param("executor_options", {}, {}, {}, is_dict(),
+              "submitit's update_parameters for the jobs, e.g. {'timeout_min': 600, 'slurm_partition': 'gpu', "
+              "'gpus_per_node': 1, 'mem_gb': 64}"),
         Param("torch_threads", 1, None, None, optional(is_int(1, 256)),
               "CPU threads for torch (None: torch's default); the smoke model's tiny matrices run fastest on one"),
     ],
