@@ -1,6 +1,6 @@
 # One command per job; each sets up the local virtualenv (.venv) first when it is missing or out of date.
 #   make figures                                   every notebook, default profile (offline, CPU)
-#   make figures NB=02 PROFILE=smoke               a subset / another profile (smoke | default | paper)
+#   make figures NB=02 PROFILE=smoke               a subset / another profile (smoke | default | paper | gpu)
 #   make figures NB="01 02" SET="seeds=[0, 1] variants=['trained']"   override parameters (NAME=VALUE, Python
 #                                                  literals; spaces inside quotes or brackets are kept)
 #   make figures NB=03 FORCE=1                     rerun even when nothing changed

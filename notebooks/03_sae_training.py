@@ -87,6 +87,7 @@ from IPython.display import display
 from rsae_utils.params import resolve
 from rsae_utils.plots.sae_metrics import plot_grid, plotly_grid
 from rsae_utils.plots.style import save_figure
+from rsae_utils.sae.jobs import run_variant_jobs
 from rsae_utils.sae.metrics import METRICS, wide
 from rsae_utils.sae.pipeline import SAEPipeline
 from rsae_utils.subject.variants import with_variant_labels
@@ -115,6 +116,8 @@ print({split: tuple(w.shape) for split, w in windows.items()})
 # the activations of the noisy-embedding forward: that noise is what the control is about.
 
 # %%
+if cfg.executor != "local":  # one job per variant (SLURM array or local processes); the stages below then reuse
+    jobs = run_variant_jobs(cfg)
 caches = {variant: exp.build_cache(variant, progress=True) for variant in cfg.variants}
 with pd.option_context("display.max_colwidth", 200):
     display(exp.cache_summary())

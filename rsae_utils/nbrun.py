@@ -247,7 +247,7 @@ def _unused_message(key: str, names: Sequence[str]) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m rsae_utils", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--profile", default="default", help="smoke, default or paper")
+    ap.add_argument("--profile", default="default", help="smoke, default, paper or gpu")
     ap.add_argument("--nb", default="all", help="'all' or a list such as '01,02' or '01 02'")
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="override one parameter")
     ap.add_argument("--set-string", default="", metavar="'NAME=VALUE ...'",

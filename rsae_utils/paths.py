@@ -168,3 +168,8 @@ def llm_response_cache_dir() -> Path:
     a response depends on the request only)."""
     env = os.environ.get("RSAE_LLM_CACHE")
     return Path(env) if env else build_dir() / "llm_cache"
+
+
+def jobs_dir(profile: str) -> Path:
+    """Logs and pickles of notebook 03's submitit jobs (``executor`` 'slurm' or 'submitit-local'); not artifacts."""
+    return work_dir(profile) / "jobs"

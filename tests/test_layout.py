@@ -20,8 +20,8 @@ DEFERRED = {
     ("rsae_utils.nbrun", "papermill.exceptions"): "same",
     ("rsae_utils.runguard", "jupyter_client"): "same (the kernel manager is only needed once a kernel starts)",
     ("rsae_utils.__main__", "rsae_utils.nbrun"): "inside try: a Ctrl-C during the runner's imports ends in one line",
-    ("rsae_utils.subject.corpus", "datasets"): "only hub corpora need it",
-    ("rsae_utils.subject.corpus", "huggingface_hub"): "same",
+    ("rsae_utils.subject.hf_text", "datasets"): "only hub corpora need it",
+    ("rsae_utils.sae.jobs", "submitit"): "only executor != 'local' needs it (an optional dependency)",
 }
 
 

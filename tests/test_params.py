@@ -67,7 +67,7 @@ def test_cross_parameter_check(demo):
 
 
 def test_unknown_profile_and_notebook(demo):
-    with pytest.raises(ParameterError, match=r"'PROFILE' must be one of 'smoke', 'default', 'paper'; got 'fast'"):
+    with pytest.raises(ParameterError, match=r"'PROFILE' must be one of 'smoke', 'default', 'paper', 'gpu'; got 'fa"):
         resolve(demo, "fast")
     with pytest.raises(ParameterError, match="unknown notebook"):
         resolve("77_nothing", "default")

@@ -314,6 +314,7 @@ def make_backends(cfg: Mapping[str, Any]) -> list[LLMBackend]:
             out.append(make_backend(
                 "openai", base_url=cfg["endpoint_url"], model=cfg["endpoint_model"],
                 timeout=float(cfg.get("llm_timeout_s", 120.0)), max_retries=int(cfg.get("llm_max_retries", 4)),
+                structured=cfg.get("endpoint_structured"),
             ))  # fmt: skip
         else:
             out.append(make_backend(spec))

@@ -2,7 +2,8 @@
 
 Each notebook's parameter table lives in its own module beside this one (``nb01_toy`` ... ``nb05_roc``). A
 *profile* is a named parameter set: ``smoke`` (tiny, for tests), ``default`` (the embedded offline run on a laptop
-CPU) and ``paper`` (the papers' settings; GPU and network).
+CPU), ``paper`` (the papers' settings; GPU and network) and ``gpu`` (the offline model at the paper's SAE width on
+one GPU, no network). ``gpu`` takes ``default``'s value of every parameter that does not set its own (``Param.gpu``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,19 @@ from typing import Any
 
 from rsae_utils.errors import ParameterError
 
-PROFILES = ("smoke", "default", "paper")
+PROFILES = ("smoke", "default", "paper", "gpu")
+# Profiles whose runs are sized for a GPU machine: an estimate of their resources is printed before they start.
+LARGE_PROFILES = ("paper", "gpu")
+
+
+class _Inherit:
+    """``Param.gpu``'s default: the parameter takes its ``default``-profile value under ``gpu``."""
+
+    def __repr__(self) -> str:
+        return "INHERIT"
+
+
+INHERIT: Any = _Inherit()
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -149,8 +162,11 @@ class Param:
     paper: Any
     check: Checker
     help: str = ""
+    gpu: Any = INHERIT  # the gpu profile's value; INHERIT: the default profile's
 
     def value(self, profile: str) -> Any:
+        if profile == "gpu":
+            return self.default if self.gpu is INHERIT else self.gpu
         return {"smoke": self.smoke, "default": self.default, "paper": self.paper}[profile]
 
 

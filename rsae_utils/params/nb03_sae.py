@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import shutil
-
 from rsae_utils.errors import ParameterError
+from rsae_utils.params.budget import check_budget, estimate_03
 from rsae_utils.params.core import (
+    LARGE_PROFILES,
     Config,
     Notebook,
     Param,
     is_bool,
+    is_dict,
     is_float,
     is_int,
     is_str,
@@ -22,6 +23,8 @@ from rsae_utils.paths import work_dir
 from rsae_utils.subject.corpus import probe_corpus
 from rsae_utils.subject.models import TINY_RANDOM_SHAPE, validate_model_name
 from rsae_utils.subject.variants import VARIANTS
+
+EXECUTORS = ("local", "slurm", "submitit-local")  # rsae_utils.sae.jobs.EXECUTORS (a test keeps them equal)
 
 # (n_layers, d_model) of the models notebook 03 knows by name, so layer and k can be checked before any load.
 _KNOWN_DIMS = {
@@ -50,6 +53,8 @@ def known_model_dims(name: str) -> tuple[int, int] | None:
 def _check_03(cfg: Config) -> None:
     validate_model_name(cfg.model, cfg.revision)
     probe_corpus(cfg.corpus)  # an empty folder or binary files fail here, not inside the kernel
+    if cfg.test_corpus is not None:
+        probe_corpus(cfg.test_corpus)
     dims = known_model_dims(cfg.model)
     if dims is not None:
         n_layers, d_model = dims
@@ -75,7 +80,7 @@ def _check_03(cfg: Config) -> None:
             f"parameter 'train_tokens' must be >= batch_size ({cfg.batch_size}); got {cfg.train_tokens}"
         )
     if dims is not None:
-        _check_cache_fits(cfg, dims[1])
+        _check_cache_fits(cfg, *dims)
 
 
 def cache_bytes_03(cfg: Config, d_model: int) -> int:
@@ -85,21 +90,16 @@ def cache_bytes_03(cfg: Config, d_model: int) -> int:
     return len(cfg.variants) * windows * cfg.ctx * len(cfg.layers) * d_model * per_value
 
 
-def _check_cache_fits(cfg: Config, d_model: int) -> None:
-    """Refuse, before any work, a run whose caches cannot fit on the disk (at paper scale a cached training split
-    is ~100 GB per layer); caches already on disk count as space, since they are reused."""
-    root = work_dir(cfg.profile)
-    caches = root / "caches"
+def _check_cache_fits(cfg: Config, n_layers: int, d_model: int) -> None:
+    """Refuse, before any work, a run whose caches and SAEs cannot fit on the disk (at paper scale a cached training
+    split is ~100 GB per layer), or whose memory need exceeds this machine's (caches already on disk count as
+    space, since they are reused). A ``paper`` or ``gpu`` run prints its estimate first."""
+    caches = work_dir(cfg.profile) / "caches"
     existing = sum(f.stat().st_size for f in caches.rglob("*.safetensors")) if caches.exists() else 0
-    need, free = cache_bytes_03(cfg, d_model), shutil.disk_usage(root).free + existing
-    if need > 0.95 * free:
-        hints = ["train_from='stream' (SAEs train on activations made on the fly)"] if cfg.train_from == "cache" else []
-        hints += ["fewer windows or layers"] + (["cache_dtype='float16'"] if cfg.cache_dtype == "float32" else [])
-        raise ParameterError(
-            f"parameter 'n_train_windows' / 'train_from': the activation caches would take {need / 1e9:,.1f} GB "
-            f"({len(cfg.variants)} variants x windows x {cfg.ctx} tokens x {len(cfg.layers)} layers x {d_model} "
-            f"values, {cfg.cache_dtype}) but {free / 1e9:,.1f} GB is free under {root}; use {', or '.join(hints)}"
-        )
+    budget = estimate_03(cfg, n_layers, d_model, cache_bytes_03(cfg, d_model))
+    if cfg.profile in LARGE_PROFILES:
+        print(budget.text(cfg), flush=True)
+    check_budget(cfg, budget, existing)
 
 
 register("03_sae_training", Notebook(
@@ -116,37 +116,52 @@ register("03_sae_training", Notebook(
         Param("embedding_scale", 1.0, 1.0, 1.0, is_float(1e-6, 1e6),
               "multiply every variant's token embedding by this (not the control's noise; notebook 06's question)"),
         Param("layers", [0, 1, 3], [0, 4, 9, 14], [0, 1, 2, 3, 4, 5], list_of(is_int(0), unique=True),
-              "residual-stream layers (blocks.L.hook_resid_post); the forward stops after the deepest"),
-        Param("corpus", "site-packages", "site-packages", "hf:togethercomputer/RedPajama-Data-1T-Sample", is_str(),
-              "text source (rsae_utils.subject.corpus.load_corpus)"),
+              "residual-stream layers (blocks.L.hook_resid_post); the forward stops after the deepest",
+              gpu=list(range(0, 15, 2))),
+        Param("corpus", "site-packages", "site-packages", "hf:EleutherAI/rpj-v2-sample:train[:15%]", is_str(),
+              "text source (rsae_utils.subject.corpus.load_corpus); the paper's: rpj-v2-sample train[:15%]",
+              gpu="site-packages+docstrings"),
+        Param("test_corpus", None, None, "hf:EleutherAI/rpj-v2-sample:train[25%:30%]", optional(is_str()),
+              "text source of the held-out windows (None: split off 'corpus' by document); the paper caches "
+              "latents from the disjoint train[25%:30%]"),
         Param("max_corpus_chars", 400_000, 4_000_000, None, optional(is_int(1000)),
-              "cap on the characters read from the corpus (None: all)"),
-        Param("ctx", 32, 128, 2048, is_int(8, 8192), "tokens per window (the paper: 2048)"),
-        Param("n_train_windows", 48, 320, 48_828, is_int(1), "training windows per variant (cached)"),
-        Param("n_test_windows", 12, 32, 512, is_int(1), "held-out windows per variant (disjoint from training)"),
+              "cap on the characters read from the corpus (None: all)", gpu=None),
+        Param("ctx", 32, 128, 2048, is_int(8, 8192), "tokens per window (the paper: 2048)", gpu=256),
+        Param("n_train_windows", 48, 320, 48_828, is_int(1), "training windows per variant (cached)", gpu=8192),
+        Param("n_test_windows", 12, 32, 512, is_int(1), "held-out windows per variant (disjoint from training)",
+              gpu=512),
         Param("n_spliced_windows", 6, 12, 256, is_int(1),
-              "held-out windows used for the spliced CE/KL metrics (each costs a partial forward per layer)"),
+              "held-out windows used for the spliced CE/KL metrics (each costs a partial forward per layer)", gpu=128),
         Param("window_seed", 0, 0, 0, is_int(0), "seed of the window sampling"),
-        Param("harvest_batch", 8, 8, 32, is_int(1), "windows per forward when caching activations"),
+        Param("harvest_batch", 8, 8, 32, is_int(1), "windows per forward when caching activations", gpu=32),
         Param("cache_dtype", "float32", "float32", "float16", one_of(["float32", "float16"]),
-              "dtype of the cached activations"),
+              "dtype of the cached activations", gpu="float16"),
         Param("train_from", "cache", "cache", "stream", one_of(["cache", "stream"]),
               "SAE training data: 'cache' (the training split is cached once and read every epoch) or 'stream' "
               "(activations made on the fly, every layer's SAE in lockstep, nothing stored: needed at paper scale, "
-              "where a cached training split is ~100 GB per layer; only the test split is cached)"),
+              "where a cached training split is ~100 GB per layer; only the test split is cached)", gpu="stream"),
         Param("architecture", "topk", "topk", "topk", one_of(["topk", "relu"]), "SAE type: TopK or ReLU + L1"),
-        Param("expansion", 4, 4, 64, is_int(1, 256), "R: latents = R x d_model (the paper: 64)"),
+        Param("expansion", 4, 4, 64, is_int(1, 256), "R: latents = R x d_model (the paper: 64)", gpu=64),
         Param("k", 8, 32, 32, is_int(1), "TopK: active latents per token (the paper: 32)"),
         Param("l1_coefficient", 5.0, 5.0, 5.0, is_float(0.0), "ReLU SAE: L1 coefficient (sae-lens convention)"),
         Param("train_tokens", 6144, 61_440, 100_000_000, is_int(1),
-              "tokens each SAE trains on (epochs over the cached training windows; the paper: 100M)"),
-        Param("batch_size", 256, 512, 4096, is_int(1), "SAE training batch, tokens"),
-        Param("lr", 3e-3, 2e-3, 1.4e-4, is_float(0.0, 1.0), "Adam learning rate (paper: 2e-4 / sqrt(d_sae / 2^14))"),
+              "tokens each SAE trains on (epochs over the cached training windows; the paper: 100M)",
+              gpu=4_194_304),
+        Param("batch_size", 256, 512, 4096, is_int(1), "SAE training batch, tokens", gpu=2048),
+        Param("lr", 3e-3, 2e-3, 1.4e-4, is_float(0.0, 1.0), "Adam learning rate (paper: 2e-4 / sqrt(d_sae / 2^14))",
+              gpu=4e-4),
         Param("sae_seed", 0, 0, 0, is_int(0), "seed of SAE initialisation and batch order"),
         Param("exclude_boundary_token", True, True, True, is_bool(),
               "leave the document-boundary token (window start; an attention sink with ~100x the residual norm) "
               "out of SAE training and metrics"),
-        Param("device", "cpu", "cpu", "cuda", one_of(["cpu", "cuda", "mps"]), "torch device"),
+        Param("device", "cpu", "cpu", "cuda", one_of(["cpu", "cuda", "mps"]), "torch device", gpu="cuda"),
+        Param("executor", "local", "local", "local", one_of(EXECUTORS),
+              "where each variant's cache and SAEs are made: 'local' (this process), 'slurm' (one SLURM job per "
+              "variant, an array, through submitit) or 'submitit-local' (the same jobs as local processes); the jobs "
+              "write the same artifacts under the same keys, a failed job is resubmitted once"),
+        Param("executor_options", {}, {}, {}, is_dict(),
+              "submitit's update_parameters for the jobs, e.g. {'timeout_min': 600, 'slurm_partition': 'gpu', "
+              "'gpus_per_node': 1, 'mem_gb': 64}"),
         Param("torch_threads", 1, None, None, optional(is_int(1, 256)),
               "CPU threads for torch (None: torch's default); the smoke model's tiny matrices run fastest on one"),
     ],

@@ -78,7 +78,7 @@ register("04_autointerp", Notebook(
               "notebook 03 ran with train_from='cache')"),
         Param("max_contexts", None, None, None, optional(is_int(1)), "cap on cached contexts read per SAE"),
         Param("window_len", 32, 32, 32, is_int(2, 4096), "tokens per example window (the paper: 32)"),
-        Param("n_latents", 8, 40, 100, is_int(1), "latents sampled per SAE (the paper: 100)"),
+        Param("n_latents", 8, 40, 100, is_int(1), "latents sampled per SAE (the paper: 100)", gpu=100),
         Param("min_examples", 4, 16, 200, is_int(1),
               "activating windows a latent needs to be sampled (the paper: 200 in a 10M-token cache)"),
         Param("n_explain", 2, 8, 40, is_int(1), "explainer examples per latent (the paper: 40)"),
@@ -102,6 +102,10 @@ register("04_autointerp", Notebook(
               "base URL of the OpenAI-compatible server (vLLM, Ollama, llama.cpp server, hosted API)"),
         Param("endpoint_model", None, None, "hugging-quants/Meta-Llama-3.1-70B-Instruct-AWQ-INT4", optional(is_str()),
               "model name the endpoint serves (the paper: Llama-3.1-70B-Instruct, AWQ int4, on vLLM)"),
+        Param("endpoint_structured", None, None, None, optional(one_of(["guided_regex", "structured_outputs"])),
+              "constrain the endpoint's answer lists by a regex: 'guided_regex' (vLLM <= 0.10, and the project's own "
+              "server `python -m rsae_utils.autointerp.llm.serve`), 'structured_outputs' (newer vLLM); None: free "
+              "text (a 70B instruction model answers in the format unaided)"),
         Param("llm_timeout_s", 120.0, 120.0, 600.0, is_float(0.1, 3600.0),
               "seconds the endpoint may take for one request before it counts as failed (a stalled server then "
               "stops the run with BackendUnavailable instead of hanging)"),
@@ -115,9 +119,10 @@ register("04_autointerp", Notebook(
         Param("llm_variants", ["trained"], ["trained", "rerandomized_incl_emb"], list(VARIANTS),
               list_of(one_of(VARIANTS), unique=True), "variants whose SAEs the LLM scores"),
         Param("llm_layers", [0], [9], None, optional(list_of(is_int(0), unique=True)),
-              "layers whose SAEs the LLM scores (None: every layer)"),
+              "layers whose SAEs the LLM scores (None: every layer)", gpu=[8]),
         Param("seed", 0, 0, 0, is_int(0), "seed of latent and example sampling, batch order and fuzzing marks"),
-        Param("device", "cpu", "cpu", "cuda", one_of(["cpu", "cuda", "mps"]), "torch device the SAEs encode on"),
+        Param("device", "cpu", "cpu", "cuda", one_of(["cpu", "cuda", "mps"]), "torch device the SAEs encode on",
+              gpu="cuda"),
     ],
     checks=[_check_04],
     after=["03_sae_training"],

@@ -67,6 +67,7 @@ class SAEPipeline:
         self._loaded: LoadedModel | None = None
         self._tokenizer: Any = None
         self._corpus: Corpus | None = None
+        self._test_corpus: Corpus | None = None
         self._windows: dict[str, torch.Tensor] | None = None
         self._held: tuple[Any, Any, dict | None] = (None, None, None)
         self._caches: dict[str, ActivationCache] = {}  # opened and verified once per run
@@ -161,15 +162,30 @@ class SAEPipeline:
             self._tick("corpus", t0)
         return self._corpus
 
-    def windows(self) -> dict[str, torch.Tensor]:
-        """{"train": (n_train, ctx), "test": (n_test, ctx)} token windows, disjoint by document."""
-        if self._windows is None:
-            c = self.corpus
+    @property
+    def test_corpus(self) -> Corpus | None:
+        """The held-out windows' own corpus (``test_corpus``; the paper: a disjoint slice of the same data set), or
+        None when they are split off ``corpus`` by document. Read up to ~16 characters per needed token."""
+        if self._test_corpus is None and self.cfg.test_corpus is not None:
             t0 = time.perf_counter()
+            cap = 16 * int(self.cfg.n_test_windows) * int(self.cfg.ctx)
+            self._test_corpus = load_corpus(self.cfg.test_corpus, max_chars=min(cap, self.cfg.max_corpus_chars or cap))
+            self._tick("corpus", t0)
+        return self._test_corpus
+
+    def windows(self) -> dict[str, torch.Tensor]:
+        """{"train": (n_train, ctx), "test": (n_test, ctx)} token windows, disjoint by document (or by corpus)."""
+        if self._windows is None:
+            c, held_out = self.corpus, self.test_corpus
+            t0 = time.perf_counter()
+            n_test = 0 if held_out is not None else self.cfg.n_test_windows
             self._windows = tokenize_windows(
-                c, self.tokenizer, self.cfg.ctx, self.cfg.n_train_windows, self.cfg.n_test_windows,
-                self.cfg.window_seed,
+                c, self.tokenizer, self.cfg.ctx, self.cfg.n_train_windows, n_test, self.cfg.window_seed,
             )  # fmt: skip
+            if held_out is not None:
+                self._windows["test"] = tokenize_windows(
+                    held_out, self.tokenizer, self.cfg.ctx, 0, self.cfg.n_test_windows, self.cfg.window_seed,
+                )["test"]  # fmt: skip
             self._tick("tokenize", t0)
         return self._windows
 
@@ -187,6 +203,8 @@ class SAEPipeline:
             "corpus_docs": c.n_docs,
             "window_seed": int(self.cfg.window_seed),
             **({"variant_options": self.variant_options} if self.variant_options else {}),
+            **({"test_corpus_sha256": self.test_corpus.sha256, "test_corpus_source": self.test_corpus.source}
+               if self.test_corpus is not None else {}),
         }
 
     def build_cache(self, variant: str, progress: bool = False) -> ActivationCache:

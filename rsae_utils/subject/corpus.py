@@ -5,10 +5,11 @@ Sources (``load_corpus(source)``):
 * ``"site-packages"`` (offline default): the human-written English installed with the Python environment
   itself: the long descriptions in ``*.dist-info/METADATA`` (package READMEs) and ``.md``/``.rst``/``.txt``
   documentation files, optionally docstrings (gathered and filtered in ``subject.site_packages``).
-* ``"hf:<dataset>[:split]"``: a Hugging Face dataset with a ``text`` column, streamed (network); the paper's is
-  ``hf:togethercomputer/RedPajama-Data-1T-Sample``.
+* ``"hf:<dataset>[:split]"``: a Hugging Face dataset with a ``text`` or ``raw_content`` column, streamed (network,
+  or a local mirror), the split optionally sliced (``train[:15%]``; ``subject.hf_text``); the paper's is
+  ``hf:EleutherAI/rpj-v2-sample:train[:15%]`` (held out: ``train[25%:30%]``).
 * ``"dir:<path>"``: every ``*.txt`` file (one document each) and ``*.jsonl`` file (one document per line, its
-  ``"text"`` field) under a local folder, in sorted path order.
+  ``"text"`` or ``"raw_content"`` field) under a local folder, in sorted path order.
 
 Every source is normalised the same way (Unicode NFC, ``\\n`` line ends, no trailing spaces, at most one blank
 line in a row) and deduplicated by document hash. ``Corpus.sha256`` hashes the normalised documents in order.
@@ -23,20 +24,16 @@ from pathlib import Path
 from typing import Any
 
 from rsae_utils.errors import ParameterError
-from rsae_utils.subject.hub import hub_reachable
+from rsae_utils.subject.hf_text import gather_hf, parse_split
 from rsae_utils.subject.site_packages import cached_site_packages, gather_site_packages
-from rsae_utils.subject.text import corpus_sha256, normalise, text_hash
+from rsae_utils.subject.text import TEXT_FIELDS, corpus_sha256, normalise, row_text, text_hash
 
 SOURCES_HELP = (
     "'site-packages' (offline default: documentation installed with the environment), 'site-packages+docstrings' "
     "(the same plus docstrings: ~30x larger, more technical), "
-    "'hf:<dataset>[:split]' (network, e.g. 'hf:togethercomputer/RedPajama-Data-1T-Sample'), "
+    "'hf:<dataset>[:split]' (network, e.g. 'hf:EleutherAI/rpj-v2-sample:train[:15%]'), "
     "or 'dir:<folder of .txt / .jsonl files>'"
 )
-
-# An hf: corpus without max_chars stops here: ~130M tokens, enough for the paper's 100M training tokens plus
-# held-out windows, without streaming a whole billion-token dataset into memory.
-HF_DEFAULT_MAX_CHARS = 600_000_000
 
 @dataclass
 class Corpus:
@@ -101,7 +98,7 @@ def probe_dir_corpus(folder: Path) -> None:
                     row = json.loads(line)
                 except json.JSONDecodeError:
                     continue
-                if isinstance(row, dict) and isinstance(row.get("text"), str) and row["text"].strip():
+                if (row_text(row) or "").strip():
                     has_text = True
                     break
     if not has_text:
@@ -127,65 +124,12 @@ def _gather_dir(folder: Path) -> tuple[list[str], dict]:
                     row = json.loads(line)
                 except json.JSONDecodeError as err:
                     raise ParameterError(f"corpus file {path}, line {lineno}: not JSON ({err})") from err
-                if not isinstance(row, dict) or not isinstance(row.get("text"), str):
-                    raise ParameterError(f"corpus file {path}, line {lineno}: needs a string field 'text'")
-                texts.append(row["text"])
+                text = row_text(row)
+                if text is None:
+                    raise ParameterError(f"corpus file {path}, line {lineno}: needs a string field among {TEXT_FIELDS}")
+                texts.append(text)
                 _not_text(path, texts[-1])
     return texts, {"n_files": len(files)}
-
-
-def _gather_hf(name: str, split: str, max_chars: int | None) -> tuple[list[str], dict]:
-    reachable, reason = hub_reachable(datasets=True)
-    if not reachable:
-        raise ParameterError(
-            f"parameter 'corpus' = 'hf:{name}' needs the Hugging Face hub, which is not reachable here ({reason}); "
-            "offline, use corpus='site-packages' (or 'dir:<folder>')"
-        )
-    if max_chars is None:
-        max_chars = HF_DEFAULT_MAX_CHARS
-    ds, how = _open_hf_stream(name, split)
-    texts, total = [], 0
-    for row in ds:
-        text = row.get("text")
-        if not isinstance(text, str):
-            raise ParameterError(f"dataset {name!r} has no string column 'text'")
-        texts.append(text)
-        total += len(text)
-        if total >= max_chars:
-            break
-    return texts, {"dataset": name, "split": split, "loaded_as": how, "chars_cap": max_chars}
-
-
-def _open_hf_stream(name: str, split: str):
-    """A streaming iterator of rows; for script-based repos (the RedPajama sample), its .jsonl files mixed.
-
-    ``datasets`` >= 4 no longer runs dataset scripts. The RedPajama sample keeps one .jsonl file per source
-    (arxiv, books, c4, common crawl, github, stackexchange, wikipedia), so reading the files in order would give a
-    prefix of one or two sources: the files are interleaved at random (seed 0) with probabilities proportional to
-    their sizes, which keeps the sample's own mixture in any prefix.
-    """
-    import datasets  # deferred: only hub corpora need it, and it takes seconds to import
-
-    try:
-        return datasets.load_dataset(name, split=split, streaming=True), "load_dataset"
-    except Exception as err:  # noqa: BLE001 - datasets raises several types for script repos
-        if "script" not in str(err).lower():
-            raise
-    from huggingface_hub import HfApi  # deferred with datasets
-
-    info = HfApi().dataset_info(name, files_metadata=True)
-    files = sorted((f.rfilename, f.size or 1) for f in info.siblings or () if f.rfilename.endswith(".jsonl"))
-    if not files:
-        raise ParameterError(f"dataset {name!r} needs a loading script and has no .jsonl files to read instead")
-    streams = [
-        datasets.load_dataset("json", data_files=f"hf://datasets/{name}/{f}", split="train", streaming=True)
-        for f, _ in files
-    ]
-    total = sum(size for _, size in files)
-    mixed = datasets.interleave_datasets(
-        streams, probabilities=[size / total for _, size in files], seed=0, stopping_strategy="all_exhausted"
-    )
-    return mixed, f"{len(files)} jsonl files interleaved by size (seed 0)"
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -208,6 +152,7 @@ def validate_corpus_source(source: Any) -> tuple[str, str]:
         return source, ""
     kind, _, arg = source.partition(":")
     if kind == "hf" and arg.strip():
+        parse_split(arg.strip().partition(":")[2] or "train")  # a bad split fails here, before any download
         return "hf", arg.strip()
     if kind == "dir" and arg.strip():
         folder = Path(arg.strip()).expanduser()
@@ -245,7 +190,7 @@ def load_corpus(
         texts, info = _gather_dir(Path(arg))
     else:
         name, _, split = arg.partition(":")
-        texts, info = _gather_hf(name, split or "train", max_chars)
+        texts, info = gather_hf(name, split or "train", max_chars)
     # Every source: normalised, empty documents dropped, exact duplicates dropped (first occurrence kept).
     out, seen, n_dup = [], set(), 0
     for t in texts:

@@ -9,8 +9,9 @@ Three kinds of name are understood:
 * ``"tiny-random"`` (smoke tests): a 4-layer, d_model-64 Llama-like ``HookedTransformer`` with fixed-seed random
   weights and the SmolLM2 tokenizer (so its tokens can be rendered as text). Loads in about a second.
 * any Pythia name (``"pythia-70m"``, ``"EleutherAI/pythia-160m-deduped"``, ...) or other transformer-lens model
-  name: ``HookedTransformer.from_pretrained_no_processing`` from the Hugging Face hub (network required).
-  ``revision="step0"`` (or any ``"stepN"``) selects a Pythia training checkpoint.
+  name: ``HookedTransformer.from_pretrained_no_processing`` from the Hugging Face hub (network, or the files in
+  the local hub cache with ``HF_HUB_OFFLINE=1``). ``revision="step0"`` (or any ``"stepN"``) selects a Pythia
+  training checkpoint: the configuration and tokenizer come from ``main``, the weights from that revision.
 
 Hub models are loaded *without* transformer-lens's weight processing (no layer-norm folding, no centering):
 the paper re-randomizes and reads the residual stream of the released Hugging Face parameters, and centering
@@ -33,7 +34,7 @@ from transformers import AutoTokenizer
 from rsae_utils.errors import ModelUnavailableError, ParameterError
 from rsae_utils.subject.gguf import SMOLLM2_PACKAGE, converted_gguf_dir, load_hf, smollm2_source
 from rsae_utils.subject.gguf import load_tokenizer as _folder_tokenizer
-from rsae_utils.subject.hub import hub_reachable
+from rsae_utils.subject.hub import hub_cached, hub_reachable
 
 OFFLINE_DEFAULT = "smollm2-135m"
 TINY_RANDOM = "tiny-random"
@@ -274,17 +275,24 @@ def _load_tiny_random(device: str) -> LoadedModel:
 # --------------------------------------------------------------------------------------------------------------
 # Hub models
 # --------------------------------------------------------------------------------------------------------------
-def _require_hub(name: str) -> None:
+def _require_hub(name: str, revision: str | None = None) -> None:
+    """Refuse a hub model that can be neither downloaded nor read from the local hub cache (an offline node with
+    ``HF_HUB_OFFLINE=1`` loads a model downloaded before; the step-N checkpoint needs its own snapshot)."""
     ok, reason = hub_reachable()
-    if not ok:
+    if ok:
+        return
+    revisions = ["main"] + ([revision] if revision not in (None, "main") else [])
+    missing = [r for r in revisions if not hub_cached(name, r)]
+    if missing:
         raise ModelUnavailableError(
-            f"model {name!r} comes from the Hugging Face hub, which is not reachable here: {reason}. "
-            f"Offline, use model={OFFLINE_DEFAULT!r} (embedded) or {TINY_RANDOM!r} (smoke)."
+            f"model {name!r} comes from the Hugging Face hub, which is not reachable here: {reason}, and revision(s) "
+            f"{missing} are not in the local hub cache. Offline, use model={OFFLINE_DEFAULT!r} (embedded) or "
+            f"{TINY_RANDOM!r} (smoke), or download it first (huggingface-cli download {name} --revision REV)."
         )
 
 
 def _load_hub(name: str, device: str, revision: str | None) -> LoadedModel:
-    _require_hub(name)  # before any download starts, so an offline request fails at once
+    _require_hub(name, revision)  # before any download starts, so an offline request fails at once
     kwargs: dict[str, Any] = {}
     step = _STEP_RE.match(revision or "")
     if step:

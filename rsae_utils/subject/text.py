@@ -25,3 +25,18 @@ def corpus_sha256(texts: list[str]) -> str:
 
 def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+# The column a document's text is in: ``text`` (most data sets, the togethercomputer RedPajama sample) or
+# ``raw_content`` (RedPajama v2 and EleutherAI's rpj-v2-sample, the paper's text), in that order.
+TEXT_FIELDS = ("text", "raw_content")
+
+
+def row_text(row: object) -> str | None:
+    """The text of one data-set row (a dict): its first string field among :data:`TEXT_FIELDS`, else None."""
+    if not isinstance(row, dict):
+        return None
+    for name in TEXT_FIELDS:
+        if isinstance(row.get(name), str):
+            return row[name]
+    return None

@@ -53,11 +53,15 @@ def tokenize_windows(
     boundary token (``boundary_token_id``) between them and cut into consecutive windows of ``ctx - 1`` tokens,
     each prefixed with the boundary token, so every window starts as a document does in pretraining and position 0
     is the same token everywhere (its residual stream is an outlier; consumers may want to skip it). The test
-    split does not depend on ``n_train``. Returns ``{"train": (n_train, ctx), "test": (n_test, ctx)}`` int64.
+    split does not depend on ``n_train``; either count may be 0 (train and held-out windows from two corpora, the
+    paper's disjoint slices of one data set, are two calls). Returns ``{"train": (n_train, ctx), "test": (n_test,
+    ctx)}`` int64.
     """
     _check_int("ctx", ctx, 2)
-    _check_int("n_train", n_train, 1)
+    _check_int("n_train", n_train, 0)
     _check_int("n_test", n_test, 0)
+    if n_train + n_test < 1:
+        raise ParameterError("parameters 'n_train' and 'n_test': at least one window is needed; got 0 and 0")
     _check_int("seed", seed, 0)
     if not corpus.texts:
         raise ParameterError("parameter 'corpus' is empty: no documents to tokenize")
@@ -82,7 +86,7 @@ def tokenize_windows(
                 stream.append(bos)
             stream.extend(ids)
             if len(stream) >= needs[split]:
-                split = "train" if split == "test" else "done"
+                split = "train" if split == "test" and needs["train"] > 0 else "done"
     if split != "done":
         have = {k: len(v) // body for k, v in streams.items()}
         raise ParameterError(
