@@ -11,7 +11,7 @@ import ast
 from pathlib import Path
 
 PKG = Path(__file__).resolve().parents[1] / "rsae_utils"
-COMPUTE = ("rsae_utils.subject", "rsae_utils.sae", "rsae_utils.toys", "rsae_utils.autointerp")
+COMPUTE = ("rsae_utils.subject", "rsae_utils.sae", "rsae_utils.toys", "rsae_utils.autointerp", "rsae_utils.claims")
 MAX_LINES = 420
 # Imports deliberately made inside a function: (module, imported name) -> why.
 DEFERRED = {
@@ -21,6 +21,7 @@ DEFERRED = {
     ("rsae_utils.runguard", "jupyter_client"): "same (the kernel manager is only needed once a kernel starts)",
     ("rsae_utils.subject.corpus", "datasets"): "only hub corpora need it",
     ("rsae_utils.subject.corpus", "huggingface_hub"): "same",
+    ("rsae_utils.__main__", "rsae_utils.nbrun"): "inside try: a Ctrl-C during the runner's imports ends in one line",
 }
 
 
