@@ -219,7 +219,8 @@ def run_many(names: Sequence[str], profile: str, sets: Mapping[str, Any], force:
     order = list(available_notebooks())
     todo = list(names)
     for n in names:
-        for up in NOTEBOOKS[n].after if n in NOTEBOOKS else ():
+        pull = n in NOTEBOOKS and NOTEBOOKS[n].pull_upstream
+        for up in NOTEBOOKS[n].after if pull else ():
             if up not in todo and not _stamp_path(up, profile).exists():
                 print(f"[nbrun] {n} reads {up}, which has not run under profile {profile!r}: running it first")
                 todo.append(up)

@@ -11,7 +11,7 @@ import ast
 from pathlib import Path
 
 PKG = Path(__file__).resolve().parents[1] / "rsae_utils"
-COMPUTE = ("rsae_utils.subject", "rsae_utils.sae", "rsae_utils.toys", "rsae_utils.autointerp")
+COMPUTE = ("rsae_utils.subject", "rsae_utils.sae", "rsae_utils.toys", "rsae_utils.autointerp", "rsae_utils.claims")
 MAX_LINES = 420
 # Imports deliberately made inside a function: (module, imported name) -> why.
 DEFERRED = {

@@ -16,6 +16,7 @@ from rsae_utils.params import (  # noqa: F401 - registers
     nb06_why,
     nb07_seeds,
     nb08_critique,
+    nb09_claims,
 )
 from rsae_utils.params.core import (
     NOTEBOOKS,

@@ -178,6 +178,9 @@ class Notebook:
     # Notebooks whose outputs this one reads (the runner reruns it when they change).
     after: Sequence[str] = ()
     title: str = ""
+    # Whether the runner first runs an ``after`` notebook that never ran under the profile. False for a notebook
+    # that reports a missing input itself (09_claims marks its claims "not run") rather than needing every one.
+    pull_upstream: bool = True
 
     def names(self) -> list[str]:
         return [p.name for p in self.params]

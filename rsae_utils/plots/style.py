@@ -100,8 +100,33 @@ def save_figure(
         paths["html"] = atomic_write_text(out / f"{name}.html", html)
     if table is not None:
         paths["csv"] = atomic_write_text(out / f"{name}.csv", table.to_csv(index=False))
+    paths["manifest"] = _write_manifest(out, name, cfg, paths, note, extra)
+    return paths
+
+
+def save_report(
+    name: str,
+    cfg: Any,
+    table: Any,
+    texts: Mapping[str, str] | None = None,
+    note: str | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Path]:
+    """A figure-less output: ``name.csv`` from ``table`` and ``name.<ext>`` for each text of ``texts`` (``{"md":
+    markdown}``), with the same manifest as :func:`save_figure` (so the runner records and tidies them alike)."""
+    out = figures_dir(cfg.profile)
+    paths: dict[str, Path] = {"csv": atomic_write_text(out / f"{name}.csv", table.to_csv(index=False))}
+    for ext, text in (texts or {}).items():
+        paths[ext] = atomic_write_text(out / f"{name}.{ext}", text)
+    paths["manifest"] = _write_manifest(out, name, cfg, paths, note, extra)
+    return paths
+
+
+def _write_manifest(
+    out: Path, name: str, cfg: Any, paths: Mapping[str, Path], note: str | None, extra: Mapping[str, Any] | None
+) -> Path:
     started = getattr(cfg, "started", None)
-    write_json(
+    return write_json(
         out / f"{name}.manifest.json",
         {
             "figure": name,
@@ -116,5 +141,3 @@ def save_figure(
             **(dict(extra) if extra else {}),
         },
     )
-    paths["manifest"] = out / f"{name}.manifest.json"
-    return paths

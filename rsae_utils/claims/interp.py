@@ -1,0 +1,251 @@
+"""Claim readers for auto-interpretability and token entropy (notebooks 04/05) and the critique (08).
+
+AUROC intervals come from the tables: notebook 05's pooled example-level bootstrap (``auroc_sd``) and notebook 08's
+two-stage bootstrap over latents then examples (``auroc_lo``/``auroc_hi``, ``gap_lo``/``gap_hi``), combined over
+cells as independent normal estimates. Per-latent quantities (token entropy, single-token flags, the
+entropy-AUROC correlation, positional counts) get a bootstrap over latents, stratified by (variant, layer).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy.stats import spearmanr
+
+import rsae_utils.claims.rules as R
+from rsae_utils.claims.inputs import (
+    TOKEN_BASELINE,
+    Inputs,
+    Result,
+    mean_auroc,
+    paired_auroc_gap,
+    random_variants,
+    require,
+)
+from rsae_utils.claims.rules import mean_of_independent, sd_from_ci
+
+AUROC_COLS = ["backend", "scorer", "variant", "layer", "auroc", "auroc_sd"]
+LATENT_COLS = ["variant", "layer", "latent", "scorer", "backend", "auroc", "entropy_nats", "single_token"]
+
+
+# ------------------------------------------------------------------------------------------------------ 04 / 05
+def llm_backend(t: pd.DataFrame) -> str:
+    """The LLM backend of the table: an endpoint's before the offline one; ``MissingInput`` when there is none."""
+    llms = sorted(b for b in set(t.backend) if b != TOKEN_BASELINE)
+    require(len(llms) > 0, "notebook 04 scored no latents with an LLM (only the token baseline)")
+    return sorted(llms, key=lambda b: b.startswith("local:"))[0]
+
+
+def _informative(inp: Inputs, rows: pd.DataFrame, what: str) -> tuple[bool, str]:
+    """The scorer must beat chance on the trained model (mean AUROC's interval above 0.5 + chance_margin) for a
+    "scores about as well" claim to be about explanations rather than noise."""
+    t = rows[rows.variant == "trained"]
+    if t.empty:
+        return False, f"{what} scored no trained-model latents"
+    est, lo, hi = mean_auroc(t, inp.opt.ci_level)
+    ok = lo > 0.5 + inp.opt.chance_margin
+    return ok, (f"{what} does not beat chance on the trained model (AUROC {est:.3g} [{lo:.3g}, {hi:.3g}], needs "
+                f"> {0.5 + inp.opt.chance_margin:g}): its scores say nothing about explanations")
+
+
+def auroc_similar(inp: Inputs, backend: str | None, scorers: Sequence[str]) -> Result:
+    """Random minus trained AUROC within +-auroc_margin (``backend`` None: the LLM one)."""
+    t = inp.table("auroc_vs_layer", AUROC_COLS)
+    b = backend or llm_backend(t)
+    rows = t[(t.backend == b) & t.scorer.isin(scorers)]
+    est, lo, hi, n = paired_auroc_gap(rows, inp.opt.ci_level)
+    ok, why = _informative(inp, rows, b)
+    v = R.scale_gate(ok, why, R.similar(lo, hi, inp.opt.auroc_margin, what="AUROC difference"))
+    return Result(est, lo, hi, f"examples (pooled bootstrap per cell; {n} layer x scorer cells)", v,
+                  f"{b}, {' + '.join(scorers)}: random variants minus trained AUROC")
+
+
+def control_chance(inp: Inputs) -> Result:
+    t = inp.table("auroc_vs_layer", AUROC_COLS)
+    ctl = t[t.variant == "control"]
+    require(len(ctl) > 0, "notebook 04 scored no Control latents")
+    llm = [b for b in set(ctl.backend) if b != TOKEN_BASELINE]
+    b = llm_backend(ctl) if llm else TOKEN_BASELINE
+    rows = ctl[ctl.backend == b]
+    est, lo, hi = mean_auroc(rows, inp.opt.ci_level)
+    v = R.near(lo, hi, 0.5, inp.opt.chance_margin, what="Control AUROC")
+    return Result(est, lo, hi, f"examples (pooled bootstrap per cell; {len(rows)} layer x scorer cells)", v,
+                  f"{b}{' (no LLM scored the Control)' if b == TOKEN_BASELINE else ''}: Control AUROC, mean over "
+                  f"layers and scorers")
+
+
+def _latents(inp: Inputs) -> pd.DataFrame:
+    t = inp.table("entropy_vs_auroc", LATENT_COLS)
+    return t.drop_duplicates(["variant", "layer", "latent"])
+
+
+def _by_cell(d: pd.DataFrame, col: str) -> dict[tuple[str, int], np.ndarray]:
+    return {(v, int(L)): g[col].to_numpy(float) for (v, L), g in d.groupby(["variant", "layer"], sort=True)}
+
+
+def _vs_trained(inp: Inputs, col: str, other: Sequence[str], offset: int) -> tuple[float, float, float, int]:
+    """Mean over (variant in ``other``, layer) of that cell's mean ``col`` minus the trained model's at the layer;
+    bootstrap over latents within every cell."""
+    cells = _by_cell(_latents(inp), col)
+    pairs = [(c, ("trained", c[1])) for c in cells if c[0] in other and ("trained", c[1]) in cells]
+    require(len(pairs) > 0, "entropy_vs_auroc.csv has no layer with the trained model and the compared variants")
+    keys = list(dict.fromkeys(k for p in pairs for k in p))
+    idx = [(keys.index(a), keys.index(b)) for a, b in pairs]
+    est, lo, hi = inp.boot([cells[k] for k in keys], lambda g: np.mean([g[a].mean() - g[b].mean() for a, b in idx]),
+                           offset)  # fmt: skip
+    return est, lo, hi, len(pairs)
+
+
+def entropy_random_lower(inp: Inputs) -> Result:
+    d = _latents(inp)
+    est, lo, hi, n = _vs_trained(inp, "entropy_nats", random_variants(d.variant), 1)
+    v = R.below(lo, hi, inp.opt.entropy_margin, what="entropy difference (nats)")
+    return Result(est, lo, hi, f"latents (stratified over {n} variant x layer cells)", v,
+                  "token entropy, random variants minus trained, mean over variants and layers (nats)")
+
+
+def entropy_control_higher(inp: Inputs) -> Result:
+    est, lo, hi, n = _vs_trained(inp, "entropy_nats", ["control"], 2)
+    v = R.above(lo, hi, inp.opt.entropy_margin, what="entropy difference (nats)")
+    return Result(est, lo, hi, f"latents (stratified over {n} layers)", v,
+                  "token entropy, Control minus trained, mean over layers (nats)")
+
+
+def _depth_change(inp: Inputs, variants: Sequence[str], offset: int) -> tuple[float, float, float, list[int]]:
+    cells = _by_cell(_latents(inp), "entropy_nats")
+    layers = sorted({L for v, L in cells if v in variants})
+    require(len(layers) >= 2, "entropy_vs_auroc.csv has fewer than two layers")
+    first, deep = layers[0], layers[-1]
+    vs = [v for v in variants if (v, first) in cells and (v, deep) in cells]
+    require(len(vs) > 0, "no variant has latents at the first and the deepest layer")
+    groups = [cells[(v, L)] for v in vs for L in (first, deep)]
+    est, lo, hi = inp.boot(groups, lambda g: np.mean([g[2 * i + 1].mean() - g[2 * i].mean() for i in range(len(vs))]),
+                           offset)  # fmt: skip
+    return est, lo, hi, [first, deep]
+
+
+def entropy_trained_rises(inp: Inputs) -> Result:
+    est, lo, hi, (a, b) = _depth_change(inp, ["trained"], 3)
+    v = R.above(lo, hi, inp.opt.entropy_margin, what=f"entropy change, layer {a} to {b}")
+    return Result(est, lo, hi, "latents (two layers)", v, f"trained model: token entropy at layer {b} minus layer {a}")
+
+
+def entropy_random_flat(inp: Inputs) -> Result:
+    d = _latents(inp)
+    est, lo, hi, (a, b) = _depth_change(inp, random_variants(d.variant), 4)
+    v = R.similar(lo, hi, inp.opt.entropy_margin, what=f"entropy change, layer {a} to {b}")
+    return Result(est, lo, hi, "latents (two layers per variant)", v,
+                  f"random variants: token entropy at layer {b} minus layer {a}, mean over variants")
+
+
+def entropy_auroc_corr(inp: Inputs) -> Result:
+    t = inp.table("entropy_vs_auroc", LATENT_COLS)
+    rand = t[t.variant.isin(random_variants(t.variant)) & (t.scorer == "fuzzing")].dropna(subset=["auroc"])
+    llm = rand[rand.backend != TOKEN_BASELINE]
+    d = llm if len(llm) >= inp.opt.min_corr_latents else rand[rand.backend == TOKEN_BASELINE]
+    require(len(d) >= 3, "entropy_vs_auroc.csv has fewer than 3 scored random-variant latents")
+    xy = d[["entropy_nats", "auroc"]].to_numpy(float)
+    est, lo, hi = inp.boot([xy], lambda g: spearmanr(g[0][:, 0], g[0][:, 1]).statistic, 5)
+    v = R.below(lo, hi, inp.opt.corr_margin, what="Spearman correlation")
+    b = d.backend.iloc[0]
+    return Result(est, lo, hi, f"latents ({len(d)})", v,
+                  f"Spearman(token entropy, fuzzing AUROC), random variants, {b}"
+                  + (f" (the LLM scored < {inp.opt.min_corr_latents} random latents)" if b == TOKEN_BASELINE else ""))
+
+
+def single_token_majority(inp: Inputs) -> Result:
+    d = _latents(inp)
+    cells = _by_cell(d[d.variant.isin(random_variants(d.variant))], "single_token")
+    require(len(cells) > 0, "entropy_vs_auroc.csv has no random-variant latents")
+    est, lo, hi = inp.boot(list(cells.values()), lambda g: np.concatenate(g).mean(), 6)
+    v = R.at_least(lo, hi, inp.opt.majority, what="single-token share")
+    return Result(est, lo, hi, f"latents ({sum(map(len, cells.values()))})", v,
+                  "share of scored random-variant latents with >= 90% of their top activation mass on one token")
+
+
+def single_token_more(inp: Inputs) -> Result:
+    d = _latents(inp)
+    est, lo, hi, n = _vs_trained(inp, "single_token", random_variants(d.variant), 7)
+    v = R.above(lo, hi, inp.opt.share_margin, what="single-token share difference")
+    return Result(est, lo, hi, f"latents (stratified over {n} variant x layer cells)", v,
+                  "single-token share, random variants minus trained, mean over variants and layers")
+
+
+# ----------------------------------------------------------------------------------------------------------- 08
+def _positional(inp: Inputs) -> pd.DataFrame:
+    t = inp.table("08_positional", ["variant", "layer", "boundary", "n_judged", "n_positional",
+                                    "n_positional_control"])  # fmt: skip
+    view = "exclude" if (t.boundary == "exclude").any() else t.boundary.iloc[0]
+    return t[t.boundary == view]
+
+
+def _flags(rows: pd.DataFrame, col: str) -> list[np.ndarray]:
+    """One 0/1 array per (variant, layer): ``col`` ones among ``n_judged`` latents (a latent-level bootstrap)."""
+    return [np.r_[np.ones(int(r[col])), np.zeros(int(r.n_judged) - int(r[col]))] for _, r in rows.iterrows()
+            if r.n_judged > 0]  # fmt: skip
+
+
+def _positional_excess(inp: Inputs, variants: Sequence[str], offset: int) -> tuple[float, float, float, int]:
+    t = _positional(inp)
+    rows = t[t.variant.isin(variants)]
+    require(len(rows) > 0 and rows.n_judged.sum() > 0, "08_positional.csv has no judged latents of these variants")
+    obs, ctl = _flags(rows, "n_positional"), _flags(rows, "n_positional_control")
+    k = len(obs)
+    est, lo, hi = inp.boot(obs + ctl, lambda g: np.concatenate(g[:k]).mean() - np.concatenate(g[k:]).mean(), offset)
+    return est, lo, hi, int(rows.n_judged.sum())
+
+
+def positional_trained(inp: Inputs) -> Result:
+    est, lo, hi, n = _positional_excess(inp, ["trained"], 8)
+    v = R.above(lo, hi, inp.opt.share_margin, what="positional share beyond the shuffled control")
+    return Result(est, lo, hi, f"latents ({n} judged)", v,
+                  "trained model: positional share minus the shuffled-position control's, pooled over layers")
+
+
+def positional_random(inp: Inputs) -> Result:
+    t = _positional(inp)
+    est, lo, hi, n = _positional_excess(inp, random_variants(t.variant), 9)
+    v = R.at_most(lo, hi, inp.opt.share_margin, what="positional share beyond the shuffled control")
+    return Result(est, lo, hi, f"latents ({n} judged)", v,
+                  "random variants: positional share minus the shuffled-position control's, pooled")
+
+
+def _scorer_rows(inp: Inputs, scorer: str) -> pd.DataFrame:
+    t = inp.table("08_scorers", ["variant", "layer", "scorer", "auroc", "auroc_lo", "auroc_hi"])
+    rows = t[(t.scorer == scorer) & t.variant.isin(random_variants(t.variant))].dropna(subset=["auroc"])
+    require(len(rows) > 0, f"08_scorers.csv has no {scorer!r} rows of random variants")
+    return rows
+
+
+def token_alone_above_chance(inp: Inputs) -> Result:
+    rows = _scorer_rows(inp, "token-baseline detection")
+    est, lo, hi = mean_auroc(rows, inp.opt.ci_level)
+    v = R.above(lo, hi, inp.opt.chance_margin, ref=0.5, what="token-baseline AUROC")
+    return Result(est, lo, hi, f"latents, then examples ({len(rows)} variant x layer cells)", v,
+                  "token-identity detection (top tokens only, no LLM), random variants, mean over cells")
+
+
+def single_token_explainer(inp: Inputs) -> Result:
+    rows = _scorer_rows(inp, "single-token detection").dropna(subset=["gap", "gap_lo", "gap_hi"])
+    require(len(rows) > 0, "08_scorers.csv has no gap of the single-token explainer")
+    sd = [sd_from_ci(a, b, inp.opt.ci_level) for a, b in zip(rows.gap_lo, rows.gap_hi)]
+    est, lo, hi = mean_of_independent(rows.gap.to_numpy(float), sd, inp.opt.ci_level)
+    v = R.similar(lo, hi, inp.opt.auroc_margin, what="AUROC gap")
+    return Result(est, lo, hi, f"latents, then examples ({len(rows)} variant x layer cells)", v,
+                  "random variants: 'fires on token X' detection minus the 10-token profile's, mean over cells")
+
+
+def llm_beyond_tokens(inp: Inputs) -> Result:
+    g = inp.table("llm_minus_token_baseline", ["backend", "scorer", "variant", "gap", "gap_lo", "gap_hi"])
+    b = llm_backend(g)
+    rows = g[(g.backend == b) & g.variant.isin(random_variants(g.variant))].dropna(subset=["gap_lo", "gap_hi"])
+    require(len(rows) > 0, "llm_minus_token_baseline.csv has no random-variant gap")
+    sd = [sd_from_ci(a, c, inp.opt.ci_level) for a, c in zip(rows.gap_lo, rows.gap_hi)]
+    est, lo, hi = mean_of_independent(rows.gap.to_numpy(float), sd, inp.opt.ci_level)
+    t = inp.table("auroc_vs_layer", AUROC_COLS)
+    ok, why = _informative(inp, t[t.backend == b], b)
+    v = R.scale_gate(ok, why, R.similar(lo, hi, inp.opt.auroc_margin, what="LLM minus token-baseline AUROC"))
+    return Result(est, lo, hi, f"latents ({len(rows)} variant x scorer cells)", v,
+                  f"{b} minus the token baseline on the same random-variant latents, mean over cells")

@@ -1,0 +1,209 @@
+"""The claims table (notebook 09): each verdict rule at its edges, the intervals, the readers on small synthetic tables
+with known answers, missing inputs giving "not run", the markdown, and notebook 09's parameters."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from claims_helpers import EXPECTED, write_all, write_auroc, write_mmcs, write_seeds
+
+from rsae_utils import nbrun
+from rsae_utils.claims import CLAIMS, NOT_RUN, Options, build_claims, claims_markdown
+from rsae_utils.claims import rules as R
+from rsae_utils.errors import ParameterError
+from rsae_utils.params import NOTEBOOKS, resolve
+
+OPT = Options(n_boot=200)
+
+
+def _v(verdict):
+    return verdict.verdict
+
+
+# ------------------------------------------------------------------------------------------------------ rules
+@pytest.mark.parametrize("lo, hi, expected", [
+    (-0.01, 0.02, R.REPRODUCED),
+    (-0.05, 0.05, R.REPRODUCED),  # the margin itself is inside
+    (0.06, 0.2, R.NOT_REPRODUCED), (-0.3, -0.051, R.NOT_REPRODUCED),
+    (-0.2, 0.2, R.NOT_DECIDABLE),  # contains 0 but too wide: not evidence of no difference
+    (0.01, 0.08, R.NOT_DECIDABLE), (math.nan, 0.0, R.NOT_DECIDABLE),
+])  # fmt: skip
+def test_similar_is_an_equivalence_test(lo, hi, expected):
+    assert _v(R.similar(lo, hi, 0.05)) == expected
+
+
+def test_near_is_similar_to_a_level():
+    assert _v(R.near(0.46, 0.54, 0.5, 0.05)) == R.REPRODUCED
+    assert _v(R.near(0.6, 0.7, 0.5, 0.05)) == R.NOT_REPRODUCED
+    assert _v(R.near(0.4, 0.6, 0.5, 0.05)) == R.NOT_DECIDABLE
+
+
+@pytest.mark.parametrize("lo, hi, expected", [
+    (-0.5, -0.01, R.REPRODUCED),
+    (-0.5, 0.0, R.NOT_DECIDABLE),  # touching 0 is not below it
+    (-0.05, 0.1, R.NOT_DECIDABLE),  # lo at -margin: a decrease of the margin is still possible
+    (-0.04, 0.1, R.NOT_REPRODUCED), (0.2, 0.4, R.NOT_REPRODUCED),  # no decrease / the opposite direction
+    (math.nan, math.nan, R.NOT_DECIDABLE),
+])  # fmt: skip
+def test_below(lo, hi, expected):
+    assert _v(R.below(lo, hi, 0.05)) == expected
+
+
+@pytest.mark.parametrize("lo, hi, expected", [
+    (0.01, 0.5, R.REPRODUCED), (0.0, 0.5, R.NOT_DECIDABLE), (-0.1, 0.05, R.NOT_DECIDABLE),
+    (-0.1, 0.04, R.NOT_REPRODUCED), (-0.4, -0.2, R.NOT_REPRODUCED),
+])  # fmt: skip
+def test_above_mirrors_below(lo, hi, expected):
+    assert _v(R.above(lo, hi, 0.05)) == expected
+    assert _v(R.below(-hi, -lo, 0.05)) == expected
+    assert _v(R.above(lo + 0.5, hi + 0.5, 0.05, ref=0.5)) == expected
+
+
+def test_levels_and_band():
+    assert _v(R.at_least(0.5, 0.6, 0.5)) == R.REPRODUCED
+    assert _v(R.at_least(0.3, 0.49, 0.5)) == R.NOT_REPRODUCED
+    assert _v(R.at_least(0.4, 0.6, 0.5)) == R.NOT_DECIDABLE
+    assert _v(R.at_most(0.1, 0.5, 0.5)) == R.REPRODUCED
+    assert _v(R.at_most(0.51, 0.6, 0.5)) == R.NOT_REPRODUCED
+    assert _v(R.at_most(0.4, 0.6, 0.5)) == R.NOT_DECIDABLE
+    assert _v(R.in_band(0.2, 0.5, 0.2, 0.5)) == R.REPRODUCED
+    assert _v(R.in_band(0.01, 0.05, 0.2, 0.5)) == R.NOT_REPRODUCED
+    assert _v(R.in_band(0.6, 0.7, 0.2, 0.5)) == R.NOT_REPRODUCED
+    assert _v(R.in_band(0.1, 0.3, 0.2, 0.5)) == R.NOT_DECIDABLE
+
+
+def test_scale_gate_keeps_what_the_number_says():
+    v = R.similar(-0.01, 0.01, 0.05)
+    assert R.scale_gate(True, "x", v) == v
+    gated = R.scale_gate(False, "the scorer is at chance", v)
+    assert gated.verdict == R.NOT_DECIDABLE and "the scorer is at chance" in gated.reason
+    assert "would give 'reproduced'" in gated.reason
+
+
+# -------------------------------------------------------------------------------------------------- intervals
+def test_bootstrap_known_answers():
+    const = R.bootstrap([np.full(5, 0.3)], lambda g: g[0].mean(), 100)
+    assert const == pytest.approx((0.3, 0.3, 0.3))
+    x = np.random.default_rng(0).normal(1.0, 1.0, 400)
+    est, lo, hi = R.bootstrap([x], lambda g: g[0].mean(), 500, seed=1)
+    assert lo < est < hi and hi - lo == pytest.approx(2 * 1.96 * x.std() / 20, rel=0.2)
+    assert R.bootstrap([x], lambda g: g[0].mean(), 50, seed=3) == R.bootstrap([x], lambda g: g[0].mean(), 50, seed=3)
+    # stratified: each group keeps its size, so a difference of two constant groups has no spread
+    assert R.bootstrap([np.ones(3), np.zeros(7)], lambda g: g[0].mean() - g[1].mean(), 50) == pytest.approx((1, 1, 1))
+    assert all(math.isnan(v) for v in R.bootstrap([np.array([])], lambda g: 0.0, 10))
+
+
+def test_normal_intervals_combine():
+    assert R.z_value(0.95) == pytest.approx(1.959964, abs=1e-5)
+    est, lo, hi = R.normal_ci(0.5, 0.1)
+    assert R.sd_from_ci(lo, hi) == pytest.approx(0.1)
+    est, lo, hi = R.mean_of_independent([0.4, 0.6], [0.1, 0.1])
+    assert est == pytest.approx(0.5) and hi - est == pytest.approx(1.959964 * math.sqrt(0.02) / 2, rel=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------------- readers
+def test_synthetic_tables_give_the_known_verdicts(tmp_path):
+    figs = tmp_path / "figures"
+    write_all(figs)
+    table = build_claims(figs, OPT, root=tmp_path)
+    assert list(table.id) == [c.id for c in CLAIMS] and set(table.id) == set(EXPECTED)
+    got = dict(zip(table.id, table.verdict))
+    assert got == EXPECTED, {k: (got[k], EXPECTED[k]) for k in got if got[k] != EXPECTED[k]}
+    done = table[table.verdict != NOT_RUN]
+    assert done.value.notna().all() and (done.interval_over != "").all()
+    assert (done.lo <= done.value + 1e-12).all() and (done.value <= done.hi + 1e-12).all()
+    assert done.figure.str.startswith("figures/").all()  # a figure link for every measured claim
+
+
+def test_missing_inputs_give_not_run_naming_the_notebook(tmp_path):
+    table = build_claims(tmp_path / "figures", OPT, profile="smoke", root=tmp_path)
+    assert (table.verdict == NOT_RUN).all()
+    for _, r in table.iterrows():
+        assert r.notebook.split(" ")[0] in r.reason and "smoke" in r.reason
+        assert r.figure == f"notebooks/{r.notebook.split(' ')[0]}.py"
+
+
+def test_a_table_without_a_needed_column_or_rows_is_not_run(tmp_path):
+    figs = tmp_path / "figures"
+    write_all(figs)
+    (figs / "08_positional.csv").write_text("variant,layer\ntrained,0\n")
+    write_auroc(figs, llm={}, control=None)  # the token baseline only: no LLM claim can be read
+    got = build_claims(figs, OPT).set_index("id")
+    assert got.loc["positional-trained", "verdict"] == NOT_RUN and "lacks the columns" in got.loc["positional-trained",
+                                                                                                   "reason"]
+    assert got.loc["autointerp-detection", "verdict"] == NOT_RUN and "only the token baseline" in got.loc[
+        "autointerp-detection", "reason"]
+    assert got.loc["token-scorer-similar", "verdict"] == R.NOT_REPRODUCED
+
+
+def _one(tmp_path, claim_id, opt=OPT):
+    return build_claims(tmp_path / "figures", opt).set_index("id").loc[claim_id]
+
+
+def test_mmcs_band_edges(tmp_path):
+    figs = tmp_path / "figures"
+    write_mmcs(figs, {"raw": [0.5, 0.8, 0.95, 0.93, 0.92]})  # high, but the sweep's end is not lower: no band
+    assert _one(tmp_path, "mmcs-band-raw").verdict == R.NOT_REPRODUCED
+    write_mmcs(figs, {"raw": [0.5, 0.8, 0.7, 0.6, 0.2]}, dict_sizes=(128, 256))  # low, but small dictionaries
+    r = _one(tmp_path, "mmcs-band-raw")
+    assert r.verdict == R.NOT_DECIDABLE and "4096" in r.reason
+    write_mmcs(figs, {"gaussian": [0.2, 0.9, 0.95, 0.9, 0.2]})
+    assert _one(tmp_path, "mmcs-control").verdict == R.NOT_REPRODUCED
+
+
+def test_seed_claims_are_gated_on_dead_latents(tmp_path):
+    write_seeds(tmp_path / "figures", dead=0.7)
+    r = _one(tmp_path, "seed-shared")
+    assert r.verdict == R.NOT_DECIDABLE and "70%" in r.reason and "'reproduced'" in r.reason
+    assert _one(tmp_path, "seed-shared", Options(n_boot=200, max_dead_fraction=0.8)).verdict == R.REPRODUCED
+    write_seeds(tmp_path / "figures", shared={("topk", 2, 32): 0.04, ("topk", 4, 32): 0.02})
+    got = build_claims(tmp_path / "figures", OPT).set_index("id")
+    assert got.loc["seed-shared", "verdict"] == R.NOT_REPRODUCED
+    assert got.loc["seed-wider", "verdict"] == R.REPRODUCED
+    assert got.loc["seed-relu-vs-topk", "verdict"] == NOT_RUN  # no ReLU group
+
+
+def test_llm_at_chance_on_the_trained_model_is_not_decidable(tmp_path):
+    write_auroc(tmp_path / "figures", llm={("detection", "trained"): 0.5, ("detection", "step0"): 0.5})
+    r = _one(tmp_path, "autointerp-detection")
+    assert r.verdict == R.NOT_DECIDABLE and "does not beat chance" in r.reason
+    # the Control with no LLM rows falls back to the token baseline and says so
+    write_auroc(tmp_path / "figures", control=None)
+    assert "no LLM scored the Control" in _one(tmp_path, "control-chance").measure
+
+
+def test_markdown_links_and_cells(tmp_path):
+    figs = tmp_path / "figures"
+    write_all(figs)
+    table = build_claims(figs, OPT, root=tmp_path)
+    md = claims_markdown(table, link_from=figs, root=tmp_path)
+    lines = md.strip().splitlines()
+    assert len(lines) == 2 + len(table) and all(ln.count(" | ") >= 7 for ln in lines[2:])
+    assert "(01_toy_superposition.png)" in md and "**reproduced**" in md and "**not run**" in md
+    readme = claims_markdown(table, link_from=tmp_path, root=tmp_path)
+    assert "(figures/01_toy_superposition.png)" in readme
+    table.loc[0, "reason"] = "a | b"
+    assert "a \\| b" in claims_markdown(table, link_from=figs, root=tmp_path)
+
+
+# ----------------------------------------------------------------------------------------------- parameters
+def test_nb09_parameters_are_validated():
+    cfg = resolve("09_claims", "default")
+    assert Options.from_mapping(cfg).auroc_margin == cfg.auroc_margin
+    for over, name in [({"auroc_margin": 0.0}, "auroc_margin"), ({"ci_level": 1.5}, "ci_level"),
+                       ({"mmcs_low": 0.95}, "mmcs_low"), ({"n_boot": 10}, "n_boot")]:  # fmt: skip
+        with pytest.raises(ParameterError, match=name):
+            resolve("09_claims", "smoke", over)
+
+
+def test_notebook_09_does_not_pull_the_pipeline(tmp_dirs, monkeypatch):
+    ran = []
+    monkeypatch.setattr(nbrun, "run_notebook", lambda n, *a, **k: ran.append(n))
+    assert set(NOTEBOOKS["09_claims"].after) >= {"03_sae_training", "07_seed_stability", "08_critique"}
+    nbrun.run_many(["09_claims"], "smoke", {})
+    assert ran == ["09_claims"]
+    ran.clear()
+    nbrun.run_many(["07_seed_stability"], "smoke", {})
+    assert ran == ["03_sae_training", "07_seed_stability"]  # the others still pull theirs
