@@ -130,3 +130,12 @@ def test_batched_backend_path(sp):
     assert auroc([r["label"] for r in rows], [r["probability"] for r in rows]) == 1.0
     rows = scorers.score_with_backend(rec, "t0", Many(drop_last=True), "detection", decode)
     assert all(r["unparsable"] for r in rows)
+
+
+def test_baseline_detection_is_a_probability_when_shares_round_above_one():
+    """Shares normalised to 1 can sum to 1.0000000000000002; a window holding all their tokens scores exactly 1."""
+    share = np.array([0.22222222222222224, 0.43589743589743596, 0.34188034188034194])  # mass / total, as fitted
+    profile = baseline.TokenProfile(ids=np.array([1, 2, 3]), share=share)
+    assert sum(profile.share_of().values()) > 1.0  # the rounding the score must not pass on
+    assert baseline.detection_score(profile, [3, 1, 2, 2]) == 1.0
+    assert baseline.detection_score(profile, [1, 9]) == pytest.approx(share[0])

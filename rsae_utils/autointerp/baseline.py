@@ -63,7 +63,8 @@ def describe(profile: TokenProfile, decode: Decode | None = None) -> str:
 
 def detection_score(profile: TokenProfile, tokens: Sequence[int]) -> float:
     shares = profile.share_of()
-    return float(sum(shares.get(int(t), 0.0) for t in set(int(t) for t in tokens)))
+    total = sum(shares.get(int(t), 0.0) for t in set(int(t) for t in tokens))
+    return float(min(1.0, total))  # shares that sum to 1 can add up to 1 + 2e-16: it is still a probability
 
 
 def fuzzing_score(profile: TokenProfile, tokens: Sequence[int], marks: Sequence[bool]) -> float:
