@@ -238,7 +238,8 @@ def _unused_message(key: str, names: Sequence[str]) -> str:
     """A SET name none of the selected notebooks has: the notebook it belongs to, or the closest name."""
     owners = [n for n, spec in NOTEBOOKS.items() if key in spec.names()]
     if owners:
-        return f"parameter {key!r} belongs to {', '.join(owners)}, which is not selected (NB={','.join(names)})"
+        which = f"{owners[0]}, which is not" if len(owners) == 1 else f"{', '.join(owners)}, none of which is"
+        return f"parameter {key!r} belongs to {which} selected (NB={','.join(names)})"
     known = sorted({p for n in names if n in NOTEBOOKS for p in NOTEBOOKS[n].names()})
     return (
         f"unknown parameter {key!r}{_suggest(key, known)}: none of the selected notebooks ({', '.join(names)}) "

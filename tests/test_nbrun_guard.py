@@ -93,6 +93,8 @@ def test_misspelt_names_get_a_suggestion(capsys):
     assert nbrun.main(["--profile", "smoke", "--nb", "01", "--set-string", "n_sampels=5"]) == 2
     assert "did you mean 'n_samples'" in capsys.readouterr().err
     assert nbrun.main(["--profile", "smoke", "--nb", "01", "--set-string", "n_boot=5"]) == 2
+    assert "belongs to 05_roc_entropy, 08_critique, 09_claims, none of which is selected" in capsys.readouterr().err
+    assert nbrun.main(["--profile", "smoke", "--nb", "01", "--set-string", "browser_latents=5"]) == 2
     assert "belongs to 05_roc_entropy, which is not selected" in capsys.readouterr().err
 
 
@@ -246,6 +248,9 @@ def test_sigint_during_the_runners_imports_ends_in_one_line(tmp_dirs, delay_s):
     proc = subprocess.Popen(
         [PY, "-m", "rsae_utils", "--profile", "smoke", "--nb", "01"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # As from a terminal: a shell's background job (a CI step, say) starts with SIGINT ignored, and Python then
+        # installs no KeyboardInterrupt handler at all.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     time.sleep(delay_s)
     proc.send_signal(signal.SIGINT)
