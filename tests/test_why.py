@@ -180,3 +180,19 @@ def test_the_answer_says_none_or_no_gap_when_that_is_what_the_numbers_show():
     same = _table(rr_ev=0.8 - MIN_GAP / 2)
     text = " ".join(answer(gap_table(same, BASE), _stats(), same, BASE, [9]))
     assert "there is no gap for a factor to close" in text
+
+
+def test_the_answer_words_a_factor_whose_values_are_words():
+    """The norm-gains sweep's values are "redrawn" / "kept": the answer names them without reading them as numbers."""
+    table = _table(rr_ev=0.3)
+    extra = [{"factor": "norm_gains", "value": val, "variant": "rerandomized_incl_emb", "source": src, "layer": layer,
+              "R": 4, "train_tokens": 100, "explained_variance": ev}
+             for layer in (0, 9)
+             for val, src, ev in (("redrawn", "rerandomized_incl_emb", 0.3), ("kept", "rr+gains-kept", 0.55))]
+    table = pd.concat([table, pd.DataFrame(extra)], ignore_index=True)
+    base = {**BASE, "norm_gains": "redrawn"}
+    gaps = gap_table(table, base)
+    kept = gaps[(gaps.factor == "norm_gains") & (gaps.value == "kept") & (gaps.layer == 9)]
+    assert kept.gap_closed.iloc[0] == pytest.approx(0.5)
+    text = " ".join(answer(gaps, _stats(), table, base, [9]))
+    assert "(gains redrawn -> gains kept)" in text and "closes 50% of the gap" in text

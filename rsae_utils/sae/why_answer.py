@@ -77,9 +77,16 @@ def best_per_factor(gaps: pd.DataFrame, layers: Sequence[int]) -> pd.DataFrame:
     return mean.loc[idx].reset_index(drop=True)
 
 
+_FORMATS = {  # formatted only for their own factor: "redrawn" is no number
+    "width": lambda v: f"R = {v}",
+    "embedding_scale": lambda v: f"x{float(v):g}",
+    "train_tokens": lambda v: f"{int(v):,} tokens",
+    "norm_gains": lambda v: f"gains {v}",
+}
+
+
 def _fmt_value(factor: str, value: Any) -> str:
-    return {"width": f"R = {value}", "embedding_scale": f"x{float(value):g}", "train_tokens": f"{int(value):,} tokens",
-            "norm_gains": f"gains {value}"}.get(factor, str(value))  # fmt: skip
+    return _FORMATS.get(factor, str)(value)
 
 
 def answer(
