@@ -196,3 +196,11 @@ def test_the_answer_words_a_factor_whose_values_are_words():
     assert kept.gap_closed.iloc[0] == pytest.approx(0.5)
     text = " ".join(answer(gaps, _stats(), table, base, [9]))
     assert "(gains redrawn -> gains kept)" in text and "closes 50% of the gap" in text
+
+
+def test_the_answer_keeps_a_factors_capitals():
+    table = _table(rr_ev=0.3)
+    wide_rr = (table.factor == "width") & (table["R"] == 64) & (table.variant == "rerandomized_incl_emb")
+    table.loc[wide_rr, "explained_variance"] = 0.7  # trained at R = 64: 0.85, so the gap goes 0.5 -> 0.15
+    text = " ".join(answer(gap_table(table, BASE), _stats(), table, BASE, [9]))
+    assert "Widening the SAE (R) (R = 4 -> R = 64)" in text and "closes 70% of the gap" in text

@@ -78,7 +78,7 @@ def best_per_factor(gaps: pd.DataFrame, layers: Sequence[int]) -> pd.DataFrame:
 
 
 _FORMATS = {  # formatted only for their own factor: "redrawn" is no number
-    "width": lambda v: f"R = {v}",
+    "width": lambda v: f"R = {int(float(v))}",
     "embedding_scale": lambda v: f"x{float(v):g}",
     "train_tokens": lambda v: f"{int(v):,} tokens",
     "norm_gains": lambda v: f"gains {v}",
@@ -121,7 +121,8 @@ def answer(
         at = g[_matches(g.value, b.value)].set_index("layer")
         parts = [f"layer {x}: {base[x]:.2f} -> {at[metric][x]:.2f} (trained {at[f'trained_{metric}'][x]:.2f})"
                  for x in at.index if x in base.index]
-        what = FACTOR_WORDS.get(b.factor, b.factor).capitalize()
+        what = FACTOR_WORDS.get(b.factor, b.factor)
+        what = what[:1].upper() + what[1:]  # not .capitalize(): "SAE (R)" keeps its capitals
         change = f"{_fmt_value(b.factor, baselines.get(b.factor))} -> {_fmt_value(b.factor, b.value)}"
         out.append(f"{what} ({change}) moves {lab.get(b.variant, b.variant)}'s {metric.replace('_', ' ')} "
                    f"{'; '.join(parts)}: it closes {b.gap_closed:.0%} of the gap on average over layers "
