@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pytest
-from claims_helpers import EXPECTED, write_all, write_auroc, write_mmcs, write_seeds
+from claims_helpers import EXPECTED, write_all, write_auroc, write_mmcs, write_positional, write_seeds
 
 from rsae_utils import nbrun
 from rsae_utils.claims import CLAIMS, NOT_RUN, Options, build_claims, claims_markdown
@@ -207,3 +207,16 @@ def test_notebook_09_does_not_pull_the_pipeline(tmp_dirs, monkeypatch):
     ran.clear()
     nbrun.run_many(["07_seed_stability"], "smoke", {})
     assert ran == ["03_sae_training", "07_seed_stability"]  # the others still pull theirs
+
+
+@pytest.mark.parametrize("trained, random, expected", [
+    ((20, 1), (2, 1), R.REPRODUCED),  # 19% beyond the control against 1%
+    ((2, 1), (20, 1), R.NOT_REPRODUCED),  # the random variants have more
+    ((3, 1), (3, 1), R.NOT_REPRODUCED),  # the same small share: no decrease of the margin (0.05) is compatible
+])  # fmt: skip
+def test_random_variants_have_fewer_positional_latents_than_trained(tmp_path, trained, random, expected):
+    write_positional(tmp_path / "figures", trained=trained, random=random)
+    r = _one(tmp_path, "positional-random")
+    assert r.verdict == expected
+    assert r.value == pytest.approx((random[0] - random[1]) / 100 - (trained[0] - trained[1]) / 100)
+    assert r.lo <= r.value <= r.hi
