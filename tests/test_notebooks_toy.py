@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 
 import pandas as pd
@@ -32,6 +33,10 @@ def test_notebook_01_smoke(tmp_dirs):
     assert man["params"]["n_samples"] == resolve("01_toy_superposition", "smoke").n_samples
     assert len(man["statistics"]) == 4
     assert all(r["share_above_1"] == 1.0 for r in man["repeats"])
+    # the executed notebook shows the committed PNG itself (readers on GitHub see the figure inline)
+    shown = [base64.b64decode(o["data"]["image/png"]) for c in json.loads(out.read_text())["cells"]
+             for o in c.get("outputs", []) if "image/png" in o.get("data", {})]  # fmt: skip
+    assert shown == [(d / "01_toy_superposition.png").read_bytes()]
 
 
 def test_notebook_02_smoke_and_cache(tmp_dirs):

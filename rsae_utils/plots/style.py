@@ -16,6 +16,8 @@ import matplotlib
 
 matplotlib.use("Agg", force=False)
 import matplotlib.pyplot as plt  # noqa: E402
+from IPython import get_ipython  # noqa: E402
+from IPython.display import Image, display  # noqa: E402
 
 from rsae_utils.paths import figures_dir  # noqa: E402
 from rsae_utils.repro import provenance  # noqa: E402
@@ -92,6 +94,8 @@ def save_figure(
         fig.savefig(buf, format=ext, metadata=meta)
         atomic_write_bytes(p, buf.getvalue())
         paths[ext] = p
+        if ext == "png":
+            show_in_notebook(buf.getvalue(), fig.get_figwidth())
     if plotly_fig is not None:
         if note:
             title = plotly_fig.layout.title.text or name
@@ -102,6 +106,15 @@ def save_figure(
         paths["csv"] = atomic_write_text(out / f"{name}.csv", table.to_csv(index=False))
     paths["manifest"] = _write_manifest(out, name, cfg, paths, note, extra)
     return paths
+
+
+def show_in_notebook(png: bytes, width_in: float) -> None:
+    """Inside a notebook kernel (papermill's too), show the PNG just written, byte for byte: the Agg backend shows
+    nothing itself, and the executed copies readers open on GitHub should carry the committed figure. Elsewhere
+    (scripts, tests) nothing happens."""
+    shell = get_ipython()
+    if shell is not None and hasattr(shell, "kernel"):
+        display(Image(data=png, format="png", width=int(width_in * 100)))
 
 
 def save_report(
