@@ -127,13 +127,16 @@ def output_folders(profile: str) -> list[Path]:
     return folders
 
 
-def _update_executed_copy(name: str, profile: str, overrides: Mapping[str, Any], executed: Path) -> None:
-    """Readers get the default run as it is, so only a default-profile run without overrides is copied."""
+def _update_executed_copy(
+    name: str, profile: str, overrides: Mapping[str, Any], executed: Path, fresh: bool = False
+) -> None:
+    """Readers get the default run as it is, so only a default-profile run without overrides is copied: always after
+    a run (``fresh``: the code or an input changed, so may the outputs), else when the copy is missing or stale."""
     if profile != "default" or overrides:
         return
     source = available_notebooks()[name]
     dest = outputs.executed_copies_dir() / f"{name}.ipynb"
-    if not outputs.copy_is_current(dest, source):
+    if fresh or not outputs.copy_is_current(dest, source):
         outputs.write_executed_copy(executed, source, dest)
         print(f"[nbrun] {name}: readers' copy -> {dest}", flush=True)
 
@@ -197,7 +200,7 @@ def run_notebook(
         {"notebook": name, "profile": profile, "overrides": overrides, "stamp": stamp, "runtime_s": round(runtime, 1),
          "outputs": outputs.written_outputs(figs, t0_ns)},
     )  # fmt: skip
-    _update_executed_copy(name, profile, overrides, out)
+    _update_executed_copy(name, profile, overrides, out, fresh=True)
     print(f"[nbrun] {name} ({profile}): done in {runtime:.1f} s", flush=True)
     return out
 

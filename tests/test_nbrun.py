@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from rsae_utils import nbrun
+from rsae_utils import nbrun, outputs
 from rsae_utils.params import core as P
 
 
@@ -65,3 +65,18 @@ def test_select_notebooks_accepts_numbers_names_and_lists(echo_nb, tmp_path):
     assert nbrun.select_notebooks("98_echo") == ["98_echo"]
     with pytest.raises(P.ParameterError, match="'NB' has unknown notebook '5'"):
         nbrun.select_notebooks("5")
+
+
+@pytest.mark.slow
+def test_readers_copy_is_rewritten_by_every_default_run(echo_nb):
+    """A rerun (the code or an input changed, the source did not) may change outputs: the readers' copy follows it;
+    a notebook that was up to date and not rerun leaves the copy alone."""
+    nbrun.run_notebook("98", "default", progress=False)
+    copy = outputs.executed_copies_dir() / "98_echo.ipynb"
+    nb = json.loads(copy.read_text())
+    nb["metadata"]["marker"] = "made by an earlier run"  # the source hash still matches
+    copy.write_text(json.dumps(nb))
+    nbrun.run_notebook("98", "default", progress=False)  # up to date: not rerun, copy kept
+    assert json.loads(copy.read_text())["metadata"]["marker"] == "made by an earlier run"
+    nbrun.run_notebook("98", "default", force=True, progress=False)
+    assert "marker" not in json.loads(copy.read_text())["metadata"] and len(_runs(echo_nb)) == 2

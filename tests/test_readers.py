@@ -15,6 +15,7 @@ import jupytext
 import pytest
 
 from rsae_utils import nbrun, outputs
+from rsae_utils.claims import readme_block
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py"))
@@ -143,3 +144,13 @@ def test_readme_links_open_the_executed_copies_of_this_repository():
         m = re.fullmatch(rf"{re.escape(owner_repo)}/blob/main/notebooks/executed/(\w+)\.ipynb", link)
         assert m and m.group(1) in stems, f"Colab link {link} must open notebooks/executed/<notebook>.ipynb"
     assert f"mybinder.org/v2/gh/{owner_repo}/" in readme
+
+
+def test_readme_shows_the_committed_claims_table():
+    """The README's claims table is notebook 09's ``figures/claims.md`` of the committed default run, links and all."""
+    readme = (ROOT / "README.md").read_text()
+    assert readme.count("<!-- claims.md -->") == 1 and readme.count("<!-- /claims.md -->") == 1
+    shown = readme.split("<!-- claims.md -->")[1].split("<!-- /claims.md -->")[0].strip() + "\n"
+    assert shown == readme_block((ROOT / "figures" / "claims.md").read_text())
+    for link in re.findall(r"\]\((figures/[^)]+)\) \|$", shown, flags=re.M):
+        assert (ROOT / link).exists(), link

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -185,3 +186,9 @@ def claims_markdown(table: pd.DataFrame, link_from: Path | str = ".", root: Path
 
 def verdict_counts(table: pd.DataFrame) -> dict[str, int]:
     return {v: int((table.verdict == v).sum()) for v in VERDICTS if (table.verdict == v).any()}
+
+
+def readme_block(md: str, figures_rel: str = "figures") -> str:
+    """``claims.md`` as the README shows it: the same text, its figure links (relative to the figures folder)
+    prefixed with ``figures_rel`` (a test keeps the README's copy equal to this)."""
+    return re.sub(r"\]\((?![a-z]+:|/)([^)]+)\) \|$", rf"]({figures_rel}/\1) |", md.strip(), flags=re.M) + "\n"
