@@ -8,16 +8,12 @@ thread so it can be told to fail its first requests.
 from __future__ import annotations
 
 import math
-import os
-import socket
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import httpx
 import pytest
+from _serve import free_port, serving
 
 from rsae_utils.autointerp.llm.base import (
     answer_list_regex,
@@ -172,45 +168,11 @@ def local():
     return LocalChatBackend().load()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def server(local, tmp_path_factory):
     """``python -m rsae_utils.autointerp.llm.serve`` on a free loopback port; yields its base URL."""
-    log = tmp_path_factory.mktemp("server") / "server.log"
-    port = _free_port()
-    with open(log, "w") as fh:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "rsae_utils.autointerp.llm.serve", "--port", str(port), "--threads", "1"],
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},
-        )
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"server exited with {proc.returncode}:\n{Path(log).read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{url}/models", timeout=1.0, trust_env=False).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"server not up after 120 s:\n{Path(log).read_text()[-3000:]}")
-            time.sleep(0.25)
+    with serving(tmp_path_factory.mktemp("server") / "server.log") as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def server_stats(url: str) -> dict:
@@ -288,7 +250,7 @@ def test_concurrent_requests(server):
 
 
 def test_endpoint_down_fails_fast_and_bounded(tmp_path):
-    url = f"http://127.0.0.1:{_free_port()}/v1"  # nothing listens there
+    url = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
     t0 = time.monotonic()
     with pytest.raises(BackendUnavailable, match=r"cannot reach .*127\.0\.0\.1.*serve"):
         OpenAIBackend(url, "m", cache_dir=tmp_path).answer_probabilities(MSGS, 3)
