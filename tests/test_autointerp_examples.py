@@ -6,6 +6,7 @@ import torch
 
 from rsae_utils.autointerp.examples import (
     LatentRecord,
+    SparseActs,
     choose_latents,
     encode_sparse,
     latent_record,
@@ -72,6 +73,19 @@ def test_sampling_is_seeded_and_eligible(sp):
     again = sample_latents(sp, 2, min_examples=40, seed=1, **COUNTS)
     assert [r.to_dict() for r in recs] == [r.to_dict() for r in again]
     assert LatentRecord.from_dict(recs[0].to_dict()).to_dict() == recs[0].to_dict()
+
+
+def test_a_latent_active_in_every_window_is_not_sampled():
+    """It has no negatives: its detection and fuzzing AUROCs would be undefined."""
+    tokens = np.zeros((4, 8), dtype=np.int64)
+    flat = np.r_[np.arange(32), [0, 9, 18]]  # latent 0 fires on every token; latent 1 in windows 0, 2 and 4
+    latent = np.r_[np.zeros(32, dtype=np.int64), np.ones(3, dtype=np.int64)]
+    sp = SparseActs(tokens=tokens, window_len=4, n_latents=2, flat=flat, latent=latent,
+                    value=np.ones(35, dtype=np.float32))  # fmt: skip
+    assert sp.active_window_counts().tolist() == [8, 3] and sp.n_windows == 8
+    assert choose_latents(sp, 2, min_examples=1, seed=0).tolist() == [1]
+    rec = sample_latents(sp, 2, min_examples=1, seed=0, **COUNTS)[0]
+    assert rec.latent == 1 and len(rec.negatives) == 5
 
 
 def test_quantile_bins_cover():

@@ -12,7 +12,8 @@ Per sampled latent (:func:`sample_latents`):
   equal-count quantile bins; ``per_bin`` drawn at random from each (bin 0 = weakest);
 * **negative**: ``n_negatives`` windows drawn at random among those where the latent never fires.
 
-Latents are drawn at random (seeded) among those with at least ``min_examples`` activating windows.
+Latents are drawn at random (seeded) among those with at least ``min_examples`` activating windows and at least
+one silent one.
 """
 
 from __future__ import annotations
@@ -203,8 +204,10 @@ def encode_sparse(
 
 
 def eligible_latents(sp: SparseActs, min_examples: int) -> np.ndarray:
-    """Latents that fire in at least ``min_examples`` windows."""
-    return np.flatnonzero(sp.active_window_counts() >= min_examples)
+    """Latents that fire in at least ``min_examples`` windows and stay silent in at least one: a latent active in
+    every window has no negatives to score against, so no AUROC."""
+    counts = sp.active_window_counts()
+    return np.flatnonzero((counts >= min_examples) & (counts < sp.n_windows))
 
 
 def choose_latents(sp: SparseActs, n_latents: int, min_examples: int, seed: int) -> np.ndarray:
