@@ -9,7 +9,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from rsae_utils.paths import notebooks_dir
+from rsae_utils.paths import notebooks_dir, repo_root
 from rsae_utils.store import atomic_write_text, file_sha256, read_json
 
 MANIFEST_SUFFIX = ".manifest.json"
@@ -108,7 +108,18 @@ def write_executed_copy(executed: Path, source: Path, dest: Path | None = None) 
     meta[COPY_KEY] = {"source": f"notebooks/{source.name}", "source_sha256": source_sha256(source),
                       "profile": "default"}  # fmt: skip
     dest = dest or executed_copies_dir() / f"{source.stem}.ipynb"
-    return atomic_write_text(dest, json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+    return atomic_write_text(dest, portable_copy(nb, repo_root()))
+
+
+def portable_copy(nb: dict, root: Path) -> str:
+    """The notebook as committed JSON without this machine's paths: stderr streams (warnings naming the local
+    site-packages, progress bars) are dropped, and paths under the checkout ``root`` become repo-relative."""
+    for cell in nb.get("cells", []):
+        if "outputs" in cell:
+            cell["outputs"] = [o for o in cell["outputs"] if not (o.get("output_type") == "stream"
+                                                                  and o.get("name") == "stderr")]  # fmt: skip
+    text = json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
+    return text.replace(str(Path(root).resolve()) + "/", "")
 
 
 def copy_is_current(dest: Path, source: Path) -> bool:

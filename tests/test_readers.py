@@ -154,3 +154,14 @@ def test_readme_shows_the_committed_claims_table():
     assert shown == readme_block((ROOT / "figures" / "claims.md").read_text())
     for link in re.findall(r"\]\((figures/[^)]+)\) \|$", shown, flags=re.M):
         assert (ROOT / link).exists(), link
+
+
+def test_committed_copies_name_no_machine_paths():
+    """Readers' copies hold repo-relative paths only: no stderr stream naming site-packages, no checkout prefix."""
+    nb = {"cells": [{"cell_type": "code", "outputs": [
+        {"output_type": "stream", "name": "stderr", "text": "/opt/venv/site-packages/tqdm/auto.py: warning"},
+        {"output_type": "stream", "name": "stdout", "text": "png /home/u/repo/figures/a.png"}]}]}  # fmt: skip
+    text = outputs.portable_copy(nb, Path("/home/u/repo"))
+    assert "/home/u" not in text and "site-packages" not in text and "png figures/a.png" in text
+    for copy in (ROOT / "notebooks" / "executed").glob("*.ipynb"):
+        assert not re.search(r'"(/work|/home|/tmp|/root)/', copy.read_text()), copy
