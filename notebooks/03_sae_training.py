@@ -17,7 +17,7 @@
 # Heap et al. train TopK sparse autoencoders on the residual stream of a trained transformer and of several
 # *random* versions of it, and find the usual SAE quality metrics broadly similar across them. This notebook
 # builds the five model variants, caches each one's residual stream once, trains one SAE per (variant, layer)
-# from the cache with sae-lens, and measures on held-out windows:
+# from the cache, and measures on held-out windows:
 #
 # * **explained variance** (1 - FVU) and **cosine similarity** of input and reconstruction,
 # * **L1** of the latents, **L0** (= k for TopK, by construction) and the **dead-latent fraction**,
@@ -37,7 +37,8 @@
 # | text | 100M tokens of RedPajama (sample) | ~45k tokens per variant of English documentation installed with the environment (package READMEs, docs) |
 # | context | 2048 tokens | 128 tokens |
 # | layers | all | 0, 4, 9, 14 (the first half of the depth; the forward stops after layer 14) |
-# | SAE | TopK, R = 64, k = 32, 100M tokens (sparsify) | TopK, R = 4 (2,304 latents), k = 32, ~61k tokens (a few epochs over the cache), sae-lens |
+# | SAE | TopK, R = 64, k = 32, 100M tokens (sparsify) | TopK, R = 16 (9,216 latents), k = 32, ~61k tokens (1.5 epochs over the cache), sparsify's training rule in this repository's fast TopK trainer |
+# | held-out | RedPajama train[25%:30%] | 400 windows (~51k tokens), split off the same text by document |
 #
 # So the absolute numbers are those of small, briefly trained SAEs; what can be compared with the paper is the
 # pattern across variants and layers.
@@ -124,10 +125,14 @@ with pd.option_context("display.max_colwidth", 200):
 
 # %% [markdown]
 # ## 3. SAE training
-# One SAE per (variant, layer), trained by sae-lens's `SAETrainer` on shuffled batches from the cache (or, with
-# `train_from='stream'`, by its `MultiSAETrainer` on activations made on the fly). Each folder
-# holds the SAE in sae-lens's format (`SAE.load_from_disk` loads it) and `training_record.json` (parameters, seed,
-# loss curve, runtime). Finished SAEs are reused when parameters and cache are unchanged.
+# One SAE per (variant, layer), trained on shuffled batches from the cache. With `trainer='fast'` (the default) it
+# is the paper's training rule (EleutherAI sparsify's: FVU loss, AuxK for dead latents, unit-norm decoder rows,
+# Adam) in `rsae_utils.sae.topk`, written for CPUs: one dense encoder product per token, everything after the top-k
+# sparse (`benchmarks/bench_topk_train.py`: 6-8x sae-lens's trainer at R = 16 and 64, which is what makes R = 16
+# affordable here). With `trainer='sae-lens'` it is sae-lens's `SAETrainer` (or, with `train_from='stream'`, its
+# `MultiSAETrainer` on activations made on the fly). Either way each folder holds the SAE in sae-lens's format
+# (`SAE.load_from_disk` loads it) and `training_record.json` (parameters, seed, loss curve, runtime). Finished SAEs
+# are reused when parameters and cache are unchanged.
 
 # %%
 sae_dirs = {variant: exp.train(variant) for variant in cfg.variants}
@@ -149,9 +154,9 @@ display(metrics_wide.round(4))
 #
 # Reading it: explained variance pools the squared error over all tokens, so a few tokens with huge residual norms
 # can decide it. In the trained SmolLM2 (and in the control, which keeps the trained weights) the first content
-# tokens of a window carry "massive activations" by layer 14 (norm ~23,000 against a median ~150): in the default
-# run 6 of the 4,055 held-out tokens hold ~98% of the layer-14 variance, which is why trained and control reach
-# ~0.97-0.99 there. Cosine similarity weighs every token equally and is the fairer comparison across variants. The
+# tokens of a window carry "massive activations" by layer 14 (norm ~23,000 against a median ~150): a handful of
+# held-out tokens (about one per window) hold nearly all of the layer-14 variance, which is why trained and control
+# reach ~0.97-0.99 there. Cosine similarity weighs every token equally and is the fairer comparison across variants. The
 # CE-loss score is near 1 for every random variant because their clean loss is no better than the zero-ablated one.
 
 # %%

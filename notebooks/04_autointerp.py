@@ -85,6 +85,7 @@ import pandas as pd
 from IPython.display import display
 
 from rsae_utils.autointerp.pipeline import make_backends, run_autointerp
+from rsae_utils.autointerp.records import sampling_table
 from rsae_utils.params import resolve
 from rsae_utils.paths import autointerp_dir
 from rsae_utils.sae.pipeline import trained_runs
@@ -125,6 +126,18 @@ summary = (
     .round(3)
 )
 display(summary)
+
+# %% [markdown]
+# ## Which latents could be scored
+#
+# The paper's protocol scores each latent on up to 10 activating windows from each of 10 activation-quantile bins
+# and on non-activating windows, so a latent needs `min_examples` activating windows in the held-out split to be
+# sampled. Latents that fire more rarely are dropped, and the sample leans towards frequent latents; the paper
+# (10M tokens, >= 200 activations) drops far fewer. `dropped_share` is the dropped part of the latents that fire
+# at all on the split; `dead_on_split` never fire there.
+
+# %%
+display(sampling_table(res.latent_stats).round(3))
 
 # %% [markdown]
 # ## Unparsable answers

@@ -81,8 +81,9 @@ def test_bad_parameters_fail_before_loading():
 
 def test_streamed_training_caches_only_the_test_split(tmp_dirs):
     """train_from='stream' (the paper profile's mode): SAEs train on activations made on the fly."""
-    cfg = resolve("03_sae_training", "smoke", {"train_from": "stream", "variants": ["trained", "control"],
-                                               "layers": [0, 3], "train_tokens": 4096})  # fmt: skip
+    cfg = resolve("03_sae_training", "smoke", {"train_from": "stream", "trainer": "sae-lens",
+                                               "variants": ["trained", "control"], "layers": [0, 3],
+                                               "train_tokens": 4096})  # fmt: skip
     exp = SAEPipeline(cfg)
     for variant in cfg.variants:
         exp.build_cache(variant)
@@ -124,4 +125,6 @@ def test_caches_that_cannot_fit_on_disk_are_refused_before_any_work(monkeypatch,
         resolve("03_sae_training", "smoke")
     # streaming caches only the held-out windows: a small test split fits
     monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 10**7, 10**7))
-    assert resolve("03_sae_training", "smoke", {"train_from": "stream"}).train_from == "stream"
+    assert resolve("03_sae_training", "smoke", {"train_from": "stream", "trainer": "sae-lens"}).train_from == "stream"
+    with pytest.raises(ParameterError, match="'trainer' 'fast' trains from the cache only"):
+        resolve("03_sae_training", "smoke", {"train_from": "stream"})

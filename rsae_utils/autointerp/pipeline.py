@@ -196,6 +196,8 @@ def run_autointerp(
                     **latent_stats_row(rec, decode, summary["ctx"], scoring["single_token_threshold"]),
                     "n_eligible": summary["n_eligible"],
                     "n_latents_total": summary["n_latents_total"],
+                    "n_dead": summary.get("n_dead"),
+                    "n_windows": summary.get("n_windows"),
                 }
             )
         unit_dir = out_dir / "units" / rec_key / scoring_key

@@ -11,6 +11,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from rsae_utils.autointerp.examples import LatentRecord, encode_sparse, sample_latents
 from rsae_utils.paths import slug
 from rsae_utils.repro import stable_hash
@@ -110,3 +112,22 @@ def load_or_build_records(
     data = read_json(path / "records.json")
     recs = [LatentRecord.from_dict(d) for d in data["records"]]
     return recs, data["summary"], artifact_key(params, code)
+
+
+def sampling_table(latent_stats: pd.DataFrame) -> pd.DataFrame:
+    """Per SAE (model, variant, layer): how the scored latents were drawn. ``dropped_share`` is the share of the
+    latents that fire somewhere in the split but in fewer than ``min_examples`` windows (or in every window), so
+    could not be sampled: the paper's protocol (10 quantile bins x 10 positives, non-activating negatives) needs
+    latents with enough activating windows, which biases the sample towards frequent latents."""
+    keys = [k for k in ("model", "variant", "layer") if k in latent_stats]
+    first = latent_stats.groupby(keys, sort=True).first()
+    out = pd.DataFrame({
+        "windows": first["n_windows"],
+        "latents": first["n_latents_total"],
+        "dead_on_split": first["n_dead"],
+        "eligible": first["n_eligible"],
+        "sampled": latent_stats.groupby(keys, sort=True)["latent"].size(),
+    })  # fmt: skip
+    live = (out["latents"] - out["dead_on_split"]).clip(lower=1)
+    out["dropped_share"] = 1.0 - out["eligible"] / live
+    return out.reset_index()

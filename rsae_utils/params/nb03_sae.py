@@ -25,6 +25,7 @@ from rsae_utils.subject.models import TINY_RANDOM_SHAPE, validate_model_name
 from rsae_utils.subject.variants import VARIANTS
 
 EXECUTORS = ("local", "slurm", "submitit-local")  # rsae_utils.sae.jobs.EXECUTORS (a test keeps them equal)
+TRAINERS = ("fast", "sae-lens")  # rsae_utils.sae.train.TRAINERS (the same test; importing sae-lens here is slow)
 
 # (n_layers, d_model) of the models notebook 03 knows by name, so layer and k can be checked before any load.
 _KNOWN_DIMS = {
@@ -70,6 +71,12 @@ def _check_03(cfg: Config) -> None:
                 f"parameter 'k' must be < the number of latents, expansion x d_model = {cfg.expansion} x {d_model} "
                 f"= {d_sae}; got {cfg.k}"
             )
+    if cfg.trainer == "fast" and cfg.architecture != "topk":
+        raise ParameterError(f"parameter 'trainer' 'fast' trains TopK SAEs only; with architecture "
+                             f"{cfg.architecture!r} set trainer='sae-lens'")
+    if cfg.trainer == "fast" and cfg.train_from == "stream":
+        raise ParameterError("parameter 'trainer' 'fast' trains from the cache only; with train_from='stream' set "
+                             "trainer='sae-lens' (its MultiSAETrainer trains every layer in lockstep)")
     if cfg.n_spliced_windows > cfg.n_test_windows:
         raise ParameterError(
             f"parameter 'n_spliced_windows' must be <= n_test_windows ({cfg.n_test_windows}); "
@@ -128,8 +135,9 @@ register("03_sae_training", Notebook(
               "cap on the characters read from the corpus (None: all)", gpu=None),
         Param("ctx", 32, 128, 2048, is_int(8, 8192), "tokens per window (the paper: 2048)", gpu=256),
         Param("n_train_windows", 48, 320, 48_828, is_int(1), "training windows per variant (cached)", gpu=8192),
-        Param("n_test_windows", 12, 32, 512, is_int(1), "held-out windows per variant (disjoint from training)",
-              gpu=512),
+        Param("n_test_windows", 12, 400, 512, is_int(1),
+              "held-out windows per variant (disjoint from training): the metrics, and notebook 04's latents "
+              "(its paper protocol needs >= 50k tokens for 10 quantile bins x 10 windows per latent)", gpu=512),
         Param("n_spliced_windows", 6, 12, 256, is_int(1),
               "held-out windows used for the spliced CE/KL metrics (each costs a partial forward per layer)", gpu=128),
         Param("window_seed", 0, 0, 0, is_int(0), "seed of the window sampling"),
@@ -141,15 +149,20 @@ register("03_sae_training", Notebook(
               "(activations made on the fly, every layer's SAE in lockstep, nothing stored: needed at paper scale, "
               "where a cached training split is ~100 GB per layer; only the test split is cached)", gpu="stream"),
         Param("architecture", "topk", "topk", "topk", one_of(["topk", "relu"]), "SAE type: TopK or ReLU + L1"),
-        Param("expansion", 4, 4, 64, is_int(1, 256), "R: latents = R x d_model (the paper: 64)", gpu=64),
+        Param("trainer", "fast", "fast", "sae-lens", one_of(list(TRAINERS)),
+              "SAE trainer: 'fast' (rsae_utils.sae.topk: the paper's sparsify rule, FVU + AuxK, unit-norm decoder; "
+              "TopK only, from the cache; 3-8x sae-lens on a CPU at R >= 16) or 'sae-lens' (its SAETrainer; needed "
+              "for ReLU SAEs and for train_from='stream')", gpu="sae-lens"),
+        Param("expansion", 4, 16, 64, is_int(1, 256), "R: latents = R x d_model (the paper: 64)", gpu=64),
         Param("k", 8, 32, 32, is_int(1), "TopK: active latents per token (the paper: 32)"),
         Param("l1_coefficient", 5.0, 5.0, 5.0, is_float(0.0), "ReLU SAE: L1 coefficient (sae-lens convention)"),
         Param("train_tokens", 6144, 61_440, 100_000_000, is_int(1),
               "tokens each SAE trains on (epochs over the cached training windows; the paper: 100M)",
               gpu=4_194_304),
         Param("batch_size", 256, 512, 4096, is_int(1), "SAE training batch, tokens", gpu=2048),
-        Param("lr", 3e-3, 2e-3, 1.4e-4, is_float(0.0, 1.0), "Adam learning rate (paper: 2e-4 / sqrt(d_sae / 2^14))",
-              gpu=4e-4),
+        Param("lr", 3e-3, 1e-3, 1.4e-4, is_float(0.0, 1.0),
+              "Adam learning rate (paper: 2e-4 / sqrt(d_sae / 2^14), for 100M tokens; the default's ~120 steps need "
+              "larger ones: 2e-3 at R = 4 scaled by sparsify's 1/sqrt(d_sae) rule gives 1e-3 at R = 16)", gpu=4e-4),
         Param("sae_seed", 0, 0, 0, is_int(0), "seed of SAE initialisation and batch order"),
         Param("exclude_boundary_token", True, True, True, is_bool(),
               "leave the document-boundary token (window start; an attention sink with ~100x the residual norm) "

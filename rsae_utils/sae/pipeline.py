@@ -46,6 +46,7 @@ def spec_from_config(cfg: Any) -> SAESpec:
     """The SAE spec of a resolved notebook-03 Config (without the excluded tokens, which need the tokenizer)."""
     return SAESpec(
         architecture=cfg.architecture,
+        trainer=getattr(cfg, "trainer", "sae-lens"),
         expansion=int(cfg.expansion),
         k=int(cfg.k),
         l1_coefficient=float(cfg.l1_coefficient),

@@ -1,10 +1,11 @@
-"""SAE training from the activation cache with sae-lens (TopK and standard ReLU + L1 SAEs).
+"""SAE training from the activation cache: sae-lens (TopK and standard ReLU + L1 SAEs) or the fast TopK trainer.
 
-One SAE per (cache, layer): sae-lens's ``SAETrainer`` reads shuffled batches from ``ActivationCache.iter_batches``
-(the model never runs again), and the result is saved in sae-lens's own format (``cfg.json`` +
-``sae_weights.safetensors``; ``SAE.load_from_disk`` loads it) with ``training_record.json`` and the store's
-``manifest.json`` beside it. The folder is keyed by the SAE parameters, the layer and the hash of the cache's
-manifest: a rerun with the same key reuses it; anything else retrains.
+One SAE per (cache, layer): sae-lens's ``SAETrainer`` (``trainer='sae-lens'``), or :mod:`rsae_utils.sae.topk`
+(``trainer='fast'``: the paper's sparsify training rule, FVU + AuxK, several times faster on a CPU at R >= 16),
+reads shuffled batches from ``ActivationCache.iter_batches`` (the model never runs again), and the result is saved
+in sae-lens's own format (``cfg.json`` + ``sae_weights.safetensors``; ``SAE.load_from_disk`` loads it) with
+``training_record.json`` and the store's ``manifest.json`` beside it. The folder is keyed by the SAE parameters,
+the layer and the hash of the cache's manifest: a rerun with the same key reuses it; anything else retrains.
 
 Same parameters and seed give the same weights: the seed fixes the initialisation (``torch.manual_seed`` before
 the SAE is built) and the batch order (the cache iterator's own generator; ``data_seed``, when set, fixes the
@@ -37,6 +38,7 @@ from rsae_utils.sae.harvest import stream_activations
 from rsae_utils.store import artifact_key, cached_artifact, read_json, verify_artifact, write_json
 
 ARCHITECTURES = ("topk", "relu")
+TRAINERS = ("fast", "sae-lens")
 RECORD = "training_record.json"
 
 
@@ -45,6 +47,9 @@ class SAESpec:
     """Everything that decides an SAE besides its data. ``expansion`` is R: d_sae = R * d_model."""
 
     architecture: str = "topk"
+    # "sae-lens": its SAETrainer (MSE on normalised inputs); "fast": rsae_utils.sae.topk (TopK only; sparsify's
+    # FVU + AuxK rule on raw activations, unit-norm decoder rows).
+    trainer: str = "sae-lens"
     expansion: int = 4
     k: int = 32  # TopK only
     l1_coefficient: float = 5.0  # ReLU only (sae-lens's L1 term: sum over latents of |z| * ||W_dec row||)
@@ -86,6 +91,11 @@ class SAESpec:
     def validate(self, d_model: int | None = None) -> None:
         if self.architecture not in ARCHITECTURES:
             raise ParameterError(f"parameter 'architecture' must be one of {ARCHITECTURES}; got {self.architecture!r}")
+        if self.trainer not in TRAINERS:
+            raise ParameterError(f"parameter 'trainer' must be one of {TRAINERS}; got {self.trainer!r}")
+        if self.trainer == "fast" and self.architecture != "topk":
+            raise ParameterError(f"parameter 'trainer' 'fast' trains TopK SAEs only; with architecture "
+                                 f"{self.architecture!r} use trainer 'sae-lens'")
         if self.expansion < 1:
             raise ParameterError(f"parameter 'expansion' must be >= 1; got {self.expansion}")
         if d_model is not None and self.architecture == "topk" and not 0 < self.k < self.d_sae(d_model):
@@ -203,6 +213,10 @@ def train_sae(cache: ActivationCache, layer: int, spec: SAESpec, out_dir: str | 
             "dataset_path": str(cache.manifest.get("corpus_source") or cache.manifest.get("corpus_sha256")),
             "rsae_variant": cache.variant,
         }
+        if spec.trainer == "fast":
+            record = _train_fast(cache, layer, spec, tmp, metadata)
+            write_json(tmp / RECORD, {**params, **record, "runtime_s": round(time.perf_counter() - t0, 3)})
+            return {"training_record": RECORD}
         sae = make_training_sae(spec, cache.d_model, metadata)
         cfg = trainer_config(spec, min(50, cache.n_tokens("train") // spec.batch_size))
         batches = cache.iter_batches(layer, spec.batch_size, seed=spec.batch_seed, exclude_tokens=spec.exclude_tokens)
@@ -222,7 +236,41 @@ def train_sae(cache: ActivationCache, layer: int, spec: SAESpec, out_dir: str | 
         write_json(tmp / RECORD, record)
         return {"training_record": RECORD}
 
-    return cached_artifact(out_dir, params, build, code=("rsae_utils.sae.train",), force=force)
+    code = ("rsae_utils.sae.train",) + (("rsae_utils.sae.topk",) if spec.trainer == "fast" else ())
+    return cached_artifact(out_dir, params, build, code=code, force=force)
+
+
+def _train_fast(cache: ActivationCache, layer: int, spec: SAESpec, out: Path, metadata: dict[str, Any]) -> dict:
+    """Train with :func:`rsae_utils.sae.topk.train_topk` on ``spec.n_tokens`` cached tokens, save in sae-lens's
+    format to ``out``; returns the record fields (the same names as the sae-lens path's)."""
+    from rsae_utils.sae.topk import to_sae_lens, train_topk  # the sae-lens path does not need it
+
+    steps = spec.n_tokens // spec.batch_size
+    batches = cache.iter_batches(layer, spec.batch_size, seed=spec.batch_seed, exclude_tokens=spec.exclude_tokens)
+    # A latent is dead after an eighth of the run without firing (sae-lens's window above; sparsify: 10M tokens).
+    threshold = max(spec.batch_size, spec.dead_window_steps() * spec.batch_size)
+    res = train_topk((b for _, b in zip(range(steps), batches)), cache.d_model, spec.d_sae(cache.d_model), spec.k,
+                     lr=spec.lr, seed=spec.seed, dead_tokens_threshold=threshold,
+                     lr_warmup_steps=spec.lr_warm_up_steps, log_every=spec.log_every)  # fmt: skip
+    to_sae_lens(res, metadata).save_model(out)
+    n_dead = int((res.tokens_since_fired > threshold).sum())
+    return {
+        "d_sae": res.d_sae,
+        "architecture": spec.architecture,
+        "seed": spec.seed,
+        "tokens_trained": res.tokens,
+        "steps": res.steps,
+        "final": res.curve[-1] if res.curve else None,
+        "dead_latents_at_end": n_dead,
+        "dead_fraction_at_end": n_dead / res.d_sae,
+        "loss_curve": res.curve,
+        "tokens_per_s": round(res.tokens / max(res.seconds, 1e-9), 1),
+        "cache_dir": str(cache.root),
+        "cache_key": cache.manifest["key"],
+        "train_tokens_available": cache.n_tokens("train"),
+        "epochs": round(res.tokens / max(cache.n_tokens("train"), 1), 3),
+        "trainer": "rsae_utils.sae.topk (fast TopK: FVU + AuxK)",
+    }
 
 
 def _resolve(model: Any) -> Any:
