@@ -35,6 +35,7 @@ from rsae_utils.errors import ArtifactError, ParameterError
 from rsae_utils.repro import seed_everything
 from rsae_utils.sae.cache import ActivationCache, hook_name, token_mask
 from rsae_utils.sae.harvest import stream_activations
+from rsae_utils.sae.topk import to_sae_lens, train_topk
 from rsae_utils.store import artifact_key, cached_artifact, read_json, verify_artifact, write_json
 
 ARCHITECTURES = ("topk", "relu")
@@ -243,8 +244,6 @@ def train_sae(cache: ActivationCache, layer: int, spec: SAESpec, out_dir: str | 
 def _train_fast(cache: ActivationCache, layer: int, spec: SAESpec, out: Path, metadata: dict[str, Any]) -> dict:
     """Train with :func:`rsae_utils.sae.topk.train_topk` on ``spec.n_tokens`` cached tokens, save in sae-lens's
     format to ``out``; returns the record fields (the same names as the sae-lens path's)."""
-    from rsae_utils.sae.topk import to_sae_lens, train_topk  # the sae-lens path does not need it
-
     steps = spec.n_tokens // spec.batch_size
     batches = cache.iter_batches(layer, spec.batch_size, seed=spec.batch_seed, exclude_tokens=spec.exclude_tokens)
     # A latent is dead after an eighth of the run without firing (sae-lens's window above; sparsify: 10M tokens).
