@@ -5,7 +5,7 @@ one claim, and the reductions several readers use (random variants, paired cells
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ from rsae_utils.claims.rules import Verdict, bootstrap, mean_of_independent, sd_
 from rsae_utils.store import read_json
 
 TOKEN_BASELINE = "token-baseline"
+SEED_TABLE = "07_seed_replicates"  # notebook 07's seed replicates of notebook 03's SAEs (autointerp/replicates.py)
 # Variants the claims call "random": every re-randomized one and step-0 (the control is its own claim).
 NOT_RANDOM = ("trained", "control")
 
@@ -102,6 +103,22 @@ class Inputs:
         except (OSError, ValueError, AttributeError):
             return {}
 
+    def seed_var(self, variant: str, metric: str) -> float:
+        """Between-seed variance of ``metric`` (e.g. "explained_variance", "token-baseline detection") for
+        ``variant``, from notebook 07's replicates of notebook 03's SAE at one layer; 0.0 where not measured."""
+        if not self.has(SEED_TABLE):
+            return 0.0
+        t = self.table(SEED_TABLE, ["variant", "layer", "seed", "metric", "value"])
+        v = t[(t.variant == variant) & (t.metric == metric)].value.dropna()
+        return float(np.var(v, ddof=1)) if len(v) > 1 else 0.0
+
+    def seed_note(self) -> str:
+        """What the intervals say about SAE seeds, for a claim's ``interval_over``."""
+        if not self.has(SEED_TABLE):
+            return "not SAE seeds (no 07_seed_replicates.csv)"
+        t = self.table(SEED_TABLE, ["variant", "layer", "seed", "metric", "value"])
+        return f"+ SAE seeds (spread of {t.seed.nunique()} seeds at layer {int(t.layer.iloc[0])}, applied to all)"
+
     def boot(self, groups: Sequence[np.ndarray], stat, offset: int = 0) -> tuple[float, float, float]:
         o = self.opt
         return bootstrap(groups, stat, o.n_boot, o.seed + offset, o.ci_level)
@@ -116,29 +133,39 @@ def require(cond: bool, message: str) -> None:
         raise MissingInput(message)
 
 
-def paired_auroc_gap(rows: pd.DataFrame, level: float) -> tuple[float, float, float, int]:
+SeedVar = Callable[[str, str], float]  # (variant, scorer) -> between-seed variance of that cell's mean AUROC
+
+
+def paired_auroc_gap(rows: pd.DataFrame, level: float, seed_var: SeedVar | None = None
+                     ) -> tuple[float, float, float, int]:  # fmt: skip
     """Random minus trained AUROC from pooled per-(variant, layer, scorer) rows with ``auroc`` and ``auroc_sd``:
     per (layer, scorer) the random variants' mean minus the trained model's, then the mean over those cells; the
-    interval is normal, each cell's estimate independent (the pooled example-level bootstraps of notebook 05).
-    Returns (estimate, lo, hi, cells)."""
+    interval is normal, each cell's estimate independent (the pooled example-level bootstraps of notebook 05, plus
+    ``seed_var``'s between-seed variance of each cell when given). Returns (estimate, lo, hi, cells)."""
+    sv = seed_var or (lambda variant, scorer: 0.0)
     est, sd = [], []
-    for _, g in rows.groupby(["layer", "scorer"], sort=True):
+    for (_, scorer), g in rows.groupby(["layer", "scorer"], sort=True):
         t, r = g[g.variant == "trained"], g[g.variant.isin(random_variants(g.variant))]
         if t.empty or r.empty:
             continue
         est.append(float(r.auroc.mean() - t.auroc.iloc[0]))
-        sd.append(math.sqrt(float((r.auroc_sd**2).sum()) / len(r) ** 2 + float(t.auroc_sd.iloc[0]) ** 2))
+        r_var = float((r.auroc_sd**2).sum()) + sum(sv(v, scorer) for v in r.variant)
+        sd.append(math.sqrt(r_var / len(r) ** 2 + float(t.auroc_sd.iloc[0]) ** 2 + sv("trained", scorer)))
     require(len(est) > 0, "no layer has both the trained model and a random variant scored")
     e, lo, hi = mean_of_independent(est, sd, level)
     return e, lo, hi, len(est)
 
 
-def mean_auroc(rows: pd.DataFrame, level: float, sd_col: str | None = "auroc_sd") -> tuple[float, float, float]:
+def mean_auroc(rows: pd.DataFrame, level: float, sd_col: str | None = "auroc_sd", seed_var: SeedVar | None = None
+               ) -> tuple[float, float, float]:  # fmt: skip
     """The mean ``auroc`` of independent cells with a normal interval (sd from ``sd_col``, else from the cells'
-    ``auroc_lo``/``auroc_hi``)."""
+    ``auroc_lo``/``auroc_hi``; plus ``seed_var``'s between-seed variance of each (variant, scorer) cell)."""
     sd = rows[sd_col] if sd_col and sd_col in rows else [sd_from_ci(a, b, level) for a, b in
                                                           zip(rows.auroc_lo, rows.auroc_hi)]  # fmt: skip
-    return mean_of_independent(rows.auroc.to_numpy(float), np.asarray(sd, float), level)
+    sd = np.asarray(sd, float)
+    if seed_var is not None:
+        sd = np.sqrt(sd**2 + np.array([seed_var(v, s) for v, s in zip(rows.variant, rows.scorer)], float))
+    return mean_of_independent(rows.auroc.to_numpy(float), sd, level)
 
 
 def fmt_num(x: float) -> str:

@@ -19,6 +19,7 @@ from rsae_utils.claims.inputs import (
     TOKEN_BASELINE,
     Inputs,
     Result,
+    SeedVar,
     mean_auroc,
     paired_auroc_gap,
     random_variants,
@@ -31,6 +32,14 @@ LATENT_COLS = ["variant", "layer", "latent", "scorer", "backend", "auroc", "entr
 
 
 # ------------------------------------------------------------------------------------------------------ 04 / 05
+def _seeds(inp: Inputs, backend: str) -> tuple[SeedVar | None, str]:
+    """(between-seed variance per (variant, scorer), what the interval covers): measured by notebook 07 for the
+    token baseline only; an LLM's cells keep their example-level intervals."""
+    if backend != TOKEN_BASELINE:
+        return None, "(SAE seeds: spread measured for the token baseline only)"
+    return (lambda variant, scorer: inp.seed_var(variant, f"{TOKEN_BASELINE} {scorer}")), inp.seed_note()
+
+
 def llm_backend(t: pd.DataFrame) -> str:
     """The LLM backend of the table: an endpoint's before the offline one; ``MissingInput`` when there is none."""
     llms = sorted(b for b in set(t.backend) if b != TOKEN_BASELINE)
@@ -55,10 +64,11 @@ def auroc_similar(inp: Inputs, backend: str | None, scorers: Sequence[str]) -> R
     t = inp.table("auroc_vs_layer", AUROC_COLS)
     b = backend or llm_backend(t)
     rows = t[(t.backend == b) & t.scorer.isin(scorers)]
-    est, lo, hi, n = paired_auroc_gap(rows, inp.opt.ci_level)
+    sv, seeds = _seeds(inp, b)
+    est, lo, hi, n = paired_auroc_gap(rows, inp.opt.ci_level, sv)
     ok, why = _informative(inp, rows, b)
     v = R.scale_gate(ok, why, R.similar(lo, hi, inp.opt.auroc_margin, what="AUROC difference"))
-    return Result(est, lo, hi, f"examples (pooled bootstrap per cell; {n} layer x scorer cells)", v,
+    return Result(est, lo, hi, f"examples (pooled bootstrap per cell; {n} layer x scorer cells) {seeds}", v,
                   f"{b}, {' + '.join(scorers)}: random variants minus trained AUROC")
 
 
@@ -69,9 +79,10 @@ def control_chance(inp: Inputs) -> Result:
     llm = [b for b in set(ctl.backend) if b != TOKEN_BASELINE]
     b = llm_backend(ctl) if llm else TOKEN_BASELINE
     rows = ctl[ctl.backend == b]
-    est, lo, hi = mean_auroc(rows, inp.opt.ci_level)
+    sv, seeds = _seeds(inp, b)
+    est, lo, hi = mean_auroc(rows, inp.opt.ci_level, seed_var=sv)
     v = R.near(lo, hi, 0.5, inp.opt.chance_margin, what="Control AUROC")
-    return Result(est, lo, hi, f"examples (pooled bootstrap per cell; {len(rows)} layer x scorer cells)", v,
+    return Result(est, lo, hi, f"examples (pooled bootstrap per cell; {len(rows)} layer x scorer cells) {seeds}", v,
                   f"{b}{' (no LLM scored the Control)' if b == TOKEN_BASELINE else ''}: Control AUROC, mean over "
                   f"layers and scorers")
 

@@ -5,6 +5,8 @@ seed stability (07). Each takes the :class:`~rsae_utils.claims.inputs.Inputs` of
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 
@@ -77,8 +79,13 @@ def sae_metric_similar(inp: Inputs, metric: str) -> Result:
     require(len(r) > 0, "fig2_sae_metrics.csv has no random-variant rows at the trained model's layers")
     diffs = (r[metric].to_numpy(float) - tr.loc[r.layer].to_numpy(float))
     est, lo, hi = inp.boot([diffs], lambda g: g[0].mean())
+    # Each cell is one SAE: add the between-seed variance of (random - trained) per cell, averaged over n cells.
+    seed_var = sum(inp.seed_var(v, metric) + inp.seed_var("trained", metric) for v in r.variant) / len(diffs) ** 2
+    if seed_var > 0:
+        sd = math.sqrt(R.sd_from_ci(lo, hi, inp.opt.ci_level) ** 2 + seed_var)
+        est, lo, hi = est, est - R.z_value(inp.opt.ci_level) * sd, est + R.z_value(inp.opt.ci_level) * sd
     v = R.similar(lo, hi, inp.opt.metric_margin, what=f"{metric.replace('_', ' ')} difference")
-    return Result(est, lo, hi, f"variant x layer cells ({len(diffs)}, one SAE each)", v,
+    return Result(est, lo, hi, f"variant x layer cells ({len(diffs)}, one SAE each) {inp.seed_note()}", v,
                   f"random variant minus trained {metric.replace('_', ' ')}, mean over variants and layers")
 
 

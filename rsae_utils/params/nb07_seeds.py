@@ -22,6 +22,7 @@ from rsae_utils.params.core import (
     optional,
     register,
 )
+from rsae_utils.subject.variants import VARIANTS
 
 _VARIANTS = ["trained", "rerandomized_incl_emb", "step0"]
 
@@ -82,6 +83,11 @@ register("07_seed_stability", Notebook(
         Param("toy_steps", 300, 900, 20_000, is_int(1), "toy: optimiser steps"),
         Param("toy_lr", 1e-2, 5e-3, 1e-3, is_float(0.0, 1.0), "toy: Adam learning rate (as notebook 02)"),
         Param("toy_batch", 64, 256, 256, is_int(1), "toy: samples per step"),
+        Param("replicate_seeds", [0, 1], [0, 1, 2], [0, 1, 2], list_of(is_int(0), min_len=2, unique=True),
+              "seeds of notebook 03's SAE retrained at 'layer' for the between-seed spread of the headline numbers "
+              "(notebook 03's sae_seed is reused, not retrained)"),
+        Param("replicate_variants", list(VARIANTS), list(VARIANTS), list(VARIANTS),
+              list_of(one_of(VARIANTS), unique=True), "variants whose notebook-03 SAE gets seed replicates"),
         Param("threads", 1, 0, 0, is_int(0, 1024), "torch intra-op threads (0: torch's default)"),
     ],
     checks=[_check_07],

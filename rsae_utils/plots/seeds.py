@@ -140,3 +140,26 @@ def plot_toy(latents: pd.DataFrame, seeds: pd.DataFrame):
         ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def plot_replicates(reps: pd.DataFrame, labels: Labels = None):
+    """Seed replicates of notebook 03's SAEs: a panel per metric, a column of dots (one per SAE seed) per variant
+    with a bar at the mean; the vertical spread is what a rerun with another seed moves a headline number by."""
+    use_paper_style()
+    metrics = list(dict.fromkeys(reps.metric))
+    variants = order_variants(list(dict.fromkeys(reps.variant)))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(2.9 * len(metrics), 3.2), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        for x, v in enumerate(variants):
+            vals = reps[(reps.metric == metric) & (reps.variant == v)].value.to_numpy(float)
+            if not vals.size:
+                continue
+            ax.scatter(np.full(vals.size, x), vals, s=18, color=variant_color(v), zorder=3)
+            ax.hlines(vals.mean(), x - 0.25, x + 0.25, color=variant_color(v), lw=1.5)
+        ax.set_xticks(range(len(variants)), [_label(v, labels) for v in variants], rotation=35, ha="right",
+                      fontsize=7)  # fmt: skip
+        ax.set_title(metric.replace("_", " "), fontsize=9)
+    layer = int(reps.layer.iloc[0]) if len(reps) else -1
+    fig.suptitle(f"notebook 03's SAEs retrained with other seeds (layer {layer}): one dot per seed", fontsize=10)
+    fig.tight_layout()
+    return fig
