@@ -92,7 +92,9 @@ register("08_critique", Notebook(
         Param("top_n", 3, 5, 10, is_int(1), "most positional latents listed per variant"),
         # example sets (as notebook 04)
         Param("window_len", 32, 32, 32, is_int(2, 4096), "tokens per example window (the paper: 32)"),
-        Param("max_contexts", None, None, None, optional(is_int(1)), "cap on held-out contexts read per SAE"),
+        Param("max_contexts", None, 96, None, optional(is_int(1)),
+              "cap on held-out contexts read per SAE (default: 96 of notebook 03's 400, ~12k tokens: the "
+              "permutation tests cost n_perm passes over every activation)"),
         Param("n_latents", 6, 60, 100, is_int(2), "latents sampled per SAE for the scorers (the paper: 100)"),
         Param("min_examples", 4, 16, 200, is_int(1), "activating windows a latent needs to be sampled"),
         Param("n_explain", 2, 8, 40, is_int(1), "explainer windows per latent (the token profile is read from them)"),
