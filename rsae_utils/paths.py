@@ -11,6 +11,7 @@ Roots (environment variables override them; the tests point them at temporary fo
 The artifacts of the pipeline, by the stage that writes them (every stage reads only what an earlier one wrote)::
 
     02 toys      build/<p>/mmcs_sweep/                                            mmcs_sweep_dir
+    02 frontier  build/<p>/frontier_sweep/ (SAEs on embedding rows)                frontier_sweep_dir
     03 cache     build/<p>/caches/<model>/<variant>-seed<S>/                      cache_dir
     03 train     build/<p>/saes/<model>/<variant>-seed<S>/<sae name>/             sae_dir
     03 metrics   build/<p>/metrics/<model>/<variant>-seed<S>/                     metrics_dir
@@ -91,6 +92,11 @@ def executed_dir(profile: str) -> Path:
 def mmcs_sweep_dir(profile: str) -> Path:
     """Notebook 02's cached sweep (one artifact)."""
     return work_dir(profile) / "mmcs_sweep"
+
+
+def frontier_sweep_dir(profile: str) -> Path:
+    """Notebook 02's cached SAE sweep on token-embedding rows and their matched Gaussian (one artifact)."""
+    return work_dir(profile) / "frontier_sweep"
 
 
 def model_slug(model: str, revision: str | None = None) -> str:

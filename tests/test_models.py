@@ -91,3 +91,15 @@ def test_smollm2_logits_match_transformers():
             got = loaded.model(ids)
             assert (got - ref).abs().max().item() < 1e-3, text
             assert got[0, -1].argmax() == ref[0, -1].argmax()
+
+
+@pytest.mark.slow
+def test_token_embedding_is_the_models_own():
+    """Notebook 02's real vectors: the embedding read from the converted file is the loaded model's W_E."""
+    tiny = models.token_embedding("tiny-random")
+    assert torch.equal(tiny, load_model("tiny-random").model.embed.W_E)
+    w = models.token_embedding("smollm2-135m")
+    assert w.shape == (49152, 576) and w.dtype == torch.float32
+    assert torch.equal(w, load_model("smollm2-135m").model.embed.W_E)
+    with pytest.raises(ParameterError):
+        models.token_embedding("not-a-model")

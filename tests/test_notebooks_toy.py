@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -60,12 +61,36 @@ def test_notebook_02_smoke_and_cache(tmp_dirs):
     man = _manifest(d / "02_mmcs_goldilocks.manifest.json")
     assert man["params"]["l1_values"] == cfg.l1_values and man["profile"] == "smoke"
     assert len(man["summary"]) == len(cfg.conditions) * len(cfg.dict_sizes)
-    # The sweep is a cached artifact: a forced rerun of the notebook reuses it instead of training again.
+    # The frontier figure: every SAE of the toy sweep plus the embedding sweep, each with the four measures.
+    for ext in ("png", "pdf", "csv", "manifest.json"):
+        assert (d / f"02_sparsity_frontier.{ext}").stat().st_size > 0, ext
+    points = pd.read_csv(d / "02_sparsity_frontier.csv")
+    n_emb = 2 * len(cfg.emb_dict_ratios) * len(cfg.emb_l1_values) * len(cfg.emb_seeds)
+    assert len(points) == n + n_emb
+    assert set(points["condition"]) == {*cfg.conditions, "embedding", "embedding_gaussian"}
+    assert {"ev", "l0", "l1_norm", "l1_over_sqrt_l2", "hoyer"} <= set(points.columns)
+    assert points["ev"].le(1.0).all() and points["hoyer"].between(0, 1).all()
+    assert (points["l1_over_sqrt_l2"] >= 1 - 1e-9).all()
+    np.testing.assert_allclose(points["ev"], 1 - points["fvu"])
+    fman = _manifest(d / "02_sparsity_frontier.manifest.json")
+    assert fman["embedding_rows"]["d"] == 64 and fman["embedding_rows"]["n_eval"] == cfg.emb_eval_rows  # tiny-random
+    fronts = pd.DataFrame(fman["frontiers"])
+    assert set(fronts["measure"]) == {"l0", "l1_norm", "l1_over_sqrt_l2", "hoyer"}
+    for (m, c), f in fronts.groupby(["measure", "condition"]):
+        ev = f.sort_values("sparsity")["ev"].to_numpy()
+        assert (np.diff(ev) > 0).all() if m != "hoyer" else (np.diff(ev) < 0).all(), (m, c)
+    comp = pd.DataFrame(fman["comparison"])
+    assert len(comp) == 4 * 5 and set(comp["verdict"]) <= {"above", "below", "about level with", "crossing",
+                                                           "not comparable with (no shared sparsity range)"}
+    # The sweeps are cached artifacts: a forced rerun of the notebook reuses them instead of training again.
     sweep_dir = build / "smoke" / "mmcs_sweep"
     first = _manifest(sweep_dir / "manifest.json")
+    first_emb = _manifest(build / "smoke" / "frontier_sweep" / "manifest.json")
     run_notebook("02_mmcs_goldilocks", "smoke", force=True, progress=False)
     assert _manifest(sweep_dir / "manifest.json")["created"] == first["created"]
+    assert _manifest(build / "smoke" / "frontier_sweep" / "manifest.json")["created"] == first_emb["created"]
     assert pd.read_csv(d / "02_mmcs_goldilocks.csv").equals(table)
+    assert pd.read_csv(d / "02_sparsity_frontier.csv").equals(points)
 
 
 def test_bad_parameters_stop_before_work(tmp_dirs):

@@ -18,6 +18,11 @@ def _check_02(cfg: Config) -> None:
             f"parameter 'mean_active' is too large for decay {cfg.decay} and {cfg.n_features} features "
             f"(a feature's probability would exceed 1); got {cfg.mean_active}"
         )
+    if cfg.emb_rows and cfg.emb_eval_rows >= cfg.emb_rows:
+        raise ParameterError(
+            f"parameter 'emb_eval_rows' must be below 'emb_rows' ({cfg.emb_rows}: the rest are the training rows); "
+            f"got {cfg.emb_eval_rows}"
+        )
     if cfg.device == "cuda" and not torch.cuda.is_available():
         raise ParameterError("parameter 'device' is 'cuda' but no CUDA device is visible; allowed: 'cpu', 'auto'")
 
@@ -52,6 +57,24 @@ register("02_mmcs_goldilocks", Notebook(
         Param("batch", 64, 256, 256, is_int(1, 1 << 20), "samples per step"),
         Param("decay_frac", 0.2, 0.2, 0.0, is_float(0.0, 1.0), "final share of steps with linear lr decay to 0"),
         Param("n_eval", 1024, 8192, 16384, is_int(16, 10_000_000), "held-out samples for L0, FVU and dead latents"),
+        # The explained-variance-against-sparsity frontier: the toy SAEs above plus a sweep on real vectors.
+        Param("emb_model", "tiny-random", "smollm2-135m", "smollm2-135m", one_of(["smollm2-135m", "tiny-random"]),
+              "model whose token-embedding rows are the real vectors of the frontier (the authors: Pythia, GloVe)"),
+        Param("emb_rows", 2048, 0, 0, is_int(0, 10_000_000),
+              "embedding rows used, a random subset (0: all; SmolLM2 has 49,152)"),
+        Param("emb_eval_rows", 512, 4096, 8192, is_int(16, 10_000_000), "of those, rows held out for EV and sparsity"),
+        Param("emb_l1_values", _l1_grid(-1.5, 0.5, 3), _l1_grid(-1, 0, 4), _l1_grid(-3, 2, 21),
+              list_of(is_float(1e-8, 1e6), min_len=2, unique=True),
+              "L1 coefficients of the embedding SAEs (default: the part of the toy grid where they are neither "
+              "dense nor dead, finer)"),
+        Param("emb_dict_ratios", [2], [2], [2, 4, 8, 16], list_of(is_int(1, 1024), unique=True),
+              "embedding SAE sizes as multiples of the embedding width (the toy sizes are 2x..16x of d_model)"),
+        Param("emb_seeds", [0], [0], [0, 1, 2, 3, 4], list_of(is_int(0, 2**31 - 1), unique=True),
+              "seeds of the embedding SAEs (initialisation and batch order)"),
+        Param("emb_steps", 150, 120, 20_000, is_int(1, 10_000_000),
+              "optimiser steps of the embedding SAEs (same lr, batch, beta2 and decay as the toy SAEs)"),
+        Param("emb_gaussian", True, True, True, is_bool(),
+              "also train on a Gaussian with the embedding rows' mean and full covariance (their control)"),
         Param("device", "cpu", "cpu", "auto", one_of(["cpu", "cuda", "auto"]), "where to train (auto: cuda if any)"),
         Param("use_cache", True, True, True, is_bool(), "reuse a finished sweep with the same parameters and code"),
         Param("threads", 1, 0, 0, is_int(0, 1024),

@@ -166,3 +166,52 @@ def plotly_goldilocks(df: pd.DataFrame):
         fig.update_yaxes(title_text={"mmcs": "MMCS", "l0": "L0", "fvu": "FVU"}[metric], row=row, col=1)
     fig.update_layout(height=900, width=400 * len(conditions) + 100, title={"text": "MMCS Goldilocks zone"})
     return fig
+
+
+# --------------------------------------------------------------------------------------------------------------
+# 02: explained variance against sparsity
+# --------------------------------------------------------------------------------------------------------------
+# Each Gaussian control is drawn dashed in the colour of the data it is matched to.
+FRONTIER_STYLE = {
+    "raw": (SERIES_COLORS[0], "-", "raw toy data"),
+    "mlp": (SERIES_COLORS[1], "-", "toy data through a random MLP"),
+    "gaussian": (SERIES_COLORS[0], "--", "Gaussian control (toy mean, std)"),
+    "embedding": (SERIES_COLORS[2], "-", "token-embedding rows"),
+    "embedding_gaussian": (SERIES_COLORS[2], "--", "Gaussian control (rows' mean, covariance)"),
+}
+
+
+def plot_frontier(points: pd.DataFrame, fronts: pd.DataFrame, measures: dict[str, tuple[str, bool]]):
+    """One panel per sparsity measure: every SAE as a faint dot, each data source's Pareto frontier as a line.
+
+    ``points``: one row per SAE with ``condition``, ``ev`` and a column per measure; ``fronts``: a
+    ``toys.frontier.frontier_table``. The x axis is turned so that sparser is always to the left (Hoyer
+    sparsity grows with sparsity, so its axis runs from high to low).
+    """
+    use_paper_style()
+    names = list(measures)
+    fig, axes = plt.subplots(1, len(names), figsize=(3.4 * len(names), 3.6), sharey=True, squeeze=False)
+    conditions = [c for c in FRONTIER_STYLE if c in set(points["condition"])]
+    for ax, m in zip(axes[0], names):
+        label, lower_is_sparser = measures[m]
+        for c in conditions:
+            color, ls, text = FRONTIER_STYLE[c]
+            p = points[points["condition"] == c]
+            ax.scatter(p[m], p["ev"], s=7, color=color, alpha=0.25, linewidths=0)
+            f = fronts[(fronts["measure"] == m) & (fronts["condition"] == c)].sort_values("sparsity")
+            ax.plot(f["sparsity"], f["ev"], ls=ls, color=color, marker="o", ms=3, label=text)
+        if m != "hoyer":
+            ax.set_xscale("log")
+        if not lower_is_sparser:
+            ax.invert_xaxis()
+        ax.set_ylim(-0.05, 1.02)
+        ax.set_xlabel(label)
+        ax.set_title(f"EV against {label.split(' (')[0]}")
+    axes[0][0].set_ylabel("explained variance (1 - FVU, held out)")
+    fig.suptitle("Reconstruction-sparsity frontiers of L1 SAEs (dots: every SAE; lines: Pareto frontier; "
+                 "sparser to the left, better up)")
+    fig.tight_layout()
+    # One legend beside the panels: inside one it hid the dense ends of the frontiers.
+    fig.legend(*axes[0][0].get_legend_handles_labels(), loc="center left", bbox_to_anchor=(1.0, 0.5),
+               handlelength=3)
+    return fig

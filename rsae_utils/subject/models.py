@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from safetensors import safe_open
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 from transformer_lens import loading_from_pretrained as lfp
 from transformer_lens.pretrained.weight_conversions import convert_llama_weights
@@ -341,6 +342,22 @@ def load_model(name: str, device: str = "cpu", revision: str | None = None) -> L
         loaded = _load_hub(canonical, device, None if revision == "main" else revision)
     loaded.info["load_s"] = round(time.perf_counter() - t0, 2)
     return loaded
+
+
+def token_embedding(name: str) -> torch.Tensor:
+    """Model ``name``'s token-embedding matrix (d_vocab, d_model), float32, offline for the local models.
+
+    SmolLM2 is read straight from the converted weights (the same folder :func:`load_model` reads, without building
+    the 135M-parameter model; the embedding is tied, so the file may hold it as ``lm_head.weight`` only); any other
+    name goes through :func:`load_model`.
+    """
+    if validate_model_name(name) == OFFLINE_DEFAULT:
+        folder = converted_gguf_dir()
+        with safe_open(str(folder / "model.safetensors"), "pt") as f:
+            keys = set(f.keys())
+            key = "model.embed_tokens.weight" if "model.embed_tokens.weight" in keys else "lm_head.weight"
+            return f.get_tensor(key).float()
+    return load_model(name).model.embed.W_E.detach().float().cpu()
 
 
 def describe(loaded: LoadedModel) -> dict:

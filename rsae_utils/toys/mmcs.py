@@ -36,10 +36,12 @@ from tqdm.auto import tqdm
 
 from rsae_utils import store
 from rsae_utils.paths import mmcs_sweep_dir
-from rsae_utils.toys import synthetic
+from rsae_utils.toys import sparsity, synthetic
 from rsae_utils.toys.synthetic import DataStream, SparseFeatureWorld, SyntheticSpec, _gen
 
-SWEEP_COLUMNS = ("condition", "dict_size", "l1", "seed", "mmcs", "l0", "fvu", "dead_frac")
+# l1_norm, l1_over_sqrt_l2, hoyer: sparsity of the codes (toys.sparsity; "l1" is the coefficient here).
+SWEEP_COLUMNS = ("condition", "dict_size", "l1", "seed", "mmcs", "l0", "fvu", "dead_frac", "l1_norm",
+                 "l1_over_sqrt_l2", "hoyer")
 _INIT = 31
 
 
@@ -145,14 +147,15 @@ def train_batched(
 ) -> StackedSAEs:
     """Train M SAEs at once. Model m reads group ``group_of_model[m]`` of ``stream`` and uses ``l1[m]``, ``seeds[m]``.
 
-    One step: draw one batch per data group, gather it per model, forward/backward with ``bmm`` and hand-written
-    gradients (of the summed per-model losses, so each model gets exactly its own gradient), one Adam step over
-    the stacked tensors, then renormalise every decoder row.
+    ``stream`` is anything with ``d_model`` and ``next() -> (n_groups, B, h)``: a ``synthetic.DataStream`` or the
+    row stream of ``toys.frontier``. One step: draw one batch per data group, gather it per model, forward/backward
+    with ``bmm`` and hand-written gradients (of the summed per-model losses, so each model gets exactly its own
+    gradient), one Adam step over the stacked tensors, then renormalise every decoder row.
     """
     M = len(l1)
     if not (len(group_of_model) == len(seeds) == M):
         raise ValueError("group_of_model, l1 and seeds must have one entry per model")
-    h = stream.world.spec.d_model
+    h = stream.d_model
     inits = [init_params(h, dict_size, int(s)) for s in seeds]
     w_enc = torch.stack([i[0] for i in inits]).to(device)
     b_enc = torch.stack([i[1] for i in inits])[:, None, :].to(device)
@@ -222,17 +225,20 @@ def train_one(
 def evaluate_one(
     w_enc: torch.Tensor, b_enc: torch.Tensor, w_dec: torch.Tensor, x: torch.Tensor, chunk: int = 4096
 ) -> dict[str, float]:
-    """L0 (mean active latents per sample), FVU and the share of latents that never fire on ``x``."""
+    """Code sparsity (mean over samples of L0, L1 as ``l1_norm``, L1/sqrt(L2), Hoyer: ``toys.sparsity``), FVU
+    and the share of latents that never fire on ``x``."""
     fired = torch.zeros(w_enc.shape[1], dtype=torch.bool)
-    l0 = sq_err = 0.0
+    sq_err = 0.0
+    per = []
     for xs in x.split(chunk):
         z = torch.relu(xs @ w_enc + b_enc)
-        active = z > 0
-        fired |= active.any(0)
-        l0 += float(active.sum())
+        fired |= (z > 0).any(0)
+        per.append(sparsity.per_sample_torch(z))
         sq_err += float((z @ w_dec - xs).pow(2).sum())
     total_var = float((x - x.mean(0)).pow(2).sum())
-    return {"l0": l0 / len(x), "fvu": sq_err / total_var, "dead_frac": 1.0 - float(fired.float().mean())}
+    m = sparsity.mean_per_sample(per)
+    m["l1_norm"] = m.pop("l1")
+    return {**m, "fvu": sq_err / total_var, "dead_frac": 1.0 - float(fired.float().mean())}
 
 
 def evaluate(saes: StackedSAEs, x_eval: Sequence[torch.Tensor], features: Sequence[torch.Tensor]) -> pd.DataFrame:
@@ -395,6 +401,6 @@ def sweep_from_config(cfg, path=None, force: bool = False) -> tuple[pd.DataFrame
         df.to_csv(tmp / "sweep.csv", index=False)
         return {"sweep_wall_s": round(time.perf_counter() - t0, 1), "torch_threads": threads}
 
-    out = store.cached_artifact(path, params, build, code=(sys.modules[__name__], synthetic),
+    out = store.cached_artifact(path, params, build, code=(sys.modules[__name__], synthetic, sparsity),
                                 force=force or not cfg.use_cache)
     return pd.read_csv(out / "sweep.csv"), store.load_manifest(out)

@@ -17,6 +17,7 @@ and counted).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -78,6 +79,33 @@ def sparsity_summary(z, eps: float = 0.0) -> dict[str, float]:
         "l1_over_sqrt_l2": l1_over_sqrt_l2(z),
         "hoyer": hoyer(z),
     }
+
+
+def per_sample_torch(z: torch.Tensor, eps: float = 0.0) -> dict[str, torch.Tensor]:
+    """The four measures per sample (float64), computed in torch on ``z`` as it is.
+
+    Same definitions as :func:`l0`, :func:`l1`, :func:`l1_over_sqrt_l2` and :func:`hoyer` (the tests check they
+    agree); this path skips their float64 NumPy copy, which costs ~0.3 s for one 8192 x 1024 code matrix and a
+    sweep scores dozens of them.
+    """
+    if z.dim() != 2 or z.shape[1] < 2:
+        raise ValueError(f"expected a code matrix (n, d) with d >= 2; got shape {tuple(z.shape)}")
+    a = z.abs()
+    norm1 = a.sum(1, dtype=torch.float64)
+    norm2 = a.pow(2).sum(1, dtype=torch.float64).sqrt()
+    ratio = torch.where(norm2 > 0, norm1 / norm2.clamp_min(1e-300), torch.full_like(norm2, float("nan")))
+    sd = math.sqrt(z.shape[1])
+    return {
+        "l0": (a > eps).sum(1).to(torch.float64),
+        "l1": norm1,
+        "l1_over_sqrt_l2": ratio,
+        "hoyer": ((sd - ratio) / (sd - 1.0)).clamp(0.0, 1.0),  # clamp keeps NaN (zero rows)
+    }
+
+
+def mean_per_sample(chunks: Sequence[Mapping[str, torch.Tensor]]) -> dict[str, float]:
+    """Means over samples of :func:`per_sample_torch` results of several chunks, NaN (zero rows) left out."""
+    return {k: _reduce(torch.cat([c[k] for c in chunks]).cpu().numpy(), False) for k in chunks[0]}
 
 
 def pareto_frontier(points, lower_is_sparser: bool = True) -> np.ndarray:

@@ -183,6 +183,7 @@ class DataStream:
         for c in conditions:
             check_condition(c)
         self.world, self.conditions, self.seeds, self.batch = world, list(conditions), list(seeds), batch
+        self.d_model = world.spec.d_model  # what the trainer reads (toys.frontier's row stream has it too)
         self.groups = [(c, s) for c in self.conditions for s in self.seeds]
         need_sparse = any(c in ("raw", "mlp") for c in conditions)
         need_gauss = "gaussian" in conditions
