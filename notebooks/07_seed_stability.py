@@ -72,8 +72,8 @@ import torch
 from IPython.display import display
 
 from rsae_utils import paths
-from rsae_utils.params import resolve
 from rsae_utils.autointerp.replicates import replicate_table, seed_spread
+from rsae_utils.params import resolve
 from rsae_utils.plots.seeds import plot_latents, plot_overview, plot_replicates, plot_toy, plotly_curves
 from rsae_utils.plots.style import save_figure
 from rsae_utils.sae.pipeline import SAEPipeline
