@@ -145,7 +145,8 @@ register("03_sae_training", Notebook(
               "compute dtype of the caching forward (CPU, Llama-style models: smollm2-135m, tiny-random): "
               "'float32' (default, as transformer-lens to ~1e-6) or 'bfloat16' (matrix products in bfloat16: ~2x "
               "faster on CPUs with AMX-BF16, e.g. Sapphire Rapids, but much slower on a laptop without it; cached "
-              "activations then differ by ~0.2-0.7% relative); enters the cache key"),
+              "activations then differ from float32 by 0.3-8% relative, most in deep layers of re-randomized "
+              "variants); enters the cache key"),
         Param("cache_dtype", "float32", "float32", "float16", one_of(["float32", "float16"]),
               "dtype of the cached activations", gpu="float16"),
         Param("train_from", "cache", "cache", "stream", one_of(["cache", "stream"]),
