@@ -27,6 +27,8 @@ from rsae_utils.subject.variants import VARIANTS
 EXECUTORS = ("local", "slurm", "submitit-local")  # rsae_utils.sae.jobs.EXECUTORS (a test keeps them equal)
 TRAINERS = ("fast", "sae-lens")  # rsae_utils.sae.train.TRAINERS (the same test; importing sae-lens here is slow)
 
+# Models whose CPU harvest runs rsae_utils.sae.fastfwd's lean forward (harvest.planned_forward; a test keeps them equal)
+_LEAN_MODELS = ("smollm2-135m", "tiny-random")
 # (n_layers, d_model) of the models notebook 03 knows by name, so layer and k can be checked before any load.
 _KNOWN_DIMS = {
     "smollm2-135m": (30, 576),
@@ -77,6 +79,11 @@ def _check_03(cfg: Config) -> None:
     if cfg.trainer == "fast" and cfg.train_from == "stream":
         raise ParameterError("parameter 'trainer' 'fast' trains from the cache only; with train_from='stream' set "
                              "trainer='sae-lens' (its MultiSAETrainer trains every layer in lockstep)")
+    if cfg.harvest_dtype != "float32" and (cfg.device != "cpu" or cfg.model.strip().lower() not in _LEAN_MODELS):
+        raise ParameterError(
+            f"parameter 'harvest_dtype' must be 'float32' unless device='cpu' and model is one of {_LEAN_MODELS} "
+            f"(the lean forward, rsae_utils.sae.fastfwd); got {cfg.harvest_dtype!r}"
+        )
     if cfg.n_spliced_windows > cfg.n_test_windows:
         raise ParameterError(
             f"parameter 'n_spliced_windows' must be <= n_test_windows ({cfg.n_test_windows}); "
@@ -142,6 +149,12 @@ register("03_sae_training", Notebook(
               "held-out windows used for the spliced CE/KL metrics (each costs a partial forward per layer)", gpu=128),
         Param("window_seed", 0, 0, 0, is_int(0), "seed of the window sampling"),
         Param("harvest_batch", 8, 8, 32, is_int(1), "windows per forward when caching activations", gpu=32),
+        Param("harvest_dtype", "float32", "float32", "float32", one_of(["float32", "bfloat16"]),
+              "compute dtype of the caching forward (CPU, Llama-style models: smollm2-135m, tiny-random): "
+              "'float32' (default, as transformer-lens to ~1e-6) or 'bfloat16' (matrix products in bfloat16: ~2x "
+              "faster on CPUs with AMX-BF16, e.g. Sapphire Rapids, but much slower on a laptop without it; cached "
+              "activations then differ from float32 by 0.3-8% relative, most in deep layers of re-randomized "
+              "variants); enters the cache key"),
         Param("cache_dtype", "float32", "float32", "float16", one_of(["float32", "float16"]),
               "dtype of the cached activations", gpu="float16"),
         Param("train_from", "cache", "cache", "stream", one_of(["cache", "stream"]),

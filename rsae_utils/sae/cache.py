@@ -35,6 +35,8 @@ DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.
 # Largest magnitude stored as float16 without overflow (the format's max is 65504); bigger raises.
 _FP16_MAX = 6.5e4
 _REBUILD = "rerun notebook 03 (make figures NB=03 FORCE=1): its cache stage rebuilds what is damaged"
+# The forward that made a cache, as recorded in its manifest: transformer-lens's, or rsae_utils.sae.fastfwd's.
+TL_FORWARD = "transformer-lens"
 # Windows per shard file: small enough that an interruption loses little, large enough to keep files few.
 DEFAULT_SHARD_WINDOWS = 64
 
@@ -248,10 +250,13 @@ def open_cache(path: str | Path, check_hash: bool = True) -> ActivationCache:
 # Writing
 # --------------------------------------------------------------------------------------------------------------
 def cache_key(meta: Mapping[str, Any], layers: Sequence[int], tokens_by_split: Mapping[str, torch.Tensor],
-              dtype: str, shard_windows: int) -> str:
+              dtype: str, shard_windows: int, forward: str | None = None) -> str:
     """What decides the cache's content: model, variant, seed, corpus, the exact tokens, layers, dtype, sharding,
     and the variant's options when it has any (``meta["variant_options"]``: e.g. norm gains kept, a scaled
-    embedding; absent or empty for the variants as notebook 03 makes them, whose keys it leaves unchanged)."""
+    embedding; absent or empty for the variants as notebook 03 makes them, whose keys it leaves unchanged).
+    ``forward`` names the code that computed the activations when it is not transformer-lens's own forward
+    (e.g. ``"lean-float32"``, see :mod:`rsae_utils.sae.fastfwd`): its numbers differ in the last bits (bfloat16:
+    more), so its caches get keys of their own; transformer-lens caches keep the keys they always had."""
     fields = ("model", "variant", "seed", "corpus_sha256", "revision")
     fields += ("variant_options",) if meta.get("variant_options") else ()
     return stable_hash(
@@ -262,6 +267,7 @@ def cache_key(meta: Mapping[str, Any], layers: Sequence[int], tokens_by_split: M
             "dtype": dtype,
             "shard_windows": shard_windows,
             "format": FORMAT,
+            **({"forward": forward} if forward and forward != TL_FORWARD else {}),
         }
     )
 

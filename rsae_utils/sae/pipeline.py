@@ -30,7 +30,7 @@ from rsae_utils import paths
 from rsae_utils.errors import CacheError, StageError
 from rsae_utils.sae import metrics as metrics_mod
 from rsae_utils.sae.cache import DEFAULT_SHARD_WINDOWS, ActivationCache, cache_key, open_cache
-from rsae_utils.sae.harvest import harvest
+from rsae_utils.sae.harvest import harvest, planned_forward
 from rsae_utils.sae.train import SAESpec, load_record, load_sae, sae_name, train_sae, train_saes_streaming
 from rsae_utils.store import cached_artifact, content_hash, load_table, save_table, verify_artifact
 from rsae_utils.subject.corpus import Corpus, load_corpus
@@ -214,7 +214,8 @@ class SAEPipeline:
         if self.streaming:
             windows = {"test": windows["test"]}
         meta = self.cache_meta(variant)
-        key = cache_key(meta, self.cfg.layers, windows, self.cfg.cache_dtype, DEFAULT_SHARD_WINDOWS)
+        forward = planned_forward(self.cfg.model, self.cfg.device, self.cfg.harvest_dtype)
+        key = cache_key(meta, self.cfg.layers, windows, self.cfg.cache_dtype, DEFAULT_SHARD_WINDOWS, forward)
         path = self.cache_dir(variant)
         try:  # finished, made with these parameters, and every file still has its recorded sha256
             done = open_cache(path)
@@ -228,6 +229,7 @@ class SAEPipeline:
         out = harvest(
             model, windows, self.cfg.layers, path, {**meta, "variant_record": record},
             batch_size=int(self.cfg.harvest_batch), dtype=self.cfg.cache_dtype, progress=progress,
+            harvest_dtype=self.cfg.harvest_dtype,
         )  # fmt: skip
         self._tick("harvest", t0)
         self._caches[variant] = out

@@ -94,7 +94,9 @@ def option_cache(
     windows = {s: base.tokens(s) for s in base.manifest["n_windows"]}
     keep = ("model", "revision", "variant", "seed", "corpus_sha256", "corpus_source", "window_seed")
     meta = {**{k: base.manifest.get(k) for k in keep}, "variant_options": dict(options)}
-    key = cache_key(meta, layers, windows, base.manifest["dtype"], DEFAULT_SHARD_WINDOWS)
+    # the base cache's forward and compute dtype, so option caches differ from it only by the options
+    harvest_dtype = str(base.manifest.get("harvest_dtype", "float32"))
+    key = cache_key(meta, layers, windows, base.manifest["dtype"], DEFAULT_SHARD_WINDOWS, base.manifest.get("forward"))
     try:
         done = open_cache(out_dir)
         if done.manifest.get("key") == key:
@@ -103,7 +105,7 @@ def option_cache(
         pass
     model, record = make_model()
     return harvest(model, windows, layers, out_dir, {**meta, "variant_record": record}, batch_size=int(harvest_batch),
-                   dtype=base.manifest["dtype"])  # fmt: skip
+                   dtype=base.manifest["dtype"], harvest_dtype=harvest_dtype)  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------------------------
