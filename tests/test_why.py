@@ -281,3 +281,18 @@ def test_budget_and_architecture_sentences_from_the_numbers():
     assert "more token identity survives in the NeoX" in text and "layer 4: 0.70 vs 0.40" in text
     stats.loc[(stats.variant == NEOX) & (stats.layer == 4), "token_share_adj"] = 0.35
     assert "about as much token identity" in " ".join(architecture_sentences(stats, saes, NEOX, "step0"))
+
+
+def test_a_smaller_budget_or_width_is_no_cure_even_when_it_narrows_the_gap():
+    """Fewer tokens can "close" the gap by making the trained model's SAE worse: only larger values are candidates."""
+    rows = [{"factor": "train_tokens", "value": t, "variant": v, "source": v, "layer": 9, "R": 4, "train_tokens": t,
+             "explained_variance": ev}
+            for v, t, ev in (("trained", 100, 0.8), ("trained", 25, 0.5), ("rerandomized_incl_emb", 100, 0.3),
+                             ("rerandomized_incl_emb", 25, 0.3))]  # fmt: skip
+    table = pd.concat([_table(rr_ev=0.3), pd.DataFrame(rows)], ignore_index=True)
+    gaps = gap_table(table, BASE)
+    small = gaps[(gaps.factor == "train_tokens") & (gaps.value == 25)]
+    assert small.gap_closed.iloc[0] == pytest.approx(0.6)  # the table still shows it
+    text = " ".join(answer(gaps, _stats(), table, BASE, [9]))
+    assert "training budget" not in text.split("Answer:")[1].split(".")[0]
+    assert "Answer: scaling the token embedding up closes most of the gap (60%" in text

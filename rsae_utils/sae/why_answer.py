@@ -66,9 +66,25 @@ def gap_table(
     return pd.DataFrame(rows)
 
 
+UPWARD_ONLY = ("width", "train_tokens")  # a narrower SAE or fewer tokens is no cure: only larger values are candidates
+
+
+def _below_baseline(gaps: pd.DataFrame) -> pd.Series:
+    """Rows of an UPWARD_ONLY factor whose value lies below that factor's baseline value."""
+    out = pd.Series(False, index=gaps.index)
+    for f in UPWARD_ONLY:
+        rows = gaps.factor == f
+        base = pd.to_numeric(gaps[rows & gaps.is_baseline].value, errors="coerce")
+        if rows.any() and len(base):
+            out |= rows & (pd.to_numeric(gaps.value.where(rows), errors="coerce") < float(base.iloc[0]))
+    return out
+
+
 def best_per_factor(gaps: pd.DataFrame, layers: Sequence[int]) -> pd.DataFrame:
-    """Per (factor, variant): the value that closes most of the gap, averaged over ``layers``."""
-    sub = gaps[gaps.layer.isin(list(layers)) & ~gaps.is_baseline] if len(gaps) else gaps
+    """Per (factor, variant): the value that closes most of the gap, averaged over ``layers``; for the width and the
+    training budget only values above the baseline count (a smaller one can "close" the gap by making the trained
+    model's SAE worse, which answers nothing; the budget sentence reports that slope)."""
+    sub = gaps[gaps.layer.isin(list(layers)) & ~gaps.is_baseline & ~_below_baseline(gaps)] if len(gaps) else gaps
     sub = sub.dropna(subset=["gap_closed"]) if len(sub) else sub
     if not len(sub):
         return pd.DataFrame(columns=["factor", "variant", "value", "gap_closed"])
