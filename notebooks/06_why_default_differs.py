@@ -51,7 +51,10 @@
 # whether the architecture (pre-norm Llama with RMSNorm and 30 narrow layers vs Pythia's parallel-residual
 # GPT-NeoX) changes how much token identity survives at initialization. It **cannot** stand for a trained Pythia,
 # for Pythia's own step-0 weights (another draw, another tokenizer), nor for Pythia re-randomized from its trained
-# tensors' statistics (that needs the trained checkpoint, which is not available offline).
+# tensors' statistics (that needs the trained checkpoint, which is not available offline). The comparison carries
+# each model's initializer with it: SmolLM2's step-0 stand-in draws every matrix from transformers' Llama init
+# (N(0, 0.042), SmolLM2's initializer_range, no depth scaling), the NeoX from small_init with its output projections
+# scaled down by depth (wang_init); `neox_init='hf'` (N(0, 0.02) everywhere) separates the two.
 #
 # To keep the default near 8 minutes: R = 64 SAEs only for the trained and the re-randomized model at layer 9
 # (layer 0 has no gap, layers 4 and 9 move alike at R = 4 / 16, and step-0's width trend shows at R = 4 / 16), the

@@ -142,9 +142,10 @@ def plot_architecture(stats: pd.DataFrame, saes: pd.DataFrame, variants: Sequenc
         if len(e):
             axes[2].plot(e.layer, e[metric], **kw)
     titles = ["token identity (adjusted share)", "median norm / layer 0", METRIC_NAMES.get(metric, metric)]
+    ticks = sorted(set(st.layer) | set(sae.layer))
     for ax, t in zip(axes, titles):
-        ax.set(title=t, xlabel="layer (blocks applied)")
-    axes[0].set_ylim(-0.02, 1.02)
+        ax.set(title=t, xlabel="layer (blocks applied)", xticks=ticks)
+    axes[0].set_ylim(min(-0.02, float(st.token_share_adj.min()) - 0.03), 1.02)  # the adjusted share can be < 0
     axes[2].set_ylim(-0.02, 1.02)
     axes[1].set_yscale("log")
     handles, names = axes[0].get_legend_handles_labels()
