@@ -38,11 +38,20 @@ def test_smoke_run_measures_the_residual_stream_and_the_factors(smoke_run, smoke
     assert s.loc[(x4, 0), "token_share"] > s.loc[("rerandomized_incl_emb", 0), "token_share"]
     assert s.loc[(x4, 0), "norm_median"] > s.loc[("rerandomized_incl_emb", 0), "norm_median"]
     assert set(s.loc["rerandomized_incl_emb+norms-kept"].index) == set(cfg.layers)
+    # the second architecture: its own cache on the same windows, measured at every harvested layer
+    assert set(s.loc["neox_init"].index) == set(cfg.neox_layers)
+    assert (s.loc["neox_init"].n_tokens == s.loc[("trained", 0), "n_tokens"]).all()
+    assert s.loc[("neox_init", 0), "token_share_adj"] > s.loc[("control", 0), "token_share_adj"] + 0.1
 
     table = pd.read_csv(figures / "smoke" / "06_why_factors.csv")
     assert set(table.factor) == {"width", "norm_gains", "embedding_scale", "train_tokens"}
     assert set(table[table.factor == "width"].R) == set(cfg.expansions)
     assert set(table.layer) == set(cfg.layers) and set(table.variant) == set(cfg.variants)
+    # the budget sweep trains on the stated tokens (whole batches in smoke) at the base width
+    budgets = table[table.factor == "train_tokens"]
+    assert set(budgets.train_tokens) == set(cfg.token_budgets) and set(budgets.R) == {cfg.base_expansion}
+    assert (table.train_tokens_seen == table.train_tokens).all()
+    assert table.test_tokens.nunique() == 1  # every SAE measured on the same held-out tokens
     assert table.explained_variance.between(0, 1).all() and table.cos_sim.between(0, 1).all()
     for col in ("dead_fraction", "single_token_share"):
         assert table[col].between(0, 1).all(), col
@@ -54,15 +63,24 @@ def test_smoke_run_measures_the_residual_stream_and_the_factors(smoke_run, smoke
                   & (rr.train_tokens == cfg.train_tokens)].explained_variance  # fmt: skip
         assert len(base) == 4 and np.ptp(base.to_numpy()) == 0
 
+    arch = pd.read_csv(figures / "smoke" / "06_architecture.csv")
+    neox = arch[arch.variant == "neox_init"]
+    assert set(neox.layer) == set(cfg.neox_sae_layers) and set(neox.R) == {cfg.base_expansion}
+    assert neox.explained_variance.between(0, 1).all() and (neox.test_tokens == table.test_tokens.iloc[0]).all()
+    assert {"trained", "step0"} <= set(arch.variant)
+
     gaps = pd.read_csv(build / "smoke" / "why_default" / "gaps.csv")
     assert (gaps[gaps.is_baseline].gap_closed.dropna() == 0).all()
-    for name in ("06_residual_stats", "06_why_factors"):
+    for name in ("06_residual_stats", "06_why_factors", "06_architecture"):
         for ext in ("png", "pdf", "csv", "manifest.json"):
             assert (figures / "smoke" / f"{name}.{ext}").stat().st_size > 0
     nb = json.loads((build / "smoke" / "executed" / "06_why_default_differs.ipynb").read_text())
     shown = [o["data"]["text/markdown"] for c in nb["cells"] for o in c.get("outputs", [])
              if "text/markdown" in o.get("data", {})]  # fmt: skip
     assert any("Answer:" in "".join(t) for t in shown)
+    text = "".join("".join(t) for t in shown)
+    assert "Architecture: " in text and "Pythia-shaped GPT-NeoX at initialization" in text
+    assert f"Training on {max(cfg.token_budgets):,} instead of {min(cfg.token_budgets):,} tokens" in text
 
 
 def test_missing_caches_name_notebook_03(tmp_dirs):
@@ -76,6 +94,8 @@ def test_bad_parameters_fail_before_work():
                             ({"embedding_scales": [2.0]}, "embedding_scales"),
                             ({"token_budgets": [6144]}, "token_budgets"), ({"variants": ["step0"]}, "variants"),
                             ({"factor_variants": ["trained"]}, "factor_variants"),
-                            ({"token_budgets": [3072, 100]}, "token_budgets")]:  # fmt: skip
+                            ({"token_budgets": [3072, 100]}, "token_budgets"),
+                            ({"wide_variants": ["step0"]}, "wide_variants"), ({"wide_layers": [9]}, "wide_layers"),
+                            ({"neox_sae_layers": [0, 3]}, "neox_sae_layers")]:  # fmt: skip
         with pytest.raises(ParameterError, match=name):
             resolve("06_why_default_differs", "smoke", overrides)

@@ -14,8 +14,11 @@ from rsae_utils.errors import ParameterError
 from rsae_utils.sae.cache import cache_key
 from rsae_utils.sae.harvest import harvest
 from rsae_utils.sae.why import (
+    NEOX,
     SweepSpec,
+    architecture_cells,
     latent_token_stats,
+    neox_cache,
     option_cache,
     option_sets,
     source_name,
@@ -23,9 +26,10 @@ from rsae_utils.sae.why import (
     train_measure,
     width_lr,
 )
-from rsae_utils.sae.why_answer import MIN_GAP, answer, gap_table
+from rsae_utils.sae.why_answer import MIN_GAP, answer, architecture_sentences, budget_sentences, gap_table
 from rsae_utils.subject.models import load_model
 from rsae_utils.subject.rerandomize import make_variant, options_tag, variant_options
+from rsae_utils.subject.variants import variant_label
 from tests._tiny_model import tiny_model, tiny_windows
 
 
@@ -204,3 +208,91 @@ def test_the_answer_keeps_a_factors_capitals():
     table.loc[wide_rr, "explained_variance"] = 0.7  # trained at R = 64: 0.85, so the gap goes 0.5 -> 0.15
     text = " ".join(answer(gap_table(table, BASE), _stats(), table, BASE, [9]))
     assert "Widening the SAE (R) (R = 4 -> R = 64)" in text and "closes 70% of the gap" in text
+
+
+def test_wide_widths_only_at_the_chosen_layers_and_variants():
+    cells = sweep_cells(["trained", "rerandomized_incl_emb", "step0"], [], [0, 4, 9], [4, 16, 64], 16, [1.0], False,
+                        [15_360, 61_440], 61_440, wide_layers=[4, 9],
+                        wide_variants=["trained", "rerandomized_incl_emb"])
+    wide = {(c.variant, c.layer) for c in cells if c.factor == "width" and c.expansion == 64}
+    assert wide == {(v, x) for v in ("trained", "rerandomized_incl_emb") for x in (4, 9)}
+    # every variant and layer keeps its widths up to the base, and both budgets at the base width
+    assert sum(c.factor == "width" and c.expansion <= 16 for c in cells) == 3 * 3 * 2
+    budgets = [c for c in cells if c.factor == "train_tokens"]
+    assert len(budgets) == 3 * 3 * 2 and {c.n_tokens for c in budgets} == {15_360, 61_440}
+    assert all(c.expansion == 16 for c in budgets)
+    arch = architecture_cells([0, 2, 4], 16, 61_440)
+    assert [(c.variant, c.layer, c.expansion, c.n_tokens) for c in arch] == [(NEOX, x, 16, 61_440) for x in (0, 2, 4)]
+
+
+def test_budget_sweep_trains_on_the_stated_tokens_and_metrics_on_the_capped_test_windows(tmp_path):
+    cache = harvest(tiny_model(), tiny_windows(n_train=40, n_test=6), [1], tmp_path / "c",
+                    {"model": "tiny", "variant": "trained", "seed": 0, "corpus_sha256": "c"})
+    for n_tokens in (512, 1280):  # more than the cache's 640 training tokens: the trainer cycles over them
+        spec = SweepSpec(expansion=2, k=4, n_tokens=n_tokens, batch_size=128, lr=3e-3)
+        rec = train_measure(cache, 1, spec, tmp_path / f"sae{n_tokens}", top_n=5, test_windows=4)
+        assert rec["train_tokens_seen"] == n_tokens and rec["steps"] == n_tokens // 128
+        assert rec["test_tokens"] == 4 * 16  # the first 4 of the 6 held-out windows of 16 tokens
+    full = train_measure(cache, 1, spec, tmp_path / "full", top_n=5)
+    assert full["test_tokens"] == 6 * 16
+
+
+def test_neox_cache_on_the_base_windows_and_keyed_by_its_init(tmp_path):
+    from rsae_utils.subject.neox_init import neox_at_init
+
+    base = harvest(tiny_model(), tiny_windows(), [0], tmp_path / "base",
+                   {"model": "tiny", "variant": "trained", "seed": 0, "corpus_sha256": "c"})
+    shape = {"num_hidden_layers": 2, "hidden_size": 32, "num_attention_heads": 4, "intermediate_size": 64}
+    calls = []
+
+    def make(init="pythia"):
+        calls.append(init)
+        return neox_at_init(97, seed=0, init=init, n_ctx=16, shape=shape)
+
+    out = neox_cache(base, [0, 1], tmp_path / "neox", make, seed=0, init="pythia", test_windows=2)
+    assert out.variant == NEOX and out.layers == [0, 1] and out.d_model == 32
+    assert torch.equal(out.tokens("train"), base.tokens("train"))
+    assert torch.equal(out.tokens("test"), base.tokens("test")[:2])
+    assert neox_cache(base, [0, 1], tmp_path / "neox", make, seed=0, init="pythia", test_windows=2).manifest[
+        "key"] == out.manifest["key"] and calls == ["pythia"]  # fmt: skip
+    other = neox_cache(base, [0, 1], tmp_path / "neox-hf", lambda: make("hf"), seed=0, init="hf", test_windows=2)
+    assert other.manifest["key"] != out.manifest["key"] and calls == ["pythia", "hf"]
+
+
+def test_budget_and_architecture_sentences_from_the_numbers():
+    rows = [{"factor": "train_tokens", "value": t, "variant": v, "source": v, "layer": 9, "R": 4, "train_tokens": t,
+             "explained_variance": ev}
+            for v, t, ev in (("trained", 100, 0.6), ("trained", 400, 0.8), ("step0", 100, 0.2), ("step0", 400, 0.3))]
+    text = " ".join(budget_sentences(pd.DataFrame(rows), [100, 400], 4, [9]))
+    assert "Training on 400 instead of 100 tokens (4x)" in text and "Trained 0.60 -> 0.80" in text
+    assert f"The gap to the trained model goes {variant_label('step0')} 0.40 -> 0.50." in text
+    assert budget_sentences(pd.DataFrame(rows), [400], 4, [9]) == []
+    stats = pd.DataFrame([{"source": v, "variant": v, "layer": x, "token_share_adj": s, "norm_median": n}
+                          for v, x, s, n in ((NEOX, 0, 0.9, 1.0), (NEOX, 4, 0.6, 2.0), (NEOX, 5, 0.5, 2.5),
+                                             ("step0", 0, 0.95, 1.0), ("step0", 4, 0.3, 8.0),
+                                             ("step0", 9, 0.1, 20.0))])  # fmt: skip
+    saes = pd.DataFrame([{"source": v, "variant": v, "layer": 4, "explained_variance": ev}
+                         for v, ev in ((NEOX, 0.7), ("step0", 0.4))])
+    text = " ".join(architecture_sentences(stats, saes, NEOX, "step0", labels={NEOX: "NeoX"},
+                                           blocks={NEOX: 6, "step0": 30}))
+    assert "layer 4 is block 5 of 6 in the NeoX, of 30 in Step-0" in text
+    assert "layer 0: 0.90 vs 0.95; layer 4: 0.60 vs 0.30" in text
+    assert "grows 2.0x (NeoX) against 8.0x" in text
+    assert "more token identity survives in the NeoX" in text and "layer 4: 0.70 vs 0.40" in text
+    stats.loc[(stats.variant == NEOX) & (stats.layer == 4), "token_share_adj"] = 0.35
+    assert "about as much token identity" in " ".join(architecture_sentences(stats, saes, NEOX, "step0"))
+
+
+def test_a_smaller_budget_or_width_is_no_cure_even_when_it_narrows_the_gap():
+    """Fewer tokens can "close" the gap by making the trained model's SAE worse: only larger values are candidates."""
+    rows = [{"factor": "train_tokens", "value": t, "variant": v, "source": v, "layer": 9, "R": 4, "train_tokens": t,
+             "explained_variance": ev}
+            for v, t, ev in (("trained", 100, 0.8), ("trained", 25, 0.5), ("rerandomized_incl_emb", 100, 0.3),
+                             ("rerandomized_incl_emb", 25, 0.3))]  # fmt: skip
+    table = pd.concat([_table(rr_ev=0.3), pd.DataFrame(rows)], ignore_index=True)
+    gaps = gap_table(table, BASE)
+    small = gaps[(gaps.factor == "train_tokens") & (gaps.value == 25)]
+    assert small.gap_closed.iloc[0] == pytest.approx(0.6)  # the table still shows it
+    text = " ".join(answer(gaps, _stats(), table, BASE, [9]))
+    assert "training budget" not in text.split("Answer:")[1].split(".")[0]
+    assert "Answer: scaling the token embedding up closes most of the gap (60%" in text

@@ -1,11 +1,18 @@
 """Parameters of notebook 06_why_default_differs (why the default run's random variants differ from the paper's).
 
-``default`` is sized for ~7-10 minutes on a 2-core CPU, alone: residual-stream statistics of notebook 03's caches
-(every cached variant and layer), then TopK SAEs at layers 0, 4 and 9 of the trained model, the re-randomized one
-and step-0 at R in {4, 16, 64} (the width sweep: 27 SAEs, ~60k tokens each), and, for the re-randomized variant,
-two more caches and their SAEs at R = 4 for each other option (norm gains kept trained; embedding x4 and x16: three
-harvests of notebook 03's ~45k tokens to layer 9). ``paper`` needs notebook 03's caches *with a training split*
-(notebook 03's paper profile streams instead: rerun it with ``train_from='cache'``) and a GPU.
+``default`` is sized for at most ~8 minutes on a 2-core CPU, alone, from notebook 03's default caches (R = 16, 400
+held-out windows): residual-stream statistics of notebook 03's caches (every cached variant and layer), then TopK
+SAEs at layers 0, 4 and 9 of the trained model, the re-randomized one and step-0 at R = 4 and 16 (~61k tokens
+each), and at 15,360 tokens (the budget sweep); R = 64 only for the trained and the re-randomized model at layer 9
+(``wide_layers``, ``wide_variants``: an R = 64 SAE costs ~35 s here; layer 0 has no gap to close, and at R <= 16
+layers 4 and 9 move alike, so this cut costs the answer least); for the re-randomized variant, two more caches and
+their SAEs at R = 16 (norm gains kept trained; embedding x16: harvests to layer 9; x4, the middle point, is left to
+``embedding_scales`` to save a harvest); and a GPT-NeoX of Pythia-70m's shape at
+initialization harvested on the same windows (6 layers), with SAEs at three of them. SAE metrics and the option
+caches use the first ``test_windows`` held-out windows (64 = 8,192 tokens, not notebook 03's 400): a held-out
+pass of a wide SAE over 51k tokens would cost more than its training. ``paper`` needs notebook 03's caches *with a
+training split* (notebook 03's paper profile streams instead: rerun it with ``train_from='cache'``) and a GPU; it
+has no NeoX line (notebook 03's model is Pythia there).
 """
 
 from __future__ import annotations
@@ -48,6 +55,19 @@ def _check_06(cfg: Config) -> None:
     if dims is not None and cfg.k >= min(cfg.expansions) * dims[1]:
         raise ParameterError(f"parameter 'k' must be below the smallest SAE's latents (R={min(cfg.expansions)} x "
                              f"d_model {dims[1]} of notebook 03's {model}); got {cfg.k}")
+    if cfg.wide_variants and "trained" not in cfg.wide_variants:
+        raise ParameterError(f"parameter 'wide_variants' must include 'trained' (the reference at every R) or be "
+                             f"empty; got {list(cfg.wide_variants)}")
+    bad = [v for v in cfg.wide_variants if v not in cfg.variants]
+    if bad:
+        raise ParameterError(f"parameter 'wide_variants' must be among 'variants' {list(cfg.variants)}; got {bad}")
+    bad = [x for x in cfg.wide_layers if x not in cfg.layers]
+    if bad:
+        raise ParameterError(f"parameter 'wide_layers' must be among 'layers' {list(cfg.layers)}; got {bad}")
+    bad = [x for x in cfg.neox_sae_layers if x not in cfg.neox_layers]
+    if bad:
+        raise ParameterError(f"parameter 'neox_sae_layers' must be among 'neox_layers' {list(cfg.neox_layers)}; "
+                             f"got {bad}")
     if "trained" not in cfg.variants:
         raise ParameterError(f"parameter 'variants' must include 'trained' (the reference); got {list(cfg.variants)}")
 
@@ -66,19 +86,39 @@ register("06_why_default_differs", Notebook(
               "layers of the SAE sweeps; each must be one of notebook 03's cached layers"),
         Param("expansions", [2, 4], [4, 16, 64], [16, 64, 128], list_of(is_int(1, 256), unique=True),
               "SAE widths R of the width sweep"),
-        Param("base_expansion", 2, 4, 64, is_int(1, 256), "R of the other sweeps (notebook 03's)"),
+        Param("base_expansion", 2, 16, 64, is_int(1, 256), "R of the other sweeps (notebook 03's)"),
+        Param("wide_layers", [], [9], [], list_of(is_int(0), min_len=0, unique=True),
+              "layers where widths above base_expansion are trained (empty: all of 'layers'); default: the deepest "
+              "only, to save the R = 64 SAEs' time (~35 s each)"),
+        Param("wide_variants", [], ["trained", "rerandomized_incl_emb"], [],
+              list_of(one_of(VARIANTS), min_len=0, unique=True),
+              "variants whose widths above base_expansion are trained (empty: all of 'variants'; else with "
+              "'trained'); default: step-0 only at R <= base_expansion, to save time"),
         Param("k", 8, 32, 32, is_int(1), "TopK k (notebook 03's)"),
         Param("norm_gains", True, True, True, is_bool(),
               "sweep the norm gains of factor_variants: redrawn (notebook 03) against kept at their trained values"),
-        Param("embedding_scales", [1.0, 4.0], [1.0, 4.0, 16.0], [1.0, 4.0, 16.0],
+        Param("embedding_scales", [1.0, 4.0], [1.0, 16.0], [1.0, 4.0, 16.0],
               list_of(is_float(1e-3, 1e3), unique=True),
               "token-embedding scales of factor_variants (1.0: notebook 03's caches; one harvest per other value)"),
         Param("train_tokens", 3072, 61_440, 1_000_000, is_int(1), "tokens each SAE trains on (notebook 03's default)"),
-        Param("token_budgets", [3072, 6144], [61_440], [1_000_000], list_of(is_int(1), unique=True),
-              "training budgets of the tokens sweep (at base_expansion); a single value skips it"),
+        Param("token_budgets", [3072, 6144], [15_360, 61_440], [1_000_000], list_of(is_int(1), unique=True),
+              "training budgets of the tokens sweep (at base_expansion; a single value skips it); default: a 4x "
+              "smaller budget from the same cache (the slope, not what 100M tokens would give)"),
+        Param("test_windows", 0, 64, 0, is_int(0),
+              "held-out windows (the first N of notebook 03's test split) of the SAE metrics and option caches "
+              "(0: all)"),
+        Param("neox_layers", [0, 1], [0, 1, 2, 3, 4, 5], [], list_of(is_int(0, 5), min_len=0, unique=True),
+              "layers of the Pythia-70m-shaped GPT-NeoX at initialization harvested on notebook 03's windows and "
+              "measured (empty: no second architecture)"),
+        Param("neox_sae_layers", [0, 1], [0, 2, 4], [], list_of(is_int(0, 5), min_len=0, unique=True),
+              "its layers with a TopK SAE at base_expansion (among neox_layers)"),
+        Param("neox_init", "pythia", "pythia", "pythia", one_of(["pythia", "hf"]),
+              "its initializer: pythia (GPT-NeoX's small_init / wang_init) or hf (transformers' N(0, 0.02))"),
+        Param("neox_seed", 0, 0, 0, is_int(0), "seed of its initialization"),
         Param("batch_size", 256, 512, 4096, is_int(1), "SAE training batch, tokens"),
-        Param("lr", 3e-3, 2e-3, 1.4e-4, is_float(0.0, 1.0),
-              "Adam learning rate at base_expansion; other widths follow sparsify's 1/sqrt(d_sae) rule"),
+        Param("lr", 3e-3, 1e-3, 1.4e-4, is_float(0.0, 1.0),
+              "Adam learning rate at base_expansion (notebook 03's at its R); other widths follow sparsify's "
+              "1/sqrt(d_sae) rule (default: 2e-3 at R = 4, 5e-4 at R = 64)"),
         Param("seed", 0, 0, 0, is_int(0), "SAE initialisation and batch-order seed"),
         Param("top_n", 10, 20, 20, is_int(1), "strongest held-out activations per latent for its token statistics"),
         Param("stats_split", "train", "train", "test", one_of(["train", "test"]),

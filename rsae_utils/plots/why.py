@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from rsae_utils.plots.style import use_paper_style, variant_color
+from rsae_utils.plots.style import VARIANT_COLORS, use_paper_style, variant_color
 from rsae_utils.subject.variants import order_variants, variant_label
 
 Labels = Mapping[str, str] | None
@@ -119,4 +119,36 @@ def plot_factors(table: pd.DataFrame, metrics: Sequence[str] = tuple(METRIC_NAME
                            label=f"layer {x}") for i, x in enumerate(layers)]  # fmt: skip
     fig.tight_layout(rect=(0, 0, 1, 0.95))
     fig.legend(handles=handles, loc="upper center", ncol=min(len(handles), 6), bbox_to_anchor=(0.5, 1.0))
+    return fig
+
+
+def plot_architecture(stats: pd.DataFrame, saes: pd.DataFrame, variants: Sequence[str], labels: Labels = None,
+                      metric: str = "explained_variance"):
+    """The second architecture next to SmolLM2's variants, against layer: token-identity share (adjusted), median
+    residual norm relative to layer 0, and the SAE ``metric`` at the base width (``saes``: one row per source and
+    layer). A line per variant (only notebook 03's options: ``source == variant``)."""
+    use_paper_style()
+    fig, axes = plt.subplots(1, 3, figsize=(10.0, 3.3))
+    st = stats[(stats.source == stats.variant) & stats.variant.isin(list(variants))]
+    sae = saes[(saes.source == saes.variant) & saes.variant.isin(list(variants))]
+    for v in order_variants(st.variant):
+        s = st[st.variant == v].sort_values("layer")
+        ls = SOURCE_STYLES[0] if v not in VARIANT_COLORS else "-"  # a model other than notebook 03's: dashed
+        kw = {"color": variant_color(v), "ls": ls, "marker": "o", "ms": 3.5,
+              "label": (labels or {}).get(v, variant_label(v))}  # fmt: skip
+        axes[0].plot(s.layer, s.token_share_adj, **kw)
+        axes[1].plot(s.layer, s.norm_median / s.norm_median.iloc[0], **kw)
+        e = sae[sae.variant == v].drop_duplicates("layer").sort_values("layer")
+        if len(e):
+            axes[2].plot(e.layer, e[metric], **kw)
+    titles = ["token identity (adjusted share)", "median norm / layer 0", METRIC_NAMES.get(metric, metric)]
+    ticks = sorted(set(st.layer) | set(sae.layer))
+    for ax, t in zip(axes, titles):
+        ax.set(title=t, xlabel="layer (blocks applied)", xticks=ticks)
+    axes[0].set_ylim(min(-0.02, float(st.token_share_adj.min()) - 0.03), 1.02)  # the adjusted share can be < 0
+    axes[2].set_ylim(-0.02, 1.02)
+    axes[1].set_yscale("log")
+    handles, names = axes[0].get_legend_handles_labels()
+    fig.tight_layout(rect=(0, 0, 1, 0.84))
+    fig.legend(handles, names, loc="upper center", ncol=min(len(names), 4), bbox_to_anchor=(0.5, 1.0))
     return fig

@@ -8,7 +8,9 @@ notebook 03's setting and measures what changes:
 * ``norm_gains``: a re-randomized variant's norm gains redrawn (the default, as the authors' code) or kept trained;
 * ``embedding_scale``: a variant's token embedding multiplied by a factor (a re-randomized residual stream grows
   ~20x with depth, so the embedding's share of it shrinks);
-* ``train_tokens``: the SAE's training budget (optional).
+* ``train_tokens``: the SAE's training budget (optional);
+* ``architecture``: not a sweep of the SmolLM2 caches but a second model on the same windows, a GPT-NeoX of
+  Pythia-70m's shape at initialization (:mod:`rsae_utils.subject.neox_init`; ``neox_cache``, ``architecture_cells``).
 
 Each (variant, options) pair is an activation cache: notebook 03's own for the default options (never harvested
 here), else one harvested once on the same token windows (``option_cache``). Residual-stream statistics come from
@@ -41,10 +43,12 @@ from rsae_utils.sae.metrics import reconstruction_metrics
 from rsae_utils.sae.residual_stats import residual_stats
 from rsae_utils.sae.topk import to_sae_lens, train_topk
 from rsae_utils.store import cached_artifact, read_json, write_json
+from rsae_utils.subject.neox_init import NEOX_NAME
 from rsae_utils.subject.rerandomize import options_tag
 
 CODE = ("rsae_utils.sae.why", "rsae_utils.sae.residual_stats", "rsae_utils.sae.topk", "rsae_utils.sae.metrics")
-FACTORS = ("width", "norm_gains", "embedding_scale", "train_tokens")
+FACTORS = ("width", "norm_gains", "embedding_scale", "train_tokens", "architecture")
+NEOX = "neox_init"  # the variant name of the Pythia-shaped GPT-NeoX at initialization in tables
 SINGLE_TOKEN = 0.9  # a latent is single-token when one token id holds this share of its top activations' mass
 
 
@@ -81,22 +85,20 @@ def require_base_caches(pipeline: Any, variants: Sequence[str], layers: Sequence
     return out
 
 
-def option_cache(
-    base: ActivationCache,
-    options: Mapping[str, Any],
-    layers: Sequence[int],
-    out_dir: Path,
-    make_model: Callable[[], tuple[Any, dict]],
-    harvest_batch: int = 8,
-) -> ActivationCache:
-    """The cache of ``base``'s variant made with ``options``, on exactly ``base``'s token windows (train and test),
-    at ``layers``; harvested once (``make_model()`` is called only then) and reused while its key holds."""
-    windows = {s: base.tokens(s) for s in base.manifest["n_windows"]}
-    keep = ("model", "revision", "variant", "seed", "corpus_sha256", "corpus_source", "window_seed")
-    meta = {**{k: base.manifest.get(k) for k in keep}, "variant_options": dict(options)}
-    # the base cache's forward and compute dtype, so option caches differ from it only by the options
-    harvest_dtype = str(base.manifest.get("harvest_dtype", "float32"))
-    key = cache_key(meta, layers, windows, base.manifest["dtype"], DEFAULT_SHARD_WINDOWS, base.manifest.get("forward"))
+def base_windows(base: ActivationCache, test_windows: int | None = None) -> dict[str, torch.Tensor]:
+    """``base``'s token windows by split; the test split cut to its first ``test_windows`` (None or 0: all of it),
+    which is all the SAE metrics read when they are capped (``train_measure``)."""
+    out = {s: base.tokens(s) for s in base.manifest["n_windows"]}
+    if test_windows and "test" in out:
+        out["test"] = out["test"][: int(test_windows)]
+    return out
+
+
+def _harvest_once(meta: dict, layers: Sequence[int], windows: Mapping[str, torch.Tensor], dtype: str, out_dir: Path,
+                  make_model: Callable[[], tuple[Any, dict]], harvest_batch: int, forward: str | None = None,
+                  harvest_dtype: str = "float32") -> ActivationCache:  # fmt: skip
+    # forward: the one harvest() will use (a wrong guess only costs a model load: harvest keys by the real one)
+    key = cache_key(meta, layers, windows, dtype, DEFAULT_SHARD_WINDOWS, forward)
     try:
         done = open_cache(out_dir)
         if done.manifest.get("key") == key:
@@ -105,7 +107,46 @@ def option_cache(
         pass
     model, record = make_model()
     return harvest(model, windows, layers, out_dir, {**meta, "variant_record": record}, batch_size=int(harvest_batch),
-                   dtype=base.manifest["dtype"], harvest_dtype=harvest_dtype)  # fmt: skip
+                   dtype=dtype, harvest_dtype=harvest_dtype)  # fmt: skip
+
+
+def option_cache(
+    base: ActivationCache,
+    options: Mapping[str, Any],
+    layers: Sequence[int],
+    out_dir: Path,
+    make_model: Callable[[], tuple[Any, dict]],
+    harvest_batch: int = 8,
+    test_windows: int | None = None,
+) -> ActivationCache:
+    """The cache of ``base``'s variant made with ``options``, on exactly ``base``'s token windows (train, and the
+    first ``test_windows`` of test), at ``layers``; harvested once (``make_model()`` is called only then) and
+    reused while its key holds."""
+    windows = base_windows(base, test_windows)
+    keep = ("model", "revision", "variant", "seed", "corpus_sha256", "corpus_source", "window_seed")
+    meta = {**{k: base.manifest.get(k) for k in keep}, "variant_options": dict(options)}
+    # the base cache's forward and compute dtype, so option caches differ from it only by the options
+    return _harvest_once(meta, layers, windows, base.manifest["dtype"], out_dir, make_model, harvest_batch,
+                         base.manifest.get("forward"), str(base.manifest.get("harvest_dtype", "float32")))
+
+
+def neox_cache(
+    base: ActivationCache,
+    layers: Sequence[int],
+    out_dir: Path,
+    make_model: Callable[[], tuple[Any, dict]],
+    seed: int,
+    init: str,
+    harvest_batch: int = 8,
+    test_windows: int | None = None,
+) -> ActivationCache:
+    """The cache of the Pythia-shaped GPT-NeoX at initialization (``make_model()``: its HookedTransformer and
+    record) on ``base``'s windows, as :func:`option_cache`; recorded as variant ``NEOX``."""
+    # the initializer goes in as a variant option: cache_key reads those, so another init makes another cache
+    meta = {"model": NEOX_NAME, "revision": None, "variant": NEOX, "seed": int(seed), "variant_options": {"init": init},
+            **{k: base.manifest.get(k) for k in ("corpus_sha256", "corpus_source", "window_seed")}}  # fmt: skip
+    windows = base_windows(base, test_windows)
+    return _harvest_once(meta, layers, windows, base.manifest["dtype"], out_dir, make_model, harvest_batch)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -197,12 +238,17 @@ def train_measure(
     out_dir: Path,
     exclude_tokens: Sequence[int] = (),
     top_n: int = 20,
+    test_windows: int | None = None,
 ) -> dict[str, Any]:
     """Train the TopK SAE of ``spec`` on ``cache``'s training split at ``layer`` and return its held-out metrics
-    (explained variance, cosine, L0, dead fraction, token entropy, single-token share, training FVU and speed);
-    cached: a rerun with the same cache, layer and spec reads the stored numbers."""
+    (explained variance, cosine, L0, dead fraction, token entropy, single-token share, training FVU and speed) on
+    the first ``test_windows`` held-out windows (None or 0: all); cached: a rerun with the same cache, layer, spec
+    and windows reads the stored numbers. ``train_tokens_seen`` is what the trainer consumed: ``n_tokens`` rounded
+    down to whole batches (cycling over the cached split when it holds fewer)."""
     params = {"cache": cache.manifest_hash(), "layer": int(layer), "spec": asdict(spec),
               "exclude": list(exclude_tokens), "top_n": int(top_n)}  # fmt: skip
+    if test_windows:  # only when capped, so a run without a cap keeps its stored numbers
+        params["test_windows"] = int(test_windows)
 
     def build(tmp: Path) -> None:
         d = cache.d_model
@@ -211,15 +257,16 @@ def train_measure(
         res = train_topk(itertools.islice(batches, steps), d, spec.expansion * d, spec.k, lr=spec.lr, seed=spec.seed,
                          dead_tokens_threshold=max(spec.batch_size, spec.n_tokens // 8))  # fmt: skip
         sae = to_sae_lens(res)
-        toks = cache.tokens("test")
+        n_test = int(test_windows) if test_windows else None
+        toks = cache.tokens("test")[:n_test]
         mask = token_mask(toks, exclude_tokens)
-        acts = cache.acts(layer, "test")
+        acts = cache.acts(layer, "test")[:n_test]
         rec = reconstruction_metrics(sae, acts, batch_tokens=512, mask=mask)
         x = acts.reshape(-1, d)[mask.reshape(-1)]
         rec.update(latent_token_stats(sae.encode, x, toks.reshape(-1)[mask.reshape(-1)], top_n))
         rec.update({"train_fvu_end": res.curve[-1]["fvu"] if res.curve else float("nan"), "train_s": res.seconds,
                     "train_tokens_per_s": res.tokens / max(res.seconds, 1e-9), "steps": res.steps,
-                    "d_sae": res.d_sae})  # fmt: skip
+                    "train_tokens_seen": res.tokens, "test_tokens": int(mask.sum()), "d_sae": res.d_sae})  # fmt: skip
         write_json(tmp / "metrics.json", rec)
 
     path = cached_artifact(out_dir, params, build, code=CODE)
@@ -256,14 +303,19 @@ def sweep_cells(
     norm_gains: bool,
     token_budgets: Sequence[int],
     base_tokens: int,
+    wide_layers: Sequence[int] = (),
+    wide_variants: Sequence[str] = (),
 ) -> list[Cell]:
     """Every cell: width for ``variants``; norm gains and embedding scale for ``factor_variants`` (each sweep holds
     the baseline, notebook 03's options at the base width); training tokens for ``variants`` when more than one
-    budget is given. A factor with a single value is skipped."""
+    budget is given. A factor with a single value is skipped. Widths above ``base_expansion`` (the costly SAEs)
+    are trained only at ``wide_layers`` for ``wide_variants`` (empty: every layer / variant)."""
     cells: list[Cell] = []
     for layer in layers:
         for v in variants:
-            cells += [Cell("width", int(r), v, (), layer, int(r), base_tokens) for r in expansions]
+            wide_ok = (not wide_layers or layer in wide_layers) and (not wide_variants or v in wide_variants)
+            cells += [Cell("width", int(r), v, (), layer, int(r), base_tokens) for r in expansions
+                      if int(r) <= base_expansion or wide_ok]  # fmt: skip
             if len(token_budgets) > 1:
                 cells += [Cell("train_tokens", int(t), v, (), layer, base_expansion, int(t)) for t in token_budgets]
         for v in factor_variants:
@@ -276,6 +328,11 @@ def sweep_cells(
                     opts = () if float(s) == 1.0 else (("embedding_scale", float(s)),)
                     cells.append(Cell("embedding_scale", float(s), v, opts, layer, base_expansion, base_tokens))
     return cells
+
+
+def architecture_cells(layers: Sequence[int], base_expansion: int, base_tokens: int) -> list[Cell]:
+    """The SAEs of the second architecture (variant ``NEOX``): one per layer, at the base width and budget."""
+    return [Cell("architecture", "gpt-neox", NEOX, (), int(x), int(base_expansion), int(base_tokens)) for x in layers]
 
 
 def option_sets(cells: Iterable[Cell]) -> list[tuple[str, tuple]]:
@@ -291,16 +348,18 @@ def run_cells(
     exclude_tokens: Sequence[int] = (),
     top_n: int = 20,
     log: Callable[[str], None] | None = None,
+    test_windows: int | None = None,
 ) -> pd.DataFrame:
-    """Train and measure every cell's SAE (a run shared by several cells, such as the baseline, runs once); one
-    row per cell."""
+    """Train and measure every cell's SAE (a run shared by several cells, such as the baseline, runs once), its
+    metrics on the first ``test_windows`` held-out windows (None or 0: all); one row per cell."""
     rows, done = [], {}
     for c in cells:
         spec = spec_for(c)
         key = (c.source, c.layer, spec)
         if key not in done:
             t0 = time.perf_counter()
-            done[key] = train_measure(caches[c.source], c.layer, spec, sae_dir(c, spec), exclude_tokens, top_n)
+            done[key] = train_measure(caches[c.source], c.layer, spec, sae_dir(c, spec), exclude_tokens, top_n,
+                                   test_windows)
             if log:
                 log(f"{c.source} L{c.layer} {spec.name}: EV {done[key]['explained_variance']:.3f} "
                     f"({time.perf_counter() - t0:.1f} s)")

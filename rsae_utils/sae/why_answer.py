@@ -22,7 +22,7 @@ FACTOR_WORDS = {
     "width": "widening the SAE (R)",
     "norm_gains": "keeping the norm gains at their trained values",
     "embedding_scale": "scaling the token embedding up",
-    "train_tokens": "training the SAE on more tokens",
+    "train_tokens": "changing the SAE's training budget",
 }
 
 
@@ -66,9 +66,25 @@ def gap_table(
     return pd.DataFrame(rows)
 
 
+UPWARD_ONLY = ("width", "train_tokens")  # a narrower SAE or fewer tokens is no cure: only larger values are candidates
+
+
+def _below_baseline(gaps: pd.DataFrame) -> pd.Series:
+    """Rows of an UPWARD_ONLY factor whose value lies below that factor's baseline value."""
+    out = pd.Series(False, index=gaps.index)
+    for f in UPWARD_ONLY:
+        rows = gaps.factor == f
+        base = pd.to_numeric(gaps[rows & gaps.is_baseline].value, errors="coerce")
+        if rows.any() and len(base):
+            out |= rows & (pd.to_numeric(gaps.value.where(rows), errors="coerce") < float(base.iloc[0]))
+    return out
+
+
 def best_per_factor(gaps: pd.DataFrame, layers: Sequence[int]) -> pd.DataFrame:
-    """Per (factor, variant): the value that closes most of the gap, averaged over ``layers``."""
-    sub = gaps[gaps.layer.isin(list(layers)) & ~gaps.is_baseline] if len(gaps) else gaps
+    """Per (factor, variant): the value that closes most of the gap, averaged over ``layers``; for the width and the
+    training budget only values above the baseline count (a smaller one can "close" the gap by making the trained
+    model's SAE worse, which answers nothing; the budget sentence reports that slope)."""
+    sub = gaps[gaps.layer.isin(list(layers)) & ~gaps.is_baseline & ~_below_baseline(gaps)] if len(gaps) else gaps
     sub = sub.dropna(subset=["gap_closed"]) if len(sub) else sub
     if not len(sub):
         return pd.DataFrame(columns=["factor", "variant", "value", "gap_closed"])
@@ -164,3 +180,89 @@ def _link_sentence(stats: pd.DataFrame, table: pd.DataFrame, baselines: Mapping[
     return [f"Across the {len(m)} (cache, layer) pairs at the base width, the SAE's {metric.replace('_', ' ')} has "
             f"Spearman correlation " + ", ".join(f"{rho[c]:.2f} with the residual stream's {w}" for c, w in
                                                   LINKS.items()) + f"; the strongest link is the {LINKS[strongest]}."]
+
+
+ARCH_MARGIN = 0.1  # token-identity shares (adjusted) closer than this count as "about the same" across architectures
+
+
+def _mean_ev(table: pd.DataFrame, variant: str, layers: Sequence[int], tokens: int, r: Any, metric: str) -> float:
+    g = table[(table.variant == variant) & table.layer.isin(list(layers)) & (table.train_tokens == tokens)
+              & (table["R"] == r)].drop_duplicates(["source", "layer"])  # fmt: skip
+    g = g[g.source == variant]
+    return float(g[metric].mean()) if len(g) else float("nan")
+
+
+def budget_sentences(
+    table: pd.DataFrame, budgets: Sequence[int], base_r: Any, layers: Sequence[int],
+    metric: str = "explained_variance", labels: Mapping[str, str] | None = None, reference: str = "trained",
+) -> list[str]:
+    """How each variant's ``metric`` (mean over ``layers``, at ``base_r``) moves between the smallest and the
+    largest budget, and what that does to the gap to ``reference``; with the limit of such a slope."""
+    budgets = sorted({int(b) for b in budgets})
+    if len(budgets) < 2:
+        return []
+    lo, hi = budgets[0], budgets[-1]
+    lab = labels or {}
+    rows = {v: (_mean_ev(table, v, layers, lo, base_r, metric), _mean_ev(table, v, layers, hi, base_r, metric))
+            for v in dict.fromkeys(table[table.factor == "train_tokens"].variant)}  # fmt: skip
+    rows = {v: x for v, x in rows.items() if np.isfinite(x[0]) and np.isfinite(x[1])}
+    if not rows:
+        return []
+    moves = "; ".join(f"{lab.get(v, variant_label(v))} {a:.2f} -> {b:.2f}" for v, (a, b) in rows.items())
+    out = f"Training on {hi:,} instead of {lo:,} tokens ({hi / lo:.0f}x) moves the mean {metric.replace('_', ' ')} " \
+          f"over layers {list(layers)}: {moves}."
+    if reference in rows:
+        ref = rows[reference]
+        gaps = [f"{lab.get(v, variant_label(v))} {ref[0] - a:.2f} -> {ref[1] - b:.2f}" for v, (a, b) in rows.items()
+                if v != reference]
+        if gaps:
+            out += " The gap to the trained model goes " + "; ".join(gaps) + "."
+    out += (" This slope says whether the gap shrinks with more tokens in this range; it cannot say what the "
+            "paper's 100M tokens would give (notebook 03's cache holds ~41k training tokens, so larger budgets "
+            "here would only repeat them).")
+    return [out]
+
+
+def architecture_sentences(
+    stats: pd.DataFrame, table: pd.DataFrame, neox: str, against: str = "step0",
+    metric: str = "explained_variance", labels: Mapping[str, str] | None = None,
+    blocks: Mapping[str, int] | None = None,
+) -> list[str]:
+    """Token-identity share, norm growth and SAE ``metric`` of the second architecture (variant ``neox``) next to
+    SmolLM2's ``against`` variant at the layer indices both have (``table``: their SAE rows at the base width);
+    ``blocks``: {variant: its model's number of blocks}, to say how deep a layer is in relative terms."""
+    lab = {neox: neox, against: variant_label(against), **(labels or {})}
+    st = stats[stats.source == stats.variant]
+    a, b = st[st.variant == neox].set_index("layer"), st[st.variant == against].set_index("layer")
+    shared = sorted(set(a.index) & set(b.index))
+    if not shared:
+        return []
+    deep, first = max(shared), min(shared)
+    ln, la = lab[neox], lab[against]
+    shares = "; ".join(f"layer {x}: {a.token_share_adj[x]:.2f} vs {b.token_share_adj[x]:.2f}" for x in shared)
+    out = [f"Token identity explains (adjusted share) of the residual variance of the {ln} against {la}: {shares}."]
+    if deep > first:
+        depth = ""
+        if blocks and neox in blocks and against in blocks:
+            depth = (f"; layer {deep} is block {deep + 1} of {blocks[neox]} in the {ln}, of {blocks[against]} in "
+                     f"{la}")
+        out.append(f"From layer {first} to {deep} the median residual norm grows "
+                   f"{a.norm_median[deep] / a.norm_median[first]:.1f}x ({ln}) against "
+                   f"{b.norm_median[deep] / b.norm_median[first]:.1f}x ({la}){depth}.")
+    diff = float(a.token_share_adj[deep] - b.token_share_adj[deep])
+    if diff >= ARCH_MARGIN:
+        verdict = f"more token identity survives in the {ln} than in {la} at layer {deep}: the architecture matters"
+    elif diff <= -ARCH_MARGIN:
+        verdict = f"less token identity survives in the {ln} than in {la} at layer {deep}: the architecture matters"
+    else:
+        verdict = (f"about as much token identity survives in the {ln} as in {la} at layer {deep} (within "
+                   f"{ARCH_MARGIN}): the architecture alone does not change it")
+    sae = table[table.source.isin([neox, against])].drop_duplicates(["source", "layer"])
+    ev = sae.pivot_table(index="layer", columns="source", values=metric)
+    both = [x for x in ev.index if neox in ev and against in ev and ev.notna().loc[x].all()]
+    if both:
+        verdict += ("; their SAEs at the base width explain " + "; ".join(
+            f"layer {x}: {ev.loc[x, neox]:.2f} vs {ev.loc[x, against]:.2f}" for x in both))
+    out.append(f"Architecture: {verdict}. (A GPT-NeoX of Pythia's shape at initialization stands for neither a "
+               f"trained Pythia nor Pythia re-randomized from its trained weights' statistics.)")
+    return out
