@@ -182,8 +182,22 @@ def write_seeds(folder, shared=None, dead=0.1, base=(2, 32)):
                 params={"threshold": 0.7, "base_expansion": base[0], "base_k": base[1]})
 
 
+def write_frontier(folder, gaps=((0.6, 0.7, 0.55, 0.65), (0.02, -0.01, 0.03, 0.015))):
+    """Notebook 02's frontier comparisons: raw vs gaussian and embedding vs its matched Gaussian, one gap per
+    measure."""
+    measures = ("l0", "l1", "l1_l2", "hoyer")
+    comp = [{"measure": m, "source": src, "reference": ref, "lo": 1.0, "hi": 10.0, "gap": g, "share_above": 0.9,
+             "share_below": 0.0} for (src, ref), gs in zip((("raw", "gaussian"), ("embedding", "embedding_gaussian")),
+                                                             gaps) for m, g in zip(measures, gs)]  # fmt: skip
+    df = _csv(folder, "02_sparsity_frontier", [{"condition": "raw", "fvu": 0.1}])
+    (folder / "02_sparsity_frontier.manifest.json").write_text(json.dumps({"figure": "02_sparsity_frontier",
+                                                                         "params": {}, "comparison": comp}))
+    return df
+
+
 def write_all(folder: Path, skip=("llm_minus_token_baseline",)) -> None:
     writers = {"01_toy_superposition": write_toy, "02_mmcs_goldilocks": write_mmcs, "fig2_sae_metrics": write_metrics,
+               "02_sparsity_frontier": write_frontier,
                "06_why_factors": write_why, "auroc_vs_layer": write_auroc, "entropy_vs_auroc": write_latents,
                "08_positional": write_positional, "08_scorers": write_scorers,
                "llm_minus_token_baseline": write_llm_gap, "07_seed_stability": write_seeds}  # fmt: skip
@@ -196,6 +210,7 @@ R_, NR, ND, NOT_RUN = "reproduced", "not reproduced", "not decidable at this sca
 # The verdict of every claim on ``write_all``'s tables (llm_minus_token_baseline left out).
 EXPECTED = {
     "toy-superposition": R_, "mmcs-band-raw": R_, "mmcs-band-mlp": NR, "mmcs-control": R_,
+    "frontier-toy": R_, "frontier-embedding": NR,
     "sae-explained-variance": R_, "sae-cosine": NR, "why-gap-closed": R_,
     "autointerp-detection": R_, "autointerp-fuzzing": ND, "token-scorer-similar": NR, "control-chance": R_,
     "entropy-random-lower": R_, "entropy-trained-rises": R_, "entropy-random-flat": R_, "entropy-control-high": R_,

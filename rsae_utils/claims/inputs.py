@@ -103,6 +103,14 @@ class Inputs:
         except (OSError, ValueError, AttributeError):
             return {}
 
+    def manifest(self, name: str) -> dict[str, Any]:
+        """The figure's whole manifest (``MissingInput`` when it is missing or unreadable)."""
+        path = self.figures / f"{name}.manifest.json"
+        try:
+            return dict(read_json(path))
+        except (OSError, ValueError, TypeError) as err:
+            raise MissingInput(f"{path.name} is missing or unreadable ({err})") from None
+
     def seed_var(self, variant: str, metric: str) -> float:
         """Between-seed variance of ``metric`` (e.g. "explained_variance", "token-baseline detection") for
         ``variant``, from notebook 07's replicates of notebook 03's SAE at one layer; 0.0 where not measured."""

@@ -70,6 +70,25 @@ def mmcs_control(inp: Inputs) -> Result:
                   f"largest MMCS over the sweep (L1 {best.l1:.3g}, {int(best.dict_size)} latents)")
 
 
+FRONTIER = "02_sparsity_frontier"
+
+
+def frontier_above(inp: Inputs, source: str, reference: str) -> Result:
+    """Notebook 02's explained-variance-against-sparsity frontiers: ``source``'s frontier minus ``reference``'s,
+    the mean EV gap over their shared sparsity range, one value per sparsity measure (L0, L1, L1/sqrt(L2), Hoyer);
+    the interval is the range over the measures. Reproduced when every measure's gap is above 0."""
+    inp.table(FRONTIER, ["condition"])
+    rows = [r for r in inp.manifest(FRONTIER).get("comparison") or []
+            if r.get("source") == source and r.get("reference") == reference]  # fmt: skip
+    gaps = np.array([r["gap"] for r in rows], dtype=float)
+    gaps = gaps[np.isfinite(gaps)]
+    require(gaps.size > 0, f"{FRONTIER}.manifest.json compares no {source!r} frontier with {reference!r}")
+    lo, hi = float(gaps.min()), float(gaps.max())
+    v = R.above(lo, hi, inp.opt.metric_margin, what="frontier EV gap (range over sparsity measures)")
+    return Result(float(gaps.mean()), lo, hi, f"range over {gaps.size} sparsity measures (one SAE sweep)", v,
+                  f"{source} minus {reference}: mean EV difference of the frontiers over their shared sparsity range")
+
+
 # ----------------------------------------------------------------------------------------------------------- 03
 def sae_metric_similar(inp: Inputs, metric: str) -> Result:
     t = inp.table("fig2_sae_metrics", ["variant", "layer", metric])
