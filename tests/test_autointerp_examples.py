@@ -119,3 +119,23 @@ def test_encode_sparse_matches_dense_and_chunking():
     assert (tokens.numpy()[seq, pos] == 0).mean() > 0.9
     assert isinstance(a.tokens, np.ndarray) and a.tokens.shape == (6, 70)
     assert torch.is_tensor(acts)
+
+
+def test_encode_sparse_topk_path_equals_the_dense_encode(monkeypatch):
+    """A plain TopK SAE is encoded without a dense latent tensor: same (position, latent, value) triples as
+    sae-lens's dense encode, in the same order."""
+    import rsae_utils.autointerp.examples as E
+    from rsae_utils.sae.topk import TopKResult, init_params, to_sae_lens
+
+    p = init_params(16, 64, seed=2)
+    p["b_enc"] = 0.05 * torch.randn(64, generator=torch.Generator().manual_seed(3))
+    sae = to_sae_lens(TopKResult(**p, k=4))
+    acts = torch.randn(5, 64, 16, generator=torch.Generator().manual_seed(4))
+    tokens = torch.randint(0, 50, (5, 64), generator=torch.Generator().manual_seed(5))
+    fast = E.encode_sparse(sae, acts, tokens, window_len=32, chunk_tokens=100)
+    monkeypatch.setattr(E, "plain_topk", lambda sae: None)
+    dense = E.encode_sparse(sae, acts, tokens, window_len=32, chunk_tokens=100)
+    assert fast.n_latents == dense.n_latents == 64
+    np.testing.assert_array_equal(fast.flat, dense.flat)
+    np.testing.assert_array_equal(fast.latent, dense.latent)
+    np.testing.assert_allclose(fast.value, dense.value, rtol=1e-5, atol=1e-6)

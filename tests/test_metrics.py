@@ -120,3 +120,25 @@ def test_excluded_tokens_left_out(setup):
     w = _wide(evaluate_variant(model, cache, {2: sae}, exclude_tokens=drop))
     assert w.loc[2].fvu == pytest.approx(1.0, abs=1e-5)  # the mean of the kept rows explains none of their variance
     assert w.loc[2].n_tokens == keep.sum().item() and w.loc[2].n_tokens_spliced == keep.sum().item()
+
+
+def test_topk_fast_path_equals_sae_lens_dense_encode_decode(monkeypatch):
+    """reconstruction_metrics' sparse path for plain TopK SAEs gives sae-lens's dense encode/decode numbers."""
+    from rsae_utils.sae import metrics as M
+    from rsae_utils.sae.topk import TopKResult, init_params, to_sae_lens
+
+    torch.manual_seed(0)
+    p = init_params(24, 96, seed=1)
+    p["b_enc"] = 0.1 * torch.randn(96)
+    p["b_dec"] = torch.randn(24)
+    sae = to_sae_lens(TopKResult(**p, k=5))
+    assert M.plain_topk(sae) is not None
+    x = torch.randn(3, 50, 24) * 3
+    mask = torch.rand(3, 50) > 0.2
+    fast = M.reconstruction_metrics(sae, x, batch_tokens=37, mask=mask)
+    monkeypatch.setattr(M, "plain_topk", lambda sae: None)
+    dense = M.reconstruction_metrics(sae, x, batch_tokens=37, mask=mask)
+    assert fast.keys() == dense.keys()
+    for key in fast:
+        assert fast[key] == pytest.approx(dense[key], rel=1e-5, abs=1e-6), key
+    assert fast["l0"] <= 5 and 0 < fast["dead_fraction"] < 1

@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
+from rsae_utils.sae.metrics import plain_topk, topk_encode
+
 KINDS = ("explain", "positive", "negative")
 
 
@@ -161,7 +163,8 @@ def encode_sparse(
     chunk_tokens: int = 1024,
     max_seqs: int | None = None,
 ) -> SparseActs:
-    """Run ``sae.encode`` over ``acts`` (n_seq, ctx, d_model) chunk-wise and keep the non-zero activations.
+    """Run ``sae.encode`` over ``acts`` (n_seq, ctx, d_model) chunk-wise and keep the non-zero activations (for a
+    plain TopK SAE, :func:`rsae_utils.sae.metrics.topk_encode`: the same activations without the dense tensor).
 
     ``acts`` may be any object sliceable along its first axis (a tensor, a memory map). Only positions inside
     full windows are encoded. ``chunk_tokens`` bounds the dense (tokens x n_latents) block held at once.
@@ -175,6 +178,7 @@ def encode_sparse(
         raise ValueError(f"context {ctx} is shorter than one window ({window_len} tokens)")
     used = (ctx // window_len) * window_len
     param = next(iter(sae.parameters()))
+    parts = plain_topk(sae)  # a plain TopK SAE: its k latents per token directly, no dense latent tensor
     seqs_per_chunk = max(1, chunk_tokens // used)
     flats, lats, vals = [], [], []
     n_latents = None
@@ -183,14 +187,25 @@ def encode_sparse(
             s1 = min(n_seq, s0 + seqs_per_chunk)
             x = torch.as_tensor(acts[s0:s1])[:, :used]
             d = x.shape[-1]
-            z = sae.encode(x.reshape(-1, d).to(device=param.device, dtype=param.dtype)).float().cpu()
-            n_latents = z.shape[-1]
-            row, col = torch.nonzero(z > 0, as_tuple=True)
+            x = x.reshape(-1, d).to(device=param.device, dtype=param.dtype)
+            if parts is not None:
+                a, idx = topk_encode(parts, x)
+                idx, order = idx.sort(dim=1)  # (row, latent) order, as nonzero() gives it below
+                a, idx = a.gather(1, order).float().cpu(), idx.cpu()
+                n_latents = parts[0].shape[1]
+                row, k = torch.nonzero(a > 0, as_tuple=True)
+                col = idx[row, k]
+                z_vals = a[row, k]
+            else:
+                z = sae.encode(x).float().cpu()
+                n_latents = z.shape[-1]
+                row, col = torch.nonzero(z > 0, as_tuple=True)
+                z_vals = z[row, col]
             seq = s0 + row // used
             pos = row % used
             flats.append((seq * ctx + pos).numpy().astype(np.int64))
             lats.append(col.numpy().astype(np.int64))
-            vals.append(z[row, col].numpy().astype(np.float32))
+            vals.append(z_vals.numpy().astype(np.float32))
     if n_latents is None:
         raise ValueError("no sequences to encode")
     return SparseActs(
