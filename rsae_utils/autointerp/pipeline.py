@@ -81,7 +81,7 @@ def _unit(path: Path, compute: Callable[[], dict], keep: Callable[[dict], bool] 
             pass  # a damaged unit is recomputed
     result = compute()
     if keep(result):
-        write_json(path, result)
+        write_json(path, result, compact=True)
     return result
 
 
