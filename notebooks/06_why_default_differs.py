@@ -16,7 +16,7 @@
 #
 # In the paper (Pythia) the SAEs of the random variants reconstruct about as well as the trained model's. In this
 # repository's default run (SmolLM2-135M, notebook 03) they do not: from layer 4 on, the re-randomized variants'
-# SAEs explain ~0.3 of the variance against 0.73-0.96 for the trained model. **Which factor makes the random
+# SAEs explain about 0.3-0.4 of the variance, the trained model's 0.75-0.99. **Which factor makes the random
 # variants' residual stream, and the SAEs trained on it, look like the trained model's?**
 #
 # Earlier spot measurements on notebook 03's caches (issue 9) pointed at the residual stream itself: token identity
