@@ -141,9 +141,9 @@ def test_encode_sparse_topk_path_equals_the_dense_encode(monkeypatch):
     np.testing.assert_allclose(fast.value, dense.value, rtol=1e-5, atol=1e-6)
 
 
-def test_plain_record_dict_equals_asdict(sp):
-    """records.py writes records through a shallow copy (fast); it must hold exactly what asdict gives."""
-    from rsae_utils.autointerp.records import _plain
+def test_record_dict_equals_asdict(sp):
+    """LatentRecord.to_dict is a shallow copy (fast); it must hold exactly what asdict gives."""
+    from dataclasses import asdict
 
     recs = sample_latents(sp, 3, min_examples=40, seed=1, **COUNTS)
-    assert len(recs) == 3 and all(_plain(r) == r.to_dict() for r in recs)
+    assert len(recs) == 3 and all(r.to_dict() == asdict(r) for r in recs)

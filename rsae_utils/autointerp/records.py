@@ -68,15 +68,6 @@ def build_records(
     return recs, summary
 
 
-def _plain(rec: LatentRecord) -> dict:
-    """``rec.to_dict()`` without dataclasses.asdict's deep recursion (slow on 100 latents x 150 windows); a window's
-    fields are plain values and lists, copied one level deep."""
-    out = {"latent": int(rec.latent), "n_active_windows": int(rec.n_active_windows)}
-    for key in ("explain", "positives", "negatives"):
-        out[key] = [dict(vars(w)) for w in getattr(rec, key)]
-    return out
-
-
 def _round_record(d: dict) -> dict:
     for key in ("explain", "positives", "negatives"):
         for w in d[key]:
@@ -114,7 +105,7 @@ def load_or_build_records(
         cache = open_cache(run["cache_dir"])
         recs, summary = build_records(sae, cache, int(run["layer"]), sampling)
         summary = {"model": str(run["model"]), "variant": str(run["variant"]), "layer": int(run["layer"]), **summary}
-        write_json(tmp / "records.json", {"summary": summary, "records": [_round_record(_plain(r)) for r in recs]},
+        write_json(tmp / "records.json", {"summary": summary, "records": [_round_record(r.to_dict()) for r in recs]},
                    compact=True)  # fmt: skip
         return {"summary": summary}
 

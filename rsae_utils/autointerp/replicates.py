@@ -23,13 +23,13 @@ import numpy as np
 import pandas as pd
 
 from rsae_utils import paths
+from rsae_utils.autointerp.baseline import BASELINE_NAME as BASELINE
 from rsae_utils.autointerp.pipeline import run_autointerp
 from rsae_utils.sae.cache import token_mask
 from rsae_utils.sae.metrics import reconstruction_metrics
 from rsae_utils.sae.pipeline import SAEPipeline
 from rsae_utils.sae.train import load_sae, sae_name, train_sae
 
-BASELINE = "token-baseline"
 METRICS = ("explained_variance", "cos_sim")  # notebook 03's reconstruction metrics kept per replicate
 
 

@@ -102,9 +102,9 @@ def reconstruction_metrics(
             active = acts > 0
             l0_sum += active.sum().item()
             l1_sum += acts.double().sum().item()
-            hit = torch.zeros(parts[0].shape[1], dtype=torch.bool, device=idx.device)
-            hit[idx[active]] = True
-            fired = hit if fired is None else fired | hit
+            if fired is None:
+                fired = torch.zeros(parts[0].shape[1], dtype=torch.bool, device=idx.device)
+            fired[idx[active]] = True
             continue
         z = sae.encode(x)
         if z.is_sparse:
