@@ -241,7 +241,7 @@ def test_sigint_stops_the_kernel_prints_one_line_and_keeps_finished_work(tmp_dir
             assert file_sha256(man.parent / rec["name"]) == rec["sha256"]
 
 
-@pytest.mark.parametrize("delay_s", [0.3, 1.5])
+@pytest.mark.parametrize("delay_s", [0.3, 0.9, 1.5, 2.5])
 def test_sigint_during_the_runners_imports_ends_in_one_line(tmp_dirs, delay_s):
     """Ctrl-C while torch and the parameter tables are still importing (or just after): no traceback, exit 130."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
