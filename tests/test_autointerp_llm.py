@@ -179,9 +179,10 @@ def server_stats(url: str) -> dict:
     return httpx.get(url.removesuffix("/v1") + "/stats", timeout=5.0, trust_env=False).json()
 
 
-@pytest.fixture(scope="session")
-def local_answer(local):
-    """(token records, exact probabilities) of the local model's constrained answer to MSGS; computed once."""
+@pytest.fixture(scope="module")
+def local_answer(local, one_torch_thread):
+    """(token records, exact probabilities) of the local model's constrained answer to MSGS; computed once, on the
+    one thread the other calls here use (a thread count changes float rounding)."""
     return local.answer_tokens(MSGS, 3)
 
 
@@ -195,6 +196,31 @@ def test_local_llm_answers_valid_probabilities(local, local_answer):
     assert parse_answer_list(local.decode(records), 3) == [int(x > 0.5) for x in exact]
     explanation = local.generate([{"role": "user", "content": "Name one animal."}], max_tokens=8)
     assert isinstance(explanation, str) and explanation
+
+
+@pytest.mark.slow
+def test_shared_prompt_head_is_reused_and_changes_nothing(local, monkeypatch):
+    """The explanation's shared head of a scoring prompt is computed once and its KV cache reused: the same
+    probabilities as a full pass over each prompt (float rounding aside), whatever prompt came before."""
+    from rsae_utils.autointerp.prompts import detection_messages, fuzzing_messages
+
+    first = detection_messages("animals", ["the cat sat on the mat", "stock prices fell", "a dog barked loudly"])
+    second = detection_messages("animals", ["fish swim in the sea", "the meeting is at noon", "birds can fly"])
+    other = fuzzing_messages("plants", ["a <<tree>> grew", "the <<rose>> bloomed", "we <<ate>> lunch"])
+    head = local._prefix(first, local.prompt_ids(first))
+    assert 0 < len(head) < len(local.prompt_ids(first))
+    assert local._prefix(second, local.prompt_ids(second)) == head  # same explanation, other examples
+    assert local._prefix(other, local.prompt_ids(other))[: len(head)] != head  # another prompt, another head
+    _, alone = local.answer_tokens(first, 3)
+    cached = [local.answer_tokens(m, 3)[1] for m in (other, second, first)]
+    assert cached[2] == alone  # bit for bit, whatever was asked before
+    monkeypatch.setattr(local, "_prefix", lambda messages, ids: [])
+    full = [local.answer_tokens(m, 3)[1] for m in (other, second, first)]
+    for got, want in zip(sum(cached, []), sum(full, []), strict=True):
+        assert got == pytest.approx(want, abs=1e-4)
+    # Left alive to the end of this module's threaded-server tests, the kept heads made the pytest process abort
+    # at exit ("terminate called without an active exception"); a plain script with a thread does not.
+    local._heads.clear()
 
 
 @pytest.mark.slow

@@ -142,3 +142,25 @@ def test_topk_fast_path_equals_sae_lens_dense_encode_decode(monkeypatch):
     for key in fast:
         assert fast[key] == pytest.approx(dense[key], rel=1e-5, abs=1e-6), key
     assert fast["l0"] <= 5 and 0 < fast["dead_fraction"] < 1
+
+
+def test_reconstruct_equals_sae_lens_decode_of_encode():
+    """``reconstruct``'s TopK path and its dense path both give sae-lens's ``decode(encode(x))``, in any chunking."""
+    from rsae_utils.sae import metrics as M
+    from rsae_utils.sae.topk import TopKResult, init_params, to_sae_lens
+
+    torch.manual_seed(0)
+    p = init_params(24, 96, seed=2)
+    p["b_enc"] = 0.1 * torch.randn(96)
+    p["b_dec"] = torch.randn(24)
+    topk = to_sae_lens(TopKResult(**p, k=5))
+    x = torch.randn(101, 32) * 3
+    for sae in (topk, zero_sae(24), identity_sae(24)):
+        with torch.no_grad():
+            ref = sae.decode(sae.encode(x[:, : sae.cfg.d_in])).float()
+        got = M.reconstruct(sae, x[:, : sae.cfg.d_in], batch_tokens=17)
+        assert got.shape == ref.shape
+        torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
+    assert M.plain_topk(topk) is not None
+    # A lossy SAE: the comparison above is not trivial.
+    assert not torch.allclose(M.reconstruct(topk, x[:, :24]), x[:, :24], atol=1e-2)

@@ -54,6 +54,7 @@ from rsae_utils.errors import ArtifactError, StageError
 from rsae_utils.paths import slug
 from rsae_utils.sae.cache import open_cache, token_mask
 from rsae_utils.sae.diagnostics import l2_ratio, relative_reconstruction_bias, weight_summary
+from rsae_utils.sae.metrics import reconstruct
 from rsae_utils.sae.pipeline import trained_runs
 from rsae_utils.sae.train import load_sae
 from rsae_utils.store import cached_artifact, read_json, write_json
@@ -219,12 +220,7 @@ def diagnostics_row(
     out = weight_summary(sae.W_enc, sae.W_dec, duplicate_threshold)
     keep = token_mask(torch.as_tensor(tokens), exclude_tokens).reshape(-1)
     x = torch.as_tensor(acts).reshape(-1, acts.shape[-1])[keep].float()
-    param = next(iter(sae.parameters()))
-    parts = []
-    for chunk in x.split(4096):
-        z = sae.encode(chunk.to(device=param.device, dtype=param.dtype))
-        parts.append(sae.decode(z.to_dense() if z.is_sparse else z).float().cpu())
-    x_hat = torch.cat(parts) if parts else torch.empty_like(x)
+    x_hat = reconstruct(sae, x)
     return {**out, "rel_recon_bias": relative_reconstruction_bias(x, x_hat), "l2_ratio": l2_ratio(x, x_hat),
             "n_tokens": int(x.shape[0])}  # fmt: skip
 

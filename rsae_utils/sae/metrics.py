@@ -78,6 +78,23 @@ def topk_decode(parts: tuple, acts: torch.Tensor, idx: torch.Tensor) -> torch.Te
 
 
 @torch.no_grad()
+def reconstruct(sae: Any, x: torch.Tensor, batch_tokens: int = 4096) -> torch.Tensor:
+    """The SAE's reconstruction of ``x`` (tokens, d) in float32, ``batch_tokens`` rows at a time; a plain TopK SAE
+    through :func:`topk_encode` / :func:`topk_decode` (no dense latent tensor), any other through sae-lens."""
+    parts = plain_topk(sae)
+    param = next(iter(sae.parameters()))
+    out = []
+    for chunk in x.split(batch_tokens):
+        chunk = chunk.to(device=param.device, dtype=param.dtype)
+        if parts is not None:
+            out.append(topk_decode(parts, *topk_encode(parts, chunk)).float().cpu())
+            continue
+        z = sae.encode(chunk)
+        out.append(sae.decode(z.to_dense() if z.is_sparse else z).float().cpu())
+    return torch.cat(out) if out else torch.empty(0, x.shape[-1])
+
+
+@torch.no_grad()
 def reconstruction_metrics(
     sae: Any, acts: torch.Tensor, batch_tokens: int = 4096, mask: torch.Tensor | None = None
 ) -> dict[str, float]:
@@ -184,7 +201,7 @@ def spliced_metrics(
         for layer in layers:
             x = resid[layer][start : start + batch_size].float()
             sae = saes[layer]
-            x_hat = torch.where(keep[..., None], sae.decode(sae.encode(x)).to(x.dtype), x)
+            x_hat = torch.where(keep[..., None], reconstruct(sae, x.reshape(-1, x.shape[-1])).view_as(x), x)
             spliced = log_probs(x_hat, layer)
             zero = zero_lp[layer].expand(toks.shape[0], -1, -1)
             s = sums[layer]

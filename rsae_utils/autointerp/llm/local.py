@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from transformers import DynamicCache
 
 from rsae_utils.autointerp.llm.base import Messages, check_messages, check_n_answers, n_answers_list
 from rsae_utils.errors import BackendError, ModelUnavailableError, ParameterError
@@ -73,6 +74,7 @@ class LocalChatBackend:
         self._lock = threading.Lock()
         self._model = self._tok = None
         self._templates: dict[int, tuple[list[int], list[int]]] = {}
+        self._heads: dict[tuple[int, ...], list] = {}  # shared prompt heads -> their keys and values
 
     def load(self) -> LocalChatBackend:
         if self._model is None:
@@ -111,13 +113,42 @@ class LocalChatBackend:
             "top_logprobs": [(self._tok.decode([int(i)]), float(v)) for v, i in zip(vals.tolist(), idx.tolist())],
         }
 
+    def _prefix(self, messages: Messages, ids: list[int]) -> list[int]:
+        """The head of ``ids`` that every scoring prompt of one explanation shares: the rendered chat up to the last
+        message's first blank line (system prompt, instructions, the explanation; the examples follow). Empty when
+        that head does not tokenize as a prefix of ``ids``. It depends on the prompt alone, never on earlier calls,
+        so a prompt's numbers do not depend on what was asked before it."""
+        content = messages[-1]["content"]
+        cut = content.find("\n\n")
+        text = self._tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        at = text.rfind(content)
+        if cut <= 0 or at < 0:
+            return []
+        head = self._tok.encode(text[: at + cut], add_special_tokens=False)
+        return head if len(head) < len(ids) and ids[: len(head)] == head else []
+
+    def _prefix_cache(self, head: list[int]) -> Any:
+        """A fresh KV cache holding ``head`` alone (its keys and values are computed once per head, the last few
+        kept as plain tensors)."""
+        key = tuple(head)
+        if key not in self._heads:
+            out = self._model(input_ids=torch.tensor([head]), use_cache=True, logits_to_keep=1)
+            if len(self._heads) >= 4:
+                self._heads.pop(next(iter(self._heads)))
+            self._heads[key] = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+        cache = DynamicCache(config=self._model.config)
+        for i, (k, v) in enumerate(self._heads[key]):
+            cache.update(k, v, i)  # concatenates onto an empty layer: the kept tensors are never written
+        return cache
+
     def answer_tokens(
         self, messages: Messages, n_answers: int, top_k: int | None = None
     ) -> tuple[list[dict], list[float]]:
         """Constrained answer decoding: (one record per completion token of ``[d, ..., d]``, exact P(1) per slot).
 
         Forced tokens are fed in one forward pass per slot with the KV cache, so an answer list costs one pass over
-        the prompt plus ``n`` short passes.
+        the prompt plus ``n`` short passes. The prompt's shared head (:meth:`_prefix`) is computed once per
+        explanation and reused; logits are computed only where they are read.
         """
         self.load()
         check_messages(messages)
@@ -125,7 +156,10 @@ class LocalChatBackend:
         top_k = top_k or self.top_logprobs
         tmpl, slots = self._list_template(n_answers)
         with self._lock, torch.inference_mode():
-            chunk, past, pos = self.prompt_ids(messages), None, 0
+            chunk = self.prompt_ids(messages)
+            head = self._prefix(messages, chunk)
+            past = self._prefix_cache(head) if head else None
+            chunk, pos = chunk[len(head) :], 0
             records: list[dict] = []
             probs: list[float] = []
             slot_iter = iter([*slots, len(tmpl)])
@@ -133,11 +167,14 @@ class LocalChatBackend:
                 j = next(slot_iter)
                 forced = tmpl[pos:j]
                 feed = chunk + forced
-                out = self._model(input_ids=torch.tensor([feed]), past_key_values=past, use_cache=True)
+                # Logits of the last len(forced) + 1 positions: those that predict a forced token or the slot.
+                out = self._model(
+                    input_ids=torch.tensor([feed]), past_key_values=past, use_cache=True, logits_to_keep=len(forced) + 1
+                )
                 past = out.past_key_values
                 logp = torch.log_softmax(out.logits[0].float(), dim=-1)
                 for t, tid in enumerate(forced):
-                    records.append(self._token_record(tid, logp[len(chunk) + t - 1], top_k))
+                    records.append(self._token_record(tid, logp[t], top_k))
                 if j == len(tmpl):
                     break
                 row = logp[-1]
