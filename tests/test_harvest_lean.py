@@ -8,7 +8,7 @@ from _tiny_model import tiny_model
 
 from rsae_utils.errors import ParameterError
 from rsae_utils.sae.cache import TL_FORWARD, cache_key, hook_name, open_cache
-from rsae_utils.sae.fastfwd import lean_layers, lean_ok
+from rsae_utils.sae.fastfwd import lean_layers, lean_logits, lean_ok, pack_blocks
 from rsae_utils.sae.harvest import harvest, harvest_forward, hooked_layers, planned_forward, run_layers
 from rsae_utils.subject.variants import VARIANTS
 
@@ -50,6 +50,19 @@ def test_lean_equals_transformer_lens_on_every_variant(loaded, variant):
     new = run_layers(model, toks, LAYERS, 8)
     for layer in LAYERS:
         torch.testing.assert_close(new[layer], ref[layer], atol=ATOL, rtol=RTOL)
+
+
+@pytest.mark.parametrize("start", [1, 2, 3])
+def test_lean_logits_resume_like_transformer_lens(loaded, start):
+    """The spliced metrics' resumed forward: the same logits as ``model(x, start_at_layer=start)``."""
+    model = _variant(loaded, "rerandomized_incl_emb")
+    gen = torch.Generator().manual_seed(start)
+    x = torch.randn(3, 24, model.cfg.d_model, generator=gen) * 2
+    ref = model(x, start_at_layer=start, return_type="logits")
+    got = lean_logits(model, x, start, pack_blocks(model, model.cfg.n_layers))
+    assert got.shape == ref.shape == (3, 24, model.cfg.d_vocab)
+    torch.testing.assert_close(got, ref, atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(got, lean_logits(model, x, start - 1), atol=1e-3)  # the start block matters
 
 
 def test_batch_size_does_not_change_the_lean_forward(loaded):

