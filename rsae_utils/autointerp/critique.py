@@ -53,6 +53,7 @@ from rsae_utils.autointerp.token_scorers import (
 from rsae_utils.errors import ArtifactError, StageError
 from rsae_utils.paths import slug
 from rsae_utils.sae.cache import open_cache, token_mask
+from rsae_utils.sae.codes import load_codes, reconstruct_from_codes
 from rsae_utils.sae.diagnostics import l2_ratio, relative_reconstruction_bias, weight_summary
 from rsae_utils.sae.metrics import reconstruct
 from rsae_utils.sae.pipeline import trained_runs
@@ -81,6 +82,7 @@ CODE = (
     "rsae_utils.autointerp.critique", "rsae_utils.autointerp.positional", "rsae_utils.autointerp.positional_stats",
     "rsae_utils.autointerp.token_scorers", "rsae_utils.autointerp.baseline", "rsae_utils.autointerp.scorers",
     "rsae_utils.autointerp.examples", "rsae_utils.autointerp.stats", "rsae_utils.sae.diagnostics",
+    "rsae_utils.sae.codes",
 )  # fmt: skip
 REBUILD = "rerun notebook 03 (make figures NB=03 FORCE=1) to rebuild it"
 
@@ -213,14 +215,15 @@ def scorer_latents(
 @torch.no_grad()
 def diagnostics_row(
     sae: Any, acts: torch.Tensor, tokens: torch.Tensor, exclude_tokens: Sequence[int] = (),
-    duplicate_threshold: float = 0.9,
+    duplicate_threshold: float = 0.9, codes: Any = None,
 ) -> dict[str, float]:
     """:func:`weight_summary` of the SAE plus the relative reconstruction bias and the mean L2 ratio of its
-    reconstruction of ``acts`` (..., d), tokens in ``exclude_tokens`` left out."""
+    reconstruction of ``acts`` (..., d), tokens in ``exclude_tokens`` left out. ``codes``: the SAE's stored TopK
+    codes on ``acts`` (:mod:`rsae_utils.sae.codes`), decoded instead of encoding again."""
     out = weight_summary(sae.W_enc, sae.W_dec, duplicate_threshold)
     keep = token_mask(torch.as_tensor(tokens), exclude_tokens).reshape(-1)
     x = torch.as_tensor(acts).reshape(-1, acts.shape[-1])[keep].float()
-    x_hat = reconstruct(sae, x)
+    x_hat = reconstruct(sae, x) if codes is None else reconstruct_from_codes(sae, codes, keep)
     return {**out, "rel_recon_bias": relative_reconstruction_bias(x, x_hat), "l2_ratio": l2_ratio(x, x_hat),
             "n_tokens": int(x.shape[0])}  # fmt: skip
 
@@ -257,8 +260,9 @@ def critique_sae(
         sae = load_sae(run["sae_dir"], device=device)
         cache = open_cache(run["cache_dir"])
         acts, tokens = cache.acts(layer, "test"), cache.tokens("test")
+        codes = load_codes(sae, run["sae_dir"], cache, layer, "test")  # notebook 03's, when it stored them
         sp = encode_sparse(sae, acts, tokens, window_len=int(p["window_len"]), chunk_tokens=2048,
-                           max_seqs=p["max_contexts"])  # fmt: skip
+                           max_seqs=p["max_contexts"], codes=codes)  # fmt: skip
         timings["encode"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         positional_table(sp, p, meta).to_csv(tmp / "positional.csv", index=False)
@@ -269,7 +273,7 @@ def critique_sae(
         np.savez_compressed(tmp / "replicates.npz", latent=ids, **{_npz_key(s): r for s, r in reps.items()})
         timings["scorers"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        diag = diagnostics_row(sae, acts, tokens, exclude_tokens, float(p["duplicate_threshold"]))
+        diag = diagnostics_row(sae, acts, tokens, exclude_tokens, float(p["duplicate_threshold"]), codes=codes)
         timings["diagnostics"] = time.perf_counter() - t0
         n_windows = sp.active_window_counts()
         diag = {**meta, **diag, "n_latents_total": sp.n_latents, "n_live": int((n_windows > 0).sum()),

@@ -19,6 +19,7 @@ one silent one.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -167,12 +168,14 @@ def encode_sparse(
     window_len: int = 32,
     chunk_tokens: int = 1024,
     max_seqs: int | None = None,
+    codes: Any = None,
 ) -> SparseActs:
     """Run ``sae.encode`` over ``acts`` (n_seq, ctx, d_model) chunk-wise and keep the non-zero activations (for a
     plain TopK SAE, :func:`rsae_utils.sae.metrics.topk_encode`: the same activations without the dense tensor).
 
     ``acts`` may be any object sliceable along its first axis (a tensor, a memory map). Only positions inside
     full windows are encoded. ``chunk_tokens`` bounds the dense (tokens x n_latents) block held at once.
+    ``codes``: the SAE's :class:`rsae_utils.sae.codes.TopKCodes` on ``acts`` (plain TopK), read instead of encoding.
     """
     tokens = np.asarray(tokens.cpu() if isinstance(tokens, torch.Tensor) else tokens)
     n_seq, ctx = tokens.shape[:2]
@@ -184,17 +187,23 @@ def encode_sparse(
     used = (ctx // window_len) * window_len
     param = next(iter(sae.parameters()))
     parts = plain_topk(sae)  # a plain TopK SAE: its k latents per token directly, no dense latent tensor
+    if codes is not None and parts is None:
+        raise ValueError("codes are given for an SAE that is not plain TopK")
+    k_codes = codes.idx.shape[-1] if codes is not None else 0
     seqs_per_chunk = max(1, chunk_tokens // used)
     flats, lats, vals = [], [], []
     n_latents = None
     with torch.inference_mode():
         for s0 in range(0, n_seq, seqs_per_chunk):
             s1 = min(n_seq, s0 + seqs_per_chunk)
-            x = torch.as_tensor(acts[s0:s1])[:, :used]
-            d = x.shape[-1]
-            x = x.reshape(-1, d).to(device=param.device, dtype=param.dtype)
+            if codes is not None:  # the stored codes of these positions: no encoder product
+                a, idx = codes.vals[s0:s1, :used].reshape(-1, k_codes), codes.idx[s0:s1, :used].reshape(-1, k_codes)
+            else:
+                x = torch.as_tensor(acts[s0:s1])[:, :used]
+                x = x.reshape(-1, x.shape[-1]).to(device=param.device, dtype=param.dtype)
             if parts is not None:
-                a, idx = topk_encode(parts, x)
+                if codes is None:
+                    a, idx = topk_encode(parts, x)
                 idx, order = idx.sort(dim=1)  # (row, latent) order, as nonzero() gives it below
                 a, idx = a.gather(1, order).float().cpu(), idx.cpu()
                 n_latents = parts[0].shape[1]

@@ -17,6 +17,7 @@ from rsae_utils.autointerp.examples import LatentRecord, encode_sparse, sample_l
 from rsae_utils.paths import slug
 from rsae_utils.repro import stable_hash
 from rsae_utils.sae.cache import open_cache as open_cache_folder
+from rsae_utils.sae.codes import load_codes
 from rsae_utils.store import artifact_key, cached_artifact, content_hash, read_json, write_json
 
 REBUILD = "rerun notebook 03 (make figures NB=03 FORCE=1) to rebuild it"
@@ -41,9 +42,10 @@ def cache_identity(path: str | Path, strict: bool) -> Any:
 
 
 def build_records(
-    sae: Any, cache: Any, layer: int, sampling: Mapping[str, Any], chunk_tokens: int = 2048
+    sae: Any, cache: Any, layer: int, sampling: Mapping[str, Any], chunk_tokens: int = 2048, codes: Any = None
 ) -> tuple[list[LatentRecord], dict[str, Any]]:
-    """Sample latents of one SAE on the cache's ``split`` (default: held-out ``test``); (records, summary)."""
+    """Sample latents of one SAE on the cache's ``split`` (default: held-out ``test``); (records, summary).
+    ``codes``: the SAE's stored TopK codes on that split (:mod:`rsae_utils.sae.codes`), read instead of encoding."""
     tokens = cache.tokens(sampling["split"])
     acts = cache.acts(layer, sampling["split"])
     sp = encode_sparse(
@@ -53,6 +55,7 @@ def build_records(
         window_len=sampling["window_len"],
         chunk_tokens=chunk_tokens,
         max_seqs=sampling["max_contexts"],
+        codes=codes,
     )
     counts = {k: sampling[k] for k in ("n_explain", "explain_pool", "n_bins", "per_bin", "n_negatives")}
     recs = sample_latents(sp, sampling["n_latents"], sampling["min_examples"], seed=sampling["seed"], **counts)
@@ -95,7 +98,7 @@ def load_or_build_records(
         "layer": int(run["layer"]),
         "sampling": {k: v for k, v in sampling.items() if k != "device"},
     }
-    code = ("rsae_utils.autointerp.examples",)
+    code = ("rsae_utils.autointerp.examples", "rsae_utils.sae.codes")
     path = out_dir / "records" / slug(f"{run['model']}__{run['variant']}__L{int(run['layer'])}")
 
     def build(tmp: Path) -> dict:
@@ -103,7 +106,9 @@ def load_or_build_records(
         if hasattr(sae, "to"):
             sae = sae.to(sampling["device"])
         cache = open_cache(run["cache_dir"])
-        recs, summary = build_records(sae, cache, int(run["layer"]), sampling)
+        # Notebook 03's folders: the codes it stored (or stores now) for this SAE; in-memory test loaders: none.
+        codes = load_codes(sae, run["sae_dir"], cache, int(run["layer"]), sampling["split"]) if strict else None
+        recs, summary = build_records(sae, cache, int(run["layer"]), sampling, codes=codes)
         summary = {"model": str(run["model"]), "variant": str(run["variant"]), "layer": int(run["layer"]), **summary}
         write_json(tmp / "records.json", {"summary": summary, "records": [_round_record(r.to_dict()) for r in recs]},
                    compact=True)  # fmt: skip

@@ -26,6 +26,7 @@ from rsae_utils import paths
 from rsae_utils.autointerp.baseline import BASELINE_NAME as BASELINE
 from rsae_utils.autointerp.pipeline import run_autointerp
 from rsae_utils.sae.cache import token_mask
+from rsae_utils.sae.codes import load_codes
 from rsae_utils.sae.metrics import reconstruction_metrics
 from rsae_utils.sae.pipeline import SAEPipeline
 from rsae_utils.sae.train import load_sae, sae_name, train_sae
@@ -64,7 +65,8 @@ def replicate_table(
             name = sae_name(layer, spec)
             sae_dir = paths.sae_dir(nb03.profile, c3.model, c3.revision, variant, c3.variant_seed, name)
             train_sae(cache, layer, spec, sae_dir)
-            m = reconstruction_metrics(load_sae(sae_dir), acts, mask=mask)
+            sae = load_sae(sae_dir)  # its codes are stored for the records below (notebook 03's: already there)
+            m = reconstruction_metrics(sae, acts, mask=mask, codes=load_codes(sae, sae_dir, cache, layer))
             rows += [{"variant": variant, "layer": int(layer), "seed": int(seed), "metric": k, "value": float(m[k]),
                       "n_latents": np.nan} for k in METRICS]  # fmt: skip
             runs.append({"model": c3.model, "variant": variant, "layer": int(layer), "seed": int(seed),

@@ -97,11 +97,12 @@ def reconstruct(sae: Any, x: torch.Tensor, batch_tokens: int = 4096) -> torch.Te
 
 @torch.no_grad()
 def reconstruction_metrics(
-    sae: Any, acts: torch.Tensor, batch_tokens: int = 4096, mask: torch.Tensor | None = None
+    sae: Any, acts: torch.Tensor, batch_tokens: int = 4096, mask: torch.Tensor | None = None, codes: Any = None
 ) -> dict[str, float]:
     """FVU, explained variance, cosine similarity, L0, L1 and dead fraction of ``sae`` on ``acts`` (..., d).
 
-    ``mask`` (acts.shape[:-1], bool) keeps only the positions where it is True.
+    ``mask`` (acts.shape[:-1], bool) keeps only the positions where it is True. ``codes``: the SAE's
+    :class:`rsae_utils.sae.codes.TopKCodes` on ``acts`` (a plain TopK SAE), read instead of encoding again.
     """
     rows = _as_rows(acts)
     if mask is not None:
@@ -110,10 +111,16 @@ def reconstruction_metrics(
     cos_sum = l0_sum = l1_sum = 0.0
     fired = None
     parts = plain_topk(sae)
+    if codes is not None and parts is None:
+        raise ValueError("codes are given for an SAE that is not plain TopK")
+    code_vals, code_idx = codes.rows(mask) if codes is not None else (None, None)
     for start in range(0, rows.shape[0], batch_tokens):
         x = rows[start : start + batch_tokens]
         if parts is not None:  # same numbers (up to float rounding), no dense latent tensor
-            acts, idx = topk_encode(parts, x)
+            if code_vals is not None:
+                acts, idx = code_vals[start : start + batch_tokens], code_idx[start : start + batch_tokens]
+            else:
+                acts, idx = topk_encode(parts, x)
             x_hat = topk_decode(parts, acts, idx)
             ev.add_batch(sae_output=x_hat, hidden_acts=x)
             cos_sum += F.cosine_similarity(x, x_hat, dim=-1, eps=1e-8).double().sum().item()
@@ -240,19 +247,24 @@ def evaluate_variant(
     n_spliced_windows: int | None = None,
     batch_size: int = 4,
     exclude_tokens: Sequence[int] = (),
+    codes: Mapping[int, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Tidy rows (model, variant, layer, metric, value) for every SAE of one variant.
 
     ``model`` None skips the spliced metrics. ``n_spliced_windows`` limits the windows used for them (they cost a
     partial forward per layer; the reconstruction metrics always use the whole split). Positions holding a token
-    of ``exclude_tokens`` are left out of every metric (and keep their clean residual when spliced).
+    of ``exclude_tokens`` are left out of every metric (and keep their clean residual when spliced). ``codes``:
+    layer -> the SAE's :class:`rsae_utils.sae.codes.TopKCodes` on ``split`` (None: encode here).
     """
     rows: list[dict[str, Any]] = []
+    codes = codes or {}
     layers = sorted(saes)
     tokens = cache.tokens(split)
     mask = token_mask(tokens, exclude_tokens)
     resid = {layer: cache.acts(layer, split) for layer in layers}
-    per_layer = {layer: reconstruction_metrics(saes[layer], resid[layer], mask=mask) for layer in layers}
+    per_layer = {
+        layer: reconstruction_metrics(saes[layer], resid[layer], mask=mask, codes=codes.get(layer)) for layer in layers
+    }
     if model is not None:
         n = tokens.shape[0] if n_spliced_windows is None else min(n_spliced_windows, tokens.shape[0])
         deepest = max(cache.layers)

@@ -30,6 +30,7 @@ from rsae_utils import paths
 from rsae_utils.errors import CacheError, StageError
 from rsae_utils.sae import metrics as metrics_mod
 from rsae_utils.sae.cache import DEFAULT_SHARD_WINDOWS, ActivationCache, cache_key, open_cache
+from rsae_utils.sae.codes import load_codes
 from rsae_utils.sae.harvest import harvest, planned_forward
 from rsae_utils.sae.train import SAESpec, load_record, load_sae, sae_name, train_sae, train_saes_streaming
 from rsae_utils.store import cached_artifact, content_hash, load_table, save_table, verify_artifact
@@ -291,12 +292,15 @@ class SAEPipeline:
         def build(tmp: Path) -> None:
             model, _ = self.variant_model(variant)
             saes = {layer: load_sae(p, device=self.cfg.device) for layer, p in sae_dirs.items()}
+            # Stored for notebooks 04, 07 and 08, which read the same codes instead of encoding again.
+            codes = {layer: load_codes(saes[layer], sae_dirs[layer], c, layer) for layer in saes}
             rows = metrics_mod.evaluate_variant(model, c, saes, n_spliced_windows=int(self.cfg.n_spliced_windows),
-                                                exclude_tokens=self.exclude_tokens)
+                                                exclude_tokens=self.exclude_tokens, codes=codes)
             metrics_mod.tidy(rows).to_csv(tmp / "metrics.csv", index=False)
 
         t0 = time.perf_counter()
-        path = cached_artifact(self.metrics_dir(variant), params, build, code=("rsae_utils.sae.metrics",))
+        path = cached_artifact(self.metrics_dir(variant), params, build, code=("rsae_utils.sae.metrics",
+                                                                              "rsae_utils.sae.codes"))
         self._tick("metrics", t0)
         return pd.read_csv(path / "metrics.csv")
 
