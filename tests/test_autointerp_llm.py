@@ -165,7 +165,11 @@ def one_torch_thread():
 
 @pytest.fixture(scope="session")
 def local():
-    return LocalChatBackend().load()
+    backend = LocalChatBackend().load()
+    yield backend
+    # Left alive to interpreter exit after this module's threaded-server tests, the kept prompt heads made the
+    # pytest process abort there ("terminate called without an active exception"); a plain script does not.
+    backend._heads.clear()
 
 
 @pytest.fixture(scope="session")
@@ -218,9 +222,45 @@ def test_shared_prompt_head_is_reused_and_changes_nothing(local, monkeypatch):
     full = [local.answer_tokens(m, 3)[1] for m in (other, second, first)]
     for got, want in zip(sum(cached, []), sum(full, []), strict=True):
         assert got == pytest.approx(want, abs=1e-4)
-    # Left alive to the end of this module's threaded-server tests, the kept heads made the pytest process abort
-    # at exit ("terminate called without an active exception"); a plain script with a thread does not.
-    local._heads.clear()
+
+
+def _slot_by_slot(local, messages, n):
+    """Reference: P(1) at each slot from a full forward over the prompt and the greedy answer so far (no cache)."""
+    import torch
+
+    tmpl, slots = local._list_template(n)
+    ids, answer, probs = local.prompt_ids(messages), list(tmpl), []
+    with torch.inference_mode():
+        for s in slots:
+            row = torch.log_softmax(local._model(input_ids=torch.tensor([ids + answer[:s]])).logits[0, -1].float(), -1)
+            lp0, lp1 = (float(row[i]) for i in local._digit_ids)
+            probs.append(1.0 / (1.0 + math.exp(lp0 - lp1)))
+            for u in slots:
+                answer[u] = local._digit_ids[int(lp1 > lp0)] if u >= s else answer[u]
+    return probs, answer
+
+
+@pytest.mark.slow
+def test_constrained_answers_equal_slot_by_slot_decoding(local):
+    """Constrained decoding with the shared head's cache and kept logits reads every slot after the greedy digits
+    before it: the probabilities and the written list of plain slot-by-slot decoding without any cache."""
+    from rsae_utils.autointerp.prompts import detection_messages
+
+    cases = [
+        detection_messages("animals", ["a cat", "stock prices", "a dog barked", "the mat", "birds", "taxes"]),
+        detection_messages("numbers", ["one two", "hello", "3 4 5", "the sky", "7", "blue"]),
+        MSGS,
+    ]
+    n_digit_changes = 0
+    for msgs in cases:
+        n = 3 if msgs is MSGS else 6
+        records, probs = local.answer_tokens(msgs, n)
+        want, answer = _slot_by_slot(local, msgs, n)
+        assert probs == pytest.approx(want, abs=2e-4)
+        assert [r["id"] for r in records] == answer  # the written list: template and greedy digits
+        digits = [int(p > 0.5) for p in want]
+        n_digit_changes += sum(a != b for a, b in zip(digits, digits[1:]))
+    assert n_digit_changes > 0  # the digits the model writes vary, so each slot's conditioning matters
 
 
 @pytest.mark.slow
