@@ -104,6 +104,7 @@ from rsae_utils.sae.why import (
     NEOX,
     SweepSpec,
     architecture_cells,
+    nb03_sae,
     neox_cache,
     option_cache,
     option_sets,
@@ -207,8 +208,10 @@ def sae_dir(c, s):
     return paths.why_default_dir(PROFILE, "saes", model_dir, c.source, f"L{c.layer:02d}-{s.name}")
 
 
+# A cell that asks for exactly notebook 03's SAE (its variant, layer and spec) reads it: the same trainer on the
+# same batches from the same seed gives the same weights, so it is not trained twice.
 table = run_cells(cells, caches, spec_for, sae_dir, nb03.exclude_tokens, cfg.top_n, log=print,
-                  test_windows=cfg.test_windows)
+                  test_windows=cfg.test_windows, reuse=lambda c, s: nb03_sae(nb03, c, s))
 arch_cells = architecture_cells(cfg.neox_sae_layers, cfg.base_expansion, cfg.train_tokens) if cfg.neox_layers else []
 neox_table = run_cells(arch_cells, caches, spec_for, sae_dir, nb03.exclude_tokens, cfg.top_n, log=print,
                        test_windows=cfg.test_windows)

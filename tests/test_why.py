@@ -15,9 +15,11 @@ from rsae_utils.sae.cache import cache_key
 from rsae_utils.sae.harvest import harvest
 from rsae_utils.sae.why import (
     NEOX,
+    Cell,
     SweepSpec,
     architecture_cells,
     latent_token_stats,
+    nb03_sae,
     neox_cache,
     option_cache,
     option_sets,
@@ -128,6 +130,36 @@ def test_train_measure_is_cached_and_sane(tmp_path):
     mtime = (tmp_path / "sae" / "metrics.json").stat().st_mtime_ns
     assert train_measure(cache, 1, spec, tmp_path / "sae", exclude_tokens=(0,), top_n=5) == rec
     assert (tmp_path / "sae" / "metrics.json").stat().st_mtime_ns == mtime
+
+
+def test_a_cell_that_is_notebook_03s_sae_reads_it_and_measures_the_same(tmp_path):
+    """Notebook 03's fast trainer and the sweep's trainer give the same SAE from the same spec, cache and seed, so
+    a sweep cell that asks for notebook 03's SAE reads it (no training) and measures exactly what training gave."""
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    from rsae_utils.sae.train import SAESpec, train_sae
+
+    cache = harvest(tiny_model(), tiny_windows(n_train=40), [1], tmp_path / "c",
+                    {"model": "tiny", "variant": "trained", "seed": 0, "corpus_sha256": "c"})  # fmt: skip
+    spec = SweepSpec(expansion=2, k=4, n_tokens=5120, batch_size=128, lr=3e-3, seed=1)
+    s03 = SAESpec(trainer="fast", expansion=2, k=4, n_tokens=5120, batch_size=128, lr=3e-3, seed=1, exclude_tokens=(0,))
+    folder = train_sae(cache, 1, s03, tmp_path / "nb03" / "L01")
+    nb03 = SimpleNamespace(spec=s03, cfg=SimpleNamespace(variants=["trained"], layers=[1]),
+                           sae_dir=lambda variant, layer: folder)  # fmt: skip
+    cell = Cell("width", 2, "trained", (), 1, 2, 5120)
+    assert nb03_sae(nb03, cell, spec) == folder
+    assert nb03_sae(nb03, Cell("width", 2, "trained", (("embedding_scale", 16.0),), 1, 2, 5120), spec) is None
+    assert nb03_sae(nb03, cell, SweepSpec(4, 4, 5120, 128, 3e-3, 1)) is None  # another width
+    assert nb03_sae(nb03, Cell("width", 2, "trained", (), 0, 2, 5120), spec) is None  # a layer 03 did not train
+    # At 1,280 tokens the sweep counts a latent dead after 160 tokens, notebook 03 after 5 steps (640): not the same
+    short = SimpleNamespace(spec=replace(s03, n_tokens=1280), cfg=nb03.cfg, sae_dir=nb03.sae_dir)
+    assert nb03_sae(short, Cell("width", 2, "trained", (), 1, 2, 1280), SweepSpec(2, 4, 1280, 128, 3e-3, 1)) is None
+    fresh = train_measure(cache, 1, spec, tmp_path / "fresh", exclude_tokens=(0,), top_n=5)
+    read = train_measure(cache, 1, spec, tmp_path / "read", exclude_tokens=(0,), top_n=5, trained=folder)
+    for key in ("explained_variance", "cos_sim", "l0", "dead_fraction", "token_entropy", "single_token_share",
+                "train_fvu_end", "steps", "train_tokens_seen", "d_sae"):  # fmt: skip
+        assert read[key] == pytest.approx(fresh[key], rel=1e-6, abs=1e-7), key
 
 
 def _table(rr_ev, trained_ev=0.8):

@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -42,7 +43,8 @@ from rsae_utils.sae.harvest import harvest
 from rsae_utils.sae.metrics import reconstruction_metrics
 from rsae_utils.sae.residual_stats import residual_stats
 from rsae_utils.sae.topk import to_sae_lens, train_topk
-from rsae_utils.store import cached_artifact, read_json, write_json
+from rsae_utils.sae.train import RECORD, load_sae
+from rsae_utils.store import cached_artifact, content_hash, read_json, verify_artifact, write_json
 from rsae_utils.subject.neox_init import NEOX_NAME
 from rsae_utils.subject.rerandomize import options_tag
 
@@ -231,6 +233,33 @@ def latent_token_stats(encode: Callable[[torch.Tensor], torch.Tensor], x: torch.
     }
 
 
+def dead_threshold(spec: SweepSpec) -> int:
+    """Tokens without firing after which the sweep's trainer counts a latent dead: an eighth of the run."""
+    return max(spec.batch_size, spec.n_tokens // 8)
+
+
+def nb03_sae(nb03: Any, cell: Cell, spec: SweepSpec) -> Path | None:
+    """Notebook 03's own SAE folder when ``cell`` asks for exactly that SAE, else None.
+
+    That is: the variant's own cache (no options), a variant and layer notebook 03 trained, and ``spec`` equal to
+    notebook 03's TopK spec for its fast trainer (same width, k, tokens, batch, learning rate, seed, dead-latent
+    threshold, no warm-up, one seed for init and batch order). Both notebooks then run ``train_topk`` on the same
+    batches from the same start, so the weights are the same (tests/test_why.py) and the cell reads notebook 03's
+    SAE instead of training it again. None also when that folder is missing or damaged (the cell trains)."""
+    s = nb03.spec
+    same = (
+        cell.source == cell.variant and cell.variant in nb03.cfg.variants and cell.layer in nb03.cfg.layers
+        and s.trainer == "fast" and s.architecture == "topk" and s.lr_warm_up_steps == 0 and s.data_seed is None
+        and (s.expansion, s.k, s.n_tokens, s.batch_size, s.lr, s.seed)
+        == (spec.expansion, spec.k, spec.n_tokens, spec.batch_size, spec.lr, spec.seed)
+        and max(s.batch_size, s.dead_window_steps() * s.batch_size) == dead_threshold(spec)
+    )  # fmt: skip
+    if not same:
+        return None
+    path = nb03.sae_dir(cell.variant, cell.layer)
+    return path if verify_artifact(path)[0] else None
+
+
 def train_measure(
     cache: ActivationCache,
     layer: int,
@@ -239,24 +268,34 @@ def train_measure(
     exclude_tokens: Sequence[int] = (),
     top_n: int = 20,
     test_windows: int | None = None,
+    trained: Path | None = None,
 ) -> dict[str, Any]:
     """Train the TopK SAE of ``spec`` on ``cache``'s training split at ``layer`` and return its held-out metrics
     (explained variance, cosine, L0, dead fraction, token entropy, single-token share, training FVU and speed) on
     the first ``test_windows`` held-out windows (None or 0: all); cached: a rerun with the same cache, layer, spec
     and windows reads the stored numbers. ``train_tokens_seen`` is what the trainer consumed: ``n_tokens`` rounded
-    down to whole batches (cycling over the cached split when it holds fewer)."""
+    down to whole batches (cycling over the cached split when it holds fewer). ``trained``: the folder of this very
+    SAE already trained by notebook 03 (:func:`nb03_sae`), read instead of training; keyed by its contents."""
     params = {"cache": cache.manifest_hash(), "layer": int(layer), "spec": asdict(spec),
               "exclude": list(exclude_tokens), "top_n": int(top_n)}  # fmt: skip
     if test_windows:  # only when capped, so a run without a cap keeps its stored numbers
         params["test_windows"] = int(test_windows)
+    if trained is not None:
+        params["nb03_sae"] = content_hash(trained)
 
     def build(tmp: Path) -> None:
         d = cache.d_model
-        steps = max(1, spec.n_tokens // spec.batch_size)
-        batches = cache.iter_batches(layer, spec.batch_size, seed=spec.seed, exclude_tokens=exclude_tokens)
-        res = train_topk(itertools.islice(batches, steps), d, spec.expansion * d, spec.k, lr=spec.lr, seed=spec.seed,
-                         dead_tokens_threshold=max(spec.batch_size, spec.n_tokens // 8))  # fmt: skip
-        sae = to_sae_lens(res)
+        if trained is not None:
+            sae, rec0 = load_sae(trained), read_json(Path(trained) / RECORD)
+            res = SimpleNamespace(curve=rec0.get("loss_curve") or [], seconds=float(rec0["runtime_s"]),
+                                  tokens=int(rec0["tokens_trained"]), steps=int(rec0["steps"]),
+                                  d_sae=int(rec0["d_sae"]))  # fmt: skip
+        else:
+            steps = max(1, spec.n_tokens // spec.batch_size)
+            batches = cache.iter_batches(layer, spec.batch_size, seed=spec.seed, exclude_tokens=exclude_tokens)
+            res = train_topk(itertools.islice(batches, steps), d, spec.expansion * d, spec.k, lr=spec.lr,
+                             seed=spec.seed, dead_tokens_threshold=dead_threshold(spec))  # fmt: skip
+            sae = to_sae_lens(res)
         n_test = int(test_windows) if test_windows else None
         toks = cache.tokens("test")[:n_test]
         mask = token_mask(toks, exclude_tokens)
@@ -349,9 +388,11 @@ def run_cells(
     top_n: int = 20,
     log: Callable[[str], None] | None = None,
     test_windows: int | None = None,
+    reuse: Callable[[Cell, SweepSpec], Path | None] | None = None,
 ) -> pd.DataFrame:
     """Train and measure every cell's SAE (a run shared by several cells, such as the baseline, runs once), its
-    metrics on the first ``test_windows`` held-out windows (None or 0: all); one row per cell."""
+    metrics on the first ``test_windows`` held-out windows (None or 0: all); one row per cell. ``reuse(cell,
+    spec)``: the folder of that SAE when it is already trained (:func:`nb03_sae`), else None."""
     rows, done = [], {}
     for c in cells:
         spec = spec_for(c)
@@ -359,7 +400,7 @@ def run_cells(
         if key not in done:
             t0 = time.perf_counter()
             done[key] = train_measure(caches[c.source], c.layer, spec, sae_dir(c, spec), exclude_tokens, top_n,
-                                   test_windows)
+                                   test_windows, trained=reuse(c, spec) if reuse else None)
             if log:
                 log(f"{c.source} L{c.layer} {spec.name}: EV {done[key]['explained_variance']:.3f} "
                     f"({time.perf_counter() - t0:.1f} s)")
