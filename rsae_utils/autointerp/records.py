@@ -15,7 +15,6 @@ import pandas as pd
 
 from rsae_utils.autointerp.examples import LatentRecord, encode_sparse, sample_latents
 from rsae_utils.paths import slug
-from rsae_utils.repro import stable_hash
 from rsae_utils.sae.cache import open_cache as open_cache_folder
 from rsae_utils.sae.codes import load_codes
 from rsae_utils.store import artifact_key, cached_artifact, content_hash, read_json, write_json
@@ -38,7 +37,7 @@ def cache_identity(path: str | Path, strict: bool) -> Any:
     if not strict and not Path(path).exists():
         return str(path)
     cache = open_cache_folder(path, check_hash=True)  # its CacheError names the files and says to rerun 03
-    return stable_hash({"cache": cache.manifest_hash(), "tokens": cache.manifest.get("tokens_file", {}).get("sha256")})
+    return cache.content_id()
 
 
 def build_records(

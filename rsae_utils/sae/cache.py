@@ -192,6 +192,12 @@ class ActivationCache:
         """A short hash of what this cache holds (key + shard hashes): SAEs trained on it are keyed by it."""
         return stable_hash({"key": self.manifest["key"], "shards": [s["sha256"] for s in self.manifest["shards"]]})
 
+    def content_id(self) -> str:
+        """:meth:`manifest_hash` plus the hash of the token file: what is derived from both activations and tokens
+        (latent records, stored TopK codes) is keyed by it."""
+        tokens = self.manifest.get("tokens_file", {}).get("sha256")
+        return stable_hash({"cache": self.manifest_hash(), "tokens": tokens})
+
 
 def token_mask(tokens: torch.Tensor, exclude_tokens: Sequence[int] = ()) -> torch.Tensor:
     """Bool mask (same shape as ``tokens``): True where the token is not one of ``exclude_tokens``."""

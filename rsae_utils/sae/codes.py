@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from rsae_utils.repro import stable_hash
 from rsae_utils.sae.metrics import plain_topk, topk_decode, topk_encode
 from rsae_utils.store import cached_artifact, content_hash
 
@@ -91,8 +90,7 @@ def load_codes(sae: Any, sae_dir: str | Path, cache: Any, layer: int, split: str
         return None
     params = {
         "sae": content_hash(sae_dir),
-        "cache": stable_hash({"manifest": cache.manifest_hash(),
-                              "tokens": cache.manifest.get("tokens_file", {}).get("sha256")}),
+        "cache": cache.content_id(),
         "layer": int(layer),
         "split": split,
     }  # fmt: skip
