@@ -264,6 +264,32 @@ def test_constrained_answers_equal_slot_by_slot_decoding(local):
 
 
 @pytest.mark.slow
+def test_batched_answers_equal_one_prompt_at_a_time(local):
+    """answer_probabilities_many puts the prompts that share a head and an answer count through the model together
+    (padded inside the sequence, masked, positions continued): each prompt's probabilities equal its own
+    single-prompt answer (float rounding aside), whatever its length, batch mates, group or batch split."""
+    from rsae_utils.autointerp.prompts import detection_messages, fuzzing_messages
+
+    texts = ["a cat", "stock prices fell sharply again today", "a dog barked", "the mat", "birds fly south in the "
+             "winter when it gets cold", "taxes", "7", "the sky is blue", "fish", "a long sentence about nothing at "
+             "all that keeps going and going"]  # fmt: skip
+    many = [detection_messages("animals", texts[i : i + 3]) for i in range(6)]  # one head, bodies of several lengths
+    many += [detection_messages("animals", texts[i : i + 2]) for i in range(3)]  # same head, fewer answers
+    many += [fuzzing_messages("weather", [t.replace("sky", "<<sky>>") for t in texts[i : i + 3]]) for i in range(4)]
+    ns = [3] * 6 + [2] * 3 + [3] * 4
+    single = [local.answer_probabilities(m, n) for m, n in zip(many, ns)]
+    for batch in (32, 4):  # 4: the groups split into several batches
+        got = local.answer_probabilities_many(many, ns, batch=batch)
+        assert [len(g) for g in got] == ns
+        for g, want in zip(got, single, strict=True):
+            assert g == pytest.approx(want, abs=2e-5)
+    spread = [p for ps in single for p in ps]
+    assert max(spread) - min(spread) > 0.1  # the answers differ, so an order or a padding mix-up would show
+    with pytest.raises(ParameterError, match="batch"):
+        local.answer_probabilities_many(many[:2], 3, batch=0)
+
+
+@pytest.mark.slow
 def test_http_client_against_real_server(server, local_answer, tmp_path):
     with OpenAIBackend(server, "SmolLM2-135M-Instruct", cache_dir=tmp_path, structured="guided_regex") as client:
         p = client.answer_probabilities(MSGS, 3)

@@ -164,3 +164,33 @@ def test_reconstruct_equals_sae_lens_decode_of_encode():
     assert M.plain_topk(topk) is not None
     # A lossy SAE: the comparison above is not trivial.
     assert not torch.allclose(M.reconstruct(topk, x[:, :24]), x[:, :24], atol=1e-2)
+
+
+def test_topk_path_folds_the_decoder_norm_rescaling_of_sae_lens_trained_saes():
+    """sae-lens's trainer saves TopK SAEs that scale pre-activations by the decoder row norms; the sparse path folds
+    the norms in and gives sae-lens's activations, latent choice and reconstruction (rows of unequal norms, so the
+    rescaling changes which latents win)."""
+    from rsae_utils.sae import metrics as M
+    from rsae_utils.sae.topk import TopKResult, init_params, to_sae_lens
+
+    torch.manual_seed(0)
+    p = init_params(24, 96, seed=3)
+    p["b_enc"] = 0.1 * torch.randn(96)
+    p["b_dec"] = torch.randn(24)
+    sae = to_sae_lens(TopKResult(**p, k=5))
+    with torch.no_grad():
+        sae.W_dec.mul_(torch.rand(96, 1) * 4 + 0.1)
+    sae.cfg.rescale_acts_by_decoder_norm = True
+    x = torch.randn(200, 24) * 3
+    parts = M.plain_topk(sae)
+    assert parts is not None
+    acts, idx = M.topk_encode(parts, x)
+    with torch.no_grad():
+        z = sae.encode(x)
+        ref = sae.decode(z)
+    dense = torch.zeros_like(z).scatter_(1, idx, acts)
+    torch.testing.assert_close(dense, z, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(M.topk_decode(parts, acts, idx), ref, rtol=1e-5, atol=1e-5)
+    sae.cfg.rescale_acts_by_decoder_norm = False  # the same weights read without the rescaling choose otherwise
+    with torch.no_grad():
+        assert not torch.equal(sae.encode(x) > 0, z > 0)

@@ -15,8 +15,9 @@ pytestmark = pytest.mark.slow
 
 
 def test_smoke_run_writes_the_seed_table(smoke_run, smoke_env):
-    _, figures = smoke_env
+    build, figures = smoke_env
     smoke_run("03")
+    smoke_run("04")  # its records and scores of notebook 03's SAEs are what the own-seed replicate reads
     smoke_run("07")
     cfg = resolve("07_seed_stability", "smoke")
     table = pd.read_csv(figures / "smoke" / "07_seed_stability.csv")
@@ -51,6 +52,16 @@ def test_smoke_run_writes_the_seed_table(smoke_run, smoke_env):
     own = reps[(reps.seed == resolve("03_sae_training", "smoke").sae_seed) & (reps.metric == "explained_variance")]
     for _, row in own.iterrows():
         assert row.value == pytest.approx(m03.loc[(row.variant, cfg.layer), "explained_variance"], abs=1e-6)
+    # ... and its token-baseline AUROCs are notebook 04's, from notebook 04's records (none sampled again here)
+    nb04 = pd.read_csv(build / "smoke" / "autointerp" / "tables" / "latents.csv")
+    nb04 = nb04[(nb04.backend == "token-baseline") & (nb04.layer == cfg.layer)].groupby(["variant", "scorer"]).auroc
+    own_auc = reps[(reps.seed == resolve("03_sae_training", "smoke").sae_seed) & reps.metric.str.startswith("token")]
+    assert len(own_auc) == 2 * len(cfg.replicate_variants)
+    for _, row in own_auc.iterrows():
+        assert row.value == pytest.approx(nb04.mean()[(row.variant, row.metric.split()[-1])], abs=1e-12)
+    replicates = build / "smoke" / "seed_stability" / "replicates"
+    assert not (replicates / "seed0" / "records").exists() and (replicates / "seed1" / "records").is_dir()
+    assert (replicates / "seed0" / "tables" / "latents.csv").exists()
     # other seeds train other SAEs: their numbers differ
     ev = reps[reps.metric == "explained_variance"].pivot_table(index="variant", columns="seed", values="value")
     assert (ev.std(axis=1) > 0).all()

@@ -10,6 +10,14 @@ from _tiny_model import tiny_model, tiny_windows
 
 from rsae_utils.sae.cache import ActivationCache
 from rsae_utils.sae.harvest import harvest
+from rsae_utils.sae.latent_activity import (
+    activity,
+    encode_test,
+    encode_test_topk,
+    latent_stats,
+    latent_stats_topk,
+    measure_l0,
+)
 from rsae_utils.sae.seeds import (
     Cell,
     SeedGrid,
@@ -17,12 +25,12 @@ from rsae_utils.sae.seeds import (
     calibrate_l1,
     grid_cells,
     match_seeds,
-    measure_l0,
     seed_sae_name,
     summary_table,
     train_seeds,
 )
 from rsae_utils.sae.train import SAESpec, train_sae
+from rsae_utils.store import read_json
 from rsae_utils.toys.mmcs import TrainSpec
 from rsae_utils.toys.seeds import toy_seed_stability, toy_summary
 from rsae_utils.toys.synthetic import SparseFeatureWorld, SyntheticSpec
@@ -90,6 +98,36 @@ def test_identical_saes_share_every_latent_and_seeds_share_fewer(cache, tmp_path
     assert out["seeds"].l0.tolist() == pytest.approx([4.0, 4.0, 4.0])
 
 
+@pytest.mark.parametrize("trainer", ["fast", "sae-lens"])
+def test_topk_codes_give_the_dense_latent_stats(cache, tmp_path, trainer):
+    """match_seeds reads a TopK SAE's held-out activity from its (N, k) codes: the same firing frequencies, token
+    entropies, L0 and dead fraction as from the dense latent tensor (a boundary token left out as in the runs).
+    sae-lens's trainer saves SAEs that rescale by the decoder norms: folded in, the same codes."""
+    from rsae_utils.sae.train import load_sae
+
+    spec = SAESpec(**{**BASE.__dict__, "trainer": trainer, "expansion": 4, "k": 3})
+    sae = load_sae(train_sae(cache, 1, spec, tmp_path / trainer))
+    exclude = [int(cache.tokens("test")[0, 0])]
+    vals, idx, tok = encode_test_topk(sae, cache, 1, exclude)
+    z, tok_dense = encode_test(sae, cache, 1, exclude)
+    assert torch.equal(tok, tok_dense) and vals.shape == (len(z), 3)
+    # the codes are the dense tensor's non-zeros
+    dense = torch.zeros_like(z).scatter_(1, idx, vals)
+    assert torch.allclose(dense, z, rtol=1e-5, atol=1e-5) and torch.equal(dense > 0, z > 0)
+    for top_n in (1, 5, 1000):  # 1000: more than any latent's activations
+        a, b = latent_stats_topk(vals, idx, tok, sae.cfg.d_sae, top_n), latent_stats(dense, tok, top_n)
+        assert a.latent.tolist() == b.latent.tolist()
+        assert np.array_equal(a.freq.to_numpy(), b.freq.to_numpy())
+        assert np.allclose(a.token_entropy, b.token_entropy, equal_nan=True, rtol=1e-12, atol=1e-12)
+    assert np.isnan(a.token_entropy[a.freq == 0]).all() and (a.freq == 0).any() and (a.freq > 0).any()
+    pos = vals > 0
+    act = activity(pos.sum(1), torch.bincount(idx[pos], minlength=sae.cfg.d_sae) > 0)
+    active = dense > 0
+    assert act == activity(active.sum(1), active.any(0))
+    assert act["l0"] == pytest.approx(float(active.float().sum(1).mean()))
+    assert act["dead_fraction"] == pytest.approx(float((~active.any(0)).float().mean())) and act["dead_fraction"] > 0
+
+
 def test_l1_calibration_reaches_the_target_l0(cache, tmp_path):
     spec = SAESpec(architecture="relu", expansion=2, l1_coefficient=5.0, n_tokens=2048, batch_size=128, lr=4e-3,
                    data_seed=0)  # fmt: skip
@@ -127,6 +165,13 @@ def test_seed_grid_tables(cache, tmp_path):
     at = at_threshold(table).set_index("architecture")
     assert at.loc["topk", "l0"] == pytest.approx(4.0) and (at.pairs == 3).all()
     assert len(res["calibration"]) == 1 and res["calibration"].target_l0.iloc[0] == 4
+    # TopK cells train with sae-lens's trainer unless told otherwise; ReLU cells always (the one that has them)
+    records = tmp_path.glob("trained/*/training_record.json")
+    trainers = {p.parent.name.split("-")[1]: read_json(p)["trainer"] for p in records}
+    assert trainers["topk"] == trainers["relu"] == "sae_lens.SAETrainer"
+    grid.topk_trainer = "fast"
+    assert grid.spec("trained", Cell("topk", 2, 4))[0].trainer == "fast"
+    assert grid.spec("trained", Cell("relu", 2, 4))[0].trainer == "sae-lens"
 
 
 def test_toy_identical_seeds_share_all_live_latents():

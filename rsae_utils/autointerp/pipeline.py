@@ -139,12 +139,16 @@ def run_autointerp(
     decoders: Mapping[str, Decode] | Callable[[str], Decode] | None = None,
     loaders: tuple[Callable, Callable] | None = None,
     progress: bool = True,
+    tables_dir: str | Path | None = None,
 ) -> AutointerpResult:
     """Run the token baseline on every SAE in ``runs`` and each LLM backend on a sample of latents.
 
     ``cfg``: the resolved 04_autointerp parameters (any mapping with every key the run reads).
     ``runs``: one row per SAE with columns model, variant, layer, sae_dir, cache_dir.
     ``decoders``: model name -> token decoder (default: ``rsae_utils.subject.models.load_tokenizer``).
+    ``out_dir`` holds the records and the scored units (reused when their keys match); the tables go to
+    ``tables_dir`` (default ``out_dir / "tables"``), so a run over part of another run's SAEs can reuse its work
+    without replacing its tables.
     """
     t0 = time.time()
     validate_runs(runs)
@@ -258,7 +262,7 @@ def run_autointerp(
     latent_stats = pd.DataFrame(stat_rows)
     latents = per_latent_table(examples, latent_stats, explanations)
     unparsable = unparsable_table(examples)
-    tables_dir = out_dir / "tables"
+    tables_dir = Path(tables_dir) if tables_dir is not None else out_dir / "tables"
     table_params = {"sampling": sampling, "scoring": scoring, "llm": llm, "backends": [b.name for b in backends]}
     paths = {
         name: save_table(df, tables_dir / f"{name}.csv", table_params)

@@ -17,7 +17,7 @@ from rsae_utils.autointerp.examples import LatentRecord, encode_sparse, sample_l
 from rsae_utils.paths import slug
 from rsae_utils.sae.cache import open_cache as open_cache_folder
 from rsae_utils.sae.codes import load_codes
-from rsae_utils.store import artifact_key, cached_artifact, content_hash, read_json, write_json
+from rsae_utils.store import artifact_key, cached_artifact, content_hash, read_json, verify_artifact, write_json
 
 REBUILD = "rerun notebook 03 (make figures NB=03 FORCE=1) to rebuild it"
 
@@ -78,6 +78,24 @@ def _round_record(d: dict) -> dict:
     return d
 
 
+def _records_artifact(run: Mapping[str, Any], sampling: Mapping[str, Any], out_dir: Path, strict: bool) -> tuple:
+    """(params, code, folder) of one SAE's records artifact."""
+    params = {
+        "sae_content": sae_identity(run["sae_dir"], strict),
+        "cache_content": cache_identity(run["cache_dir"], strict),
+        "layer": int(run["layer"]),
+        "sampling": {k: v for k, v in sampling.items() if k != "device"},
+    }
+    code = ("rsae_utils.autointerp.examples", "rsae_utils.sae.codes")
+    return params, code, Path(out_dir) / "records" / slug(f"{run['model']}__{run['variant']}__L{int(run['layer'])}")
+
+
+def records_ready(run: Mapping[str, Any], sampling: Mapping[str, Any], out_dir: Path) -> bool:
+    """True when ``out_dir`` holds valid records of this SAE made with these sampling parameters (reused as is)."""
+    params, code, path = _records_artifact(run, sampling, out_dir, True)
+    return verify_artifact(path, artifact_key(params, code))[0]
+
+
 def load_or_build_records(
     run: Mapping[str, Any],
     sampling: Mapping[str, Any],
@@ -91,14 +109,7 @@ def load_or_build_records(
     The key holds the content hashes of the SAE and the cache, checked now against their manifests: a damaged
     input is refused (naming the file), and records made before a repair are never reused after it.
     """
-    params = {
-        "sae_content": sae_identity(run["sae_dir"], strict),
-        "cache_content": cache_identity(run["cache_dir"], strict),
-        "layer": int(run["layer"]),
-        "sampling": {k: v for k, v in sampling.items() if k != "device"},
-    }
-    code = ("rsae_utils.autointerp.examples", "rsae_utils.sae.codes")
-    path = out_dir / "records" / slug(f"{run['model']}__{run['variant']}__L{int(run['layer'])}")
+    params, code, path = _records_artifact(run, sampling, out_dir, strict)
 
     def build(tmp: Path) -> dict:
         sae = load_sae(run["sae_dir"])

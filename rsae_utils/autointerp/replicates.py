@@ -24,7 +24,8 @@ import pandas as pd
 
 from rsae_utils import paths
 from rsae_utils.autointerp.baseline import BASELINE_NAME as BASELINE
-from rsae_utils.autointerp.pipeline import run_autointerp
+from rsae_utils.autointerp.pipeline import SAMPLING_KEYS, run_autointerp
+from rsae_utils.autointerp.records import records_ready
 from rsae_utils.sae.cache import token_mask
 from rsae_utils.sae.codes import load_codes
 from rsae_utils.sae.metrics import reconstruction_metrics
@@ -47,13 +48,17 @@ def replicate_table(
     variants: Sequence[str] | None = None,
     out_dir: Path | None = None,
     progress: bool = True,
+    reuse_nb04: bool = True,
 ) -> pd.DataFrame:
     """Tidy (variant, layer, seed, metric, value, n_latents) rows: for each variant and seed, notebook 03's SAE spec
     trained with that seed at ``layer`` (reused when it exists, so notebook 03's own ``sae_seed`` costs nothing),
-    its held-out metrics and its mean token-baseline AUROC per scorer over ``cfg04``'s latent sample."""
+    its held-out metrics and its mean token-baseline AUROC per scorer over ``cfg04``'s latent sample.
+    ``reuse_nb04``: notebook 03's own seed reads notebook 04's records (and scores) of the same SAEs when notebook
+    04 made them with ``cfg04``'s sampling; otherwise, or when False, every seed is sampled and scored apart."""
     c3 = nb03.cfg
     variants = list(variants if variants is not None else c3.variants)
     out_dir = Path(out_dir) if out_dir is not None else paths.seed_stability_dir(nb03.profile, "replicates")
+    nb04_dir = paths.autointerp_dir(nb03.profile)
     rows: list[dict[str, Any]] = []
     runs: list[dict[str, Any]] = []
     for variant in variants:
@@ -73,8 +78,15 @@ def replicate_table(
                          "sae_dir": str(sae_dir), "cache_dir": str(nb03.cache_dir(variant))})  # fmt: skip
     runs_df = pd.DataFrame(runs)
     for seed, group in runs_df.groupby("seed", sort=True):
-        res = run_autointerp(cfg04, group.drop(columns="seed").reset_index(drop=True), (),
-                             out_dir / f"seed{int(seed)}", progress=progress)  # fmt: skip
+        group = group.drop(columns="seed").reset_index(drop=True)
+        # Notebook 03's own seed: notebook 04 sampled and scored these very SAEs; when it did so with these sampling
+        # parameters its records and units are read, and only the tables are this replicate's.
+        sampling = {k: cfg04[k] for k in SAMPLING_KEYS}
+        own = (reuse_nb04 and int(seed) == int(c3.sae_seed)
+               and all(records_ready(run, sampling, nb04_dir) for _, run in group.iterrows()))  # fmt: skip
+        work = nb04_dir if own else out_dir / f"seed{int(seed)}"
+        res = run_autointerp(cfg04, group, (), work, progress=progress,
+                             tables_dir=out_dir / f"seed{int(seed)}" / "tables")  # fmt: skip
         lat = res.latents[res.latents.backend == BASELINE]
         for (variant, scorer), g in lat.groupby(["variant", "scorer"], sort=True):
             rows.append({"variant": variant, "layer": int(layer), "seed": int(seed), "metric": auroc_metric(scorer),

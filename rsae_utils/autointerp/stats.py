@@ -17,7 +17,10 @@ import numpy as np
 def _clean(labels: Sequence, scores: Sequence) -> tuple[np.ndarray, np.ndarray]:
     """Labels as bool and scores as float, dropping pairs whose score is missing (None or NaN)."""
     y = np.asarray(labels).astype(bool).ravel()
-    s = np.asarray([np.nan if v is None else v for v in scores], dtype=float).ravel()
+    s = np.asarray(scores)
+    # Only an object array (a list holding None) needs the element loop; a bootstrap calls this thousands of times.
+    s = np.asarray([np.nan if v is None else v for v in s.ravel()], dtype=float) if s.dtype == object else s
+    s = s.astype(float, copy=False).ravel()
     if y.shape != s.shape:
         raise ValueError(f"labels ({y.size}) and scores ({s.size}) differ in length")
     keep = np.isfinite(s)

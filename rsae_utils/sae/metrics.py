@@ -48,19 +48,26 @@ def _as_rows(x: torch.Tensor) -> torch.Tensor:
 
 
 def plain_topk(sae: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int] | None:
-    """(W_enc (d_in, d_sae), b_enc, W_dec, b_dec, k) of a sae-lens TopK SAE whose encode/decode are just
-    ``topk(relu)((x - b_dec) W_enc + b_enc) W_dec + b_dec`` (no input normalisation, no decoder-norm rescaling):
-    then :func:`topk_encode` computes the same thing without a dense (tokens, d_sae) latent tensor. None otherwise."""
+    """(W_enc (d_in, d_sae), b_enc, W_dec, b_dec, k) of a sae-lens TopK SAE whose encode/decode are
+    ``topk(relu)((x - b_dec) W_enc + b_enc) W_dec + b_dec`` (no input normalisation): then :func:`topk_encode`
+    computes the same thing without a dense (tokens, d_sae) latent tensor. None otherwise.
+
+    An SAE that rescales its pre-activations by the decoder row norms (``rescale_acts_by_decoder_norm``: sae-lens's
+    trainer saves its TopK SAEs so) is returned with the norms folded in: W_enc and b_enc times the norms, W_dec
+    over them. Its activations and reconstructions are then sae-lens's up to float rounding."""
     cfg = getattr(sae, "cfg", None)
     try:
         ok = (cfg.architecture() == "topk" and getattr(cfg, "normalize_activations", "none") == "none"
-              and not getattr(cfg, "rescale_acts_by_decoder_norm", False)
               and getattr(cfg, "apply_b_dec_to_input", True))  # fmt: skip
     except AttributeError:
         return None
     if not ok or getattr(sae, "use_error_term", False):
         return None
-    return sae.W_enc.detach(), sae.b_enc.detach(), sae.W_dec.detach(), sae.b_dec.detach(), int(cfg.k)
+    W_enc, b_enc, W_dec, b_dec = (t.detach() for t in (sae.W_enc, sae.b_enc, sae.W_dec, sae.b_dec))
+    if getattr(cfg, "rescale_acts_by_decoder_norm", False):
+        norms = W_dec.norm(dim=-1)
+        W_enc, b_enc, W_dec = W_enc * norms, b_enc * norms, W_dec / norms.unsqueeze(1)
+    return W_enc, b_enc, W_dec, b_dec, int(cfg.k)
 
 
 def topk_encode(parts: tuple, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

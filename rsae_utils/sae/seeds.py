@@ -27,15 +27,23 @@ import numpy as np
 import pandas as pd
 import torch
 
-from rsae_utils.autointerp.stats import token_entropy
 from rsae_utils.errors import StageError
-from rsae_utils.sae.cache import ActivationCache, token_mask
+from rsae_utils.sae.cache import ActivationCache
+from rsae_utils.sae.latent_activity import (
+    activity,
+    encode_test,
+    encode_test_topk,
+    latent_stats,
+    latent_stats_topk,
+    measure_l0,
+)
 from rsae_utils.sae.matching import directions_from_sae
 from rsae_utils.sae.seed_stability import alignment, match_saes, n_seeds_sharing, shared_fraction_curve
 from rsae_utils.sae.train import SAESpec, load_sae, train_sae
 from rsae_utils.store import cached_artifact, read_json, write_json
 
-CODE = ("rsae_utils.sae.seeds", "rsae_utils.sae.seed_stability", "rsae_utils.sae.matching")
+CODE = ("rsae_utils.sae.seeds", "rsae_utils.sae.seed_stability", "rsae_utils.sae.matching",
+        "rsae_utils.sae.latent_activity", "rsae_utils.sae.metrics")
 DirFn = Callable[[str], Path]  # SAE folder name -> folder
 
 
@@ -93,38 +101,6 @@ def require_caches(pipeline: Any, variants: Sequence[str], layer: int, profile: 
             )
         out[v] = cache
     return out
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Per-latent measurements on the held-out split
-# --------------------------------------------------------------------------------------------------------------
-@torch.no_grad()
-def encode_test(sae: Any, cache: ActivationCache, layer: int, exclude_tokens: Sequence[int] = ()) -> tuple:
-    """(latent activations (N, d_sae), token ids (N,)) on the cache's held-out split, excluded tokens left out."""
-    keep = token_mask(cache.tokens("test"), exclude_tokens).reshape(-1)
-    x = cache.acts(layer, "test").reshape(-1, cache.d_model)[keep]
-    z = torch.cat([sae.encode(chunk) for chunk in x.split(4096)]) if len(x) else torch.empty(0, sae.cfg.d_sae)
-    return z, cache.tokens("test").reshape(-1)[keep]
-
-
-def latent_stats(z: torch.Tensor, tokens: torch.Tensor, top_n: int = 20) -> pd.DataFrame:
-    """Per latent: firing frequency and the token entropy of its ``top_n`` strongest activations (nats; NaN for a
-    latent that never fires): the critique's measure, low for single-token latents."""
-    freq = (z > 0).float().mean(0).numpy() if len(z) else np.zeros(z.shape[1])
-    n = min(int(top_n), len(z))
-    ent = np.full(z.shape[1], np.nan)
-    if n:
-        vals, idx = z.topk(n, dim=0)
-        ids, vals = tokens[idx].numpy(), vals.numpy()
-        for j in np.flatnonzero(freq > 0):
-            ent[j] = token_entropy(ids[:, j], np.clip(vals[:, j], 0, None))
-    return pd.DataFrame({"latent": np.arange(z.shape[1]), "freq": freq, "token_entropy": ent})
-
-
-def measure_l0(path: Path, cache: ActivationCache, layer: int, exclude_tokens: Sequence[int] = ()) -> float:
-    """Mean active latents per held-out token of the SAE in ``path``."""
-    z, _ = encode_test(load_sae(path), cache, layer, exclude_tokens)
-    return float((z > 0).float().sum(1).mean()) if len(z) else float("nan")
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -257,8 +233,24 @@ def match_seeds(
                                  "shared": c.shared[t_i], "same_partner": c.shared_same_partner[t_i],
                                  "dec": c.dec[t_i], "enc": c.enc[t_i], "maxcos_shared": c.maxcos_shared[t_i]})
         pd.DataFrame(rows).to_csv(tmp / "pairs.csv", index=False)
-        z, tok = encode_test(saes[0], cache, layer, exclude_tokens)
-        lat = latent_stats(z, tok, top_n)
+        srows, lat = [], None
+        for s, sae, d in zip(seeds, saes, dirs):
+            codes = encode_test_topk(sae, cache, layer, exclude_tokens)
+            if codes is not None:  # TopK: from the (N, k) codes, no dense latent tensor
+                vals, idx, tok = codes
+                pos = vals > 0
+                act = activity(pos.sum(1), torch.bincount(idx[pos], minlength=sae.cfg.d_sae) > 0)
+                if lat is None:
+                    lat = latent_stats_topk(vals, idx, tok, sae.cfg.d_sae, top_n)
+            else:
+                z, tok = encode_test(sae, cache, layer, exclude_tokens)
+                active = z > 0
+                act = activity(active.sum(1), active.any(0))
+                if lat is None:
+                    lat = latent_stats(z, tok, top_n)
+                del z, active
+            srows.append({"seed": s, **act, "d_sae": int(sae.cfg.d_sae),
+                          "tokens_trained": read_json(Path(d) / "training_record.json")["tokens_trained"]})
         for j, res in ref.items():
             lat[f"align_s{seeds[j]}"] = alignment(res)
         lat["dec_cos_mean"] = np.nanmean([r.dec.cos for r in ref.values()], axis=0)
@@ -266,13 +258,6 @@ def match_seeds(
         lat["align_mean"] = np.nanmean([alignment(r) for r in ref.values()], axis=0)
         lat["n_sharing"] = n_seeds_sharing(list(ref.values()))
         lat.to_csv(tmp / "latents.csv", index=False)
-        srows = []
-        for s, sae, d in zip(seeds, saes, dirs):
-            zz = z if s == seeds[0] else encode_test(sae, cache, layer, exclude_tokens)[0]
-            active = zz > 0
-            srows.append({"seed": s, "l0": float(active.float().sum(1).mean()),
-                          "dead_fraction": float((~active.any(0)).float().mean()), "d_sae": int(zz.shape[1]),
-                          "tokens_trained": read_json(Path(d) / "training_record.json")["tokens_trained"]})
         pd.DataFrame(srows).to_csv(tmp / "seeds.csv", index=False)
 
     path = cached_artifact(out_dir, params, build, code=CODE)
@@ -304,6 +289,9 @@ class SeedGrid:
     calib_tol: float = 0.1
     calib_max_iter: int = 6
     top_n: int = 20
+    # Trainer of the TopK cells (ReLU + L1 cells always use sae-lens's, the only one that trains them): "sae-lens"
+    # its SAETrainer; "fast" the paper's (sparsify's) rule, FVU + AuxK, as notebook 03's SAEs.
+    topk_trainer: str = "sae-lens"
     timings: dict[str, float] | None = None
 
     def _tick(self, stage: str, t0: float) -> None:
@@ -312,7 +300,8 @@ class SeedGrid:
 
     def spec(self, variant: str, cell: Cell) -> tuple[SAESpec, dict[str, Any] | None]:
         """The SAE spec of a cell (a ReLU cell's L1 coefficient calibrated first) and its calibration record."""
-        spec = replace(self.base, architecture=cell.architecture, expansion=cell.expansion, k=cell.k)
+        trainer = self.topk_trainer if cell.architecture == "topk" else "sae-lens"
+        spec = replace(self.base, architecture=cell.architecture, expansion=cell.expansion, k=cell.k, trainer=trainer)
         if cell.architecture == "topk":
             return spec, None
         t0 = time.perf_counter()

@@ -66,11 +66,12 @@ class LocalChatBackend:
     Calls are serialised by a lock (one model, shared by threads, e.g. in the local server).
     """
 
-    def __init__(self, model: str | os.PathLike | None = None, *, top_logprobs: int = 5) -> None:
+    def __init__(self, model: str | os.PathLike | None = None, *, top_logprobs: int = 5, batch: int = 32) -> None:
         self.model_path = model
         # The name is also a spec for make_backend: the default model by name, any other by its path.
         self.name = f"local:{LOCAL_MODEL_NAME if model is None else model}"
         self.top_logprobs = top_logprobs
+        self.batch = batch  # prompts per forward in answer_probabilities_many
         self._lock = threading.Lock()
         self._model = self._tok = None
         self._templates: dict[int, tuple[list[int], list[int]]] = {}
@@ -127,18 +128,21 @@ class LocalChatBackend:
         head = self._tok.encode(text[: at + cut], add_special_tokens=False)
         return head if len(head) < len(ids) and ids[: len(head)] == head else []
 
-    def _prefix_cache(self, head: list[int]) -> Any:
-        """A fresh KV cache holding ``head`` alone (its keys and values are computed once per head, the last few
-        kept as plain tensors)."""
+    def _head_kv(self, head: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per layer (keys, values) of ``head`` alone, computed once per head (the last few kept)."""
         key = tuple(head)
         if key not in self._heads:
             out = self._model(input_ids=torch.tensor([head]), use_cache=True, logits_to_keep=1)
             if len(self._heads) >= 4:
                 self._heads.pop(next(iter(self._heads)))
             self._heads[key] = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+        return self._heads[key]
+
+    def _prefix_cache(self, head: list[int]) -> Any:
+        """A fresh KV cache holding ``head`` alone (from :meth:`_head_kv`; the kept tensors are never written)."""
         cache = DynamicCache(config=self._model.config)
-        for i, (k, v) in enumerate(self._heads[key]):
-            cache.update(k, v, i)  # concatenates onto an empty layer: the kept tensors are never written
+        for i, (k, v) in enumerate(self._head_kv(head)):
+            cache.update(k, v, i)  # concatenates onto an empty layer
         return cache
 
     def answer_tokens(
@@ -238,7 +242,79 @@ class LocalChatBackend:
         return [self.generate(m, max_tokens) for m in many]  # one model on 2 cores: threads would not help
 
     def answer_probabilities_many(
-        self, many: Sequence[Messages], n_answers: int | Sequence[int]
+        self, many: Sequence[Messages], n_answers: int | Sequence[int], batch: int | None = None
     ) -> list[list[float | None]]:
+        """Every prompt's P(1) per slot, as :meth:`answer_probabilities` gives them (float rounding aside): prompts
+        with the same shared head and answer count (one explanation's scoring batches) go through the model
+        together, ``batch`` (default ``self.batch``) at a time, so the answer slots cost one short pass per slot for
+        the whole group instead of one per prompt. The groups and their order depend on ``many`` alone."""
+        batch = self.batch if batch is None else int(batch)
+        if batch < 1:
+            raise ParameterError(f"parameter 'batch' must be >= 1; got {batch}")
         many = list(many)
-        return [self.answer_probabilities(m, n) for m, n in zip(many, n_answers_list(many, n_answers))]
+        ns = n_answers_list(many, n_answers)
+        for m in many:
+            check_messages(m)
+        self.load()
+        out: list[list[float | None]] = [[] for _ in many]
+        groups: dict[tuple, list[tuple[int, list[int]]]] = {}
+        for i, (m, n) in enumerate(zip(many, ns)):
+            ids = self.prompt_ids(m)
+            head = self._prefix(m, ids)
+            groups.setdefault((tuple(head), n), []).append((i, ids[len(head) :]))
+        for (head, n), members in groups.items():
+            for lo in range(0, len(members), batch):
+                part = members[lo : lo + batch]
+                # One prompt, or no shared head (a padded row would then attend to nothing): one at a time.
+                if len(part) == 1 or not head:
+                    out[part[0][0]] = list(self.answer_probabilities(many[part[0][0]], n))
+                    continue
+                probs = self._answer_group(list(head), [body for _, body in part], n)
+                for (i, _), p in zip(part, probs, strict=True):
+                    out[i] = list(p)
+        return out
+
+    def _answer_group(self, head: list[int], bodies: list[list[int]], n: int) -> list[list[float]]:
+        """Constrained answers of several prompts that share ``head`` (possibly empty), in one batch: each row is
+        [head][padding][body + template up to the first slot], left-padded inside the sequence so that every row
+        ends at the same column; the padding is masked and positions continue from the head, so each row sees what
+        it would see alone. Then one pass per slot feeds every row its own digit and the template's next tokens."""
+        tmpl, slots = self._list_template(n)
+        B, H = len(bodies), len(head)
+        first = [b + tmpl[: slots[0]] for b in bodies]
+        L = max(len(f) for f in first)
+        pad = self._tok.pad_token_id if self._tok.pad_token_id is not None else 0
+        ids = torch.full((B, L), pad, dtype=torch.long)
+        mask = torch.ones(B, H + L, dtype=torch.long)
+        pos = torch.zeros(B, L, dtype=torch.long)
+        for r, f in enumerate(first):
+            ids[r, L - len(f) :] = torch.tensor(f)
+            mask[r, H : H + L - len(f)] = 0
+            pos[r, L - len(f) :] = torch.arange(H, H + len(f))
+        ends = torch.tensor([H + len(f) for f in first])  # each row's next position
+        probs: list[list[float]] = [[] for _ in bodies]
+        with self._lock, torch.inference_mode():
+            past = None
+            if H:
+                past = DynamicCache(config=self._model.config)
+                for i, (k, v) in enumerate(self._head_kv(head)):
+                    past.update(k.expand(B, *k.shape[1:]), v.expand(B, *v.shape[1:]), i)
+            feed, keep = ids, 1
+            for t, j in enumerate(slots):
+                out = self._model(input_ids=feed, attention_mask=mask, position_ids=pos, past_key_values=past,
+                                  use_cache=True, logits_to_keep=keep)  # fmt: skip
+                past = out.past_key_values
+                row = out.logits[:, -1].float()
+                lp = torch.log_softmax(row, dim=-1)[:, self._digit_ids]  # (B, 2): log P(0), log P(1)
+                for r in range(B):
+                    lp0, lp1 = float(lp[r, 0]), float(lp[r, 1])
+                    probs[r].append(1.0 / (1.0 + math.exp(lp0 - lp1)))  # P1/(P0+P1), stable
+                if t + 1 == len(slots):
+                    break
+                digits = torch.where(lp[:, 1] > lp[:, 0], self._digit_ids[1], self._digit_ids[0])
+                forced = torch.tensor(tmpl[j + 1 : slots[t + 1]], dtype=torch.long)
+                feed = torch.cat([digits.unsqueeze(1), forced.expand(B, len(forced))], 1)
+                pos = ends.unsqueeze(1) + torch.arange(feed.shape[1])
+                ends = ends + feed.shape[1]
+                mask = torch.cat([mask, torch.ones(B, feed.shape[1], dtype=torch.long)], 1)
+        return probs

@@ -1,0 +1,100 @@
+"""Per-latent activity of an SAE on an activation cache's held-out split: firing frequency, token entropy of the
+strongest activations, L0 and dead fraction (notebook 07's matching tables and L1 calibration).
+
+A plain TopK SAE is read through its (tokens, k) codes (:func:`encode_test_topk`), any other through the dense
+(tokens, d_sae) latent tensor (:func:`encode_test`); both give the same numbers (tests/test_seeds.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from rsae_utils.autointerp.stats import token_entropy
+from rsae_utils.sae.cache import ActivationCache, token_mask
+from rsae_utils.sae.metrics import plain_topk, topk_encode
+from rsae_utils.sae.train import load_sae
+
+
+# --------------------------------------------------------------------------------------------------------------
+@torch.no_grad()
+def encode_test(sae: Any, cache: ActivationCache, layer: int, exclude_tokens: Sequence[int] = ()) -> tuple:
+    """(latent activations (N, d_sae), token ids (N,)) on the cache's held-out split, excluded tokens left out."""
+    keep = token_mask(cache.tokens("test"), exclude_tokens).reshape(-1)
+    x = cache.acts(layer, "test").reshape(-1, cache.d_model)[keep]
+    z = torch.cat([sae.encode(chunk) for chunk in x.split(4096)]) if len(x) else torch.empty(0, sae.cfg.d_sae)
+    return z, cache.tokens("test").reshape(-1)[keep]
+
+
+@torch.no_grad()
+def encode_test_topk(sae: Any, cache: ActivationCache, layer: int, exclude_tokens: Sequence[int] = ()) -> tuple | None:
+    """:func:`encode_test` of a plain TopK SAE without the dense latent tensor: (activations (N, k), latent ids
+    (N, k), token ids (N,)); None for any other SAE. The (N, d_sae) tensor that encode_test fills is mostly zeros
+    and costs more to build and scan than the encoder product itself."""
+    parts = plain_topk(sae)
+    if parts is None:
+        return None
+    keep = token_mask(cache.tokens("test"), exclude_tokens).reshape(-1)
+    x = cache.acts(layer, "test").reshape(-1, cache.d_model)[keep]
+    k = parts[4]
+    vals, idx = torch.empty(len(x), k), torch.empty(len(x), k, dtype=torch.long)
+    for lo in range(0, len(x), 4096):
+        vals[lo : lo + 4096], idx[lo : lo + 4096] = topk_encode(parts, x[lo : lo + 4096])
+    return vals, idx, cache.tokens("test").reshape(-1)[keep]
+
+
+def _stats_frame(freq: np.ndarray, ent: np.ndarray) -> pd.DataFrame:
+    return pd.DataFrame({"latent": np.arange(len(freq)), "freq": freq, "token_entropy": ent})
+
+
+def latent_stats(z: torch.Tensor, tokens: torch.Tensor, top_n: int = 20) -> pd.DataFrame:
+    """Per latent: firing frequency and the token entropy of its ``top_n`` strongest activations (nats; NaN for a
+    latent that never fires): the critique's measure, low for single-token latents."""
+    freq = (z > 0).float().mean(0).numpy() if len(z) else np.zeros(z.shape[1])
+    n = min(int(top_n), len(z))
+    ent = np.full(z.shape[1], np.nan)
+    if n:
+        vals, idx = z.topk(n, dim=0)
+        ids, vals = tokens[idx].numpy(), vals.numpy()
+        for j in np.flatnonzero(freq > 0):
+            ent[j] = token_entropy(ids[:, j], np.clip(vals[:, j], 0, None))
+    return _stats_frame(freq, ent)
+
+
+def latent_stats_topk(vals: torch.Tensor, idx: torch.Tensor, tokens: torch.Tensor, d_sae: int,
+                      top_n: int = 20) -> pd.DataFrame:
+    """:func:`latent_stats` from (N, k) TopK codes (:func:`encode_test_topk`); the same numbers: a latent's top
+    ``top_n`` are its largest positive activations (zeros carry no token mass in either)."""
+    pos = vals > 0
+    lat, v = idx[pos], vals[pos]
+    tok = tokens.unsqueeze(1).expand_as(idx)[pos]
+    counts = torch.bincount(lat, minlength=d_sae)
+    freq = (counts.float() / len(tokens)).numpy() if len(tokens) else np.zeros(d_sae, dtype=np.float32)
+    ent = np.full(d_sae, np.nan)
+    if len(lat) and top_n > 0:
+        by_val = torch.argsort(v, descending=True, stable=True)
+        order = by_val[torch.argsort(lat[by_val], stable=True)]  # grouped by latent, strongest first
+        starts = torch.cumsum(counts, 0) - counts
+        rank = torch.arange(len(order)) - starts.repeat_interleave(counts)
+        top = order[rank < int(top_n)]
+        lat_top, ids, acts = lat[top].numpy(), tok[top].numpy(), v[top].numpy()
+        bounds = np.searchsorted(lat_top, np.arange(d_sae + 1))
+        for j in np.flatnonzero(counts.numpy() > 0):
+            ent[j] = token_entropy(ids[bounds[j] : bounds[j + 1]], acts[bounds[j] : bounds[j + 1]])
+    return _stats_frame(freq, ent)
+
+
+def activity(active_per_token: torch.Tensor, fired: torch.Tensor) -> dict[str, float]:
+    """L0 (mean active latents per token, from the per-token counts) and dead fraction (latents never fired)."""
+    return {"l0": float(active_per_token.float().mean()), "dead_fraction": float((~fired).float().mean())}
+
+
+def measure_l0(path: Path, cache: ActivationCache, layer: int, exclude_tokens: Sequence[int] = ()) -> float:
+    """Mean active latents per held-out token of the SAE in ``path``."""
+    z, _ = encode_test(load_sae(path), cache, layer, exclude_tokens)
+    return float((z > 0).float().sum(1).mean()) if len(z) else float("nan")
