@@ -75,6 +75,24 @@ def test_sampling_is_seeded_and_eligible(sp):
     assert LatentRecord.from_dict(recs[0].to_dict()).to_dict() == recs[0].to_dict()
 
 
+def test_active_window_counts_equal_distinct_windows_per_latent(sp):
+    """The one-pass count over the (latent, token)-sorted entries equals counting distinct windows directly, for
+    a synthetic corpus and for one whose latents fire in neighbouring and in empty windows."""
+    rng = np.random.default_rng(3)
+    tokens = np.zeros((6, 16), dtype=np.int64)
+    flat = rng.integers(0, tokens.size, 300)
+    latent = rng.integers(0, 7, 300)  # latent 6 may stay empty; entries repeat windows and tokens
+    other = SparseActs(tokens=tokens, window_len=4, n_latents=8, flat=flat, latent=latent,
+                       value=np.ones(300, dtype=np.float32))  # fmt: skip
+    for acts in (sp, other):
+        want = [len(set(acts.window_of(acts.flat[acts.latent == j]).tolist())) for j in range(acts.n_latents)]
+        assert acts.active_window_counts().tolist() == want
+    assert other.active_window_counts()[7] == 0 and other.active_window_counts().sum() > 7
+    empty = SparseActs(tokens=tokens, window_len=4, n_latents=3, flat=np.zeros(0, dtype=np.int64),
+                       latent=np.zeros(0, dtype=np.int64), value=np.zeros(0, dtype=np.float32))  # fmt: skip
+    assert empty.active_window_counts().tolist() == [0, 0, 0]
+
+
 def test_a_latent_active_in_every_window_is_not_sampled():
     """It has no negatives: its detection and fuzzing AUROCs would be undefined."""
     tokens = np.zeros((4, 8), dtype=np.int64)

@@ -123,9 +123,18 @@ class SparseActs:
         return self.flat[lo:hi], self.value[lo:hi]
 
     def active_window_counts(self) -> np.ndarray:
-        """Number of distinct windows in which each latent fires, shape (n_latents,)."""
-        pairs = np.unique(self.latent * self.n_windows + self.window_of(self.flat))
-        return np.bincount(pairs // self.n_windows, minlength=self.n_latents)
+        """Number of distinct windows in which each latent fires, shape (n_latents,).
+
+        The entries are sorted by (latent, token), so a latent's window ids never decrease: a new window is an
+        entry whose latent or window differs from the one before (one pass, no sort)."""
+        if self.flat.size == 0:
+            return np.zeros(self.n_latents, dtype=np.int64)
+        win = self.window_of(self.flat)
+        new = np.empty(self.flat.size, dtype=bool)
+        new[0] = True
+        np.not_equal(win[1:], win[:-1], out=new[1:])
+        new[1:] |= self.latent[1:] != self.latent[:-1]
+        return np.bincount(self.latent[new], minlength=self.n_latents)
 
     def firing_rate(self) -> np.ndarray:
         """Fraction of (windowed) tokens on which each latent is non-zero."""
@@ -190,7 +199,8 @@ def encode_sparse(
     if codes is not None and parts is None:
         raise ValueError("codes are given for an SAE that is not plain TopK")
     k_codes = codes.idx.shape[-1] if codes is not None else 0
-    seqs_per_chunk = max(1, chunk_tokens // used)
+    # The chunk bounds the dense latent block; stored codes have none (one pass over them all).
+    seqs_per_chunk = n_seq if codes is not None else max(1, chunk_tokens // used)
     flats, lats, vals = [], [], []
     n_latents = None
     with torch.inference_mode():
