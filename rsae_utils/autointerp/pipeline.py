@@ -59,7 +59,7 @@ SCORING_KEYS = ("scorers", "batch_size", "mark_frac", "top_k_tokens", "explainer
 LLM_KEYS = ("llm_n_latents", "llm_variants", "llm_layers")
 
 
-def _pick(cfg: Mapping[str, Any], keys: Sequence[str]) -> dict[str, Any]:
+def pick_params(cfg: Mapping[str, Any], keys: Sequence[str]) -> dict[str, Any]:
     missing = [k for k in keys if k not in cfg]
     if missing:
         raise ParameterError(
@@ -153,10 +153,10 @@ def run_autointerp(
     t0 = time.time()
     validate_runs(runs)
     out_dir = Path(out_dir)
-    sampling = _pick(cfg, SAMPLING_KEYS)
-    scoring = _pick(cfg, SCORING_KEYS)
-    llm = _pick(cfg, LLM_KEYS)
-    limits = _pick(cfg, ("max_unparsable_share",))
+    sampling = pick_params(cfg, SAMPLING_KEYS)
+    scoring = pick_params(cfg, SCORING_KEYS)
+    llm = pick_params(cfg, LLM_KEYS)
+    limits = pick_params(cfg, ("max_unparsable_share",))
     for s in scoring["scorers"]:
         if s not in SCORERS:
             raise ValueError(f"unknown scorer {s!r}; allowed: {', '.join(SCORERS)}")

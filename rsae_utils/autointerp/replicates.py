@@ -24,7 +24,7 @@ import pandas as pd
 
 from rsae_utils import paths
 from rsae_utils.autointerp.baseline import BASELINE_NAME as BASELINE
-from rsae_utils.autointerp.pipeline import SAMPLING_KEYS, run_autointerp
+from rsae_utils.autointerp.pipeline import SAMPLING_KEYS, pick_params, run_autointerp
 from rsae_utils.autointerp.records import records_ready
 from rsae_utils.sae.cache import token_mask
 from rsae_utils.sae.codes import load_codes
@@ -77,11 +77,11 @@ def replicate_table(
             runs.append({"model": c3.model, "variant": variant, "layer": int(layer), "seed": int(seed),
                          "sae_dir": str(sae_dir), "cache_dir": str(nb03.cache_dir(variant))})  # fmt: skip
     runs_df = pd.DataFrame(runs)
+    sampling = pick_params(cfg04, SAMPLING_KEYS)
     for seed, group in runs_df.groupby("seed", sort=True):
         group = group.drop(columns="seed").reset_index(drop=True)
         # Notebook 03's own seed: notebook 04 sampled and scored these very SAEs; when it did so with these sampling
         # parameters its records and units are read, and only the tables are this replicate's.
-        sampling = {k: cfg04[k] for k in SAMPLING_KEYS}
         own = (reuse_nb04 and int(seed) == int(c3.sae_seed)
                and all(records_ready(run, sampling, nb04_dir) for _, run in group.iterrows()))  # fmt: skip
         work = nb04_dir if own else out_dir / f"seed{int(seed)}"

@@ -17,7 +17,7 @@ import torch
 
 from rsae_utils.autointerp.stats import token_entropy
 from rsae_utils.sae.cache import ActivationCache, token_mask
-from rsae_utils.sae.metrics import plain_topk, topk_encode
+from rsae_utils.sae.codes import encode_codes
 from rsae_utils.sae.train import load_sae
 
 
@@ -31,21 +31,15 @@ def encode_test(sae: Any, cache: ActivationCache, layer: int, exclude_tokens: Se
     return z, cache.tokens("test").reshape(-1)[keep]
 
 
-@torch.no_grad()
 def encode_test_topk(sae: Any, cache: ActivationCache, layer: int, exclude_tokens: Sequence[int] = ()) -> tuple | None:
     """:func:`encode_test` of a plain TopK SAE without the dense latent tensor: (activations (N, k), latent ids
     (N, k), token ids (N,)); None for any other SAE. The (N, d_sae) tensor that encode_test fills is mostly zeros
     and costs more to build and scan than the encoder product itself."""
-    parts = plain_topk(sae)
-    if parts is None:
+    codes = encode_codes(sae, cache.acts(layer, "test"))
+    if codes is None:
         return None
-    keep = token_mask(cache.tokens("test"), exclude_tokens).reshape(-1)
-    x = cache.acts(layer, "test").reshape(-1, cache.d_model)[keep]
-    k = parts[4]
-    vals, idx = torch.empty(len(x), k), torch.empty(len(x), k, dtype=torch.long)
-    for lo in range(0, len(x), 4096):
-        vals[lo : lo + 4096], idx[lo : lo + 4096] = topk_encode(parts, x[lo : lo + 4096])
-    return vals, idx, cache.tokens("test").reshape(-1)[keep]
+    keep = token_mask(cache.tokens("test"), exclude_tokens)
+    return (*codes.rows(keep), cache.tokens("test")[keep])
 
 
 def _stats_frame(freq: np.ndarray, ent: np.ndarray) -> pd.DataFrame:
@@ -94,7 +88,22 @@ def activity(active_per_token: torch.Tensor, fired: torch.Tensor) -> dict[str, f
     return {"l0": float(active_per_token.float().mean()), "dead_fraction": float((~fired).float().mean())}
 
 
+def heldout_activity(
+    sae: Any, cache: ActivationCache, layer: int, exclude_tokens: Sequence[int] = (), top_n: int | None = None
+) -> tuple[dict[str, float], pd.DataFrame | None]:
+    """(:func:`activity` of the SAE on the held-out split, and its :func:`latent_stats` over ``top_n`` strongest
+    activations, None when ``top_n`` is None): from the TopK codes when the SAE is plain TopK, else dense."""
+    codes = encode_test_topk(sae, cache, layer, exclude_tokens)
+    if codes is not None:
+        vals, idx, tok = codes
+        pos = vals > 0
+        act = activity(pos.sum(1), torch.bincount(idx[pos], minlength=sae.cfg.d_sae) > 0)
+        return act, None if top_n is None else latent_stats_topk(vals, idx, tok, sae.cfg.d_sae, top_n)
+    z, tok = encode_test(sae, cache, layer, exclude_tokens)
+    active = z > 0
+    return activity(active.sum(1), active.any(0)), None if top_n is None else latent_stats(z, tok, top_n)
+
+
 def measure_l0(path: Path, cache: ActivationCache, layer: int, exclude_tokens: Sequence[int] = ()) -> float:
     """Mean active latents per held-out token of the SAE in ``path``."""
-    z, _ = encode_test(load_sae(path), cache, layer, exclude_tokens)
-    return float((z > 0).float().sum(1).mean()) if len(z) else float("nan")
+    return heldout_activity(load_sae(path), cache, layer, exclude_tokens)[0]["l0"]

@@ -25,18 +25,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 
 from rsae_utils.errors import StageError
 from rsae_utils.sae.cache import ActivationCache
-from rsae_utils.sae.latent_activity import (
-    activity,
-    encode_test,
-    encode_test_topk,
-    latent_stats,
-    latent_stats_topk,
-    measure_l0,
-)
+from rsae_utils.sae.latent_activity import heldout_activity, measure_l0
 from rsae_utils.sae.matching import directions_from_sae
 from rsae_utils.sae.seed_stability import alignment, match_saes, n_seeds_sharing, shared_fraction_curve
 from rsae_utils.sae.train import SAESpec, load_sae, train_sae
@@ -235,20 +227,8 @@ def match_seeds(
         pd.DataFrame(rows).to_csv(tmp / "pairs.csv", index=False)
         srows, lat = [], None
         for s, sae, d in zip(seeds, saes, dirs):
-            codes = encode_test_topk(sae, cache, layer, exclude_tokens)
-            if codes is not None:  # TopK: from the (N, k) codes, no dense latent tensor
-                vals, idx, tok = codes
-                pos = vals > 0
-                act = activity(pos.sum(1), torch.bincount(idx[pos], minlength=sae.cfg.d_sae) > 0)
-                if lat is None:
-                    lat = latent_stats_topk(vals, idx, tok, sae.cfg.d_sae, top_n)
-            else:
-                z, tok = encode_test(sae, cache, layer, exclude_tokens)
-                active = z > 0
-                act = activity(active.sum(1), active.any(0))
-                if lat is None:
-                    lat = latent_stats(z, tok, top_n)
-                del z, active
+            act, stats = heldout_activity(sae, cache, layer, exclude_tokens, top_n if lat is None else None)
+            lat = stats if lat is None else lat  # the reference (first) seed's per-latent table
             srows.append({"seed": s, **act, "d_sae": int(sae.cfg.d_sae),
                           "tokens_trained": read_json(Path(d) / "training_record.json")["tokens_trained"]})
         for j, res in ref.items():

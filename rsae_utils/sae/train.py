@@ -89,6 +89,10 @@ class SAESpec:
             return int(self.dead_feature_window)
         return max(5, min(10_000_000, self.n_tokens // 8) // self.batch_size)
 
+    def dead_tokens(self) -> int:
+        """The fast trainer's dead-latent threshold in tokens: :meth:`dead_window_steps` whole batches."""
+        return max(self.batch_size, self.dead_window_steps() * self.batch_size)
+
     def validate(self, d_model: int | None = None) -> None:
         if self.architecture not in ARCHITECTURES:
             raise ParameterError(f"parameter 'architecture' must be one of {ARCHITECTURES}; got {self.architecture!r}")
@@ -247,7 +251,7 @@ def _train_fast(cache: ActivationCache, layer: int, spec: SAESpec, out: Path, me
     steps = spec.n_tokens // spec.batch_size
     batches = cache.iter_batches(layer, spec.batch_size, seed=spec.batch_seed, exclude_tokens=spec.exclude_tokens)
     # A latent is dead after an eighth of the run without firing (sae-lens's window above; sparsify: 10M tokens).
-    threshold = max(spec.batch_size, spec.dead_window_steps() * spec.batch_size)
+    threshold = spec.dead_tokens()
     res = train_topk((b for _, b in zip(range(steps), batches)), cache.d_model, spec.d_sae(cache.d_model), spec.k,
                      lr=spec.lr, seed=spec.seed, dead_tokens_threshold=threshold,
                      lr_warmup_steps=spec.lr_warm_up_steps, log_every=spec.log_every)  # fmt: skip

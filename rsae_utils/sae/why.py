@@ -252,7 +252,7 @@ def nb03_sae(nb03: Any, cell: Cell, spec: SweepSpec) -> Path | None:
         and s.trainer == "fast" and s.architecture == "topk" and s.lr_warm_up_steps == 0 and s.data_seed is None
         and (s.expansion, s.k, s.n_tokens, s.batch_size, s.lr, s.seed)
         == (spec.expansion, spec.k, spec.n_tokens, spec.batch_size, spec.lr, spec.seed)
-        and max(s.batch_size, s.dead_window_steps() * s.batch_size) == dead_threshold(spec)
+        and s.dead_tokens() == dead_threshold(spec)
     )  # fmt: skip
     if not same:
         return None

@@ -27,6 +27,11 @@ from rsae_utils.subject.gguf import converted_gguf_dir, load_hf, smollm2_gguf_pa
 LOCAL_MODEL_NAME = "SmolLM2-135M-Instruct"
 
 _LOADED: dict[str, tuple[Any, Any]] = {}
+
+
+def _p1(lp0: float, lp1: float) -> float:
+    """P(1) / (P(0) + P(1)) from the two log-probabilities, computed stably."""
+    return 1.0 / (1.0 + math.exp(lp0 - lp1))
 _LOAD_LOCK = threading.Lock()
 
 
@@ -183,7 +188,7 @@ class LocalChatBackend:
                     break
                 row = logp[-1]
                 lp0, lp1 = float(row[self._digit_ids[0]]), float(row[self._digit_ids[1]])
-                probs.append(1.0 / (1.0 + math.exp(lp0 - lp1)))  # P1/(P0+P1), stable
+                probs.append(_p1(lp0, lp1))
                 digit = self._digit_ids[1] if lp1 > lp0 else self._digit_ids[0]
                 records.append(self._token_record(digit, row, top_k))
                 chunk, pos = [digit], j + 1
@@ -308,7 +313,7 @@ class LocalChatBackend:
                 lp = torch.log_softmax(row, dim=-1)[:, self._digit_ids]  # (B, 2): log P(0), log P(1)
                 for r in range(B):
                     lp0, lp1 = float(lp[r, 0]), float(lp[r, 1])
-                    probs[r].append(1.0 / (1.0 + math.exp(lp0 - lp1)))  # P1/(P0+P1), stable
+                    probs[r].append(_p1(lp0, lp1))
                 if t + 1 == len(slots):
                     break
                 digits = torch.where(lp[:, 1] > lp[:, 0], self._digit_ids[1], self._digit_ids[0])
