@@ -1,4 +1,4 @@
-"""Benchmark dense against sparse SAE latent matching (rsae_utils.sae.matching) at 2,304, 9,216 and 36,864 latents.
+"""Benchmark dense against sparse SAE latent matching (rsae_utils.studies.seeds.matching) at 2,304, 9,216 and 36,864 latents.
 
     .venv/bin/python benchmarks/bench_matching.py            # full table (~15-25 min on 2 busy cores)
     .venv/bin/python benchmarks/bench_matching.py --quick    # 1,152 and 2,304 latents only (~2-3 min)
@@ -38,8 +38,8 @@ import numpy as np
 import scipy
 import torch
 
-from rsae_utils.sae.matching import Directions
-from rsae_utils.sae.seed_stability import match_saes
+from rsae_utils.studies.seeds.matching import Directions
+from rsae_utils.studies.seeds.stability import match_saes
 
 D_IN = 576
 SIZES = (2304, 9216, 36864)

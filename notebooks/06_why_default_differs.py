@@ -100,7 +100,7 @@ from rsae_utils.plots.style import save_figure
 from rsae_utils.plots.why import plot_architecture, plot_factors, plot_residual
 from rsae_utils.sae.metrics import wide
 from rsae_utils.sae.pipeline import SAEPipeline
-from rsae_utils.sae.why import (
+from rsae_utils.studies.why.sweep import (
     NEOX,
     SweepSpec,
     architecture_cells,
@@ -115,7 +115,7 @@ from rsae_utils.sae.why import (
     sweep_cells,
     width_lr,
 )
-from rsae_utils.sae.why_answer import answer, architecture_sentences, budget_sentences, gap_table
+from rsae_utils.studies.why.answer import answer, architecture_sentences, budget_sentences, gap_table
 from rsae_utils.store import load_table, save_table
 from rsae_utils.subject.neox_init import neox_at_init
 from rsae_utils.subject.variants import variant_label, with_variant_labels
@@ -281,7 +281,7 @@ if cfg.neox_layers:
 
 # %% [markdown]
 # ## 5. The answer
-# Built from the tables above by `rsae_utils.sae.why_answer.answer` (no number in it is typed by hand).
+# Built from the tables above by `rsae_utils.studies.why.answer.answer` (no number in it is typed by hand).
 
 # %%
 display(Markdown("\n\n".join(sentences)))

@@ -76,15 +76,15 @@ import torch
 from IPython.display import display
 
 from rsae_utils import paths
-from rsae_utils.autointerp.replicates import replicate_table, seed_spread
+from rsae_utils.studies.seeds.replicates import replicate_table, seed_spread
 from rsae_utils.params import resolve
 from rsae_utils.plots.seeds import plot_latents, plot_overview, plot_replicates, plot_toy, plotly_curves
 from rsae_utils.plots.style import save_figure
 from rsae_utils.sae.pipeline import SAEPipeline
-from rsae_utils.sae.seeds import SeedGrid, at_threshold, grid_cells, require_caches, summary_table
+from rsae_utils.studies.seeds.grid import SeedGrid, at_threshold, grid_cells, require_caches, summary_table
 from rsae_utils.sae.train import SAESpec
 from rsae_utils.subject.variants import variant_label, with_variant_labels
-from rsae_utils.toys.seeds import toy_from_params, toy_summary
+from rsae_utils.studies.seeds.toy import toy_from_params, toy_summary
 
 t_start = time.time()
 cfg = resolve("07_seed_stability", PROFILE, OVERRIDES)

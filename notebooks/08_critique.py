@@ -77,8 +77,8 @@ import torch
 from IPython.display import display
 
 from rsae_utils import paths
-from rsae_utils.autointerp import critique_tables as tables
-from rsae_utils.autointerp.critique import run_critique, select_runs
+from rsae_utils.studies.critique import tables
+from rsae_utils.studies.critique.run import run_critique, select_runs
 from rsae_utils.autointerp.pipeline import token_decoder
 from rsae_utils.params import resolve
 from rsae_utils.plots.critique import plot_diagnostics, plot_positional, plot_scorers

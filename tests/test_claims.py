@@ -263,7 +263,7 @@ def test_seed_replicates_widen_the_intervals_by_their_between_seed_variance(tmp_
 
 
 def test_seed_spread_known_answer():
-    from rsae_utils.autointerp.replicates import seed_spread
+    from rsae_utils.studies.seeds.replicates import seed_spread
 
     t = pd.DataFrame({"variant": ["a"] * 3 + ["b"], "layer": 9, "seed": [0, 1, 2, 0], "metric": "m",
                       "value": [1.0, 2.0, 4.0, 5.0]})  # fmt: skip

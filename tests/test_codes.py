@@ -9,7 +9,7 @@ import torch
 from _tiny_model import tiny_model, tiny_windows
 from sae_lens import StandardSAE, StandardSAEConfig
 
-from rsae_utils.autointerp.critique import diagnostics_row
+from rsae_utils.studies.critique.run import diagnostics_row
 from rsae_utils.autointerp.examples import encode_sparse
 from rsae_utils.sae import codes as C
 from rsae_utils.sae.cache import token_mask

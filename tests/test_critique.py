@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from rsae_utils.autointerp import critique as C
-from rsae_utils.autointerp import critique_tables as T
+from rsae_utils.studies.critique import run as C
+from rsae_utils.studies.critique import tables as T
 from rsae_utils.autointerp.examples import SparseActs
-from rsae_utils.autointerp.positional import from_sparse
+from rsae_utils.studies.critique.positional import from_sparse
 from rsae_utils.autointerp.stats import auroc, auroc_replicates, hierarchical_ci
 from rsae_utils.autointerp.synthetic import synthetic_sparse_acts
 from rsae_utils.errors import ParameterError

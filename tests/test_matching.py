@@ -1,4 +1,4 @@
-"""SAE latent matching (rsae_utils.sae.matching): known answers, dense == sparse, analyses and input checks."""
+"""SAE latent matching (rsae_utils.studies.seeds.matching): known answers, dense == sparse, analyses and input checks."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from rsae_utils.sae.matching import (
+from rsae_utils.studies.seeds.matching import (
     Directions,
     assign,
     cosine_matrices,
@@ -16,7 +16,7 @@ from rsae_utils.sae.matching import (
     top_m_candidates,
     unit_directions,
 )
-from rsae_utils.sae.seed_stability import (
+from rsae_utils.studies.seeds.stability import (
     alignment,
     alignment_by_bins,
     match_saes,

@@ -12,7 +12,7 @@ import pytest
 from rsae_utils.errors import ParameterError, StageError
 from rsae_utils.params import resolve
 from rsae_utils.sae.pipeline import SAEPipeline
-from rsae_utils.sae.why import require_base_caches
+from rsae_utils.studies.why.sweep import require_base_caches
 
 pytestmark = pytest.mark.slow
 

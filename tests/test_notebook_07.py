@@ -9,7 +9,7 @@ import pytest
 from rsae_utils.errors import ParameterError, StageError
 from rsae_utils.params import resolve
 from rsae_utils.sae.pipeline import SAEPipeline
-from rsae_utils.sae.seeds import require_caches
+from rsae_utils.studies.seeds.grid import require_caches
 
 pytestmark = pytest.mark.slow
 

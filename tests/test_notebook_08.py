@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from rsae_utils import paths
-from rsae_utils.autointerp.critique import SCORERS, SERIES, critique_sae, select_runs
+from rsae_utils.studies.critique.run import SCORERS, SERIES, critique_sae, select_runs
 from rsae_utils.errors import StageError
 from rsae_utils.params import resolve
 from rsae_utils.sae.pipeline import SAEPipeline

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from rsae_utils.sae.residual_stats import (
+from rsae_utils.studies.why.residual_stats import (
     effective_dim,
     group_share,
     norm_stats,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from rsae_utils.sae import diagnostics as dg
+from rsae_utils.studies.critique import diagnostics as dg
 
 
 def _orthogonal(n, d, seed=0):

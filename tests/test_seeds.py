@@ -10,7 +10,7 @@ from _tiny_model import tiny_model, tiny_windows
 
 from rsae_utils.sae.cache import ActivationCache
 from rsae_utils.sae.harvest import harvest
-from rsae_utils.sae.latent_activity import (
+from rsae_utils.studies.seeds.activity import (
     activity,
     encode_test,
     encode_test_topk,
@@ -18,7 +18,7 @@ from rsae_utils.sae.latent_activity import (
     latent_stats_topk,
     measure_l0,
 )
-from rsae_utils.sae.seeds import (
+from rsae_utils.studies.seeds.grid import (
     Cell,
     SeedGrid,
     at_threshold,
@@ -32,7 +32,7 @@ from rsae_utils.sae.seeds import (
 from rsae_utils.sae.train import SAESpec, train_sae
 from rsae_utils.store import read_json
 from rsae_utils.toys.mmcs import TrainSpec
-from rsae_utils.toys.seeds import toy_seed_stability, toy_summary
+from rsae_utils.studies.seeds.toy import toy_seed_stability, toy_summary
 from rsae_utils.toys.synthetic import SparseFeatureWorld, SyntheticSpec
 
 META = {"model": "tiny-test", "variant": "trained", "seed": 0, "corpus_sha256": "abc"}

@@ -13,7 +13,7 @@ import torch
 from rsae_utils.errors import ParameterError
 from rsae_utils.sae.cache import cache_key
 from rsae_utils.sae.harvest import harvest
-from rsae_utils.sae.why import (
+from rsae_utils.studies.why.sweep import (
     NEOX,
     Cell,
     SweepSpec,
@@ -28,7 +28,7 @@ from rsae_utils.sae.why import (
     train_measure,
     width_lr,
 )
-from rsae_utils.sae.why_answer import MIN_GAP, answer, architecture_sentences, budget_sentences, gap_table
+from rsae_utils.studies.why.answer import MIN_GAP, answer, architecture_sentences, budget_sentences, gap_table
 from rsae_utils.subject.models import load_model
 from rsae_utils.subject.rerandomize import make_variant, options_tag, variant_options
 from rsae_utils.subject.variants import variant_label

@@ -17,7 +17,7 @@ from rsae_utils.claims.rules import Verdict, bootstrap, mean_of_independent, sd_
 from rsae_utils.store import read_json
 
 TOKEN_BASELINE = "token-baseline"
-SEED_TABLE = "07_seed_replicates"  # notebook 07's seed replicates of notebook 03's SAEs (autointerp/replicates.py)
+SEED_TABLE = "07_seed_replicates"  # notebook 07's seed replicates of notebook 03's SAEs (studies/seeds/replicates.py)
 # Variants the claims call "random": every re-randomized one and step-0 (the control is its own claim).
 NOT_RANDOM = ("trained", "control")
 

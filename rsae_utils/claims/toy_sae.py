@@ -12,7 +12,7 @@ import pandas as pd
 
 import rsae_utils.claims.rules as R
 from rsae_utils.claims.inputs import Inputs, Result, random_variants, require
-from rsae_utils.sae.why_answer import MOST, best_per_factor, gap_table
+from rsae_utils.studies.why.answer import MOST, best_per_factor, gap_table
 
 PAPER_MAX_DICT = 4096  # the largest dictionary of the paper's MMCS sweep (PAPER.md section 1, toy experiments)
 PAPER_SHARED = (0.30, 0.40)  # Paulo & Belrose: ~30% (Llama-3-8B, 131k latents) to ~40% (Pythia-160M, 32k)

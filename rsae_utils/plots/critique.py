@@ -1,5 +1,5 @@
 """Notebook 08's figures: positional latents, token-identity scorers with intervals, SAE diagnostics, by variant and
-layer. They take the tables of :mod:`rsae_utils.autointerp.critique_tables` and return matplotlib figures."""
+layer. They take the tables of :mod:`rsae_utils.studies.critique.tables` and return matplotlib figures."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.lines import Line2D
 
-from rsae_utils.autointerp.critique import SCORERS, SERIES
+from rsae_utils.studies.critique.run import SCORERS, SERIES
 from rsae_utils.plots.style import use_paper_style, variant_color
 from rsae_utils.subject.variants import order_variants, variant_label
 

@@ -34,8 +34,8 @@ import torch
 
 from rsae_utils.autointerp.baseline import score_baseline, token_profile
 from rsae_utils.autointerp.examples import LatentRecord, SparseActs, encode_sparse, sample_latents
-from rsae_utils.autointerp.positional import PositionalActs, from_sparse
-from rsae_utils.autointerp.positional_stats import is_boundary, is_positional, positional_stats
+from rsae_utils.studies.critique.positional import PositionalActs, from_sparse
+from rsae_utils.studies.critique.positional_stats import is_boundary, is_positional, positional_stats
 from rsae_utils.autointerp.records import cache_identity, sae_identity
 from rsae_utils.autointerp.stats import auroc, auroc_replicates
 from rsae_utils.autointerp.token_scorers import (
@@ -54,7 +54,7 @@ from rsae_utils.errors import ArtifactError, StageError
 from rsae_utils.paths import slug
 from rsae_utils.sae.cache import open_cache, token_mask
 from rsae_utils.sae.codes import load_codes, reconstruct_from_codes
-from rsae_utils.sae.diagnostics import l2_ratio, relative_reconstruction_bias, weight_summary
+from rsae_utils.studies.critique.diagnostics import l2_ratio, relative_reconstruction_bias, weight_summary
 from rsae_utils.sae.metrics import reconstruct
 from rsae_utils.sae.pipeline import trained_runs
 from rsae_utils.sae.train import load_sae
@@ -79,9 +79,9 @@ PARAM_KEYS = (
     "intruder_real", "n_neighbours", "example_boot", "duplicate_threshold", "seed",
 )  # fmt: skip
 CODE = (
-    "rsae_utils.autointerp.critique", "rsae_utils.autointerp.positional", "rsae_utils.autointerp.positional_stats",
+    "rsae_utils.studies.critique.run", "rsae_utils.studies.critique.positional", "rsae_utils.studies.critique.positional_stats",
     "rsae_utils.autointerp.token_scorers", "rsae_utils.autointerp.baseline", "rsae_utils.autointerp.scorers",
-    "rsae_utils.autointerp.examples", "rsae_utils.autointerp.stats", "rsae_utils.sae.diagnostics",
+    "rsae_utils.autointerp.examples", "rsae_utils.autointerp.stats", "rsae_utils.studies.critique.diagnostics",
     "rsae_utils.sae.codes",
 )  # fmt: skip
 REBUILD = "rerun notebook 03 (make figures NB=03 FORCE=1) to rebuild it"

@@ -14,7 +14,7 @@ notebook 03's setting and measures what changes:
 
 Each (variant, options) pair is an activation cache: notebook 03's own for the default options (never harvested
 here), else one harvested once on the same token windows (``option_cache``). Residual-stream statistics come from
-:mod:`rsae_utils.sae.residual_stats`; SAEs are trained with the fast TopK trainer (:mod:`rsae_utils.sae.topk`, the
+:mod:`rsae_utils.studies.why.residual_stats`; SAEs are trained with the fast TopK trainer (:mod:`rsae_utils.sae.topk`, the
 paper's sparsify rule) on the cached training split and measured on the held-out split with
 :func:`rsae_utils.sae.metrics.reconstruction_metrics` plus the critique's per-latent token statistics. Only the
 metrics are stored (``metrics.json`` per SAE, through the artifact store), not the weights: an R = 64 SAE of
@@ -41,14 +41,14 @@ from rsae_utils.errors import CacheError, StageError
 from rsae_utils.sae.cache import DEFAULT_SHARD_WINDOWS, ActivationCache, cache_key, open_cache, token_mask
 from rsae_utils.sae.harvest import harvest
 from rsae_utils.sae.metrics import reconstruction_metrics
-from rsae_utils.sae.residual_stats import residual_stats
+from rsae_utils.studies.why.residual_stats import residual_stats
 from rsae_utils.sae.topk import to_sae_lens, train_topk
 from rsae_utils.sae.train import RECORD, load_sae
 from rsae_utils.store import cached_artifact, content_hash, read_json, verify_artifact, write_json
 from rsae_utils.subject.neox_init import NEOX_NAME
 from rsae_utils.subject.rerandomize import options_tag
 
-CODE = ("rsae_utils.sae.why", "rsae_utils.sae.residual_stats", "rsae_utils.sae.topk", "rsae_utils.sae.metrics")
+CODE = ("rsae_utils.studies.why.sweep", "rsae_utils.studies.why.residual_stats", "rsae_utils.sae.topk", "rsae_utils.sae.metrics")
 FACTORS = ("width", "norm_gains", "embedding_scale", "train_tokens", "architecture")
 NEOX = "neox_init"  # the variant name of the Pythia-shaped GPT-NeoX at initialization in tables
 SINGLE_TOKEN = 0.9  # a latent is single-token when one token id holds this share of its top activations' mass

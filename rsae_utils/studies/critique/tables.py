@@ -1,4 +1,4 @@
-"""Notebook 08's tables, from the per-latent results of :mod:`rsae_utils.autointerp.critique`, and the findings its
+"""Notebook 08's tables, from the per-latent results of :mod:`rsae_utils.studies.critique.run`, and the findings its
 closing cell prints (sentences computed from the tables, so they hold for whatever profile ran).
 
 * :func:`positional_summary`: per (variant, layer, boundary view) the share of judged latents the rule calls
@@ -16,7 +16,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from rsae_utils.autointerp.critique import BASELINES, SCORERS, SERIES
+from rsae_utils.studies.critique.run import BASELINES, SCORERS, SERIES
 from rsae_utils.autointerp.stats import hierarchical_ci
 from rsae_utils.subject.variants import order_variants
 

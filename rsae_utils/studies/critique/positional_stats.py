@@ -1,6 +1,6 @@
 """Positional latents, per latent and in bulk: eta^2 and mutual information against a shuffled-position control,
 lag autocorrelation, and the rules that call a latent positional or a boundary latent. The measures themselves
-live in :mod:`rsae_utils.autointerp.positional`.
+live in :mod:`rsae_utils.studies.critique.positional`.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rsae_utils.autointerp.positional import (
+from rsae_utils.studies.critique.positional import (
     PositionalActs,
     activation_levels,
     as_positional,

@@ -4,7 +4,7 @@ seeds share the true features?
 L1 SAEs (:mod:`rsae_utils.toys.mmcs`) are trained on one data stream per condition (``raw`` and ``mlp``: the same
 sparse samples, the second through the random MLP), with the same batches for every seed; only the
 initialisation differs. The reference seed's latents are matched to every other seed's
-(:func:`rsae_utils.sae.seed_stability.match_saes`), and each latent's best cosine with the condition's
+(:func:`rsae_utils.studies.seeds.stability.match_saes`), and each latent's best cosine with the condition's
 ground-truth directions tells whether it recovered a true feature.
 """
 
@@ -19,8 +19,8 @@ import pandas as pd
 import torch
 
 from rsae_utils import store
-from rsae_utils.sae.matching import unit_directions
-from rsae_utils.sae.seed_stability import alignment, match_saes
+from rsae_utils.studies.seeds.matching import unit_directions
+from rsae_utils.studies.seeds.stability import alignment, match_saes
 from rsae_utils.toys import mmcs, synthetic
 from rsae_utils.toys.mmcs import TrainSpec, evaluate_one, max_cosines, torch_threads, train_batched
 from rsae_utils.toys.synthetic import DataStream, SparseFeatureWorld, SyntheticSpec
@@ -96,6 +96,6 @@ def toy_from_params(params: dict, path: str | Path, threads: int | None = None) 
         lat.to_csv(tmp / "latents.csv", index=False)
         seeds.to_csv(tmp / "seeds.csv", index=False)
 
-    code = (sys.modules[__name__], mmcs, synthetic, "rsae_utils.sae.seed_stability", "rsae_utils.sae.matching")
+    code = (sys.modules[__name__], mmcs, synthetic, "rsae_utils.studies.seeds.stability", "rsae_utils.studies.seeds.matching")
     out = store.cached_artifact(path, dict(params), build, code=code)
     return pd.read_csv(out / "latents.csv"), pd.read_csv(out / "seeds.csv")

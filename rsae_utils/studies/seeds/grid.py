@@ -2,7 +2,7 @@
 
 SAEs of a *group* differ only in their initialisation seed: the same cache, layer, architecture, width, sparsity,
 learning rate and the same order of batches (``SAESpec.data_seed`` fixed). Every pair of seeds is matched with
-:func:`rsae_utils.sae.seed_stability.match_saes` (Hungarian on decoder and on encoder cosines), and a latent is
+:func:`rsae_utils.studies.seeds.stability.match_saes` (Hungarian on decoder and on encoder cosines), and a latent is
 *shared* when both matched cosines exceed the threshold.
 
 TopK SAEs have L0 = k by construction; a ReLU + L1 SAE's L0 follows from its L1 coefficient, so for the
@@ -28,14 +28,14 @@ import pandas as pd
 
 from rsae_utils.errors import StageError
 from rsae_utils.sae.cache import ActivationCache
-from rsae_utils.sae.latent_activity import heldout_activity, measure_l0
-from rsae_utils.sae.matching import directions_from_sae
-from rsae_utils.sae.seed_stability import alignment, match_saes, n_seeds_sharing, shared_fraction_curve
+from rsae_utils.studies.seeds.activity import heldout_activity, measure_l0
+from rsae_utils.studies.seeds.matching import directions_from_sae
+from rsae_utils.studies.seeds.stability import alignment, match_saes, n_seeds_sharing, shared_fraction_curve
 from rsae_utils.sae.train import SAESpec, load_sae, train_sae
 from rsae_utils.store import cached_artifact, read_json, write_json
 
-CODE = ("rsae_utils.sae.seeds", "rsae_utils.sae.seed_stability", "rsae_utils.sae.matching",
-        "rsae_utils.sae.latent_activity", "rsae_utils.sae.metrics")
+CODE = ("rsae_utils.studies.seeds.grid", "rsae_utils.studies.seeds.stability", "rsae_utils.studies.seeds.matching",
+        "rsae_utils.studies.seeds.activity", "rsae_utils.sae.metrics")
 DirFn = Callable[[str], Path]  # SAE folder name -> folder
 
 
