@@ -40,6 +40,7 @@ test: env
 
 lint: env
 	$(PY) -m ruff check rsae_utils notebooks tests benchmarks
+	$(PY) -m ruff format --check rsae_utils notebooks/*.py tests benchmarks
 
 bench: env
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

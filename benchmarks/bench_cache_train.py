@@ -51,8 +51,13 @@ def main() -> dict:
     n_train = max(args.harvest_windows, -(-args.tokens // args.ctx))
     windows = tokenize_windows(corpus, loaded.tokenizer, args.ctx, n_train, 1, 0)
     tokens = windows["train"]
-    out: dict = {"model": args.model, "layers": layers, "sae_layer": args.layer, "ctx": args.ctx,
-                 "threads": torch.get_num_threads()}  # fmt: skip
+    out: dict = {
+        "model": args.model,
+        "layers": layers,
+        "sae_layer": args.layer,
+        "ctx": args.ctx,
+        "threads": torch.get_num_threads(),
+    }
 
     # --- 1. harvest vs plain forward to the same depth ---
     sample = tokens[: args.harvest_windows]
@@ -68,14 +73,22 @@ def main() -> dict:
         t0 = time.perf_counter()
         harvest(model, {"train": sample}, layers, Path(tmp) / "h", meta, batch_size=args.batch)
         harv = n_tok / (time.perf_counter() - t0)
-    out["harvest"] = {"tokens": n_tok, "plain_forward_tok_s": round(plain, 1), "harvest_tok_s": round(harv, 1),
-                      "harvest_over_plain": round(harv / plain, 3)}  # fmt: skip
-    print(f"harvest {layers} ({n_tok} tokens): plain forward to layer {max(layers)} {plain:.0f} tok/s, "
-          f"harvest {harv:.0f} tok/s (x{harv / plain:.2f}: hooks + writing + hashing)", flush=True)
+    out["harvest"] = {
+        "tokens": n_tok,
+        "plain_forward_tok_s": round(plain, 1),
+        "harvest_tok_s": round(harv, 1),
+        "harvest_over_plain": round(harv / plain, 3),
+    }
+    print(
+        f"harvest {layers} ({n_tok} tokens): plain forward to layer {max(layers)} {plain:.0f} tok/s, "
+        f"harvest {harv:.0f} tok/s (x{harv / plain:.2f}: hooks + writing + hashing)",
+        flush=True,
+    )
 
     # --- 2. SAE training: from the cache vs sae-lens's LanguageModelSAETrainingRunner ---
-    spec = SAESpec(expansion=args.expansion, k=args.k, n_tokens=args.tokens, batch_size=args.train_batch,
-                   lr=2e-3, seed=0)  # fmt: skip
+    spec = SAESpec(
+        expansion=args.expansion, k=args.k, n_tokens=args.tokens, batch_size=args.train_batch, lr=2e-3, seed=0
+    )
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         meta = {"model": args.model, "variant": "trained", "seed": 0, "corpus_sha256": corpus.sha256}
@@ -93,19 +106,26 @@ def main() -> dict:
     runner = args.tokens / runner_s
     amortised = args.tokens / (ours_s + harvest_s * min(1.0, args.tokens / tokens.numel()) / len(layers))
     out["training"] = {
-        "tokens": args.tokens, "d_sae": spec.d_sae(loaded.d_model), "k": args.k,
-        "cache_train_tok_s": round(ours, 1), "cache_train_s": round(ours_s, 2),
-        "sae_lens_runner_tok_s": round(runner, 1), "sae_lens_runner_s": round(runner_s, 2),
+        "tokens": args.tokens,
+        "d_sae": spec.d_sae(loaded.d_model),
+        "k": args.k,
+        "cache_train_tok_s": round(ours, 1),
+        "cache_train_s": round(ours_s, 2),
+        "sae_lens_runner_tok_s": round(runner, 1),
+        "sae_lens_runner_s": round(runner_s, 2),
         "ratio_cache_over_runner": round(ours / runner, 2),
         "harvest_s_all_layers": round(harvest_s, 2),
         "cache_tok_s_incl_amortised_harvest": round(amortised, 1),
         "ratio_incl_amortised_harvest": round(amortised / runner, 2),
         "final_train_fvu": (rec.get("final") or {}).get("fvu"),
-    }  # fmt: skip
-    print(f"SAE training at {hook_name(args.layer)} (d_sae {spec.d_sae(loaded.d_model)}, k {args.k}, "
-          f"{args.tokens} tokens): from cache {ours:.0f} tok/s, sae-lens runner {runner:.0f} tok/s "
-          f"-> ratio {ours / runner:.2f}; with the harvest amortised over {len(layers)} layers "
-          f"{amortised:.0f} tok/s -> ratio {amortised / runner:.2f}", flush=True)
+    }
+    print(
+        f"SAE training at {hook_name(args.layer)} (d_sae {spec.d_sae(loaded.d_model)}, k {args.k}, "
+        f"{args.tokens} tokens): from cache {ours:.0f} tok/s, sae-lens runner {runner:.0f} tok/s "
+        f"-> ratio {ours / runner:.2f}; with the harvest amortised over {len(layers)} layers "
+        f"{amortised:.0f} tok/s -> ratio {amortised / runner:.2f}",
+        flush=True,
+    )
     print(json.dumps(out, indent=2))
     if args.json:
         args.json.write_text(json.dumps(out, indent=2) + "\n")
@@ -123,15 +143,31 @@ def _run_sae_lens_runner(model, tokens: torch.Tensor, args, hook: str, d_model: 
     # its mixing buffer holds n_batches_in_buffer * context_size tokens and must fit a training batch (STACK.md)
     n_buf = max(2, 2 * -(-args.train_batch // args.ctx))
     cfg = LanguageModelSAERunnerConfig(
-        sae=TopKTrainingSAEConfig(d_in=d_model, d_sae=args.expansion * d_model, k=args.k,
-                                  normalize_activations="expected_average_only_in"),
-        model_name=args.model, hook_name=hook, dataset_path="", is_dataset_tokenized=True, streaming=False,
-        context_size=args.ctx, prepend_bos=False, training_tokens=args.tokens,
-        train_batch_size_tokens=args.train_batch, store_batch_size_prompts=args.batch, n_batches_in_buffer=n_buf,
-        lr=2e-3, lr_end=2e-3, device="cpu", seed=0, logger=LoggingConfig(log_to_wandb=False),
-        checkpoint_path=None, output_path=None, verbose=False, n_batches_for_norm_estimate=10,
+        sae=TopKTrainingSAEConfig(
+            d_in=d_model, d_sae=args.expansion * d_model, k=args.k, normalize_activations="expected_average_only_in"
+        ),
+        model_name=args.model,
+        hook_name=hook,
+        dataset_path="",
+        is_dataset_tokenized=True,
+        streaming=False,
+        context_size=args.ctx,
+        prepend_bos=False,
+        training_tokens=args.tokens,
+        train_batch_size_tokens=args.train_batch,
+        store_batch_size_prompts=args.batch,
+        n_batches_in_buffer=n_buf,
+        lr=2e-3,
+        lr_end=2e-3,
+        device="cpu",
+        seed=0,
+        logger=LoggingConfig(log_to_wandb=False),
+        checkpoint_path=None,
+        output_path=None,
+        verbose=False,
+        n_batches_for_norm_estimate=10,
         dead_feature_window=max(5, args.tokens // 8 // args.train_batch),
-    )  # fmt: skip
+    )
     t0 = time.perf_counter()
     LanguageModelSAETrainingRunner(cfg, override_dataset=ds, override_model=model).run()
     return time.perf_counter() - t0

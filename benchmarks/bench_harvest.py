@@ -69,32 +69,48 @@ def main() -> dict:
             caches = {}
             for name, (m, hd) in paths.items():
                 t0 = time.perf_counter()
-                caches[name] = harvest(m, {"train": tokens}, layers, Path(tmp) / name, meta, batch_size=args.batch,
-                                       harvest_dtype=hd)  # fmt: skip
+                caches[name] = harvest(
+                    m, {"train": tokens}, layers, Path(tmp) / name, meta, batch_size=args.batch, harvest_dtype=hd
+                )
                 rates[name].append(n_tok / (time.perf_counter() - t0))
             for layer in layers:
                 ref = caches["hooked"].acts(layer)
                 errors[layer] = float((caches["lean-bfloat16"].acts(layer) - ref).norm() / ref.norm())
                 errors.setdefault(-1 - layer, float((caches["lean-float32"].acts(layer) - ref).norm() / ref.norm()))
     base = rates["hooked"]
-    out: dict = {"model": args.model, "variant": args.variant, "layers": layers, "ctx": args.ctx,
-                 "windows": args.windows, "batch": args.batch, "threads": torch.get_num_threads(),
-                 "rounds": args.rounds, "paths": {}}  # fmt: skip
-    print(f"{args.model} {args.variant}, layers {layers}, {n_tok} tokens/round, batch {args.batch}, "
-          f"{torch.get_num_threads()} threads, {args.rounds} rounds")  # fmt: skip
+    out: dict = {
+        "model": args.model,
+        "variant": args.variant,
+        "layers": layers,
+        "ctx": args.ctx,
+        "windows": args.windows,
+        "batch": args.batch,
+        "threads": torch.get_num_threads(),
+        "rounds": args.rounds,
+        "paths": {},
+    }
+    print(
+        f"{args.model} {args.variant}, layers {layers}, {n_tok} tokens/round, batch {args.batch}, "
+        f"{torch.get_num_threads()} threads, {args.rounds} rounds"
+    )
     print(f"{'path':15s} {'median tok/s':>12s} {'x hooked':>9s}")
     for name, r in rates.items():
         ratio = statistics.median(a / b for a, b in zip(r, base))
-        out["paths"][name] = {"tok_s": [round(x, 1) for x in r], "median_tok_s": round(statistics.median(r), 1),
-                              "ratio_vs_hooked": round(ratio, 3)}  # fmt: skip
+        out["paths"][name] = {
+            "tok_s": [round(x, 1) for x in r],
+            "median_tok_s": round(statistics.median(r), 1),
+            "ratio_vs_hooked": round(ratio, 3),
+        }
         print(f"{name:15s} {statistics.median(r):12.0f} {ratio:9.2f}")
     out["rel_err_vs_hooked"] = {
         "lean-float32": {layer: errors[-1 - layer] for layer in layers},
         "lean-bfloat16": {layer: errors[layer] for layer in layers},
     }
     for name, errs in out["rel_err_vs_hooked"].items():
-        print(f"relative error ||new - hooked|| / ||hooked||, {name}: "
-              + ", ".join(f"L{k} {v:.1e}" for k, v in errs.items()))  # fmt: skip
+        print(
+            f"relative error ||new - hooked|| / ||hooked||, {name}: "
+            + ", ".join(f"L{k} {v:.1e}" for k, v in errs.items())
+        )
     if args.json:
         args.json.write_text(json.dumps(out, indent=2) + "\n")
     return out

@@ -39,8 +39,10 @@ def main() -> None:
     args = ap.parse_args()
     judge = LocalChatBackend(batch=args.batch).load()
     texts = windows(judge._tok, args.prompts * args.per_prompt)
-    many = [detection_messages("Python packaging and command-line options", texts[i : i + args.per_prompt])
-            for i in range(0, len(texts), args.per_prompt)]  # fmt: skip
+    many = [
+        detection_messages("Python packaging and command-line options", texts[i : i + args.per_prompt])
+        for i in range(0, len(texts), args.per_prompt)
+    ]
     judge.answer_probabilities(many[0], args.per_prompt)  # warm-up: loads the model, computes the shared head
     t0 = time.perf_counter()
     single = [judge.answer_probabilities(m, args.per_prompt) for m in many]
@@ -49,8 +51,10 @@ def main() -> None:
     batched = judge.answer_probabilities_many(many, args.per_prompt)
     t_batched = time.perf_counter() - t0
     diff = max(abs(a - b) for s, b_ in zip(single, batched) for a, b in zip(s, b_))
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {len(many)} prompts x {args.per_prompt} "
-          f"windows of 32 tokens, one shared head")  # fmt: skip
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; {len(many)} prompts x {args.per_prompt} "
+        f"windows of 32 tokens, one shared head"
+    )
     print(f"one at a time: {t_single:6.1f} s ({t_single / len(many):.2f} s per prompt)")
     print(f"batched:       {t_batched:6.1f} s ({t_batched / len(many):.2f} s per prompt, {args.batch} per forward)")
     print(f"speed-up: {t_single / t_batched:.2f}x; largest probability difference {diff:.1e}")

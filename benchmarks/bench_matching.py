@@ -1,4 +1,4 @@
-"""Benchmark dense against sparse SAE latent matching (rsae_utils.studies.seeds.matching) at 2,304, 9,216 and 36,864 latents.
+"""Benchmark dense against sparse SAE latent matching (studies.seeds.matching) at 2,304, 9,216 and 36,864 latents.
 
     .venv/bin/python benchmarks/bench_matching.py            # full table (~15-25 min on 2 busy cores)
     .venv/bin/python benchmarks/bench_matching.py --quick    # 1,152 and 2,304 latents only (~2-3 min)
@@ -92,23 +92,45 @@ def child(structure: str, n: int, method: str, top_m: int) -> dict:
     a, b = make_pair(structure, n)
     rss0 = _rss_gb()
     t0 = time.perf_counter()
-    r = match_saes(a, b, method="sparse" if method.startswith("sparse") else "dense", top_m=top_m,
-                   verify=method != "sparse_noverify")
+    r = match_saes(
+        a,
+        b,
+        method="sparse" if method.startswith("sparse") else "dense",
+        top_m=top_m,
+        verify=method != "sparse_noverify",
+    )
     seconds = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     s = r.summary()
     return {
-        "structure": structure, "n": n, "method": method, "seconds": round(seconds, 2),
-        "peak_rss_gb": round(peak, 2), "extra_gb": round(peak - rss0, 2),
-        "frac_shared": s.frac_shared, "total_dec": r.dec.total, "total_enc": r.enc.total,
-        "certified": s.certified, "n_priced_edges": r.dec.n_priced_edges + r.enc.n_priced_edges,
+        "structure": structure,
+        "n": n,
+        "method": method,
+        "seconds": round(seconds, 2),
+        "peak_rss_gb": round(peak, 2),
+        "extra_gb": round(peak - rss0, 2),
+        "frac_shared": s.frac_shared,
+        "total_dec": r.dec.total,
+        "total_enc": r.enc.total,
+        "certified": s.certified,
+        "n_priced_edges": r.dec.n_priced_edges + r.enc.n_priced_edges,
         "n_fallback_edges": s.n_fallback_edges,
     }
 
 
 def run_cell(structure: str, n: int, method: str, top_m: int, timeout: float, threads: int) -> dict:
-    cmd = [sys.executable, __file__, "--child", structure, str(n), method, "--top-m", str(top_m),
-           "--threads", str(threads)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        structure,
+        str(n),
+        method,
+        "--top-m",
+        str(top_m),
+        "--threads",
+        str(threads),
+    ]
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=True)
     except subprocess.TimeoutExpired:
@@ -120,8 +142,11 @@ def run_cell(structure: str, n: int, method: str, top_m: int, timeout: float, th
 
 def _estimate(rows: list[dict], structure: str, n: int) -> tuple[float, str] | None:
     """Power-law extrapolation of the dense time through the two largest measured sizes."""
-    pts = sorted((r["n"], r["seconds"]) for r in rows
-                 if r["structure"] == structure and r["method"] == "dense" and "seconds" in r)
+    pts = sorted(
+        (r["n"], r["seconds"])
+        for r in rows
+        if r["structure"] == structure and r["method"] == "dense" and "seconds" in r
+    )
     if len(pts) < 2:
         return None
     (n1, t1), (n2, t2) = pts[-2:]
@@ -132,8 +157,10 @@ def _estimate(rows: list[dict], structure: str, n: int) -> tuple[float, str] | N
 def _fmt(r: dict) -> str:
     if "seconds" in r:
         cert = "" if r["method"] == "dense" else (" cert" if r["certified"] else " uncert")
-        return (f"{r['seconds']:8.1f} s  {r['extra_gb']:5.2f} GB  shared {r['frac_shared']:.3f}"
-                f"  priced {r['n_priced_edges']:5d}{cert}")
+        return (
+            f"{r['seconds']:8.1f} s  {r['extra_gb']:5.2f} GB  shared {r['frac_shared']:.3f}"
+            f"  priced {r['n_priced_edges']:5d}{cert}"
+        )
     if "estimate_s" in r:
         return f"~{r['estimate_s']:7.0f} s est. ({r['estimate_basis']}); skipped: {r['skipped']}"
     return f"skipped: {r['skipped']}"
@@ -149,8 +176,12 @@ def main() -> None:
     ap.add_argument("--mem-gb", type=float, default=8.0, help="skip dense when its matrices need more than this")
     ap.add_argument("--timeout", type=float, default=900.0, help="seconds per cell")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    ap.add_argument("--out", type=Path, default=None,
-                    help="JSON output (default figures/bench_matching.json; --quick: build/bench_matching_quick.json)")
+    ap.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="JSON output (default figures/bench_matching.json; --quick: build/bench_matching_quick.json)",
+    )
     ap.add_argument("--child", nargs=3, metavar=("STRUCTURE", "N", "METHOD"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.threads:
@@ -162,11 +193,14 @@ def main() -> None:
 
     root = Path(__file__).resolve().parents[1]
     sizes = args.sizes or (QUICK_SIZES if args.quick else SIZES)
-    out = args.out or (root / "build" / "bench_matching_quick.json" if args.quick else
-                       root / "figures" / "bench_matching.json")
+    out = args.out or (
+        root / "build" / "bench_matching_quick.json" if args.quick else root / "figures" / "bench_matching.json"
+    )
     load0 = os.getloadavg()
-    print(f"torch {torch.__version__} ({torch.get_num_threads()} threads), scipy {scipy.__version__}, "
-          f"{os.cpu_count()} cores, load average {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}")
+    print(
+        f"torch {torch.__version__} ({torch.get_num_threads()} threads), scipy {scipy.__version__}, "
+        f"{os.cpu_count()} cores, load average {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}"
+    )
     rows: list[dict] = []
     t_all = time.perf_counter()
     for structure in args.structures:
@@ -174,9 +208,13 @@ def main() -> None:
             for method in METHODS:
                 need_gb = DENSE_BYTES_PER_PAIR * n * n / 2**30
                 if method == "dense" and (n > args.dense_max or need_gb > args.mem_gb):
-                    r = {"structure": structure, "n": n, "method": method,
-                         "skipped": f"dense needs ~{need_gb:.1f} GB of cost matrices and O(n^3) time "
-                                    f"(limits: --dense-max {args.dense_max}, --mem-gb {args.mem_gb:g})"}
+                    r = {
+                        "structure": structure,
+                        "n": n,
+                        "method": method,
+                        "skipped": f"dense needs ~{need_gb:.1f} GB of cost matrices and O(n^3) time "
+                        f"(limits: --dense-max {args.dense_max}, --mem-gb {args.mem_gb:g})",
+                    }
                     est = _estimate(rows, structure, n)
                     if est:
                         r["estimate_s"], r["estimate_basis"] = round(est[0], 1), est[1]
@@ -190,8 +228,10 @@ def main() -> None:
             if "dense" in cell and "sparse" in cell:
                 d, s = cell["dense"], cell["sparse"]
                 gap = max(abs(d["total_dec"] - s["total_dec"]), abs(d["total_enc"] - s["total_enc"]))
-                print(f"{'':16s} {n:6d} sparse vs dense: |total difference| {gap:.2e}, shared "
-                      f"{s['frac_shared']:.4f} vs {d['frac_shared']:.4f}")
+                print(
+                    f"{'':16s} {n:6d} sparse vs dense: |total difference| {gap:.2e}, shared "
+                    f"{s['frac_shared']:.4f} vs {d['frac_shared']:.4f}"
+                )
                 s["max_total_gap_vs_dense"] = gap
 
     load1 = os.getloadavg()
@@ -209,12 +249,23 @@ def main() -> None:
                     return f"{r['seconds']:.1f} s, +{r['extra_gb']:.2f} GB"
                 return f"~{r['estimate_s']:.0f} s (est.)" if "estimate_s" in r else "skipped"
 
-            print(f"| {structure} | {n} | {short(cells.get('dense'))} | {short(cells.get('sparse'))} | "
-                  f"{short(cells.get('sparse_noverify'))} |")
+            print(
+                f"| {structure} | {n} | {short(cells.get('dense'))} | {short(cells.get('sparse'))} | "
+                f"{short(cells.get('sparse_noverify'))} |"
+            )
     out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"torch": torch.__version__, "scipy": scipy.__version__, "threads": torch.get_num_threads(),
-            "cpu_count": os.cpu_count(), "machine": platform.machine(), "d_in": D_IN, "top_m": args.top_m,
-            "load_avg_start": load0, "load_avg_end": load1, "quick": args.quick}
+    meta = {
+        "torch": torch.__version__,
+        "scipy": scipy.__version__,
+        "threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "machine": platform.machine(),
+        "d_in": D_IN,
+        "top_m": args.top_m,
+        "load_avg_start": load0,
+        "load_avg_end": load1,
+        "quick": args.quick,
+    }
     out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
     print(f"wrote {out}")
 

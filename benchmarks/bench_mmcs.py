@@ -56,16 +56,22 @@ def main() -> None:
     cfg = resolve("02_mmcs_goldilocks", args.profile)
     with torch_threads(args.threads):
         print(f"torch {torch.__version__}, threads {torch.get_num_threads()} (load average {os.getloadavg()[0]:.1f})")
-        world = SparseFeatureWorld(SyntheticSpec(**{k: cfg[k] for k in (
-            "n_features", "d_model", "mean_active", "decay", "mlp_ratio", "world_seed")}))
-        spec = TrainSpec(steps=args.steps, lr=cfg.lr, batch=cfg.batch, decay_frac=cfg.decay_frac,
-                         betas=(0.9, cfg.adam_beta2))
+        world = SparseFeatureWorld(
+            SyntheticSpec(
+                **{k: cfg[k] for k in ("n_features", "d_model", "mean_active", "decay", "mlp_ratio", "world_seed")}
+            )
+        )
+        spec = TrainSpec(
+            steps=args.steps, lr=cfg.lr, batch=cfg.batch, decay_frac=cfg.decay_frac, betas=(0.9, cfg.adam_beta2)
+        )
         l1 = list(cfg.l1_values)
         M, d, h = len(l1), args.dict_size or max(cfg.dict_sizes), cfg.d_model
         stream = DataStream(world, ["raw"], [0], cfg.batch)
         replay = Replay(world, [stream.next()[0] for _ in range(args.steps)])
-        print(f"slice of the {args.profile} profile: raw, seed 0, {d} latents, {M} L1 values, "
-              f"{args.steps} steps x batch {cfg.batch}")
+        print(
+            f"slice of the {args.profile} profile: raw, seed 0, {d} latents, {M} L1 values, "
+            f"{args.steps} steps x batch {cfg.batch}"
+        )
 
         # Warm-up (first touches of fresh memory are slow on these VMs).
         train_batched(Replay(world, replay.batches[:3]), [0] * M, l1, [0] * M, d, TrainSpec(steps=3, batch=cfg.batch))
@@ -98,15 +104,24 @@ def main() -> None:
         n_models = len(cfg.conditions) * len(cfg.seeds) * len(l1)
         units = sum(n_models * s / d for s in cfg.dict_sizes)
         est = t_batched / (M * args.steps) * units * cfg.steps
-        print(f"estimate for the full {args.profile} sweep ({n_models} SAEs x dict sizes {list(cfg.dict_sizes)}, "
-              f"{cfg.steps} steps; training only, scaled by latents): {est:.0f} s")
+        print(
+            f"estimate for the full {args.profile} sweep ({n_models} SAEs x dict sizes {list(cfg.dict_sizes)}, "
+            f"{cfg.steps} steps; training only, scaled by latents): {est:.0f} s"
+        )
 
         if args.full:
             t0 = time.perf_counter()
-            df = run_sweep(world, cfg.conditions, cfg.dict_sizes, cfg.l1_values, cfg.seeds,
-                           TrainSpec(steps=cfg.steps, lr=cfg.lr, batch=cfg.batch, decay_frac=cfg.decay_frac,
-                                     betas=(0.9, cfg.adam_beta2)),
-                           n_eval=cfg.n_eval)
+            df = run_sweep(
+                world,
+                cfg.conditions,
+                cfg.dict_sizes,
+                cfg.l1_values,
+                cfg.seeds,
+                TrainSpec(
+                    steps=cfg.steps, lr=cfg.lr, batch=cfg.batch, decay_frac=cfg.decay_frac, betas=(0.9, cfg.adam_beta2)
+                ),
+                n_eval=cfg.n_eval,
+            )
             print(f"full {args.profile} sweep: {time.perf_counter() - t0:.1f} s wall ({len(df)} SAEs)")
 
 

@@ -77,8 +77,15 @@ def make_sae_lens(d_sae: int, batch: int, device: str):
     from rsae_utils.train import SAESpec, make_training_sae, paper_lr, trainer_config
     from sae_lens.training.sae_trainer import SAETrainer
 
-    spec = SAESpec(expansion=d_sae // D_IN, k=K, batch_size=batch, n_tokens=batch * 1000, lr=paper_lr(d_sae),
-                   normalize_activations="none", dead_feature_window=1000)  # fmt: skip
+    spec = SAESpec(
+        expansion=d_sae // D_IN,
+        k=K,
+        batch_size=batch,
+        n_tokens=batch * 1000,
+        lr=paper_lr(d_sae),
+        normalize_activations="none",
+        dead_feature_window=1000,
+    )
     torch.manual_seed(0)
     sae = make_training_sae(spec, D_IN).to(device)
     trainer = SAETrainer(cfg=trainer_config(spec, 1, device=device), sae=sae, data_provider=iter(()))
@@ -115,8 +122,11 @@ def bench_width(R: int, batch: int, device: str, steps: int, rounds: int, traine
     # Distinct batches with a mean and unequal variances (like residual activations), so the top-k sets vary.
     scale = torch.rand(D_IN, generator=gen) * 2 + 0.1
     xs = [(torch.randn(batch, D_IN, generator=gen) * scale + 0.5).to(device) for _ in range(steps)]
-    makers = {"fast": lambda: make_fast(d_sae, device), "sae_lens": lambda: make_sae_lens(d_sae, batch, device),
-              "sparsify": lambda: make_sparsify(d_sae, device)}  # fmt: skip
+    makers = {
+        "fast": lambda: make_fast(d_sae, device),
+        "sae_lens": lambda: make_sae_lens(d_sae, batch, device),
+        "sparsify": lambda: make_sparsify(d_sae, device),
+    }
     steps_fn = {name: makers[name]() for name in trainers}
     for fn in steps_fn.values():  # warm-up: allocator, kernels, lazy inits
         fn(xs[0])
@@ -142,8 +152,13 @@ def main() -> dict:
     ap.add_argument("--quick", action="store_true", help="batch 2048, 2 steps, 1 round")
     ap.add_argument("--trainers", default="fast,sae_lens,sparsify")
     ap.add_argument("--devices", default=None, help="default: cpu, plus cuda when available")
-    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's, all cores); 1 "
-                    "compares the trainers' work without OpenMP waits when other jobs share the cores")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default: torch's, all cores); 1 "
+        "compares the trainers' work without OpenMP waits when other jobs share the cores",
+    )
     ap.add_argument("--json", type=Path, default=Path(__file__).resolve().parents[1] / "figures/bench_topk_train.json")
     args = ap.parse_args()
     if args.threads:
@@ -154,11 +169,21 @@ def main() -> dict:
     trainers = [t for t in args.trainers.split(",") if t != "sparsify" or _has("sparsify")]
     devices = args.devices.split(",") if args.devices else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
-    out: dict = {"d_in": D_IN, "k": K, "dtype": "float32", "batch": args.batch, "steps": args.steps,
-                 "rounds": args.rounds, "threads": torch.get_num_threads(),
-                 "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "torch": torch.__version__,
-                 "cpu": platform.processor() or platform.machine(), "load_before": os.getloadavg(),
-                 "versions": _versions(), "results": []}  # fmt: skip
+    out: dict = {
+        "d_in": D_IN,
+        "k": K,
+        "dtype": "float32",
+        "batch": args.batch,
+        "steps": args.steps,
+        "rounds": args.rounds,
+        "threads": torch.get_num_threads(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "torch": torch.__version__,
+        "cpu": platform.processor() or platform.machine(),
+        "load_before": os.getloadavg(),
+        "versions": _versions(),
+        "results": [],
+    }
     for device in devices:
         reps = 3 if device == "cpu" else 20
         if device.startswith("cuda"):
@@ -172,9 +197,15 @@ def main() -> dict:
         for R, square, enc, tok_s in measured:
             d_sae = R * D_IN
             limit = peak * 1e9 / (2 * D_IN * d_sae)
-            row = {"device": device, "R": R, "d_sae": d_sae, "peak_gflops": round(peak, 1),
-                   "matmul_4096_gflops": round(square, 1), "encoder_gflops": round(enc, 1),
-                   "limit_tok_s": round(limit, 1)}  # fmt: skip
+            row = {
+                "device": device,
+                "R": R,
+                "d_sae": d_sae,
+                "peak_gflops": round(peak, 1),
+                "matmul_4096_gflops": round(square, 1),
+                "encoder_gflops": round(enc, 1),
+                "limit_tok_s": round(limit, 1),
+            }
             for name, v in tok_s.items():
                 row[f"{name}_tok_s"] = round(v, 1)
                 row[f"{name}_frac_of_limit"] = round(v / limit, 3)
@@ -185,8 +216,10 @@ def main() -> dict:
             out["results"].append(row)
             print(_line(row, trainers), flush=True)
     out["load_after"] = os.getloadavg()
-    print(f"load average before {out['load_before']}, after {out['load_after']}; threads {out['threads']}, "
-          f"OMP_WAIT_POLICY {out['omp_wait_policy']}")
+    print(
+        f"load average before {out['load_before']}, after {out['load_after']}; threads {out['threads']}, "
+        f"OMP_WAIT_POLICY {out['omp_wait_policy']}"
+    )
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(out, indent=1) + "\n")
     print(f"wrote {args.json}")
@@ -194,8 +227,10 @@ def main() -> dict:
 
 
 def _line(row: dict, trainers: list[str]) -> str:
-    head = (f"{row['device']:>4} R={row['R']:<3} d_sae={row['d_sae']:<6} peak {row['peak_gflops']:6.1f} GF/s "
-            f"(enc {row['encoder_gflops']:6.1f}) limit {row['limit_tok_s']:9.0f} tok/s |")  # fmt: skip
+    head = (
+        f"{row['device']:>4} R={row['R']:<3} d_sae={row['d_sae']:<6} peak {row['peak_gflops']:6.1f} GF/s "
+        f"(enc {row['encoder_gflops']:6.1f}) limit {row['limit_tok_s']:9.0f} tok/s |"
+    )
     cells = []
     for name in trainers:
         cell = f" {name} {row[f'{name}_tok_s']:8.0f} tok/s ({100 * row[f'{name}_frac_of_limit']:4.1f}%"

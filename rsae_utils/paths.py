@@ -118,9 +118,7 @@ def sae_dir(profile: str, model: str, revision: str | None, variant: str, varian
     return work_dir(profile) / "saes" / model_slug(model, revision) / _variant_part(variant, variant_seed) / name
 
 
-def seed_sae_dir(
-    profile: str, model: str, revision: str | None, variant: str, variant_seed: int, name: str
-) -> Path:
+def seed_sae_dir(profile: str, model: str, revision: str | None, variant: str, variant_seed: int, name: str) -> Path:
     """One SAE of notebook 07's seed grid (sae-lens format + training record); kept apart from notebook 03's SAEs,
     whose index notebook 04 reads. ``name`` from ``sae.seeds.seed_sae_name``."""
     return work_dir(profile) / "seed_saes" / model_slug(model, revision) / _variant_part(variant, variant_seed) / name

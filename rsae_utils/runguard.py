@@ -203,10 +203,15 @@ class RunSession:
         self._old_handlers: dict[int, Any] = {}
 
     def write_lock(self) -> None:
-        write_json(self.lock, {
-            "pid": os.getpid(), "pid_start": process_start(os.getpid()), "started": self.started,
-            "kernels": [[pid, start] for pid, start in _KERNELS if is_alive(pid, start)],
-        })  # fmt: skip
+        write_json(
+            self.lock,
+            {
+                "pid": os.getpid(),
+                "pid_start": process_start(os.getpid()),
+                "started": self.started,
+                "kernels": [[pid, start] for pid, start in _KERNELS if is_alive(pid, start)],
+            },
+        )
 
     def __enter__(self) -> RunSession:
         global _SESSION

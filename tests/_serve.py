@@ -28,8 +28,10 @@ def serving(log: Path, timeout_s: float = 120.0) -> Iterator[str]:
     with open(log, "w") as fh:
         proc = subprocess.Popen(
             [sys.executable, "-m", "rsae_utils.autointerp.llm.serve", "--port", str(port), "--threads", "1"],
-            stdout=fh, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},
-        )  # fmt: skip
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},
+        )
     url = f"http://127.0.0.1:{port}/v1"
     try:
         deadline = time.monotonic() + timeout_s

@@ -26,11 +26,19 @@ def _tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<|endoftext|>", "<|padding|>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())  # fmt: skip
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=["<|endoftext|>", "<|padding|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     tok.train_from_iterator(texts, trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|endoftext|>", eos_token="<|endoftext|>",
-                                   unk_token="<|endoftext|>", pad_token="<|padding|>")  # fmt: skip
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<|endoftext|>",
+        eos_token="<|endoftext|>",
+        unk_token="<|endoftext|>",
+        pad_token="<|padding|>",
+    )
 
 
 def write_tiny_pythia(cache: Path, texts: list[str], vocab_size: int = 400, repo: str = REPO) -> dict[str, Path]:
@@ -38,10 +46,18 @@ def write_tiny_pythia(cache: Path, texts: list[str], vocab_size: int = 400, repo
     root = Path(cache) / f"models--{repo.replace('/', '--')}"
     tokenizer = _tokenizer(texts, vocab_size)
     config = GPTNeoXConfig(
-        **SHAPE, vocab_size=len(tokenizer), max_position_embeddings=2048, rotary_pct=0.25, rotary_emb_base=10000,
-        use_parallel_residual=True, tie_word_embeddings=False, bos_token_id=0, eos_token_id=0, layer_norm_eps=1e-5,
+        **SHAPE,
+        vocab_size=len(tokenizer),
+        max_position_embeddings=2048,
+        rotary_pct=0.25,
+        rotary_emb_base=10000,
+        use_parallel_residual=True,
+        tie_word_embeddings=False,
+        bos_token_id=0,
+        eos_token_id=0,
+        layer_norm_eps=1e-5,
         hidden_act="gelu",
-    )  # fmt: skip
+    )
     config.architectures = ["GPTNeoXForCausalLM"]
     out = {}
     for revision, seed in SEEDS.items():

@@ -94,11 +94,17 @@ class StubEndpoint:
                 for piece in pieces if want_lp and outer.mode == "good" else []:
                     top = []
                     if piece in ("0", "1"):
-                        top = [{"token": piece, "logprob": math.log(0.8)},
-                               {"token": "01"[piece == "0"], "logprob": math.log(0.2)}]  # fmt: skip
+                        top = [
+                            {"token": piece, "logprob": math.log(0.8)},
+                            {"token": "01"[piece == "0"], "logprob": math.log(0.2)},
+                        ]
                     content.append({"token": piece, "logprob": math.log(0.8) if top else 0.0, "top_logprobs": top})
-                choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop",
-                          "logprobs": {"content": content} if content else None}  # fmt: skip
+                choice = {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text},
+                    "finish_reason": "stop",
+                    "logprobs": {"content": content} if content else None,
+                }
                 self._send(200, {"id": "x", "object": "chat.completion", "model": "stub-model", "choices": [choice]})
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)

@@ -28,16 +28,34 @@ def _csv(folder: Path, name: str, rows, params: dict | None = None) -> pd.DataFr
 
 def write_toy(folder, ratios=(3.0, 4.0, 5.0, 6.0)):
     views = ["sparse input", "dense projection", "MLP output", "sparse view of output"]
-    return _csv(folder, "01_toy_superposition", [
-        {"view": v, "step": i + 1, "dims": 2, "median_angle": 1.0, "median_angle_control": r, "near_ray_share": 0.9,
-         "near_ray_share_control": 0.1, "excess_kurtosis": 10.0, "excess_kurtosis_control": 0.0, "angle_ratio": r}
-        for i, (v, r) in enumerate(zip(views, ratios))])  # fmt: skip
+    return _csv(
+        folder,
+        "01_toy_superposition",
+        [
+            {
+                "view": v,
+                "step": i + 1,
+                "dims": 2,
+                "median_angle": 1.0,
+                "median_angle_control": r,
+                "near_ray_share": 0.9,
+                "near_ray_share_control": 0.1,
+                "excess_kurtosis": 10.0,
+                "excess_kurtosis_control": 0.0,
+                "angle_ratio": r,
+            }
+            for i, (v, r) in enumerate(zip(views, ratios))
+        ],
+    )
 
 
 def write_mmcs(folder, curves=None, dict_sizes=(512, 4096), seeds=(0, 1, 2)):
     """``curves``: {condition: MMCS per L1 value at the largest dictionary} (the smaller one gets 0.8 x that)."""
-    curves = curves or {"raw": [0.5, 0.8, 0.97, 0.7, 0.2], "mlp": [0.4, 0.6, 0.7, 0.6, 0.2],
-                        "gaussian": [0.2, 0.2, 0.2, 0.2, 0.2]}  # fmt: skip
+    curves = curves or {
+        "raw": [0.5, 0.8, 0.97, 0.7, 0.2],
+        "mlp": [0.4, 0.6, 0.7, 0.6, 0.2],
+        "gaussian": [0.2, 0.2, 0.2, 0.2, 0.2],
+    }
     l1s = np.logspace(-2, 1, len(next(iter(curves.values()))))
     rows = []
     for cond, curve in curves.items():
@@ -45,17 +63,39 @@ def write_mmcs(folder, curves=None, dict_sizes=(512, 4096), seeds=(0, 1, 2)):
             for s in seeds:
                 for l1, m in zip(l1s, curve):
                     val = (m if d == max(dict_sizes) else 0.8 * m) + 0.002 * (s - 1)
-                    rows.append({"condition": cond, "dict_size": d, "l1": round(float(l1), 6), "seed": s, "mmcs": val,
-                                 "l0": 5.0, "fvu": 0.1, "dead_frac": 0.0, "train_s": 1.0})  # fmt: skip
+                    rows.append(
+                        {
+                            "condition": cond,
+                            "dict_size": d,
+                            "l1": round(float(l1), 6),
+                            "seed": s,
+                            "mmcs": val,
+                            "l0": 5.0,
+                            "fvu": 0.1,
+                            "dead_frac": 0.0,
+                            "train_s": 1.0,
+                        }
+                    )
     return _csv(folder, "02_mmcs_goldilocks", rows)
 
 
 def write_metrics(folder, ev=None, cos=None, layers=(0, 1, 2, 3)):
     ev = ev or {"trained": 0.8, "rerandomized_incl_emb": 0.79, "step0": 0.785}
     cos = cos or {"trained": 0.9, "rerandomized_incl_emb": 0.5, "step0": 0.55}
-    rows = [{"model": "m", "variant": v, "variant_label": v, "layer": L, "explained_variance": ev[v] + 0.001 * L,
-             "fvu": 1 - ev[v], "cos_sim": cos[v] + 0.001 * L, "l0": 32.0}
-            for v in ev for L in layers]  # fmt: skip
+    rows = [
+        {
+            "model": "m",
+            "variant": v,
+            "variant_label": v,
+            "layer": L,
+            "explained_variance": ev[v] + 0.001 * L,
+            "fvu": 1 - ev[v],
+            "cos_sim": cos[v] + 0.001 * L,
+            "l0": 32.0,
+        }
+        for v in ev
+        for L in layers
+    ]
     return _csv(folder, "fig2_sae_metrics", rows)
 
 
@@ -63,30 +103,84 @@ def write_why(folder, random_ev=((2, 0.5), (4, 0.75)), trained_ev=0.8, layers=(0
     rows = []
     for L in layers:
         for R in (2, 4):
-            rows.append({"factor": "width", "value": R, "variant": "trained", "variant_label": "T", "source": "trained",
-                         "layer": L, "R": R, "explained_variance": trained_ev})  # fmt: skip
+            rows.append(
+                {
+                    "factor": "width",
+                    "value": R,
+                    "variant": "trained",
+                    "variant_label": "T",
+                    "source": "trained",
+                    "layer": L,
+                    "R": R,
+                    "explained_variance": trained_ev,
+                }
+            )
         for R, ev in random_ev:
-            rows.append({"factor": "width", "value": R, "variant": "rerandomized_incl_emb", "variant_label": "R",
-                         "source": "rerandomized_incl_emb", "layer": L, "R": R, "explained_variance": ev})  # fmt: skip
+            rows.append(
+                {
+                    "factor": "width",
+                    "value": R,
+                    "variant": "rerandomized_incl_emb",
+                    "variant_label": "R",
+                    "source": "rerandomized_incl_emb",
+                    "layer": L,
+                    "R": R,
+                    "explained_variance": ev,
+                }
+            )
         for val, ev in (("redrawn", random_ev[0][1]), ("trained", random_ev[0][1] + 0.01)):
-            rows.append({"factor": "norm_gains", "value": val, "variant": "rerandomized_incl_emb", "variant_label": "R",
-                         "source": "x", "layer": L, "R": 2, "explained_variance": ev})  # fmt: skip
+            rows.append(
+                {
+                    "factor": "norm_gains",
+                    "value": val,
+                    "variant": "rerandomized_incl_emb",
+                    "variant_label": "R",
+                    "source": "x",
+                    "layer": L,
+                    "R": 2,
+                    "explained_variance": ev,
+                }
+            )
     return _csv(folder, "06_why_factors", rows, params={"base_expansion": 2, "train_tokens": 1000})
 
 
 def _auroc_row(backend, scorer, variant, layer, auroc, sd):
-    return {"model": "m", "backend": backend, "scorer": scorer, "variant": variant, "variant_label": variant,
-            "layer": layer, "auroc": auroc, "auroc_lo": auroc - 1.96 * sd, "auroc_hi": auroc + 1.96 * sd,
-            "auroc_sd": sd, "n_pos": 100, "n_neg": 100, "n_boot": 100, "n_latents": 10,
-            "balanced_accuracy": auroc}  # fmt: skip
+    return {
+        "model": "m",
+        "backend": backend,
+        "scorer": scorer,
+        "variant": variant,
+        "variant_label": variant,
+        "layer": layer,
+        "auroc": auroc,
+        "auroc_lo": auroc - 1.96 * sd,
+        "auroc_hi": auroc + 1.96 * sd,
+        "auroc_sd": sd,
+        "n_pos": 100,
+        "n_neg": 100,
+        "n_boot": 100,
+        "n_latents": 10,
+        "balanced_accuracy": auroc,
+    }
 
 
 def write_auroc(folder, llm=None, token=None, control=0.5, layers=(0, 1)):
     """``llm``/``token``: {(scorer, variant): auroc}; every cell gets sd 0.01."""
-    llm = llm if llm is not None else {("detection", "trained"): 0.8, ("detection", "rerandomized_incl_emb"): 0.79,
-                                       ("fuzzing", "trained"): 0.52, ("fuzzing", "rerandomized_incl_emb"): 0.52}
-    token = token if token is not None else {(s, v): (0.75 if v == "trained" else 0.6) for s in
-                                             ("detection", "fuzzing") for v in ("trained", *RANDOM)}  # fmt: skip
+    llm = (
+        llm
+        if llm is not None
+        else {
+            ("detection", "trained"): 0.8,
+            ("detection", "rerandomized_incl_emb"): 0.79,
+            ("fuzzing", "trained"): 0.52,
+            ("fuzzing", "rerandomized_incl_emb"): 0.52,
+        }
+    )
+    token = (
+        token
+        if token is not None
+        else {(s, v): (0.75 if v == "trained" else 0.6) for s in ("detection", "fuzzing") for v in ("trained", *RANDOM)}
+    )
     rows = [_auroc_row(LLM, s, v, L, a, 0.01) for (s, v), a in llm.items() for L in layers]
     rows += [_auroc_row("token-baseline", s, v, L, a, 0.01) for (s, v), a in token.items() for L in layers]
     scorers = ("detection", "fuzzing")
@@ -114,13 +208,32 @@ def write_latents(folder, n=200, seed=0, layers=(0, 1)):
             auroc = np.clip(0.9 - 0.5 * ent + rng.normal(0, 0.01, n), 0, 1)
             for i in range(n):
                 for scorer in ("detection", "fuzzing"):
-                    rows.append({"model": "m", "variant": v, "variant_label": v, "layer": L, "latent": i,
-                                 "scorer": scorer, "backend": "token-baseline", "auroc": auroc[i],
-                                 "balanced_accuracy": 0.5, "n_scored": 20, "n_unparsable": 0, "n_pos": 10,
-                                 "explanation": "tokens: 'a'", "n_active_windows": 30, "entropy_nats": ent[i],
-                                 "top_token_share": 0.95 if single[i] else 0.3, "single_token": bool(single[i]),
-                                 "n_distinct_tokens": 3, "position_concentration": 0.1, "top_tokens": "'a' 95%",
-                                 "n_eligible": 100, "n_latents_total": 512})  # fmt: skip
+                    rows.append(
+                        {
+                            "model": "m",
+                            "variant": v,
+                            "variant_label": v,
+                            "layer": L,
+                            "latent": i,
+                            "scorer": scorer,
+                            "backend": "token-baseline",
+                            "auroc": auroc[i],
+                            "balanced_accuracy": 0.5,
+                            "n_scored": 20,
+                            "n_unparsable": 0,
+                            "n_pos": 10,
+                            "explanation": "tokens: 'a'",
+                            "n_active_windows": 30,
+                            "entropy_nats": ent[i],
+                            "top_token_share": 0.95 if single[i] else 0.3,
+                            "single_token": bool(single[i]),
+                            "n_distinct_tokens": 3,
+                            "position_concentration": 0.1,
+                            "top_tokens": "'a' 95%",
+                            "n_eligible": 100,
+                            "n_latents_total": 512,
+                        }
+                    )
     (Path(folder) / "entropy_vs_layer.png").write_bytes(b"png")
     return _csv(folder, "entropy_vs_auroc", rows)
 
@@ -132,11 +245,24 @@ def write_positional(folder, trained=(20, 1), random=(2, 1), n_judged=100, layer
         pos, ctl = trained if v == "trained" else random
         for L in layers:
             for boundary, extra in (("exclude", 0), ("include", 30)):
-                rows.append({"model": "m", "variant": v, "variant_label": v, "layer": L, "boundary": boundary,
-                             "n_live": n_judged, "n_judged": n_judged, "n_positional": pos + extra,
-                             "positional_share": (pos + extra) / n_judged, "n_positional_control": ctl,
-                             "control_share": ctl / n_judged, "boundary_latent_share": 0.0,
-                             "positional_not_boundary_share": pos / n_judged, "eta2_excess_median": 0.0})  # fmt: skip
+                rows.append(
+                    {
+                        "model": "m",
+                        "variant": v,
+                        "variant_label": v,
+                        "layer": L,
+                        "boundary": boundary,
+                        "n_live": n_judged,
+                        "n_judged": n_judged,
+                        "n_positional": pos + extra,
+                        "positional_share": (pos + extra) / n_judged,
+                        "n_positional_control": ctl,
+                        "control_share": ctl / n_judged,
+                        "boundary_latent_share": 0.0,
+                        "positional_not_boundary_share": pos / n_judged,
+                        "eta2_excess_median": 0.0,
+                    }
+                )
     return _csv(folder, "08_positional", rows)
 
 
@@ -145,22 +271,62 @@ def write_scorers(folder, token=(0.7, 0.65, 0.75), single_gap=(0.2, 0.15, 0.25),
     for v in ("trained", *RANDOM):
         for L in layers:
             a, lo, hi = token
-            rows.append({"model": "m", "variant": v, "variant_label": v, "layer": L,
-                         "scorer": "token-baseline detection", "auroc": a, "auroc_lo": lo, "auroc_hi": hi,
-                         "auroc_sd": (hi - lo) / 3.92, "n_latents": 10})  # fmt: skip
+            rows.append(
+                {
+                    "model": "m",
+                    "variant": v,
+                    "variant_label": v,
+                    "layer": L,
+                    "scorer": "token-baseline detection",
+                    "auroc": a,
+                    "auroc_lo": lo,
+                    "auroc_hi": hi,
+                    "auroc_sd": (hi - lo) / 3.92,
+                    "n_latents": 10,
+                }
+            )
             g, glo, ghi = single_gap
-            rows.append({"model": "m", "variant": v, "variant_label": v, "layer": L, "scorer": "single-token detection",
-                         "auroc": a + g, "auroc_lo": lo + g, "auroc_hi": hi + g, "auroc_sd": (hi - lo) / 3.92,
-                         "n_latents": 10, "reference": "token-baseline detection", "gap": g, "gap_lo": glo,
-                         "gap_hi": ghi, "gap_latents": 10})  # fmt: skip
+            rows.append(
+                {
+                    "model": "m",
+                    "variant": v,
+                    "variant_label": v,
+                    "layer": L,
+                    "scorer": "single-token detection",
+                    "auroc": a + g,
+                    "auroc_lo": lo + g,
+                    "auroc_hi": hi + g,
+                    "auroc_sd": (hi - lo) / 3.92,
+                    "n_latents": 10,
+                    "reference": "token-baseline detection",
+                    "gap": g,
+                    "gap_lo": glo,
+                    "gap_hi": ghi,
+                    "gap_latents": 10,
+                }
+            )
     return _csv(folder, "08_scorers", rows)
 
 
 def write_llm_gap(folder, gap=(-0.01, -0.03, 0.01)):
     g, lo, hi = gap
-    rows = [{"backend": LLM, "scorer": s, "variant": v, "variant_label": v, "n_latents": 10, "auroc_llm": 0.7,
-             "auroc_baseline": 0.7 - g, "gap": g, "gap_lo": lo, "gap_hi": hi, "baseline_share": 1.0}
-            for s in ("detection", "fuzzing") for v in ("trained", *RANDOM)]  # fmt: skip
+    rows = [
+        {
+            "backend": LLM,
+            "scorer": s,
+            "variant": v,
+            "variant_label": v,
+            "n_latents": 10,
+            "auroc_llm": 0.7,
+            "auroc_baseline": 0.7 - g,
+            "gap": g,
+            "gap_lo": lo,
+            "gap_hi": hi,
+            "baseline_share": 1.0,
+        }
+        for s in ("detection", "fuzzing")
+        for v in ("trained", *RANDOM)
+    ]
     return _csv(folder, "llm_minus_token_baseline", rows)
 
 
@@ -172,35 +338,73 @@ def write_seeds(folder, shared=None, dead=0.1, base=(2, 32)):
         for i, pair in enumerate(("0-1", "0-2", "1-2")):
             for thr in (0.5, 0.7):
                 val = s + 0.01 * (i - 1) + (0.2 if thr == 0.5 else 0.0)
-                rows.append({"variant": "trained", "variant_label": "Trained", "layer": 9, "architecture": arch, "R": R,
-                             "k": k, "l1_coefficient": None, "seed_pair": pair, "seed_a": int(pair[0]),
-                             "seed_b": int(pair[2]), "threshold": thr, "shared_fraction": val,
-                             "same_partner_fraction": val / 2, "dec_fraction": val, "enc_fraction": val,
-                             "maxcos_shared_fraction": val, "l0": float(k), "target_l0": k,
-                             "dead_fraction": dead})  # fmt: skip
-    return _csv(folder, "07_seed_stability", rows,
-                params={"threshold": 0.7, "base_expansion": base[0], "base_k": base[1]})
+                rows.append(
+                    {
+                        "variant": "trained",
+                        "variant_label": "Trained",
+                        "layer": 9,
+                        "architecture": arch,
+                        "R": R,
+                        "k": k,
+                        "l1_coefficient": None,
+                        "seed_pair": pair,
+                        "seed_a": int(pair[0]),
+                        "seed_b": int(pair[2]),
+                        "threshold": thr,
+                        "shared_fraction": val,
+                        "same_partner_fraction": val / 2,
+                        "dec_fraction": val,
+                        "enc_fraction": val,
+                        "maxcos_shared_fraction": val,
+                        "l0": float(k),
+                        "target_l0": k,
+                        "dead_fraction": dead,
+                    }
+                )
+    return _csv(
+        folder, "07_seed_stability", rows, params={"threshold": 0.7, "base_expansion": base[0], "base_k": base[1]}
+    )
 
 
 def write_frontier(folder, gaps=((0.6, 0.7, 0.55, 0.65), (0.02, -0.01, 0.03, 0.015))):
     """Notebook 02's frontier comparisons: raw vs gaussian and embedding vs its matched Gaussian, one gap per
     measure."""
     measures = ("l0", "l1", "l1_l2", "hoyer")
-    comp = [{"measure": m, "source": src, "reference": ref, "lo": 1.0, "hi": 10.0, "gap": g, "share_above": 0.9,
-             "share_below": 0.0} for (src, ref), gs in zip((("raw", "gaussian"), ("embedding", "embedding_gaussian")),
-                                                             gaps) for m, g in zip(measures, gs)]  # fmt: skip
+    comp = [
+        {
+            "measure": m,
+            "source": src,
+            "reference": ref,
+            "lo": 1.0,
+            "hi": 10.0,
+            "gap": g,
+            "share_above": 0.9,
+            "share_below": 0.0,
+        }
+        for (src, ref), gs in zip((("raw", "gaussian"), ("embedding", "embedding_gaussian")), gaps)
+        for m, g in zip(measures, gs)
+    ]
     df = _csv(folder, "02_sparsity_frontier", [{"condition": "raw", "fvu": 0.1}])
-    (folder / "02_sparsity_frontier.manifest.json").write_text(json.dumps({"figure": "02_sparsity_frontier",
-                                                                         "params": {}, "comparison": comp}))
+    (folder / "02_sparsity_frontier.manifest.json").write_text(
+        json.dumps({"figure": "02_sparsity_frontier", "params": {}, "comparison": comp})
+    )
     return df
 
 
 def write_all(folder: Path, skip=("llm_minus_token_baseline",)) -> None:
-    writers = {"01_toy_superposition": write_toy, "02_mmcs_goldilocks": write_mmcs, "fig2_sae_metrics": write_metrics,
-               "02_sparsity_frontier": write_frontier,
-               "06_why_factors": write_why, "auroc_vs_layer": write_auroc, "entropy_vs_auroc": write_latents,
-               "08_positional": write_positional, "08_scorers": write_scorers,
-               "llm_minus_token_baseline": write_llm_gap, "07_seed_stability": write_seeds}  # fmt: skip
+    writers = {
+        "01_toy_superposition": write_toy,
+        "02_mmcs_goldilocks": write_mmcs,
+        "fig2_sae_metrics": write_metrics,
+        "02_sparsity_frontier": write_frontier,
+        "06_why_factors": write_why,
+        "auroc_vs_layer": write_auroc,
+        "entropy_vs_auroc": write_latents,
+        "08_positional": write_positional,
+        "08_scorers": write_scorers,
+        "llm_minus_token_baseline": write_llm_gap,
+        "07_seed_stability": write_seeds,
+    }
     for name, w in writers.items():
         if name not in skip:
             w(Path(folder))
@@ -209,13 +413,32 @@ def write_all(folder: Path, skip=("llm_minus_token_baseline",)) -> None:
 R_, NR, ND, NOT_RUN = "reproduced", "not reproduced", "not decidable at this scale", "not run"
 # The verdict of every claim on ``write_all``'s tables (llm_minus_token_baseline left out).
 EXPECTED = {
-    "toy-superposition": R_, "mmcs-band-raw": R_, "mmcs-band-mlp": NR, "mmcs-control": R_,
-    "frontier-toy": R_, "frontier-embedding": NR,
-    "sae-explained-variance": R_, "sae-cosine": NR, "why-gap-closed": R_,
-    "autointerp-detection": R_, "autointerp-fuzzing": ND, "token-scorer-similar": NR, "control-chance": R_,
-    "entropy-random-lower": R_, "entropy-trained-rises": R_, "entropy-random-flat": R_, "entropy-control-high": R_,
-    "entropy-auroc-corr": R_, "single-token-majority": R_, "single-token-more": R_,
-    "token-alone-above-chance": R_, "single-token-explainer": NR, "llm-beyond-tokens": NOT_RUN,
-    "positional-trained": R_, "positional-random": R_,
-    "seed-shared": R_, "seed-relu-vs-topk": R_, "seed-wider": NR,
-}  # fmt: skip
+    "toy-superposition": R_,
+    "mmcs-band-raw": R_,
+    "mmcs-band-mlp": NR,
+    "mmcs-control": R_,
+    "frontier-toy": R_,
+    "frontier-embedding": NR,
+    "sae-explained-variance": R_,
+    "sae-cosine": NR,
+    "why-gap-closed": R_,
+    "autointerp-detection": R_,
+    "autointerp-fuzzing": ND,
+    "token-scorer-similar": NR,
+    "control-chance": R_,
+    "entropy-random-lower": R_,
+    "entropy-trained-rises": R_,
+    "entropy-random-flat": R_,
+    "entropy-control-high": R_,
+    "entropy-auroc-corr": R_,
+    "single-token-majority": R_,
+    "single-token-more": R_,
+    "token-alone-above-chance": R_,
+    "single-token-explainer": NR,
+    "llm-beyond-tokens": NOT_RUN,
+    "positional-trained": R_,
+    "positional-random": R_,
+    "seed-shared": R_,
+    "seed-relu-vs-topk": R_,
+    "seed-wider": NR,
+}

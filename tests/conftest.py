@@ -90,10 +90,14 @@ def echo_nb(tmp_path, tmp_dirs, monkeypatch):
     nbdir.mkdir()
     (nbdir / "98_echo.py").write_text(ECHO)
     monkeypatch.setenv("RSAE_NOTEBOOKS_DIR", str(nbdir))
-    spec = P.Notebook(params=[
-        P.Param("n", 1, 2, 3, P.is_int(lo=0)), P.Param("fail", False, False, False, P.is_bool()),
-        P.Param("figs", [], [], [], P.list_of(P.is_str(), min_len=0)), P.Param("sleep", 0, 0, 0, P.is_float(0.0)),
-    ])  # fmt: skip
+    spec = P.Notebook(
+        params=[
+            P.Param("n", 1, 2, 3, P.is_int(lo=0)),
+            P.Param("fail", False, False, False, P.is_bool()),
+            P.Param("figs", [], [], [], P.list_of(P.is_str(), min_len=0)),
+            P.Param("sleep", 0, 0, 0, P.is_float(0.0)),
+        ]
+    )
     monkeypatch.setitem(P.NOTEBOOKS, "98_echo", spec)
     build, _ = tmp_dirs
     build.mkdir(parents=True, exist_ok=True)

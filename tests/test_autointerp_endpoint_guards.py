@@ -106,9 +106,18 @@ def test_cached_answers_replay_with_the_server_down(stub, tmp_path):
 
 
 def test_timeout_and_retries_come_from_the_parameters():
-    cfg = resolve("04_autointerp", "smoke", {"llm_backends": ["openai"], "endpoint_url": "http://127.0.0.1:9/v1",
-                                             "endpoint_model": "m", "llm_timeout_s": 7.5, "llm_max_retries": 1,
-                                             "llm_layers": None})  # fmt: skip
+    cfg = resolve(
+        "04_autointerp",
+        "smoke",
+        {
+            "llm_backends": ["openai"],
+            "endpoint_url": "http://127.0.0.1:9/v1",
+            "endpoint_model": "m",
+            "llm_timeout_s": 7.5,
+            "llm_max_retries": 1,
+            "llm_layers": None,
+        },
+    )
     (b,) = make_backends(cfg)
     assert b.timeout == 7.5 and b.max_retries == 1 and b._client.max_retries == 1
     with warnings.catch_warnings():

@@ -82,14 +82,21 @@ def test_active_window_counts_equal_distinct_windows_per_latent(sp):
     tokens = np.zeros((6, 16), dtype=np.int64)
     flat = rng.integers(0, tokens.size, 300)
     latent = rng.integers(0, 7, 300)  # latent 6 may stay empty; entries repeat windows and tokens
-    other = SparseActs(tokens=tokens, window_len=4, n_latents=8, flat=flat, latent=latent,
-                       value=np.ones(300, dtype=np.float32))  # fmt: skip
+    other = SparseActs(
+        tokens=tokens, window_len=4, n_latents=8, flat=flat, latent=latent, value=np.ones(300, dtype=np.float32)
+    )
     for acts in (sp, other):
         want = [len(set(acts.window_of(acts.flat[acts.latent == j]).tolist())) for j in range(acts.n_latents)]
         assert acts.active_window_counts().tolist() == want
     assert other.active_window_counts()[7] == 0 and other.active_window_counts().sum() > 7
-    empty = SparseActs(tokens=tokens, window_len=4, n_latents=3, flat=np.zeros(0, dtype=np.int64),
-                       latent=np.zeros(0, dtype=np.int64), value=np.zeros(0, dtype=np.float32))  # fmt: skip
+    empty = SparseActs(
+        tokens=tokens,
+        window_len=4,
+        n_latents=3,
+        flat=np.zeros(0, dtype=np.int64),
+        latent=np.zeros(0, dtype=np.int64),
+        value=np.zeros(0, dtype=np.float32),
+    )
     assert empty.active_window_counts().tolist() == [0, 0, 0]
 
 
@@ -98,8 +105,9 @@ def test_a_latent_active_in_every_window_is_not_sampled():
     tokens = np.zeros((4, 8), dtype=np.int64)
     flat = np.r_[np.arange(32), [0, 9, 18]]  # latent 0 fires on every token; latent 1 in windows 0, 2 and 4
     latent = np.r_[np.zeros(32, dtype=np.int64), np.ones(3, dtype=np.int64)]
-    sp = SparseActs(tokens=tokens, window_len=4, n_latents=2, flat=flat, latent=latent,
-                    value=np.ones(35, dtype=np.float32))  # fmt: skip
+    sp = SparseActs(
+        tokens=tokens, window_len=4, n_latents=2, flat=flat, latent=latent, value=np.ones(35, dtype=np.float32)
+    )
     assert sp.active_window_counts().tolist() == [8, 3] and sp.n_windows == 8
     assert choose_latents(sp, 2, min_examples=1, seed=0).tolist() == [1]
     rec = sample_latents(sp, 2, min_examples=1, seed=0, **COUNTS)[0]

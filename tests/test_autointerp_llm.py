@@ -270,9 +270,18 @@ def test_batched_answers_equal_one_prompt_at_a_time(local):
     single-prompt answer (float rounding aside), whatever its length, batch mates, group or batch split."""
     from rsae_utils.autointerp.prompts import detection_messages, fuzzing_messages
 
-    texts = ["a cat", "stock prices fell sharply again today", "a dog barked", "the mat", "birds fly south in the "
-             "winter when it gets cold", "taxes", "7", "the sky is blue", "fish", "a long sentence about nothing at "
-             "all that keeps going and going"]  # fmt: skip
+    texts = [
+        "a cat",
+        "stock prices fell sharply again today",
+        "a dog barked",
+        "the mat",
+        "birds fly south in the winter when it gets cold",
+        "taxes",
+        "7",
+        "the sky is blue",
+        "fish",
+        "a long sentence about nothing at all that keeps going and going",
+    ]
     many = [detection_messages("animals", texts[i : i + 3]) for i in range(6)]  # one head, bodies of several lengths
     many += [detection_messages("animals", texts[i : i + 2]) for i in range(3)]  # same head, fewer answers
     many += [fuzzing_messages("weather", [t.replace("sky", "<<sky>>") for t in texts[i : i + 3]]) for i in range(4)]

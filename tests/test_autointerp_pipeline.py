@@ -15,9 +15,22 @@ from rsae_utils.params import resolve
 CFG = resolve(
     "04_autointerp",
     "smoke",
-    dict(n_latents=4, min_examples=9, n_explain=6, explain_pool=10, n_bins=3, per_bin=2, n_negatives=6,
-         window_len=32, llm_n_latents=2, llm_variants=["trained"], llm_layers=None, scorers=["detection", "fuzzing"],
-         seed=0, llm_backends=[]),
+    dict(
+        n_latents=4,
+        min_examples=9,
+        n_explain=6,
+        explain_pool=10,
+        n_bins=3,
+        per_bin=2,
+        n_negatives=6,
+        window_len=32,
+        llm_n_latents=2,
+        llm_variants=["trained"],
+        llm_layers=None,
+        scorers=["detection", "fuzzing"],
+        seed=0,
+        llm_backends=[],
+    ),
 )
 
 
@@ -306,16 +319,22 @@ def test_endpoint_without_logprobs_fails_and_a_fixed_server_is_asked_again(world
             run_autointerp(CFG, runs, [be], out, **kw)
         stub.mode = "good"  # the server is fixed (e.g. restarted with logprobs on)
         n_before = stub.requests
-        res = run_autointerp(CFG, runs, [OpenAIBackend(stub.base_url, "stub-model", cache_dir=tmp_path / "llm")],
-                             out, **kw)  # fmt: skip
+        res = run_autointerp(
+            CFG, runs, [OpenAIBackend(stub.base_url, "stub-model", cache_dir=tmp_path / "llm")], out, **kw
+        )
         assert stub.requests > n_before
         mine = res.examples[res.examples.backend == be.name]
         assert len(mine) > 0 and not mine["unparsable"].any()
         # Replay: the server goes away; a fresh run (new output folder) is answered from the response cache.
         stub.stop()
         with pytest.warns(UserWarning, match="Replaying cached answers"):
-            again = run_autointerp(CFG, runs, [OpenAIBackend(stub.base_url, "stub-model",
-                                                             cache_dir=tmp_path / "llm")], out.parent / "replay", **kw)
+            again = run_autointerp(
+                CFG,
+                runs,
+                [OpenAIBackend(stub.base_url, "stub-model", cache_dir=tmp_path / "llm")],
+                out.parent / "replay",
+                **kw,
+            )
         pd.testing.assert_frame_equal(again.latents, res.latents)
     finally:
         stub.stop()

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from rsae_utils.autointerp.synthetic import synthetic_sparse_acts
 from rsae_utils.studies.critique import positional as P
 from rsae_utils.studies.critique import positional_stats as PS
-from rsae_utils.autointerp.synthetic import synthetic_sparse_acts
 
 N_CTX, CTX = 200, 32
 

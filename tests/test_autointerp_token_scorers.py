@@ -153,9 +153,13 @@ def test_active_token_precision(token7):
     # Only the top token of a two-token latent: every mark is right (precision 1), about half the actives missed.
     sp = synthetic_sparse_acts(n_seq=64, ctx=128, n_token_latents=2, n_random_latents=0, seed=1)
     two = SparseActs(
-        tokens=sp.tokens, window_len=32, n_latents=1, flat=sp.flat[sp.latent < 2],
-        latent=np.zeros(int((sp.latent < 2).sum()), dtype=np.int64), value=sp.value[sp.latent < 2],
-    )  # fmt: skip
+        tokens=sp.tokens,
+        window_len=32,
+        n_latents=1,
+        flat=sp.flat[sp.latent < 2],
+        latent=np.zeros(int((sp.latent < 2).sum()), dtype=np.int64),
+        value=sp.value[sp.latent < 2],
+    )
     rec = latent_record(two, 0, seed=0, **COUNTS)
     m1 = ts.marking_precision(ts.active_token_rows(rec, top_k=1))
     assert m1["precision"] == 1.0 and 0.3 < m1["recall"] < 0.7

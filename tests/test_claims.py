@@ -24,13 +24,18 @@ def _v(verdict):
 
 
 # ------------------------------------------------------------------------------------------------------ rules
-@pytest.mark.parametrize("lo, hi, expected", [
-    (-0.01, 0.02, R.REPRODUCED),
-    (-0.05, 0.05, R.REPRODUCED),  # the margin itself is inside
-    (0.06, 0.2, R.NOT_REPRODUCED), (-0.3, -0.051, R.NOT_REPRODUCED),
-    (-0.2, 0.2, R.NOT_DECIDABLE),  # contains 0 but too wide: not evidence of no difference
-    (0.01, 0.08, R.NOT_DECIDABLE), (math.nan, 0.0, R.NOT_DECIDABLE),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "lo, hi, expected",
+    [
+        (-0.01, 0.02, R.REPRODUCED),
+        (-0.05, 0.05, R.REPRODUCED),  # the margin itself is inside
+        (0.06, 0.2, R.NOT_REPRODUCED),
+        (-0.3, -0.051, R.NOT_REPRODUCED),
+        (-0.2, 0.2, R.NOT_DECIDABLE),  # contains 0 but too wide: not evidence of no difference
+        (0.01, 0.08, R.NOT_DECIDABLE),
+        (math.nan, 0.0, R.NOT_DECIDABLE),
+    ],
+)
 def test_similar_is_an_equivalence_test(lo, hi, expected):
     assert _v(R.similar(lo, hi, 0.05)) == expected
 
@@ -41,21 +46,31 @@ def test_near_is_similar_to_a_level():
     assert _v(R.near(0.4, 0.6, 0.5, 0.05)) == R.NOT_DECIDABLE
 
 
-@pytest.mark.parametrize("lo, hi, expected", [
-    (-0.5, -0.01, R.REPRODUCED),
-    (-0.5, 0.0, R.NOT_DECIDABLE),  # touching 0 is not below it
-    (-0.05, 0.1, R.NOT_DECIDABLE),  # lo at -margin: a decrease of the margin is still possible
-    (-0.04, 0.1, R.NOT_REPRODUCED), (0.2, 0.4, R.NOT_REPRODUCED),  # no decrease / the opposite direction
-    (math.nan, math.nan, R.NOT_DECIDABLE),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "lo, hi, expected",
+    [
+        (-0.5, -0.01, R.REPRODUCED),
+        (-0.5, 0.0, R.NOT_DECIDABLE),  # touching 0 is not below it
+        (-0.05, 0.1, R.NOT_DECIDABLE),  # lo at -margin: a decrease of the margin is still possible
+        (-0.04, 0.1, R.NOT_REPRODUCED),
+        (0.2, 0.4, R.NOT_REPRODUCED),  # no decrease / the opposite direction
+        (math.nan, math.nan, R.NOT_DECIDABLE),
+    ],
+)
 def test_below(lo, hi, expected):
     assert _v(R.below(lo, hi, 0.05)) == expected
 
 
-@pytest.mark.parametrize("lo, hi, expected", [
-    (0.01, 0.5, R.REPRODUCED), (0.0, 0.5, R.NOT_DECIDABLE), (-0.1, 0.05, R.NOT_DECIDABLE),
-    (-0.1, 0.04, R.NOT_REPRODUCED), (-0.4, -0.2, R.NOT_REPRODUCED),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "lo, hi, expected",
+    [
+        (0.01, 0.5, R.REPRODUCED),
+        (0.0, 0.5, R.NOT_DECIDABLE),
+        (-0.1, 0.05, R.NOT_DECIDABLE),
+        (-0.1, 0.04, R.NOT_REPRODUCED),
+        (-0.4, -0.2, R.NOT_REPRODUCED),
+    ],
+)
 def test_above_mirrors_below(lo, hi, expected):
     assert _v(R.above(lo, hi, 0.05)) == expected
     assert _v(R.below(-hi, -lo, 0.05)) == expected
@@ -132,10 +147,14 @@ def test_a_table_without_a_needed_column_or_rows_is_not_run(tmp_path):
     (figs / "08_positional.csv").write_text("variant,layer\ntrained,0\n")
     write_auroc(figs, llm={}, control=None)  # the token baseline only: no LLM claim can be read
     got = build_claims(figs, OPT).set_index("id")
-    assert got.loc["positional-trained", "verdict"] == NOT_RUN and "lacks the columns" in got.loc["positional-trained",
-                                                                                                   "reason"]
-    assert got.loc["autointerp-detection", "verdict"] == NOT_RUN and "only the token baseline" in got.loc[
-        "autointerp-detection", "reason"]
+    assert (
+        got.loc["positional-trained", "verdict"] == NOT_RUN
+        and "lacks the columns" in got.loc["positional-trained", "reason"]
+    )
+    assert (
+        got.loc["autointerp-detection", "verdict"] == NOT_RUN
+        and "only the token baseline" in got.loc["autointerp-detection", "reason"]
+    )
     assert got.loc["token-scorer-similar", "verdict"] == R.NOT_REPRODUCED
 
 
@@ -193,8 +212,12 @@ def test_markdown_links_and_cells(tmp_path):
 def test_nb09_parameters_are_validated():
     cfg = resolve("09_claims", "default")
     assert Options.from_mapping(cfg).auroc_margin == cfg.auroc_margin
-    for over, name in [({"auroc_margin": 0.0}, "auroc_margin"), ({"ci_level": 1.5}, "ci_level"),
-                       ({"mmcs_low": 0.95}, "mmcs_low"), ({"n_boot": 10}, "n_boot")]:  # fmt: skip
+    for over, name in [
+        ({"auroc_margin": 0.0}, "auroc_margin"),
+        ({"ci_level": 1.5}, "ci_level"),
+        ({"mmcs_low": 0.95}, "mmcs_low"),
+        ({"n_boot": 10}, "n_boot"),
+    ]:
         with pytest.raises(ParameterError, match=name):
             resolve("09_claims", "smoke", over)
 
@@ -210,11 +233,14 @@ def test_notebook_09_does_not_pull_the_pipeline(tmp_dirs, monkeypatch):
     assert ran == ["03_sae_training", "07_seed_stability"]  # the others still pull theirs
 
 
-@pytest.mark.parametrize("trained, random, expected", [
-    ((20, 1), (2, 1), R.REPRODUCED),  # 19% beyond the control against 1%
-    ((2, 1), (20, 1), R.NOT_REPRODUCED),  # the random variants have more
-    ((3, 1), (3, 1), R.NOT_REPRODUCED),  # the same small share: no decrease of the margin (0.05) is compatible
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "trained, random, expected",
+    [
+        ((20, 1), (2, 1), R.REPRODUCED),  # 19% beyond the control against 1%
+        ((2, 1), (20, 1), R.NOT_REPRODUCED),  # the random variants have more
+        ((3, 1), (3, 1), R.NOT_REPRODUCED),  # the same small share: no decrease of the margin (0.05) is compatible
+    ],
+)
 def test_random_variants_have_fewer_positional_latents_than_trained(tmp_path, trained, random, expected):
     write_positional(tmp_path / "figures", trained=trained, random=random)
     r = _one(tmp_path, "positional-random")
@@ -242,9 +268,11 @@ def test_seed_replicates_widen_the_intervals_by_their_between_seed_variance(tmp_
     inp = Inputs(tmp_path, Options())
     before = sae_metric_similar(inp, "explained_variance")
     assert "not SAE seeds" in before.interval_over
-    rows = [{"variant": v, "layer": 1, "seed": s, "metric": "explained_variance", "value": val}
-            for v, vals in (("trained", (0.80, 0.82, 0.84)), ("rerandomized_incl_emb", (0.5, 0.6, 0.7)))
-            for s, val in enumerate(vals)]  # fmt: skip
+    rows = [
+        {"variant": v, "layer": 1, "seed": s, "metric": "explained_variance", "value": val}
+        for v, vals in (("trained", (0.80, 0.82, 0.84)), ("rerandomized_incl_emb", (0.5, 0.6, 0.7)))
+        for s, val in enumerate(vals)
+    ]
     pd.DataFrame(rows).to_csv(tmp_path / "07_seed_replicates.csv", index=False)
     inp = Inputs(tmp_path, Options())
     assert inp.seed_var("trained", "explained_variance") == pytest.approx(0.0004)
@@ -265,8 +293,9 @@ def test_seed_replicates_widen_the_intervals_by_their_between_seed_variance(tmp_
 def test_seed_spread_known_answer():
     from rsae_utils.studies.seeds.replicates import seed_spread
 
-    t = pd.DataFrame({"variant": ["a"] * 3 + ["b"], "layer": 9, "seed": [0, 1, 2, 0], "metric": "m",
-                      "value": [1.0, 2.0, 4.0, 5.0]})  # fmt: skip
+    t = pd.DataFrame(
+        {"variant": ["a"] * 3 + ["b"], "layer": 9, "seed": [0, 1, 2, 0], "metric": "m", "value": [1.0, 2.0, 4.0, 5.0]}
+    )
     s = seed_spread(t).set_index("variant")
     assert s.loc["a", "mean"] == pytest.approx(7 / 3) and s.loc["a", "sd"] == pytest.approx(math.sqrt(7 / 3))
     assert (s.loc["a", "lo"], s.loc["a", "hi"], s.loc["a", "n_seeds"]) == (1.0, 4.0, 3)

@@ -9,7 +9,6 @@ import torch
 from _tiny_model import tiny_model, tiny_windows
 from sae_lens import StandardSAE, StandardSAEConfig
 
-from rsae_utils.studies.critique.run import diagnostics_row
 from rsae_utils.autointerp.examples import encode_sparse
 from rsae_utils.sae import codes as C
 from rsae_utils.sae.cache import token_mask
@@ -17,6 +16,7 @@ from rsae_utils.sae.harvest import harvest
 from rsae_utils.sae.metrics import reconstruct, reconstruction_metrics
 from rsae_utils.sae.topk import TopKResult, init_params, to_sae_lens
 from rsae_utils.store import cached_artifact, content_hash
+from rsae_utils.studies.critique.run import diagnostics_row
 
 LAYER = 2
 

@@ -16,10 +16,37 @@ from rsae_utils.subject.text import corpus_sha256
 from rsae_utils.subject.windows import boundary_token_id, tokenize_windows
 
 WORDS = [
-    "river", "stone", "light", "quiet", "morning", "garden", "window", "letter", "paper", "music", "orange", "winter",
-    "bridge", "forest", "candle", "silver", "harbor", "meadow", "thunder", "pencil", "mirror", "basket", "ladder",
-    "blanket", "engine", "valley", "island", "marble", "feather", "rocket",
-]  # fmt: skip
+    "river",
+    "stone",
+    "light",
+    "quiet",
+    "morning",
+    "garden",
+    "window",
+    "letter",
+    "paper",
+    "music",
+    "orange",
+    "winter",
+    "bridge",
+    "forest",
+    "candle",
+    "silver",
+    "harbor",
+    "meadow",
+    "thunder",
+    "pencil",
+    "mirror",
+    "basket",
+    "ladder",
+    "blanket",
+    "engine",
+    "valley",
+    "island",
+    "marble",
+    "feather",
+    "rocket",
+]
 
 
 @pytest.fixture(scope="module")

@@ -7,20 +7,44 @@ import numpy as np
 import pytest
 import torch
 
-from rsae_utils.studies.critique import run as C
-from rsae_utils.studies.critique import tables as T
 from rsae_utils.autointerp.examples import SparseActs
-from rsae_utils.studies.critique.positional import from_sparse
 from rsae_utils.autointerp.stats import auroc, auroc_replicates, hierarchical_ci
 from rsae_utils.autointerp.synthetic import synthetic_sparse_acts
 from rsae_utils.errors import ParameterError
 from rsae_utils.params import resolve
+from rsae_utils.studies.critique import run as C
+from rsae_utils.studies.critique import tables as T
+from rsae_utils.studies.critique.positional import from_sparse
 
-P = dict(boundary="both", n_perm=49, n_levels=2, max_lag=4, alpha=0.05, min_excess=0.1, min_firing_rate=0.0,
-         boundary_min_share=0.9, window_len=32, max_contexts=None, n_latents=6, min_examples=14, n_explain=4,
-         explain_pool=8, n_bins=2, per_bin=4, n_negatives=8, top_k_tokens=10, mark_frac=0.3, single_token_n=1,
-         single_token_threshold=0.9, intruder_trials=4, intruder_real=3, n_neighbours=2, example_boot=40,
-         duplicate_threshold=0.9, seed=0)  # fmt: skip
+P = dict(
+    boundary="both",
+    n_perm=49,
+    n_levels=2,
+    max_lag=4,
+    alpha=0.05,
+    min_excess=0.1,
+    min_firing_rate=0.0,
+    boundary_min_share=0.9,
+    window_len=32,
+    max_contexts=None,
+    n_latents=6,
+    min_examples=14,
+    n_explain=4,
+    explain_pool=8,
+    n_bins=2,
+    per_bin=4,
+    n_negatives=8,
+    top_k_tokens=10,
+    mark_frac=0.3,
+    single_token_n=1,
+    single_token_threshold=0.9,
+    intruder_trials=4,
+    intruder_real=3,
+    n_neighbours=2,
+    example_boot=40,
+    duplicate_threshold=0.9,
+    seed=0,
+)
 
 
 @pytest.fixture(scope="module")
@@ -28,9 +52,14 @@ def sp():
     """Latents 0..3 fire on tokens 0..3, 4..5 at random, 6 only at position 0 (boundary), 7 only at position 5."""
     base = synthetic_sparse_acts(n_seq=48, ctx=64, n_token_latents=4, n_random_latents=2, random_rate=0.05, seed=1)
     at5 = np.arange(base.n_seq) * base.ctx + 5
-    return SparseActs(tokens=base.tokens, window_len=32, n_latents=8, flat=np.r_[base.flat, at5],
-                      latent=np.r_[base.latent, np.full(at5.size, 7)],
-                      value=np.r_[base.value, np.full(at5.size, 1.5, dtype=np.float32)])  # fmt: skip
+    return SparseActs(
+        tokens=base.tokens,
+        window_len=32,
+        n_latents=8,
+        flat=np.r_[base.flat, at5],
+        latent=np.r_[base.latent, np.full(at5.size, 7)],
+        value=np.r_[base.value, np.full(at5.size, 1.5, dtype=np.float32)],
+    )
 
 
 def test_auroc_replicates_match_the_point_estimate():
@@ -114,8 +143,12 @@ def test_scorer_latents_on_token_latents(sp):
 def test_parameter_checks_name_the_parameter():
     cfg = resolve("08_critique", "smoke")
     assert cfg.boundary == "both" and resolve("08_critique", "default").n_latents <= 100
-    for overrides, name in [({"alpha": 0.001}, "alpha"), ({"boundary": "drop"}, "boundary"),
-                            ({"explain_pool": 1}, "explain_pool"), ({"min_examples": 2}, "min_examples"),
-                            ({"variants": ["random"]}, "variants")]:  # fmt: skip
+    for overrides, name in [
+        ({"alpha": 0.001}, "alpha"),
+        ({"boundary": "drop"}, "boundary"),
+        ({"explain_pool": 1}, "explain_pool"),
+        ({"min_examples": 2}, "min_examples"),
+        ({"variants": ["random"]}, "variants"),
+    ]:
         with pytest.raises(ParameterError, match=name):
             resolve("08_critique", "smoke", overrides)

@@ -13,10 +13,24 @@ from rsae_utils.params import budget, resolve
 from rsae_utils.params.core import INHERIT, NOTEBOOKS, PROFILES
 
 usage = namedtuple("usage", "total used free")
-SMOKE_03 = {"model": "tiny-random", "layers": [0, 2], "corpus": "site-packages", "max_corpus_chars": 400_000,
-            "ctx": 32, "n_train_windows": 48, "n_test_windows": 12, "n_spliced_windows": 6, "harvest_batch": 8,
-            "expansion": 4, "k": 8, "train_tokens": 4096, "batch_size": 256, "lr": 3e-3, "device": "cpu",
-            "torch_threads": 1}  # fmt: skip
+SMOKE_03 = {
+    "model": "tiny-random",
+    "layers": [0, 2],
+    "corpus": "site-packages",
+    "max_corpus_chars": 400_000,
+    "ctx": 32,
+    "n_train_windows": 48,
+    "n_test_windows": 12,
+    "n_spliced_windows": 6,
+    "harvest_batch": 8,
+    "expansion": 4,
+    "k": 8,
+    "train_tokens": 4096,
+    "batch_size": 256,
+    "lr": 3e-3,
+    "device": "cpu",
+    "torch_threads": 1,
+}
 
 
 def test_gpu_profile_values_and_inheritance():

@@ -52,8 +52,11 @@ def test_damaged_shard_is_refused_by_a_plain_open(tmp_path):
 def test_corrupt_cache_manifest_is_named_then_rebuilt(tmp_path):
     good = [s["sha256"] for s in _cache(tmp_path / "c").manifest["shards"]]
     man = tmp_path / "c" / "manifest.json"
-    for junk in ("{not json", "[1, 2]", json.dumps({"format": "rsae-activation-cache/1", "complete": True,
-                                                      "shards": [{"x": 1}]})):  # fmt: skip
+    for junk in (
+        "{not json",
+        "[1, 2]",
+        json.dumps({"format": "rsae-activation-cache/1", "complete": True, "shards": [{"x": 1}]}),
+    ):
         man.write_text(junk)
         with pytest.raises(CacheError, match="manifest.json"):
             open_cache(tmp_path / "c")
@@ -132,10 +135,22 @@ def test_corrupt_artifact_manifest_is_a_reason_not_a_crash(tmp_path):
 # ----------------------------------------------------------------------------------------------------------------
 # Notebook 04's records: inputs verified, records keyed by content
 # ----------------------------------------------------------------------------------------------------------------
-CFG = resolve("04_autointerp", "smoke", dict(
-    n_latents=3, min_examples=2, n_explain=1, explain_pool=1, n_bins=1, per_bin=1, n_negatives=1, window_len=8,
-    llm_backends=[], llm_layers=None,
-))  # fmt: skip
+CFG = resolve(
+    "04_autointerp",
+    "smoke",
+    dict(
+        n_latents=3,
+        min_examples=2,
+        n_explain=1,
+        explain_pool=1,
+        n_bins=1,
+        per_bin=1,
+        n_negatives=1,
+        window_len=8,
+        llm_backends=[],
+        llm_layers=None,
+    ),
+)
 
 
 def _max_act(res):
@@ -153,8 +168,9 @@ def _restamp(cache_root, name):
 
 def test_poisoned_input_is_refused_and_records_follow_the_repair(tmp_path, sae_dir):
     cache_root = tmp_path / "c"
-    runs = pd.DataFrame([dict(model="tiny-test", variant="trained", layer=1, sae_dir=str(sae_dir),
-                              cache_dir=str(cache_root))])  # fmt: skip
+    runs = pd.DataFrame(
+        [dict(model="tiny-test", variant="trained", layer=1, sae_dir=str(sae_dir), cache_dir=str(cache_root))]
+    )
     out = tmp_path / "ai"
 
     def run():
@@ -194,8 +210,13 @@ def test_llm_layers_not_trained_are_refused_by_the_parameters(tmp_dirs):
     build, _ = tmp_dirs
     index = build / "smoke" / "sae_runs.csv"
     index.parent.mkdir(parents=True)
-    runs = pd.DataFrame([dict(model="m", variant=v, label=v, layer=x, sae_dir="s", cache_dir="c")
-                         for v in ("trained", "control") for x in (0, 2)])  # fmt: skip
+    runs = pd.DataFrame(
+        [
+            dict(model="m", variant=v, label=v, layer=x, sae_dir="s", cache_dir="c")
+            for v in ("trained", "control")
+            for x in (0, 2)
+        ]
+    )
     store.save_table(runs, index, {})
     assert resolve("04_autointerp", "smoke", {"llm_layers": [2]}).llm_layers == [2]
     with pytest.raises(ParameterError, match=r"llm_layers.*\[5\].*trained layers: \[0, 2\]"):

@@ -19,8 +19,13 @@ from rsae_utils.store import verify_artifact
 pytest.importorskip("submitit")
 pytestmark = pytest.mark.slow
 
-SMALL = {"variants": ["trained", "control"], "layers": [0, 3], "train_tokens": 2048, "executor": "submitit-local",
-         "executor_options": {"timeout_min": 10}}  # fmt: skip
+SMALL = {
+    "variants": ["trained", "control"],
+    "layers": [0, 3],
+    "train_tokens": 2048,
+    "executor": "submitit-local",
+    "executor_options": {"timeout_min": 10},
+}
 
 
 def _files(build: Path) -> dict[str, int]:

@@ -1,4 +1,4 @@
-"""SAE latent matching (rsae_utils.studies.seeds.matching): known answers, dense == sparse, analyses and input checks."""
+"""SAE latent matching (studies.seeds.matching): known answers, dense == sparse, analyses and input checks."""
 
 from __future__ import annotations
 
@@ -109,8 +109,9 @@ def test_half_replaced_copy_shares_half(sae_a, method):
 # --------------------------------------------------------------------------------------------------------------
 # Sparse == dense
 # --------------------------------------------------------------------------------------------------------------
-def _near_duplicates(seed: int, n_groups: int = 32, per_group: int = 8, d: int = 32, noise: float = 0.08,
-                     base_seed: int | None = None) -> torch.Tensor:
+def _near_duplicates(
+    seed: int, n_groups: int = 32, per_group: int = 8, d: int = 32, noise: float = 0.08, base_seed: int | None = None
+) -> torch.Tensor:
     """Groups of near-identical latents: inside a group every pairing is almost equally good (many near-ties)."""
     base = _unit(torch.randn(n_groups, d, generator=_gen(seed if base_seed is None else base_seed)))
     base = base.repeat_interleave(per_group, 0)
@@ -130,7 +131,8 @@ CASES = {
     "noisy_copy": lambda: (x := _rand(400, 64, 12), _noisy(x, 0.12, 13)),
     # Same clusters in a and b, different noise: near-ties inside every group.
     "near_duplicates_same_groups": lambda: (
-        _near_duplicates(14, base_seed=0), _near_duplicates(15, base_seed=0)[torch.randperm(256, generator=_gen(18))]
+        _near_duplicates(14, base_seed=0),
+        _near_duplicates(15, base_seed=0)[torch.randperm(256, generator=_gen(18))],
     ),
     # Different clusters: whole groups of a compete for the same group of b, so the top-m lists of a group all
     # point at the same few b-latents and the optimum needs pairs far down the lists (the hard case).
@@ -224,8 +226,10 @@ def test_auto_picks_dense_or_sparse_by_size(sae_a):
 def test_shared_fraction_is_monotone_in_threshold(sae_a):
     g = _gen(50)
     sigma = torch.linspace(0.0, 0.4, D_SAE)[:, None]  # a spread of alignments
-    b = _dirs(sae_a.enc + sigma * torch.randn(D_SAE, D_IN, generator=g),
-              sae_a.dec + sigma * torch.randn(D_SAE, D_IN, generator=g))
+    b = _dirs(
+        sae_a.enc + sigma * torch.randn(D_SAE, D_IN, generator=g),
+        sae_a.dec + sigma * torch.randn(D_SAE, D_IN, generator=g),
+    )
     r = match_saes(sae_a, b)
     grid = np.linspace(-1, 1, 41)
     curve = shared_fraction_curve(r, grid)
@@ -257,8 +261,11 @@ def test_n_seeds_sharing_on_a_constructed_example():
         p = torch.randperm(n, generator=_gen(perm_seed))
         return _dirs(enc[p], dec[p])
 
-    others = [seed(list(range(8)), perm_seed=1), seed([0, 1, 2, 3], enc_elsewhere=(3,), perm_seed=2),
-              seed([0, 1], perm_seed=3)]
+    others = [
+        seed(list(range(8)), perm_seed=1),
+        seed([0, 1, 2, 3], enc_elsewhere=(3,), perm_seed=2),
+        seed([0, 1], perm_seed=3),
+    ]
     results = match_to_reference(ref, others, method="dense")
     np.testing.assert_array_equal(n_seeds_sharing(results), [3, 3, 2, 1, 1, 1, 1, 1])
     # The same through the sparse solver, and at a threshold the orthogonal fill-ins pass (cos 0 > -0.5).

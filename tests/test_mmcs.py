@@ -33,7 +33,6 @@ def _one_thread():
         yield
 
 
-
 def _unit(x: torch.Tensor) -> torch.Tensor:
     return x / x.norm(dim=1, keepdim=True)
 
@@ -90,8 +89,9 @@ def test_batched_trainer_matches_one_at_a_time(small_world):
     spec = TrainSpec(steps=40, lr=3e-3, batch=64)
     conds, seeds, l1s = ["raw", "mlp", "gaussian"], [0, 1], [0.05, 0.5]
     g = grid(conds, seeds, l1s)
-    stacked = train_batched(DataStream(small_world, conds, seeds, 64), g["group"].tolist(), g["l1"].tolist(),
-                            g["seed"].tolist(), 96, spec)
+    stacked = train_batched(
+        DataStream(small_world, conds, seeds, 64), g["group"].tolist(), g["l1"].tolist(), g["seed"].tolist(), 96, spec
+    )
     for m, row in g.iterrows():
         stream = DataStream(small_world, [row.condition], [row.seed], 64)
         w_enc, b_enc, w_dec = train_one(lambda s=stream: s.next()[0], row.l1, row.seed, 96, 32, spec)
@@ -140,10 +140,14 @@ def test_sweep_table_and_summary(small_world):
 
 
 def test_summary_zone_flag():
-    rows = [{"condition": "raw", "dict_size": 8, "l1": l1, "seed": 0, "mmcs": v}
-            for l1, v in [(0.1, 0.5), (1.0, 0.95), (10.0, 0.3)]]
-    rows += [{"condition": "mlp", "dict_size": 8, "l1": l1, "seed": 0, "mmcs": v}
-             for l1, v in [(0.1, 0.5), (1.0, 0.7), (10.0, 0.9)]]
+    rows = [
+        {"condition": "raw", "dict_size": 8, "l1": l1, "seed": 0, "mmcs": v}
+        for l1, v in [(0.1, 0.5), (1.0, 0.95), (10.0, 0.3)]
+    ]
+    rows += [
+        {"condition": "mlp", "dict_size": 8, "l1": l1, "seed": 0, "mmcs": v}
+        for l1, v in [(0.1, 0.5), (1.0, 0.7), (10.0, 0.9)]
+    ]
     s = summarize(pd.DataFrame(rows)).set_index("condition")
     assert bool(s.loc["raw", "zone"]) and s.loc["raw", "best_l1"] == 1.0
     assert not bool(s.loc["mlp", "zone"])

@@ -34,8 +34,13 @@ def _runs(log):
 # --------------------------------------------------------------------------------------------------------------
 def test_set_string_splits_outside_quotes_and_brackets():
     got = parse_overrides("variants=['trained'] seeds=[0, 1]  corpus='dir:/a b' model=pythia-160m note=\"x y\"")
-    assert got == {"variants": ["trained"], "seeds": [0, 1], "corpus": "dir:/a b", "model": "pythia-160m",
-                   "note": "x y"}  # fmt: skip
+    assert got == {
+        "variants": ["trained"],
+        "seeds": [0, 1],
+        "corpus": "dir:/a b",
+        "model": "pythia-160m",
+        "note": "x y",
+    }
     assert split_overrides("a={'k': [1, 2]} b=(3, 4)") == ["a={'k': [1, 2]}", "b=(3, 4)"]
     assert parse_overrides("") == {} and parse_overrides(["steps=5"]) == {"steps": 5}
     with pytest.raises(ParameterError, match=r"strings inside a list need quotes"):
@@ -61,15 +66,20 @@ def test_make_passes_set_and_nb_untouched(tmp_path):
     set_value = "variants=['trained'] seeds=[0, 1] corpus='dir:corpora/a b' x=$HOME"
     res = subprocess.run(
         ["make", "-s", "-C", str(ROOT), "figures", f"VENV={venv}", "NB=01 02", "PROFILE=smoke", f"SET={set_value}"],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert res.returncode == 0, res.stderr
     args = nbrun.build_parser().parse_args(json.loads(argv_log.read_text())[2:])  # after "-m rsae_utils"
     assert args.profile == "smoke" and args.set_string == set_value and not args.force
     assert nbrun.select_notebooks(args.nb) == ["01_toy_superposition", "02_mmcs_goldilocks"]
     assert parse_overrides(args.set_string) == {
-        "variants": ["trained"], "seeds": [0, 1], "corpus": "dir:corpora/a b", "x": "$HOME"
-    }  # fmt: skip
+        "variants": ["trained"],
+        "seeds": [0, 1],
+        "corpus": "dir:corpora/a b",
+        "x": "$HOME",
+    }
     assert resolve("03_sae_training", "smoke", {"variants": ["trained"]}).variants == ["trained"]
 
 
@@ -215,8 +225,11 @@ def test_sigint_stops_the_kernel_prints_one_line_and_keeps_finished_work(tmp_dir
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
         [PY, "-m", "rsae_utils", "--profile", "smoke", "--nb", "02"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     lock = build / "smoke" / runguard.LOCK_NAME
     kernels: list = []
     deadline = time.time() + 120
@@ -247,11 +260,14 @@ def test_sigint_during_the_runners_imports_ends_in_one_line(tmp_dirs, delay_s):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
         [PY, "-m", "rsae_utils", "--profile", "smoke", "--nb", "01"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         # As from a terminal: a shell's background job (a CI step, say) starts with SIGINT ignored, and Python then
         # installs no KeyboardInterrupt handler at all.
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )  # fmt: skip
+    )
     time.sleep(delay_s)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
@@ -277,8 +293,11 @@ def test_sigterm_kills_a_sleeping_kernel(echo_nb, tmp_dirs):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
         [PY, "-c", _ECHO_DRIVER, "--profile", "smoke", "--nb", "98", "--set-string", "sleep=120"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 120
     while not echo_nb.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.1)  # the kernel has started its work once the echo log exists

@@ -72,18 +72,31 @@ def test_smoke_run_metrics_and_reuse(smoke_run, smoke_env):
 
 
 def test_bad_parameters_fail_before_loading():
-    for overrides, name in [({"layers": [0, 4]}, "layers"), ({"k": 1000}, "k"), ({"variants": ["random"]}, "variants"),
-                            ({"model": "no-such-model"}, "model"), ({"corpus": "nowhere"}, "corpus"),
-                            ({"n_spliced_windows": 99}, "n_spliced_windows")]:
+    for overrides, name in [
+        ({"layers": [0, 4]}, "layers"),
+        ({"k": 1000}, "k"),
+        ({"variants": ["random"]}, "variants"),
+        ({"model": "no-such-model"}, "model"),
+        ({"corpus": "nowhere"}, "corpus"),
+        ({"n_spliced_windows": 99}, "n_spliced_windows"),
+    ]:
         with pytest.raises(ParameterError, match=name):
             resolve("03_sae_training", "smoke", overrides)
 
 
 def test_streamed_training_caches_only_the_test_split(tmp_dirs):
     """train_from='stream' (the paper profile's mode): SAEs train on activations made on the fly."""
-    cfg = resolve("03_sae_training", "smoke", {"train_from": "stream", "trainer": "sae-lens",
-                                               "variants": ["trained", "control"], "layers": [0, 3],
-                                               "train_tokens": 4096})  # fmt: skip
+    cfg = resolve(
+        "03_sae_training",
+        "smoke",
+        {
+            "train_from": "stream",
+            "trainer": "sae-lens",
+            "variants": ["trained", "control"],
+            "layers": [0, 3],
+            "train_tokens": 4096,
+        },
+    )
     exp = SAEPipeline(cfg)
     for variant in cfg.variants:
         exp.build_cache(variant)

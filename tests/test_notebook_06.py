@@ -59,8 +59,12 @@ def test_smoke_run_measures_the_residual_stream_and_the_factors(smoke_run, smoke
     # the baseline is one SAE, shared by every sweep
     rr = table[table.variant == "rerandomized_incl_emb"]
     for layer in cfg.layers:
-        base = rr[(rr.layer == layer) & (rr.source == "rerandomized_incl_emb") & (rr["R"] == cfg.base_expansion)
-                  & (rr.train_tokens == cfg.train_tokens)].explained_variance  # fmt: skip
+        base = rr[
+            (rr.layer == layer)
+            & (rr.source == "rerandomized_incl_emb")
+            & (rr["R"] == cfg.base_expansion)
+            & (rr.train_tokens == cfg.train_tokens)
+        ].explained_variance
         assert len(base) == 4 and np.ptp(base.to_numpy()) == 0
 
     arch = pd.read_csv(figures / "smoke" / "06_architecture.csv")
@@ -75,8 +79,12 @@ def test_smoke_run_measures_the_residual_stream_and_the_factors(smoke_run, smoke
         for ext in ("png", "pdf", "csv", "manifest.json"):
             assert (figures / "smoke" / f"{name}.{ext}").stat().st_size > 0
     nb = json.loads((build / "smoke" / "executed" / "06_why_default_differs.ipynb").read_text())
-    shown = [o["data"]["text/markdown"] for c in nb["cells"] for o in c.get("outputs", [])
-             if "text/markdown" in o.get("data", {})]  # fmt: skip
+    shown = [
+        o["data"]["text/markdown"]
+        for c in nb["cells"]
+        for o in c.get("outputs", [])
+        if "text/markdown" in o.get("data", {})
+    ]
     assert any("Answer:" in "".join(t) for t in shown)
     text = "".join("".join(t) for t in shown)
     assert "Architecture: " in text and "Pythia-shaped GPT-NeoX at initialization" in text
@@ -90,12 +98,16 @@ def test_missing_caches_name_notebook_03(tmp_dirs):
 
 
 def test_bad_parameters_fail_before_work():
-    for overrides, name in [({"base_expansion": 8}, "base_expansion"),
-                            ({"embedding_scales": [2.0]}, "embedding_scales"),
-                            ({"token_budgets": [6144]}, "token_budgets"), ({"variants": ["step0"]}, "variants"),
-                            ({"factor_variants": ["trained"]}, "factor_variants"),
-                            ({"token_budgets": [3072, 100]}, "token_budgets"),
-                            ({"wide_variants": ["step0"]}, "wide_variants"), ({"wide_layers": [9]}, "wide_layers"),
-                            ({"neox_sae_layers": [0, 3]}, "neox_sae_layers")]:  # fmt: skip
+    for overrides, name in [
+        ({"base_expansion": 8}, "base_expansion"),
+        ({"embedding_scales": [2.0]}, "embedding_scales"),
+        ({"token_budgets": [6144]}, "token_budgets"),
+        ({"variants": ["step0"]}, "variants"),
+        ({"factor_variants": ["trained"]}, "factor_variants"),
+        ({"token_budgets": [3072, 100]}, "token_budgets"),
+        ({"wide_variants": ["step0"]}, "wide_variants"),
+        ({"wide_layers": [9]}, "wide_layers"),
+        ({"neox_sae_layers": [0, 3]}, "neox_sae_layers"),
+    ]:
         with pytest.raises(ParameterError, match=name):
             resolve("06_why_default_differs", "smoke", overrides)

@@ -21,8 +21,19 @@ def test_smoke_run_writes_the_seed_table(smoke_run, smoke_env):
     smoke_run("07")
     cfg = resolve("07_seed_stability", "smoke")
     table = pd.read_csv(figures / "smoke" / "07_seed_stability.csv")
-    assert {"variant", "layer", "architecture", "R", "k", "seed_pair", "threshold", "shared_fraction",
-            "same_partner_fraction", "l0", "target_l0"} <= set(table.columns)  # fmt: skip
+    assert {
+        "variant",
+        "layer",
+        "architecture",
+        "R",
+        "k",
+        "seed_pair",
+        "threshold",
+        "shared_fraction",
+        "same_partner_fraction",
+        "l0",
+        "target_l0",
+    } <= set(table.columns)
     assert set(table.variant) == set(cfg.variants) and set(table.architecture) == {"topk", "relu"}
     assert set(table.layer) == {cfg.layer}
     assert len(set(table.seed_a) | set(table.seed_b)) == 3 and table.seed_pair.nunique() == 3
@@ -74,7 +85,11 @@ def test_missing_caches_name_notebook_03(tmp_dirs):
 
 
 def test_bad_parameters_fail_before_work():
-    for overrides, name in [({"seeds": [0, 1]}, "seeds"), ({"threshold": 0.33}, "threshold"),
-                            ({"calib_tokens": 10**9}, "calib_tokens"), ({"relu_cells": "x"}, "relu_cells")]:
+    for overrides, name in [
+        ({"seeds": [0, 1]}, "seeds"),
+        ({"threshold": 0.33}, "threshold"),
+        ({"calib_tokens": 10**9}, "calib_tokens"),
+        ({"relu_cells": "x"}, "relu_cells"),
+    ]:
         with pytest.raises(ParameterError, match=name):
             resolve("07_seed_stability", "smoke", overrides)

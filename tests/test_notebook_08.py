@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 
 from rsae_utils import paths
-from rsae_utils.studies.critique.run import SCORERS, SERIES, critique_sae, select_runs
 from rsae_utils.errors import StageError
 from rsae_utils.params import resolve
 from rsae_utils.sae.pipeline import SAEPipeline
 from rsae_utils.store import load_table
+from rsae_utils.studies.critique.run import SCORERS, SERIES, critique_sae, select_runs
 
 pytestmark = pytest.mark.slow
 

@@ -35,8 +35,12 @@ def test_notebook_01_smoke(tmp_dirs):
     assert len(man["statistics"]) == 4
     assert all(r["share_above_1"] == 1.0 for r in man["repeats"])
     # the executed notebook shows the committed PNG itself (readers on GitHub see the figure inline)
-    shown = [base64.b64decode(o["data"]["image/png"]) for c in json.loads(out.read_text())["cells"]
-             for o in c.get("outputs", []) if "image/png" in o.get("data", {})]  # fmt: skip
+    shown = [
+        base64.b64decode(o["data"]["image/png"])
+        for c in json.loads(out.read_text())["cells"]
+        for o in c.get("outputs", [])
+        if "image/png" in o.get("data", {})
+    ]
     assert shown == [(d / "01_toy_superposition.png").read_bytes()]
 
 
@@ -80,8 +84,13 @@ def test_notebook_02_smoke_and_cache(tmp_dirs):
         ev = f.sort_values("sparsity")["ev"].to_numpy()
         assert (np.diff(ev) > 0).all() if m != "hoyer" else (np.diff(ev) < 0).all(), (m, c)
     comp = pd.DataFrame(fman["comparison"])
-    assert len(comp) == 4 * 5 and set(comp["verdict"]) <= {"above", "below", "about level with", "crossing",
-                                                           "not comparable with (no shared sparsity range)"}
+    assert len(comp) == 4 * 5 and set(comp["verdict"]) <= {
+        "above",
+        "below",
+        "about level with",
+        "crossing",
+        "not comparable with (no shared sparsity range)",
+    }
     # The sweeps are cached artifacts: a forced rerun of the notebook reuses them instead of training again.
     sweep_dir = build / "smoke" / "mmcs_sweep"
     first = _manifest(sweep_dir / "manifest.json")

@@ -21,12 +21,36 @@ from rsae_utils.subject.hf_text import MIRROR_ENV
 
 pytestmark = pytest.mark.slow
 
-TINY_03 = {"layers": [0, 1], "ctx": 32, "n_train_windows": 48, "n_test_windows": 12, "n_spliced_windows": 6,
-           "harvest_batch": 8, "expansion": 4, "k": 8, "train_tokens": 4096, "batch_size": 256, "lr": 3e-3,
-           "device": "cpu", "torch_threads": 1}  # fmt: skip
-TINY_04 = {"n_latents": 4, "min_examples": 4, "n_explain": 2, "explain_pool": 3, "n_bins": 2, "per_bin": 1,
-           "n_negatives": 3, "explainer_max_tokens": 24, "llm_n_latents": 1, "llm_variants": ["trained"],
-           "llm_layers": [0], "device": "cpu", "llm_timeout_s": 120.0}  # fmt: skip
+TINY_03 = {
+    "layers": [0, 1],
+    "ctx": 32,
+    "n_train_windows": 48,
+    "n_test_windows": 12,
+    "n_spliced_windows": 6,
+    "harvest_batch": 8,
+    "expansion": 4,
+    "k": 8,
+    "train_tokens": 4096,
+    "batch_size": 256,
+    "lr": 3e-3,
+    "device": "cpu",
+    "torch_threads": 1,
+}
+TINY_04 = {
+    "n_latents": 4,
+    "min_examples": 4,
+    "n_explain": 2,
+    "explain_pool": 3,
+    "n_bins": 2,
+    "per_bin": 1,
+    "n_negatives": 3,
+    "explainer_max_tokens": 24,
+    "llm_n_latents": 1,
+    "llm_variants": ["trained"],
+    "llm_layers": [0],
+    "device": "cpu",
+    "llm_timeout_s": 120.0,
+}
 
 
 def test_paper_profile_end_to_end_on_stand_ins(tmp_dirs, tmp_path, monkeypatch):
@@ -57,8 +81,12 @@ def test_paper_profile_end_to_end_on_stand_ins(tmp_dirs, tmp_path, monkeypatch):
     assert (figures / "paper" / "fig2_sae_metrics.png").stat().st_size > 0
 
     with serving(tmp_path / "server.log") as url:
-        run_notebook("04", "paper", {**TINY_04, "endpoint_url": url, "endpoint_model": "smollm2-135m",
-                                     "endpoint_structured": "guided_regex"}, progress=False)
+        run_notebook(
+            "04",
+            "paper",
+            {**TINY_04, "endpoint_url": url, "endpoint_model": "smollm2-135m", "endpoint_structured": "guided_regex"},
+            progress=False,
+        )
     assert resolve("04_autointerp", "paper").llm_backends == ["openai"]
     tables = work / "autointerp" / "tables"
     lat = load_table(tables / "latents.csv")

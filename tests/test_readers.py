@@ -49,8 +49,16 @@ def test_drift_of_a_copy_is_detected(tmp_path):
     src = tmp_path / "07_demo.py"
     src.write_text("# %%\nx = 1\n")
     executed = tmp_path / "run.ipynb"
-    executed.write_text(json.dumps({"cells": [], "metadata": {"papermill": {"input_path": "/home/me/x.ipynb"}},
-                                    "nbformat": 4, "nbformat_minor": 5}))  # fmt: skip
+    executed.write_text(
+        json.dumps(
+            {
+                "cells": [],
+                "metadata": {"papermill": {"input_path": "/home/me/x.ipynb"}},
+                "nbformat": 4,
+                "nbformat_minor": 5,
+            }
+        )
+    )
     copy = outputs.write_executed_copy(executed, src, tmp_path / "executed" / "07_demo.ipynb")
     meta = json.loads(copy.read_text())["metadata"]
     assert meta["rsae"]["source_sha256"] == outputs.source_sha256(src) and "input_path" not in meta["papermill"]
@@ -128,9 +136,12 @@ def test_setup_cell_installs_on_colab_with_well_formed_commands(monkeypatch):
     url = project["urls"]["Repository"]
     assert ns["REPO_URL"] == url and re.fullmatch(r"https://github\.com/[\w.-]+/[\w.-]+", url)
     assert cmds[0][-1] == f"{project['name']} @ git+{url}"
-    nodeps = {ln.strip() for ln in (ROOT / "requirements-nodeps.txt").read_text().splitlines()
-              if ln.strip() and not ln.startswith("#")}  # fmt: skip
-    assert "--no-deps" in cmds[1] and set(cmds[1][cmds[1].index("--no-deps") + 1:]) <= nodeps
+    nodeps = {
+        ln.strip()
+        for ln in (ROOT / "requirements-nodeps.txt").read_text().splitlines()
+        if ln.strip() and not ln.startswith("#")
+    }
+    assert "--no-deps" in cmds[1] and set(cmds[1][cmds[1].index("--no-deps") + 1 :]) <= nodeps
 
 
 def test_readme_links_open_the_executed_copies_of_this_repository():
@@ -158,9 +169,21 @@ def test_readme_shows_the_committed_claims_table():
 
 def test_committed_copies_name_no_machine_paths():
     """Readers' copies hold repo-relative paths only: no stderr stream naming site-packages, no checkout prefix."""
-    nb = {"cells": [{"cell_type": "code", "outputs": [
-        {"output_type": "stream", "name": "stderr", "text": "/opt/venv/site-packages/tqdm/auto.py: warning"},
-        {"output_type": "stream", "name": "stdout", "text": "png /home/u/repo/figures/a.png"}]}]}  # fmt: skip
+    nb = {
+        "cells": [
+            {
+                "cell_type": "code",
+                "outputs": [
+                    {
+                        "output_type": "stream",
+                        "name": "stderr",
+                        "text": "/opt/venv/site-packages/tqdm/auto.py: warning",
+                    },
+                    {"output_type": "stream", "name": "stdout", "text": "png /home/u/repo/figures/a.png"},
+                ],
+            }
+        ]
+    }
     text = outputs.portable_copy(nb, Path("/home/u/repo"))
     assert "/home/u" not in text and "site-packages" not in text and "png figures/a.png" in text
     for copy in (ROOT / "notebooks" / "executed").glob("*.ipynb"):

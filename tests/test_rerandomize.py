@@ -116,15 +116,30 @@ def test_step0_for_a_llama_uses_the_transformers_initializer():
     """The SmolLM2 path (family llama-gguf), on a tiny Llama config so it runs in a second."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    cfg = LlamaConfig(vocab_size=300, hidden_size=48, intermediate_size=96, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
-                      tie_word_embeddings=True)  # fmt: skip
+    cfg = LlamaConfig(
+        vocab_size=300,
+        hidden_size=48,
+        intermediate_size=96,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        tie_word_embeddings=True,
+    )
     torch.manual_seed(0)
     trained = hooked_from_llama_hf(LlamaForCausalLM(cfg))
     loaded = LoadedModel(
-        model=trained, tokenizer=None, name="tiny-llama", source="test", n_layers=2, d_model=48,
-        has_step0_checkpoint=False, tied_embeddings=True, family="llama-gguf", hf_config=cfg,
-    )  # fmt: skip
+        model=trained,
+        tokenizer=None,
+        name="tiny-llama",
+        source="test",
+        n_layers=2,
+        d_model=48,
+        has_step0_checkpoint=False,
+        tied_embeddings=True,
+        family="llama-gguf",
+        hf_config=cfg,
+    )
     model, rec = make_variant(loaded, "step0", seed=5)
     assert rec["step0_source"] == STEP0_INITIALIZER and "transformers" in rec["initializer"]
     w = model.blocks[1].mlp.W_in

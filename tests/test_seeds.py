@@ -10,6 +10,8 @@ from _tiny_model import tiny_model, tiny_windows
 
 from rsae_utils.sae.cache import ActivationCache
 from rsae_utils.sae.harvest import harvest
+from rsae_utils.sae.train import SAESpec, train_sae
+from rsae_utils.store import read_json
 from rsae_utils.studies.seeds.activity import (
     activity,
     encode_test,
@@ -29,10 +31,8 @@ from rsae_utils.studies.seeds.grid import (
     summary_table,
     train_seeds,
 )
-from rsae_utils.sae.train import SAESpec, train_sae
-from rsae_utils.store import read_json
-from rsae_utils.toys.mmcs import TrainSpec
 from rsae_utils.studies.seeds.toy import toy_seed_stability, toy_summary
+from rsae_utils.toys.mmcs import TrainSpec
 from rsae_utils.toys.synthetic import SparseFeatureWorld, SyntheticSpec
 
 META = {"model": "tiny-test", "variant": "trained", "seed": 0, "corpus_sha256": "abc"}
@@ -129,17 +129,44 @@ def test_topk_codes_give_the_dense_latent_stats(cache, tmp_path, trainer):
 
 
 def test_l1_calibration_reaches_the_target_l0(cache, tmp_path):
-    spec = SAESpec(architecture="relu", expansion=2, l1_coefficient=5.0, n_tokens=2048, batch_size=128, lr=4e-3,
-                   data_seed=0)  # fmt: skip
-    cal = calibrate_l1(cache, 1, spec, 6.0, lambda name: tmp_path / "saes" / name, tmp_path / "cal", n_tokens=1024,
-                       tol=0.1, max_iter=6, full_iter=3)  # fmt: skip
+    spec = SAESpec(
+        architecture="relu", expansion=2, l1_coefficient=5.0, n_tokens=2048, batch_size=128, lr=4e-3, data_seed=0
+    )
+    cal = calibrate_l1(
+        cache,
+        1,
+        spec,
+        6.0,
+        lambda name: tmp_path / "saes" / name,
+        tmp_path / "cal",
+        n_tokens=1024,
+        tol=0.1,
+        max_iter=6,
+        full_iter=3,
+    )
     assert abs(cal["l0"] / 6.0 - 1) <= 0.2 and cal["tokens"] == 2048
     # the chosen L1's full run is the first seed's SAE: training that seed reuses it, with the same L0
-    path = train_seeds(cache, 1, SAESpec(**{**spec.__dict__, "l1_coefficient": cal["l1"]}), [0], 0,
-                       lambda name: tmp_path / "saes" / name)[0]  # fmt: skip
+    path = train_seeds(
+        cache,
+        1,
+        SAESpec(**{**spec.__dict__, "l1_coefficient": cal["l1"]}),
+        [0],
+        0,
+        lambda name: tmp_path / "saes" / name,
+    )[0]
     assert measure_l0(path, cache, 1) == pytest.approx(cal["l0"])
-    again = calibrate_l1(cache, 1, spec, 6.0, lambda name: tmp_path / "saes" / name, tmp_path / "cal", n_tokens=1024,
-                         tol=0.1, max_iter=6, full_iter=3)  # fmt: skip
+    again = calibrate_l1(
+        cache,
+        1,
+        spec,
+        6.0,
+        lambda name: tmp_path / "saes" / name,
+        tmp_path / "cal",
+        n_tokens=1024,
+        tol=0.1,
+        max_iter=6,
+        full_iter=3,
+    )
     assert again == cal
 
 
@@ -153,13 +180,31 @@ def test_grid_cells():
 
 
 def test_seed_grid_tables(cache, tmp_path):
-    grid = SeedGrid({"trained": cache}, 1, BASE, [0, 1, 2], 0, sae_dir=lambda v, n: tmp_path / v / n,
-                    analysis_dir=lambda *p: tmp_path.joinpath("an", *p), thresholds=THRESHOLDS,
-                    calib_tokens=512)  # fmt: skip
+    grid = SeedGrid(
+        {"trained": cache},
+        1,
+        BASE,
+        [0, 1, 2],
+        0,
+        sae_dir=lambda v, n: tmp_path / v / n,
+        analysis_dir=lambda *p: tmp_path.joinpath("an", *p),
+        thresholds=THRESHOLDS,
+        calib_tokens=512,
+    )
     res = grid.run([Cell("topk", 2, 4), Cell("relu", 2, 4)], progress=False)
     table = summary_table(res)
-    assert {"variant", "layer", "architecture", "R", "k", "seed_pair", "threshold", "shared_fraction",
-            "same_partner_fraction", "l0"} <= set(table.columns)  # fmt: skip
+    assert {
+        "variant",
+        "layer",
+        "architecture",
+        "R",
+        "k",
+        "seed_pair",
+        "threshold",
+        "shared_fraction",
+        "same_partner_fraction",
+        "l0",
+    } <= set(table.columns)
     assert set(table.architecture) == {"topk", "relu"} and table.seed_pair.nunique() == 3
     assert table.shared_fraction.between(0, 1).all() and table.same_partner_fraction.between(0, 1).all()
     at = at_threshold(table).set_index("architecture")

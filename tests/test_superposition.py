@@ -26,7 +26,6 @@ def _one_thread():
         yield
 
 
-
 def test_lomax_sampler_matches_its_distribution():
     s = sample_lomax_signed(200_000, 1, torch.Generator().manual_seed(0))[:, 0].numpy()
     a = np.abs(s)

@@ -17,7 +17,6 @@ def _one_thread():
         yield
 
 
-
 @pytest.fixture(scope="module")
 def world() -> SparseFeatureWorld:
     return SparseFeatureWorld(SyntheticSpec(n_calib=8192))  # the paper's G = 512, h = 256

@@ -101,8 +101,10 @@ def test_row_sums_csr_equals_embedding_bag():
     torch.testing.assert_close(csr, ref, atol=1e-12, rtol=0)
 
 
-@pytest.mark.parametrize(("n_dead", "dtype", "atol"), [(0, F64, 1e-12), (3, F64, 1e-12), (20, F64, 1e-12),
-                                                       (100, F64, 1e-12), (20, torch.float32, 2e-6)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("n_dead", "dtype", "atol"),
+    [(0, F64, 1e-12), (3, F64, 1e-12), (20, F64, 1e-12), (100, F64, 1e-12), (20, torch.float32, 2e-6)],
+)
 def test_gradients_match_dense_autograd(n_dead, dtype, atol):
     """(a) Losses and every gradient equal the dense autograd SAE's (float64: 1e-12; float32: 2e-6), for no dead
     latents, fewer dead than k_aux (scaled loss), the few-dead column path and the in-place masked path."""
@@ -193,8 +195,12 @@ def test_training_matches_sparsify_sparse_coder():
         opt.zero_grad()
     sc.set_decoder_norm_to_unit_norm()
     res = train_topk(batches, d, m, k, lr=lr, init_from=p0, center_b_dec=True, dtype=F64, auxk_alpha=0.0)
-    for mine, theirs in [(res.W_enc, sc.encoder.weight), (res.b_enc, sc.encoder.bias), (res.W_dec, sc.W_dec),
-                         (res.b_dec, sc.b_dec)]:  # fmt: skip
+    for mine, theirs in [
+        (res.W_enc, sc.encoder.weight),
+        (res.b_enc, sc.encoder.bias),
+        (res.W_dec, sc.W_dec),
+        (res.b_dec, sc.b_dec),
+    ]:
         torch.testing.assert_close(mine, theirs.detach(), atol=1e-9, rtol=0)
 
 
@@ -272,11 +278,17 @@ def test_paper_lr_and_curve():
 
 @pytest.mark.parametrize(
     ("kwargs", "name"),
-    [(dict(d_in=16, d_sae=64, k=64), "k"), (dict(d_in=16, d_sae=64, k=100), "k"), (dict(d_in=16, d_sae=64, k=0), "k"),
-     (dict(d_in=16, d_sae=0, k=4), "d_sae"), (dict(d_in=0, d_sae=64, k=4), "d_in"),
-     (dict(d_in=16, d_sae=64, k=4, dead_tokens_threshold=-1), "dead_tokens_threshold"),
-     (dict(d_in=16, d_sae=64, k=4, lr=-1.0), "lr"), (dict(d_in=16, d_sae=64, k=4, auxk_alpha=-1.0), "auxk_alpha")],
-)  # fmt: skip
+    [
+        (dict(d_in=16, d_sae=64, k=64), "k"),
+        (dict(d_in=16, d_sae=64, k=100), "k"),
+        (dict(d_in=16, d_sae=64, k=0), "k"),
+        (dict(d_in=16, d_sae=0, k=4), "d_sae"),
+        (dict(d_in=0, d_sae=64, k=4), "d_in"),
+        (dict(d_in=16, d_sae=64, k=4, dead_tokens_threshold=-1), "dead_tokens_threshold"),
+        (dict(d_in=16, d_sae=64, k=4, lr=-1.0), "lr"),
+        (dict(d_in=16, d_sae=64, k=4, auxk_alpha=-1.0), "auxk_alpha"),
+    ],
+)
 def test_bad_parameters_raise(kwargs, name):
     """(e) A clear ValueError naming the parameter and the allowed values."""
     with pytest.raises(ValueError, match=rf"parameter '{name}'.* must .*(>=|>|in 1\.\.)"):

@@ -70,8 +70,13 @@ def test_best_ev_at_and_compare_known_frontiers():
 def test_frontier_table_is_monotone_and_uses_each_measures_direction():
     rng = np.random.default_rng(0)
     n = 60
-    df = pd.DataFrame({"condition": ["a"] * n + ["b"] * n, "fvu": rng.random(2 * n),
-                       **{m: rng.random(2 * n) * 10 for m in fr.MEASURES}})
+    df = pd.DataFrame(
+        {
+            "condition": ["a"] * n + ["b"] * n,
+            "fvu": rng.random(2 * n),
+            **{m: rng.random(2 * n) * 10 for m in fr.MEASURES},
+        }
+    )
     t = fr.frontier_table(df)
     assert set(t["measure"]) == set(fr.MEASURES) and set(t["condition"]) == {"a", "b"}
     for (m, _), f in t.groupby(["measure", "condition"]):
@@ -95,9 +100,9 @@ def test_prepare_rows_and_gaussian_like():
     with pytest.raises(ValueError, match="n_eval"):
         fr.prepare_rows(w, n_rows=50, n_eval=50, target_ms=1.0)
     # matched Gaussian: same mean and covariance as the rows, also for a singular covariance
-    a = torch.randn(5000, 3, generator=torch.Generator().manual_seed(2)) @ torch.tensor([[2.0, 1.0, 0.0],
-                                                                                        [0.0, 1.0, 0.0],
-                                                                                        [0.0, 0.0, 0.5]])
+    a = torch.randn(5000, 3, generator=torch.Generator().manual_seed(2)) @ torch.tensor(
+        [[2.0, 1.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 0.5]]
+    )
     g = fr.GaussianLike(a + 1.0)
     s = g.sample(20000, torch.Generator().manual_seed(3))
     np.testing.assert_allclose(s.mean(0), (a + 1.0).mean(0), atol=0.05)

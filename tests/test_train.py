@@ -169,8 +169,17 @@ def test_fast_trainer_equals_train_topk_on_the_same_batches_and_loads_in_sae_len
     path = train_sae(cache, 1, FAST, tmp_path / "fast")
     sae = load_sae(path)
     batches = cache.iter_batches(1, 128, seed=3)
-    ref = to_sae_lens(train_topk(islice(batches, 8192 // 128), 32, 128, 6, lr=4e-3, seed=3,
-                                 dead_tokens_threshold=FAST.dead_window_steps() * 128))  # fmt: skip
+    ref = to_sae_lens(
+        train_topk(
+            islice(batches, 8192 // 128),
+            32,
+            128,
+            6,
+            lr=4e-3,
+            seed=3,
+            dead_tokens_threshold=FAST.dead_window_steps() * 128,
+        )
+    )
     for name in ("W_enc", "b_enc", "W_dec", "b_dec"):
         assert torch.equal(getattr(sae, name).detach(), getattr(ref, name).detach()), name
     rec = load_record(path)

@@ -13,6 +13,7 @@ import torch
 from rsae_utils.errors import ParameterError
 from rsae_utils.sae.cache import cache_key
 from rsae_utils.sae.harvest import harvest
+from rsae_utils.studies.why.answer import MIN_GAP, answer, architecture_sentences, budget_sentences, gap_table
 from rsae_utils.studies.why.sweep import (
     NEOX,
     Cell,
@@ -28,7 +29,6 @@ from rsae_utils.studies.why.sweep import (
     train_measure,
     width_lr,
 )
-from rsae_utils.studies.why.answer import MIN_GAP, answer, architecture_sentences, budget_sentences, gap_table
 from rsae_utils.subject.models import load_model
 from rsae_utils.subject.rerandomize import make_variant, options_tag, variant_options
 from rsae_utils.subject.variants import variant_label
@@ -72,8 +72,13 @@ def test_cache_key_unchanged_without_options_and_changed_with_them():
 
 def test_option_cache_harvests_once_on_the_base_windows(tmp_path):
     model = tiny_model()
-    base = harvest(model, tiny_windows(), [0, 1], tmp_path / "base",
-                   {"model": "tiny", "variant": "rerandomized_incl_emb", "seed": 0, "corpus_sha256": "c"})
+    base = harvest(
+        model,
+        tiny_windows(),
+        [0, 1],
+        tmp_path / "base",
+        {"model": "tiny", "variant": "rerandomized_incl_emb", "seed": 0, "corpus_sha256": "c"},
+    )
     calls = []
 
     def make():
@@ -93,15 +98,27 @@ def test_option_cache_harvests_once_on_the_base_windows(tmp_path):
 
 
 def test_sweep_cells_one_factor_at_a_time():
-    cells = sweep_cells(["trained", "rerandomized_incl_emb"], ["rerandomized_incl_emb"], [0, 9], [4, 16, 64], 4,
-                        [1.0, 4.0, 16.0], True, [61_440], 61_440)  # fmt: skip
+    cells = sweep_cells(
+        ["trained", "rerandomized_incl_emb"],
+        ["rerandomized_incl_emb"],
+        [0, 9],
+        [4, 16, 64],
+        4,
+        [1.0, 4.0, 16.0],
+        True,
+        [61_440],
+        61_440,
+    )
     assert len(cells) == 2 * (2 * 3 + 2 + 3)
     assert {c.factor for c in cells} == {"width", "norm_gains", "embedding_scale"}  # one budget: no token sweep
     assert all(c.expansion == 4 and c.n_tokens == 61_440 for c in cells if c.factor != "width")
-    assert option_sets(cells) == [("trained", ()), ("rerandomized_incl_emb", ()),
-                                  ("rerandomized_incl_emb", (("rerandomize_norms", False),)),
-                                  ("rerandomized_incl_emb", (("embedding_scale", 4.0),)),
-                                  ("rerandomized_incl_emb", (("embedding_scale", 16.0),))]  # fmt: skip
+    assert option_sets(cells) == [
+        ("trained", ()),
+        ("rerandomized_incl_emb", ()),
+        ("rerandomized_incl_emb", (("rerandomize_norms", False),)),
+        ("rerandomized_incl_emb", (("embedding_scale", 4.0),)),
+        ("rerandomized_incl_emb", (("embedding_scale", 16.0),)),
+    ]
     more = sweep_cells(["trained"], [], [0], [4], 4, [1.0], False, [100, 200], 100)
     assert [(c.factor, c.value) for c in more] == [("width", 4), ("train_tokens", 100), ("train_tokens", 200)]
     assert width_lr(2e-3, 4, 64) == pytest.approx(5e-4) and width_lr(2e-3, 4, 4) == 2e-3
@@ -120,8 +137,13 @@ def test_latent_token_stats_on_known_latents():
 
 def test_train_measure_is_cached_and_sane(tmp_path):
     model = tiny_model()
-    cache = harvest(model, tiny_windows(n_train=40), [1], tmp_path / "c",
-                    {"model": "tiny", "variant": "trained", "seed": 0, "corpus_sha256": "c"})
+    cache = harvest(
+        model,
+        tiny_windows(n_train=40),
+        [1],
+        tmp_path / "c",
+        {"model": "tiny", "variant": "trained", "seed": 0, "corpus_sha256": "c"},
+    )
     spec = SweepSpec(expansion=2, k=4, n_tokens=1280, batch_size=128, lr=3e-3)
     rec = train_measure(cache, 1, spec, tmp_path / "sae", exclude_tokens=(0,), top_n=5)
     assert 0 < rec["explained_variance"] <= 1 and 0 < rec["cos_sim"] <= 1 and rec["l0"] <= 4 + 1e-9
@@ -140,13 +162,19 @@ def test_a_cell_that_is_notebook_03s_sae_reads_it_and_measures_the_same(tmp_path
 
     from rsae_utils.sae.train import SAESpec, train_sae
 
-    cache = harvest(tiny_model(), tiny_windows(n_train=40), [1], tmp_path / "c",
-                    {"model": "tiny", "variant": "trained", "seed": 0, "corpus_sha256": "c"})  # fmt: skip
+    cache = harvest(
+        tiny_model(),
+        tiny_windows(n_train=40),
+        [1],
+        tmp_path / "c",
+        {"model": "tiny", "variant": "trained", "seed": 0, "corpus_sha256": "c"},
+    )
     spec = SweepSpec(expansion=2, k=4, n_tokens=5120, batch_size=128, lr=3e-3, seed=1)
     s03 = SAESpec(trainer="fast", expansion=2, k=4, n_tokens=5120, batch_size=128, lr=3e-3, seed=1, exclude_tokens=(0,))
     folder = train_sae(cache, 1, s03, tmp_path / "nb03" / "L01")
-    nb03 = SimpleNamespace(spec=s03, cfg=SimpleNamespace(variants=["trained"], layers=[1]),
-                           sae_dir=lambda variant, layer: folder)  # fmt: skip
+    nb03 = SimpleNamespace(
+        spec=s03, cfg=SimpleNamespace(variants=["trained"], layers=[1]), sae_dir=lambda variant, layer: folder
+    )
     cell = Cell("width", 2, "trained", (), 1, 2, 5120)
     assert nb03_sae(nb03, cell, spec) == folder
     assert nb03_sae(nb03, Cell("width", 2, "trained", (("embedding_scale", 16.0),), 1, 2, 5120), spec) is None
@@ -157,8 +185,18 @@ def test_a_cell_that_is_notebook_03s_sae_reads_it_and_measures_the_same(tmp_path
     assert nb03_sae(short, Cell("width", 2, "trained", (), 1, 2, 1280), SweepSpec(2, 4, 1280, 128, 3e-3, 1)) is None
     fresh = train_measure(cache, 1, spec, tmp_path / "fresh", exclude_tokens=(0,), top_n=5)
     read = train_measure(cache, 1, spec, tmp_path / "read", exclude_tokens=(0,), top_n=5, trained=folder)
-    for key in ("explained_variance", "cos_sim", "l0", "dead_fraction", "token_entropy", "single_token_share",
-                "train_fvu_end", "steps", "train_tokens_seen", "d_sae"):  # fmt: skip
+    for key in (
+        "explained_variance",
+        "cos_sim",
+        "l0",
+        "dead_fraction",
+        "token_entropy",
+        "single_token_share",
+        "train_fvu_end",
+        "steps",
+        "train_tokens_seen",
+        "d_sae",
+    ):
         assert read[key] == pytest.approx(fresh[key], rel=1e-6, abs=1e-7), key
 
 
@@ -167,25 +205,69 @@ def _table(rr_ev, trained_ev=0.8):
     rows = []
     for layer in (0, 9):
         for v, ev in (("trained", trained_ev), ("rerandomized_incl_emb", rr_ev)):
-            rows.append({"factor": "width", "value": 4, "variant": v, "source": v, "layer": layer, "R": 4,
-                         "train_tokens": 100, "explained_variance": ev})
-            rows.append({"factor": "width", "value": 64, "variant": v, "source": v, "layer": layer, "R": 64,
-                         "train_tokens": 100, "explained_variance": ev + 0.05})
-        rows.append({"factor": "embedding_scale", "value": 1.0, "variant": "rerandomized_incl_emb",
-                     "source": "rerandomized_incl_emb", "layer": layer, "R": 4, "train_tokens": 100,
-                     "explained_variance": rr_ev})
-        rows.append({"factor": "embedding_scale", "value": 16.0, "variant": "rerandomized_incl_emb",
-                     "source": "rerandomized_incl_emb+emb-x16", "layer": layer, "R": 4, "train_tokens": 100,
-                     "explained_variance": rr_ev + 0.6 * (trained_ev - rr_ev)})
+            rows.append(
+                {
+                    "factor": "width",
+                    "value": 4,
+                    "variant": v,
+                    "source": v,
+                    "layer": layer,
+                    "R": 4,
+                    "train_tokens": 100,
+                    "explained_variance": ev,
+                }
+            )
+            rows.append(
+                {
+                    "factor": "width",
+                    "value": 64,
+                    "variant": v,
+                    "source": v,
+                    "layer": layer,
+                    "R": 64,
+                    "train_tokens": 100,
+                    "explained_variance": ev + 0.05,
+                }
+            )
+        rows.append(
+            {
+                "factor": "embedding_scale",
+                "value": 1.0,
+                "variant": "rerandomized_incl_emb",
+                "source": "rerandomized_incl_emb",
+                "layer": layer,
+                "R": 4,
+                "train_tokens": 100,
+                "explained_variance": rr_ev,
+            }
+        )
+        rows.append(
+            {
+                "factor": "embedding_scale",
+                "value": 16.0,
+                "variant": "rerandomized_incl_emb",
+                "source": "rerandomized_incl_emb+emb-x16",
+                "layer": layer,
+                "R": 4,
+                "train_tokens": 100,
+                "explained_variance": rr_ev + 0.6 * (trained_ev - rr_ev),
+            }
+        )
     return pd.DataFrame(rows)
 
 
 def _stats():
-    return pd.DataFrame([{"source": v, "variant": v, "layer": x, "token_share_adj": s, "norm_median": n,
-                          "effective_dim": 10.0 * n}
-                         for v, x, s, n in (("trained", 0, 0.9, 1.0), ("trained", 9, 0.7, 3.0),
-                                            ("rerandomized_incl_emb", 0, 0.9, 1.0),
-                                            ("rerandomized_incl_emb", 9, 0.2, 20.0))])  # fmt: skip
+    return pd.DataFrame(
+        [
+            {"source": v, "variant": v, "layer": x, "token_share_adj": s, "norm_median": n, "effective_dim": 10.0 * n}
+            for v, x, s, n in (
+                ("trained", 0, 0.9, 1.0),
+                ("trained", 9, 0.7, 3.0),
+                ("rerandomized_incl_emb", 0, 0.9, 1.0),
+                ("rerandomized_incl_emb", 9, 0.2, 20.0),
+            )
+        ]
+    )
 
 
 BASE = {"width": 4, "embedding_scale": 1.0, "train_tokens": 100}
@@ -205,8 +287,11 @@ def test_gap_table_and_the_answer_name_the_factor_that_closes_the_gap():
     assert "effective 30 dimensions against Re-randomized (incl. emb.) 200" in text
     # the link sentence ranks the four (cache, layer) pairs at the base width: EV 0.8, 0.3, 0.8, 0.3 against token
     # shares 0.9, 0.9, 0.7, 0.2 (Spearman 0.24) and the other statistics' reverse order
-    assert "Across the 4 (cache, layer) pairs at the base width, the SAE's explained variance has Spearman " \
-           "correlation 0.24 with the residual stream's token-identity share, -0.24" in text
+    assert (
+        "Across the 4 (cache, layer) pairs at the base width, the SAE's explained variance has Spearman "
+        "correlation 0.24 with the residual stream's token-identity share, -0.24" in text
+    )
+
 
 def test_the_answer_says_none_or_no_gap_when_that_is_what_the_numbers_show():
     weak = _table(rr_ev=0.3)
@@ -221,10 +306,20 @@ def test_the_answer_says_none_or_no_gap_when_that_is_what_the_numbers_show():
 def test_the_answer_words_a_factor_whose_values_are_words():
     """The norm-gains sweep's values are "redrawn" / "kept": the answer names them without reading them as numbers."""
     table = _table(rr_ev=0.3)
-    extra = [{"factor": "norm_gains", "value": val, "variant": "rerandomized_incl_emb", "source": src, "layer": layer,
-              "R": 4, "train_tokens": 100, "explained_variance": ev}
-             for layer in (0, 9)
-             for val, src, ev in (("redrawn", "rerandomized_incl_emb", 0.3), ("kept", "rr+gains-kept", 0.55))]
+    extra = [
+        {
+            "factor": "norm_gains",
+            "value": val,
+            "variant": "rerandomized_incl_emb",
+            "source": src,
+            "layer": layer,
+            "R": 4,
+            "train_tokens": 100,
+            "explained_variance": ev,
+        }
+        for layer in (0, 9)
+        for val, src, ev in (("redrawn", "rerandomized_incl_emb", 0.3), ("kept", "rr+gains-kept", 0.55))
+    ]
     table = pd.concat([table, pd.DataFrame(extra)], ignore_index=True)
     base = {**BASE, "norm_gains": "redrawn"}
     gaps = gap_table(table, base)
@@ -243,9 +338,19 @@ def test_the_answer_keeps_a_factors_capitals():
 
 
 def test_wide_widths_only_at_the_chosen_layers_and_variants():
-    cells = sweep_cells(["trained", "rerandomized_incl_emb", "step0"], [], [0, 4, 9], [4, 16, 64], 16, [1.0], False,
-                        [15_360, 61_440], 61_440, wide_layers=[4, 9],
-                        wide_variants=["trained", "rerandomized_incl_emb"])
+    cells = sweep_cells(
+        ["trained", "rerandomized_incl_emb", "step0"],
+        [],
+        [0, 4, 9],
+        [4, 16, 64],
+        16,
+        [1.0],
+        False,
+        [15_360, 61_440],
+        61_440,
+        wide_layers=[4, 9],
+        wide_variants=["trained", "rerandomized_incl_emb"],
+    )
     wide = {(c.variant, c.layer) for c in cells if c.factor == "width" and c.expansion == 64}
     assert wide == {(v, x) for v in ("trained", "rerandomized_incl_emb") for x in (4, 9)}
     # every variant and layer keeps its widths up to the base, and both budgets at the base width
@@ -258,8 +363,13 @@ def test_wide_widths_only_at_the_chosen_layers_and_variants():
 
 
 def test_budget_sweep_trains_on_the_stated_tokens_and_metrics_on_the_capped_test_windows(tmp_path):
-    cache = harvest(tiny_model(), tiny_windows(n_train=40, n_test=6), [1], tmp_path / "c",
-                    {"model": "tiny", "variant": "trained", "seed": 0, "corpus_sha256": "c"})
+    cache = harvest(
+        tiny_model(),
+        tiny_windows(n_train=40, n_test=6),
+        [1],
+        tmp_path / "c",
+        {"model": "tiny", "variant": "trained", "seed": 0, "corpus_sha256": "c"},
+    )
     for n_tokens in (512, 1280):  # more than the cache's 640 training tokens: the trainer cycles over them
         spec = SweepSpec(expansion=2, k=4, n_tokens=n_tokens, batch_size=128, lr=3e-3)
         rec = train_measure(cache, 1, spec, tmp_path / f"sae{n_tokens}", top_n=5, test_windows=4)
@@ -272,8 +382,13 @@ def test_budget_sweep_trains_on_the_stated_tokens_and_metrics_on_the_capped_test
 def test_neox_cache_on_the_base_windows_and_keyed_by_its_init(tmp_path):
     from rsae_utils.subject.neox_init import neox_at_init
 
-    base = harvest(tiny_model(), tiny_windows(), [0], tmp_path / "base",
-                   {"model": "tiny", "variant": "trained", "seed": 0, "corpus_sha256": "c"})
+    base = harvest(
+        tiny_model(),
+        tiny_windows(),
+        [0],
+        tmp_path / "base",
+        {"model": "tiny", "variant": "trained", "seed": 0, "corpus_sha256": "c"},
+    )
     shape = {"num_hidden_layers": 2, "hidden_size": 32, "num_attention_heads": 4, "intermediate_size": 64}
     calls = []
 
@@ -286,27 +401,49 @@ def test_neox_cache_on_the_base_windows_and_keyed_by_its_init(tmp_path):
     assert torch.equal(out.tokens("train"), base.tokens("train"))
     assert torch.equal(out.tokens("test"), base.tokens("test")[:2])
     assert neox_cache(base, [0, 1], tmp_path / "neox", make, seed=0, init="pythia", test_windows=2).manifest[
-        "key"] == out.manifest["key"] and calls == ["pythia"]  # fmt: skip
+        "key"
+    ] == out.manifest["key"] and calls == ["pythia"]
     other = neox_cache(base, [0, 1], tmp_path / "neox-hf", lambda: make("hf"), seed=0, init="hf", test_windows=2)
     assert other.manifest["key"] != out.manifest["key"] and calls == ["pythia", "hf"]
 
 
 def test_budget_and_architecture_sentences_from_the_numbers():
-    rows = [{"factor": "train_tokens", "value": t, "variant": v, "source": v, "layer": 9, "R": 4, "train_tokens": t,
-             "explained_variance": ev}
-            for v, t, ev in (("trained", 100, 0.6), ("trained", 400, 0.8), ("step0", 100, 0.2), ("step0", 400, 0.3))]
+    rows = [
+        {
+            "factor": "train_tokens",
+            "value": t,
+            "variant": v,
+            "source": v,
+            "layer": 9,
+            "R": 4,
+            "train_tokens": t,
+            "explained_variance": ev,
+        }
+        for v, t, ev in (("trained", 100, 0.6), ("trained", 400, 0.8), ("step0", 100, 0.2), ("step0", 400, 0.3))
+    ]
     text = " ".join(budget_sentences(pd.DataFrame(rows), [100, 400], 4, [9]))
     assert "Training on 400 instead of 100 tokens (4x)" in text and "Trained 0.60 -> 0.80" in text
     assert f"The gap to the trained model goes {variant_label('step0')} 0.40 -> 0.50." in text
     assert budget_sentences(pd.DataFrame(rows), [400], 4, [9]) == []
-    stats = pd.DataFrame([{"source": v, "variant": v, "layer": x, "token_share_adj": s, "norm_median": n}
-                          for v, x, s, n in ((NEOX, 0, 0.9, 1.0), (NEOX, 4, 0.6, 2.0), (NEOX, 5, 0.5, 2.5),
-                                             ("step0", 0, 0.95, 1.0), ("step0", 4, 0.3, 8.0),
-                                             ("step0", 9, 0.1, 20.0))])  # fmt: skip
-    saes = pd.DataFrame([{"source": v, "variant": v, "layer": 4, "explained_variance": ev}
-                         for v, ev in ((NEOX, 0.7), ("step0", 0.4))])
-    text = " ".join(architecture_sentences(stats, saes, NEOX, "step0", labels={NEOX: "NeoX"},
-                                           blocks={NEOX: 6, "step0": 30}))
+    stats = pd.DataFrame(
+        [
+            {"source": v, "variant": v, "layer": x, "token_share_adj": s, "norm_median": n}
+            for v, x, s, n in (
+                (NEOX, 0, 0.9, 1.0),
+                (NEOX, 4, 0.6, 2.0),
+                (NEOX, 5, 0.5, 2.5),
+                ("step0", 0, 0.95, 1.0),
+                ("step0", 4, 0.3, 8.0),
+                ("step0", 9, 0.1, 20.0),
+            )
+        ]
+    )
+    saes = pd.DataFrame(
+        [{"source": v, "variant": v, "layer": 4, "explained_variance": ev} for v, ev in ((NEOX, 0.7), ("step0", 0.4))]
+    )
+    text = " ".join(
+        architecture_sentences(stats, saes, NEOX, "step0", labels={NEOX: "NeoX"}, blocks={NEOX: 6, "step0": 30})
+    )
     assert "layer 4 is block 5 of 6 in the NeoX, of 30 in Step-0" in text
     assert "layer 0: 0.90 vs 0.95; layer 4: 0.60 vs 0.30" in text
     assert "grows 2.0x (NeoX) against 8.0x" in text
@@ -317,10 +454,24 @@ def test_budget_and_architecture_sentences_from_the_numbers():
 
 def test_a_smaller_budget_or_width_is_no_cure_even_when_it_narrows_the_gap():
     """Fewer tokens can "close" the gap by making the trained model's SAE worse: only larger values are candidates."""
-    rows = [{"factor": "train_tokens", "value": t, "variant": v, "source": v, "layer": 9, "R": 4, "train_tokens": t,
-             "explained_variance": ev}
-            for v, t, ev in (("trained", 100, 0.8), ("trained", 25, 0.5), ("rerandomized_incl_emb", 100, 0.3),
-                             ("rerandomized_incl_emb", 25, 0.3))]  # fmt: skip
+    rows = [
+        {
+            "factor": "train_tokens",
+            "value": t,
+            "variant": v,
+            "source": v,
+            "layer": 9,
+            "R": 4,
+            "train_tokens": t,
+            "explained_variance": ev,
+        }
+        for v, t, ev in (
+            ("trained", 100, 0.8),
+            ("trained", 25, 0.5),
+            ("rerandomized_incl_emb", 100, 0.3),
+            ("rerandomized_incl_emb", 25, 0.3),
+        )
+    ]
     table = pd.concat([_table(rr_ev=0.3), pd.DataFrame(rows)], ignore_index=True)
     gaps = gap_table(table, BASE)
     small = gaps[(gaps.factor == "train_tokens") & (gaps.value == 25)]

@@ -52,10 +52,29 @@ RUN_COLUMNS = ("model", "variant", "layer", "sae_dir", "cache_dir")
 SCORING_CODE = ("rsae_utils.autointerp.prompts", "rsae_utils.autointerp.scorers", "rsae_utils.autointerp.baseline")
 
 # The 04_autointerp parameters each part of the run reads (their values live in rsae_utils.params.nb04_autointerp).
-SAMPLING_KEYS = ("n_latents", "min_examples", "n_explain", "explain_pool", "n_bins", "per_bin", "n_negatives",
-                 "window_len", "split", "max_contexts", "seed", "device")
-SCORING_KEYS = ("scorers", "batch_size", "mark_frac", "top_k_tokens", "explainer_max_tokens",
-                "single_token_threshold", "seed")
+SAMPLING_KEYS = (
+    "n_latents",
+    "min_examples",
+    "n_explain",
+    "explain_pool",
+    "n_bins",
+    "per_bin",
+    "n_negatives",
+    "window_len",
+    "split",
+    "max_contexts",
+    "seed",
+    "device",
+)
+SCORING_KEYS = (
+    "scorers",
+    "batch_size",
+    "mark_frac",
+    "top_k_tokens",
+    "explainer_max_tokens",
+    "single_token_threshold",
+    "seed",
+)
 LLM_KEYS = ("llm_n_latents", "llm_variants", "llm_layers")
 
 
@@ -317,11 +336,16 @@ def make_backends(cfg: Mapping[str, Any]) -> list[LLMBackend]:
     out = []
     for spec in cfg.get("llm_backends", []):
         if spec == "openai":
-            out.append(make_backend(
-                "openai", base_url=cfg["endpoint_url"], model=cfg["endpoint_model"],
-                timeout=float(cfg.get("llm_timeout_s", 120.0)), max_retries=int(cfg.get("llm_max_retries", 4)),
-                structured=cfg.get("endpoint_structured"),
-            ))  # fmt: skip
+            out.append(
+                make_backend(
+                    "openai",
+                    base_url=cfg["endpoint_url"],
+                    model=cfg["endpoint_model"],
+                    timeout=float(cfg.get("llm_timeout_s", 120.0)),
+                    max_retries=int(cfg.get("llm_max_retries", 4)),
+                    structured=cfg.get("endpoint_structured"),
+                )
+            )
         else:
             out.append(make_backend(spec))
     return out

@@ -120,8 +120,11 @@ def load_or_build_records(
         codes = load_codes(sae, run["sae_dir"], cache, int(run["layer"]), sampling["split"]) if strict else None
         recs, summary = build_records(sae, cache, int(run["layer"]), sampling, codes=codes)
         summary = {"model": str(run["model"]), "variant": str(run["variant"]), "layer": int(run["layer"]), **summary}
-        write_json(tmp / "records.json", {"summary": summary, "records": [_round_record(r.to_dict()) for r in recs]},
-                   compact=True)  # fmt: skip
+        write_json(
+            tmp / "records.json",
+            {"summary": summary, "records": [_round_record(r.to_dict()) for r in recs]},
+            compact=True,
+        )
         return {"summary": summary}
 
     cached_artifact(path, params, build, code=code)
@@ -137,13 +140,15 @@ def sampling_table(latent_stats: pd.DataFrame) -> pd.DataFrame:
     latents with enough activating windows, which biases the sample towards frequent latents."""
     keys = [k for k in ("model", "variant", "layer") if k in latent_stats]
     first = latent_stats.groupby(keys, sort=True).first()
-    out = pd.DataFrame({
-        "windows": first["n_windows"],
-        "latents": first["n_latents_total"],
-        "dead_on_split": first["n_dead"],
-        "eligible": first["n_eligible"],
-        "sampled": latent_stats.groupby(keys, sort=True)["latent"].size(),
-    })  # fmt: skip
+    out = pd.DataFrame(
+        {
+            "windows": first["n_windows"],
+            "latents": first["n_latents_total"],
+            "dead_on_split": first["n_dead"],
+            "eligible": first["n_eligible"],
+            "sampled": latent_stats.groupby(keys, sort=True)["latent"].size(),
+        }
+    )
     live = (out["latents"] - out["dead_on_split"]).clip(lower=1)
     out["dropped_share"] = 1.0 - out["eligible"] / live
     return out.reset_index()

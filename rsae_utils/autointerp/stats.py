@@ -207,8 +207,13 @@ class LatentCI:
     n_boot: int
 
     def summary(self, prefix: str = "auroc") -> dict:
-        return {prefix: self.estimate, f"{prefix}_lo": self.lo, f"{prefix}_hi": self.hi, f"{prefix}_sd": self.sd,
-                "n_latents": self.n_latents}  # fmt: skip
+        return {
+            prefix: self.estimate,
+            f"{prefix}_lo": self.lo,
+            f"{prefix}_hi": self.hi,
+            f"{prefix}_sd": self.sd,
+            "n_latents": self.n_latents,
+        }
 
 
 def hierarchical_ci(

@@ -129,11 +129,17 @@ def score_intruder(
             is_intruder = i == tr.intruder
             rows.append(
                 baseline_row(
-                    rec, w, INTRUDER, 0 if is_intruder else 1, detection_score(profile, w.tokens), meta,
-                    kind=INTRUDER if is_intruder else "positive", trial=tr.trial,
+                    rec,
+                    w,
+                    INTRUDER,
+                    0 if is_intruder else 1,
+                    detection_score(profile, w.tokens),
+                    meta,
+                    kind=INTRUDER if is_intruder else "positive",
+                    trial=tr.trial,
                     source_latent=tr.source_latent if is_intruder else rec.latent,
                 )
-            )  # fmt: skip
+            )
     return rows
 
 

@@ -6,6 +6,19 @@ from rsae_utils.claims.rules import NOT_DECIDABLE, NOT_REPRODUCED, NOT_RUN, REPR
 from rsae_utils.claims.table import CLAIMS, COLUMNS, build_claims, claims_markdown, readme_block, verdict_counts
 
 __all__ = [
-    "CLAIMS", "COLUMNS", "NOT_DECIDABLE", "NOT_REPRODUCED", "NOT_RUN", "REPRODUCED", "VERDICTS", "MissingInput",
-    "Options", "Result", "Verdict", "build_claims", "claims_markdown", "readme_block", "verdict_counts",
+    "CLAIMS",
+    "COLUMNS",
+    "NOT_DECIDABLE",
+    "NOT_REPRODUCED",
+    "NOT_RUN",
+    "REPRODUCED",
+    "VERDICTS",
+    "MissingInput",
+    "Options",
+    "Result",
+    "Verdict",
+    "build_claims",
+    "claims_markdown",
+    "readme_block",
+    "verdict_counts",
 ]

@@ -144,8 +144,9 @@ def require(cond: bool, message: str) -> None:
 SeedVar = Callable[[str, str], float]  # (variant, scorer) -> between-seed variance of that cell's mean AUROC
 
 
-def paired_auroc_gap(rows: pd.DataFrame, level: float, seed_var: SeedVar | None = None
-                     ) -> tuple[float, float, float, int]:  # fmt: skip
+def paired_auroc_gap(
+    rows: pd.DataFrame, level: float, seed_var: SeedVar | None = None
+) -> tuple[float, float, float, int]:
     """Random minus trained AUROC from pooled per-(variant, layer, scorer) rows with ``auroc`` and ``auroc_sd``:
     per (layer, scorer) the random variants' mean minus the trained model's, then the mean over those cells; the
     interval is normal, each cell's estimate independent (the pooled example-level bootstraps of notebook 05, plus
@@ -164,12 +165,16 @@ def paired_auroc_gap(rows: pd.DataFrame, level: float, seed_var: SeedVar | None 
     return e, lo, hi, len(est)
 
 
-def mean_auroc(rows: pd.DataFrame, level: float, sd_col: str | None = "auroc_sd", seed_var: SeedVar | None = None
-               ) -> tuple[float, float, float]:  # fmt: skip
+def mean_auroc(
+    rows: pd.DataFrame, level: float, sd_col: str | None = "auroc_sd", seed_var: SeedVar | None = None
+) -> tuple[float, float, float]:
     """The mean ``auroc`` of independent cells with a normal interval (sd from ``sd_col``, else from the cells'
     ``auroc_lo``/``auroc_hi``; plus ``seed_var``'s between-seed variance of each (variant, scorer) cell)."""
-    sd = rows[sd_col] if sd_col and sd_col in rows else [sd_from_ci(a, b, level) for a, b in
-                                                          zip(rows.auroc_lo, rows.auroc_hi)]  # fmt: skip
+    sd = (
+        rows[sd_col]
+        if sd_col and sd_col in rows
+        else [sd_from_ci(a, b, level) for a, b in zip(rows.auroc_lo, rows.auroc_hi)]
+    )
     sd = np.asarray(sd, float)
     if seed_var is not None:
         sd = np.sqrt(sd**2 + np.array([seed_var(v, s) for v, s in zip(rows.variant, rows.scorer)], float))

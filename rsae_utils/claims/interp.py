@@ -55,8 +55,10 @@ def _informative(inp: Inputs, rows: pd.DataFrame, what: str) -> tuple[bool, str]
         return False, f"{what} scored no trained-model latents"
     est, lo, hi = mean_auroc(t, inp.opt.ci_level)
     ok = lo > 0.5 + inp.opt.chance_margin
-    return ok, (f"{what} does not beat chance on the trained model (AUROC {est:.3g} [{lo:.3g}, {hi:.3g}], needs "
-                f"> {0.5 + inp.opt.chance_margin:g}): its scores say nothing about explanations")
+    return ok, (
+        f"{what} does not beat chance on the trained model (AUROC {est:.3g} [{lo:.3g}, {hi:.3g}], needs "
+        f"> {0.5 + inp.opt.chance_margin:g}): its scores say nothing about explanations"
+    )
 
 
 def auroc_similar(inp: Inputs, backend: str | None, scorers: Sequence[str]) -> Result:
@@ -68,8 +70,14 @@ def auroc_similar(inp: Inputs, backend: str | None, scorers: Sequence[str]) -> R
     est, lo, hi, n = paired_auroc_gap(rows, inp.opt.ci_level, sv)
     ok, why = _informative(inp, rows, b)
     v = R.scale_gate(ok, why, R.similar(lo, hi, inp.opt.auroc_margin, what="AUROC difference"))
-    return Result(est, lo, hi, f"examples (pooled bootstrap per cell; {n} layer x scorer cells) {seeds}", v,
-                  f"{b}, {' + '.join(scorers)}: random variants minus trained AUROC")
+    return Result(
+        est,
+        lo,
+        hi,
+        f"examples (pooled bootstrap per cell; {n} layer x scorer cells) {seeds}",
+        v,
+        f"{b}, {' + '.join(scorers)}: random variants minus trained AUROC",
+    )
 
 
 def control_chance(inp: Inputs) -> Result:
@@ -82,9 +90,15 @@ def control_chance(inp: Inputs) -> Result:
     sv, seeds = _seeds(inp, b)
     est, lo, hi = mean_auroc(rows, inp.opt.ci_level, seed_var=sv)
     v = R.near(lo, hi, 0.5, inp.opt.chance_margin, what="Control AUROC")
-    return Result(est, lo, hi, f"examples (pooled bootstrap per cell; {len(rows)} layer x scorer cells) {seeds}", v,
-                  f"{b}{' (no LLM scored the Control)' if b == TOKEN_BASELINE else ''}: Control AUROC, mean over "
-                  f"layers and scorers")
+    return Result(
+        est,
+        lo,
+        hi,
+        f"examples (pooled bootstrap per cell; {len(rows)} layer x scorer cells) {seeds}",
+        v,
+        f"{b}{' (no LLM scored the Control)' if b == TOKEN_BASELINE else ''}: Control AUROC, mean over "
+        f"layers and scorers",
+    )
 
 
 def _latents(inp: Inputs) -> pd.DataFrame:
@@ -104,8 +118,9 @@ def _vs_trained(inp: Inputs, col: str, other: Sequence[str], offset: int) -> tup
     require(len(pairs) > 0, "entropy_vs_auroc.csv has no layer with the trained model and the compared variants")
     keys = list(dict.fromkeys(k for p in pairs for k in p))
     idx = [(keys.index(a), keys.index(b)) for a, b in pairs]
-    est, lo, hi = inp.boot([cells[k] for k in keys], lambda g: np.mean([g[a].mean() - g[b].mean() for a, b in idx]),
-                           offset)  # fmt: skip
+    est, lo, hi = inp.boot(
+        [cells[k] for k in keys], lambda g: np.mean([g[a].mean() - g[b].mean() for a, b in idx]), offset
+    )
     return est, lo, hi, len(pairs)
 
 
@@ -113,15 +128,27 @@ def entropy_random_lower(inp: Inputs) -> Result:
     d = _latents(inp)
     est, lo, hi, n = _vs_trained(inp, "entropy_nats", random_variants(d.variant), 1)
     v = R.below(lo, hi, inp.opt.entropy_margin, what="entropy difference (nats)")
-    return Result(est, lo, hi, f"latents (stratified over {n} variant x layer cells)", v,
-                  "token entropy, random variants minus trained, mean over variants and layers (nats)")
+    return Result(
+        est,
+        lo,
+        hi,
+        f"latents (stratified over {n} variant x layer cells)",
+        v,
+        "token entropy, random variants minus trained, mean over variants and layers (nats)",
+    )
 
 
 def entropy_control_higher(inp: Inputs) -> Result:
     est, lo, hi, n = _vs_trained(inp, "entropy_nats", ["control"], 2)
     v = R.above(lo, hi, inp.opt.entropy_margin, what="entropy difference (nats)")
-    return Result(est, lo, hi, f"latents (stratified over {n} layers)", v,
-                  "token entropy, Control minus trained, mean over layers (nats)")
+    return Result(
+        est,
+        lo,
+        hi,
+        f"latents (stratified over {n} layers)",
+        v,
+        "token entropy, Control minus trained, mean over layers (nats)",
+    )
 
 
 def _depth_change(inp: Inputs, variants: Sequence[str], offset: int) -> tuple[float, float, float, list[int]]:
@@ -132,8 +159,9 @@ def _depth_change(inp: Inputs, variants: Sequence[str], offset: int) -> tuple[fl
     vs = [v for v in variants if (v, first) in cells and (v, deep) in cells]
     require(len(vs) > 0, "no variant has latents at the first and the deepest layer")
     groups = [cells[(v, L)] for v in vs for L in (first, deep)]
-    est, lo, hi = inp.boot(groups, lambda g: np.mean([g[2 * i + 1].mean() - g[2 * i].mean() for i in range(len(vs))]),
-                           offset)  # fmt: skip
+    est, lo, hi = inp.boot(
+        groups, lambda g: np.mean([g[2 * i + 1].mean() - g[2 * i].mean() for i in range(len(vs))]), offset
+    )
     return est, lo, hi, [first, deep]
 
 
@@ -147,8 +175,14 @@ def entropy_random_flat(inp: Inputs) -> Result:
     d = _latents(inp)
     est, lo, hi, (a, b) = _depth_change(inp, random_variants(d.variant), 4)
     v = R.similar(lo, hi, inp.opt.entropy_margin, what=f"entropy change, layer {a} to {b}")
-    return Result(est, lo, hi, "latents (two layers per variant)", v,
-                  f"random variants: token entropy at layer {b} minus layer {a}, mean over variants")
+    return Result(
+        est,
+        lo,
+        hi,
+        "latents (two layers per variant)",
+        v,
+        f"random variants: token entropy at layer {b} minus layer {a}, mean over variants",
+    )
 
 
 def entropy_auroc_corr(inp: Inputs) -> Result:
@@ -161,9 +195,15 @@ def entropy_auroc_corr(inp: Inputs) -> Result:
     est, lo, hi = inp.boot([xy], lambda g: spearmanr(g[0][:, 0], g[0][:, 1]).statistic, 5)
     v = R.below(lo, hi, inp.opt.corr_margin, what="Spearman correlation")
     b = d.backend.iloc[0]
-    return Result(est, lo, hi, f"latents ({len(d)})", v,
-                  f"Spearman(token entropy, fuzzing AUROC), random variants, {b}"
-                  + (f" (the LLM scored < {inp.opt.min_corr_latents} random latents)" if b == TOKEN_BASELINE else ""))
+    return Result(
+        est,
+        lo,
+        hi,
+        f"latents ({len(d)})",
+        v,
+        f"Spearman(token entropy, fuzzing AUROC), random variants, {b}"
+        + (f" (the LLM scored < {inp.opt.min_corr_latents} random latents)" if b == TOKEN_BASELINE else ""),
+    )
 
 
 def single_token_majority(inp: Inputs) -> Result:
@@ -172,30 +212,44 @@ def single_token_majority(inp: Inputs) -> Result:
     require(len(cells) > 0, "entropy_vs_auroc.csv has no random-variant latents")
     est, lo, hi = inp.boot(list(cells.values()), lambda g: np.concatenate(g).mean(), 6)
     v = R.at_least(lo, hi, inp.opt.majority, what="single-token share")
-    return Result(est, lo, hi, f"latents ({sum(map(len, cells.values()))})", v,
-                  "share of scored random-variant latents with >= 90% of their top activation mass on one token")
+    return Result(
+        est,
+        lo,
+        hi,
+        f"latents ({sum(map(len, cells.values()))})",
+        v,
+        "share of scored random-variant latents with >= 90% of their top activation mass on one token",
+    )
 
 
 def single_token_more(inp: Inputs) -> Result:
     d = _latents(inp)
     est, lo, hi, n = _vs_trained(inp, "single_token", random_variants(d.variant), 7)
     v = R.above(lo, hi, inp.opt.share_margin, what="single-token share difference")
-    return Result(est, lo, hi, f"latents (stratified over {n} variant x layer cells)", v,
-                  "single-token share, random variants minus trained, mean over variants and layers")
+    return Result(
+        est,
+        lo,
+        hi,
+        f"latents (stratified over {n} variant x layer cells)",
+        v,
+        "single-token share, random variants minus trained, mean over variants and layers",
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------- 08
 def _positional(inp: Inputs) -> pd.DataFrame:
-    t = inp.table("08_positional", ["variant", "layer", "boundary", "n_judged", "n_positional",
-                                    "n_positional_control"])  # fmt: skip
+    t = inp.table("08_positional", ["variant", "layer", "boundary", "n_judged", "n_positional", "n_positional_control"])
     view = "exclude" if (t.boundary == "exclude").any() else t.boundary.iloc[0]
     return t[t.boundary == view]
 
 
 def _flags(rows: pd.DataFrame, col: str) -> list[np.ndarray]:
     """One 0/1 array per (variant, layer): ``col`` ones among ``n_judged`` latents (a latent-level bootstrap)."""
-    return [np.r_[np.ones(int(r[col])), np.zeros(int(r.n_judged) - int(r[col]))] for _, r in rows.iterrows()
-            if r.n_judged > 0]  # fmt: skip
+    return [
+        np.r_[np.ones(int(r[col])), np.zeros(int(r.n_judged) - int(r[col]))]
+        for _, r in rows.iterrows()
+        if r.n_judged > 0
+    ]
 
 
 def _positional_excess(inp: Inputs, variants: Sequence[str], offset: int) -> tuple[float, float, float, int]:
@@ -211,8 +265,14 @@ def _positional_excess(inp: Inputs, variants: Sequence[str], offset: int) -> tup
 def positional_trained(inp: Inputs) -> Result:
     est, lo, hi, n = _positional_excess(inp, ["trained"], 8)
     v = R.above(lo, hi, inp.opt.share_margin, what="positional share beyond the shuffled control")
-    return Result(est, lo, hi, f"latents ({n} judged)", v,
-                  "trained model: positional share minus the shuffled-position control's, pooled over layers")
+    return Result(
+        est,
+        lo,
+        hi,
+        f"latents ({n} judged)",
+        v,
+        "trained model: positional share minus the shuffled-position control's, pooled over layers",
+    )
 
 
 def positional_random(inp: Inputs) -> Result:
@@ -235,8 +295,14 @@ def positional_random(inp: Inputs) -> Result:
     est, lo, hi = inp.boot(flat, excess_gap, 9)
     v = R.below(lo, hi, inp.opt.share_margin, what="random minus trained positional share beyond the control")
     n = int(t[t.variant.isin([*random_variants(t.variant), "trained"])].n_judged.sum())
-    return Result(est, lo, hi, f"latents ({n} judged)", v,
-                  "positional share beyond the shuffled control: random variants minus trained, pooled")
+    return Result(
+        est,
+        lo,
+        hi,
+        f"latents ({n} judged)",
+        v,
+        "positional share beyond the shuffled control: random variants minus trained, pooled",
+    )
 
 
 def _scorer_rows(inp: Inputs, scorer: str) -> pd.DataFrame:
@@ -250,8 +316,14 @@ def token_alone_above_chance(inp: Inputs) -> Result:
     rows = _scorer_rows(inp, "token-baseline detection")
     est, lo, hi = mean_auroc(rows, inp.opt.ci_level)
     v = R.above(lo, hi, inp.opt.chance_margin, ref=0.5, what="token-baseline AUROC")
-    return Result(est, lo, hi, f"latents, then examples ({len(rows)} variant x layer cells)", v,
-                  "token-identity detection (top tokens only, no LLM), random variants, mean over cells")
+    return Result(
+        est,
+        lo,
+        hi,
+        f"latents, then examples ({len(rows)} variant x layer cells)",
+        v,
+        "token-identity detection (top tokens only, no LLM), random variants, mean over cells",
+    )
 
 
 def single_token_explainer(inp: Inputs) -> Result:
@@ -260,8 +332,14 @@ def single_token_explainer(inp: Inputs) -> Result:
     sd = [sd_from_ci(a, b, inp.opt.ci_level) for a, b in zip(rows.gap_lo, rows.gap_hi)]
     est, lo, hi = mean_of_independent(rows.gap.to_numpy(float), sd, inp.opt.ci_level)
     v = R.similar(lo, hi, inp.opt.auroc_margin, what="AUROC gap")
-    return Result(est, lo, hi, f"latents, then examples ({len(rows)} variant x layer cells)", v,
-                  "random variants: 'fires on token X' detection minus the 10-token profile's, mean over cells")
+    return Result(
+        est,
+        lo,
+        hi,
+        f"latents, then examples ({len(rows)} variant x layer cells)",
+        v,
+        "random variants: 'fires on token X' detection minus the 10-token profile's, mean over cells",
+    )
 
 
 def llm_beyond_tokens(inp: Inputs) -> Result:
@@ -274,5 +352,11 @@ def llm_beyond_tokens(inp: Inputs) -> Result:
     t = inp.table("auroc_vs_layer", AUROC_COLS)
     ok, why = _informative(inp, t[t.backend == b], b)
     v = R.scale_gate(ok, why, R.similar(lo, hi, inp.opt.auroc_margin, what="LLM minus token-baseline AUROC"))
-    return Result(est, lo, hi, f"latents ({len(rows)} variant x scorer cells)", v,
-                  f"{b} minus the token baseline on the same random-variant latents, mean over cells")
+    return Result(
+        est,
+        lo,
+        hi,
+        f"latents ({len(rows)} variant x scorer cells)",
+        v,
+        f"{b} minus the token baseline on the same random-variant latents, mean over cells",
+    )

@@ -81,10 +81,14 @@ def below(lo: float, hi: float, margin: float, ref: float = 0.0, what: str = "di
     if hi < ref:
         return Verdict(REPRODUCED, f"the interval of the {what}, {_iv(lo, hi)}, lies below {_f(ref)}")
     if lo > ref - margin:
-        return Verdict(NOT_REPRODUCED, f"the interval of the {what}, {_iv(lo, hi)}, excludes a decrease of "
-                                       f"{_f(margin)} or more below {_f(ref)}")  # fmt: skip
-    return Verdict(NOT_DECIDABLE, f"the interval of the {what}, {_iv(lo, hi)}, contains {_f(ref)} and decreases beyond "
-                                  f"the margin {_f(margin)}")  # fmt: skip
+        return Verdict(
+            NOT_REPRODUCED,
+            f"the interval of the {what}, {_iv(lo, hi)}, excludes a decrease of {_f(margin)} or more below {_f(ref)}",
+        )
+    return Verdict(
+        NOT_DECIDABLE,
+        f"the interval of the {what}, {_iv(lo, hi)}, contains {_f(ref)} and decreases beyond the margin {_f(margin)}",
+    )
 
 
 def above(lo: float, hi: float, margin: float, ref: float = 0.0, what: str = "difference") -> Verdict:
@@ -94,10 +98,14 @@ def above(lo: float, hi: float, margin: float, ref: float = 0.0, what: str = "di
     if lo > ref:
         return Verdict(REPRODUCED, f"the interval of the {what}, {_iv(lo, hi)}, lies above {_f(ref)}")
     if hi < ref + margin:
-        return Verdict(NOT_REPRODUCED, f"the interval of the {what}, {_iv(lo, hi)}, excludes an increase of "
-                                       f"{_f(margin)} or more above {_f(ref)}")  # fmt: skip
-    return Verdict(NOT_DECIDABLE, f"the interval of the {what}, {_iv(lo, hi)}, contains {_f(ref)} and increases beyond "
-                                  f"the margin {_f(margin)}")  # fmt: skip
+        return Verdict(
+            NOT_REPRODUCED,
+            f"the interval of the {what}, {_iv(lo, hi)}, excludes an increase of {_f(margin)} or more above {_f(ref)}",
+        )
+    return Verdict(
+        NOT_DECIDABLE,
+        f"the interval of the {what}, {_iv(lo, hi)}, contains {_f(ref)} and increases beyond the margin {_f(margin)}",
+    )
 
 
 def at_least(lo: float, hi: float, threshold: float, what: str = "value") -> Verdict:

@@ -25,8 +25,21 @@ from rsae_utils.claims.rules import NOT_RUN, VERDICTS
 
 HEAP, HEAP_TOY = "Heap et al. 2025", "Heap et al. 2025 (toy)"
 PB, CRIT, OURS = "Paulo & Belrose 2025", "critique (Towards Monosemanticity; comments)", "this project (default run)"
-COLUMNS = ["id", "claim", "source", "paper", "notebook", "measure", "value", "lo", "hi", "interval_over", "verdict",
-           "reason", "figure"]  # fmt: skip
+COLUMNS = [
+    "id",
+    "claim",
+    "source",
+    "paper",
+    "notebook",
+    "measure",
+    "value",
+    "lo",
+    "hi",
+    "interval_over",
+    "verdict",
+    "reason",
+    "figure",
+]
 
 
 @dataclass(frozen=True)
@@ -48,89 +61,287 @@ def _c(id, claim, source, paper, notebook, figure, inputs, read) -> Claim:  # no
 _AUROC, _LAT = ("auroc_vs_layer",), ("entropy_vs_auroc",)
 _NB05 = "05_roc_entropy (after 04_autointerp)"
 CLAIMS: tuple[Claim, ...] = (
-    _c("toy-superposition", "A random 2-layer ReLU MLP keeps sparse, superposed features visible", HEAP_TOY,
-       "qualitative (2-D demo figure); PAPER.md §1 Toy experiments", "01_toy_superposition",
-       "01_toy_superposition.png", ["01_toy_superposition"], T.toy_superposition),
-    _c("mmcs-band-raw", "An L1 band where the SAE recovers the true features (MMCS near 1), given enough latents",
-       HEAP_TOY, "MMCS near 1 in a band of L1, 512-4096 latents; PAPER.md §1 Toy experiments", "02_mmcs_goldilocks",
-       "02_mmcs_goldilocks.png", ["02_mmcs_goldilocks"], partial(T.mmcs_band, condition="raw")),
-    _c("mmcs-band-mlp", "The band survives a random 2-layer MLP", HEAP_TOY,
-       "the band remains after a random MLP; PAPER.md §1 Toy experiments", "02_mmcs_goldilocks",
-       "02_mmcs_goldilocks.png", ["02_mmcs_goldilocks"], partial(T.mmcs_band, condition="mlp")),
-    _c("mmcs-control", "A Gaussian control (data's mean and std) has no band: MMCS stays low", HEAP_TOY,
-       "control condition of the sweep; PAPER.md §1 Toy experiments", "02_mmcs_goldilocks", "02_mmcs_goldilocks.png",
-       ["02_mmcs_goldilocks"], T.mmcs_control),
-    _c("frontier-toy", "SAEs reach a better explained-variance/sparsity frontier on sparse toy data than on its "
-       "Gaussian control", HEAP_TOY, "frontiers of sparse, MLP and Gaussian data (code; no number stated); PAPER.md "
-       "§1 Toy code", "02_mmcs_goldilocks", "02_sparsity_frontier.png", ["02_sparsity_frontier"],
-       partial(T.frontier_above, source="raw", reference="gaussian")),
-    _c("frontier-embedding", "Token-embedding rows have sparse structure: a better frontier than a Gaussian with their "
-       "covariance", HEAP_TOY, "the same sweep on GloVe and Pythia embedding matrices (code; no number stated); "
-       "PAPER.md §1 Toy code", "02_mmcs_goldilocks", "02_sparsity_frontier.png", ["02_sparsity_frontier"],
-       partial(T.frontier_above, source="embedding", reference="embedding_gaussian")),
-    _c("sae-explained-variance", "SAE explained variance is similar for trained and random models", HEAP,
-       "broadly similar across variants and layers (v2 Fig. 2); PAPER.md §1 SAE quality metrics", "03_sae_training",
-       "fig2_sae_metrics.png", ["fig2_sae_metrics"], partial(T.sae_metric_similar, metric="explained_variance")),
-    _c("sae-cosine", "SAE reconstruction cosine is similar for trained and random models", HEAP,
-       "broadly similar across variants and layers (v2 Fig. 2); PAPER.md §1 SAE quality metrics", "03_sae_training",
-       "fig2_sae_metrics.png", ["fig2_sae_metrics"], partial(T.sae_metric_similar, metric="cos_sim")),
-    _c("why-gap-closed", "Where random-model SAEs reconstruct worse here, one scale factor (SAE width, norm gains, "
-       "embedding scale, SAE tokens) closes most of the gap", OURS,
-       "no such gap in the paper; PAPER.md §1 SAE quality metrics", "06_why_default_differs", "06_why_factors.png",
-       ["06_why_factors"], T.why_gap_closed),
-    _c("autointerp-detection", "Detection AUROC: random-model latents score about as well as trained", HEAP,
-       "about as well, Llama-3.1-70B scorer (v1 Fig. 1); PAPER.md §1 Auto-interpretability", _NB05,
-       "auroc_vs_layer.png", _AUROC, partial(I.auroc_similar, backend=None, scorers=["detection"])),
-    _c("autointerp-fuzzing", "Fuzzing AUROC: random-model latents score about as well as trained", HEAP,
-       "about as well, Llama-3.1-70B scorer (v1 Fig. 1); PAPER.md §1 Auto-interpretability", _NB05,
-       "auroc_vs_layer.png", _AUROC, partial(I.auroc_similar, backend=None, scorers=["fuzzing"])),
-    _c("token-scorer-similar", "A token-identity scorer rates random-model latents about as well as trained ones",
-       CRIT, "auto-interp rewards single-token latents (no number); PAPER.md §3", _NB05, "auroc_vs_layer.png", _AUROC,
-       partial(I.auroc_similar, backend=I.TOKEN_BASELINE, scorers=["detection", "fuzzing"])),
-    _c("control-chance", "The Control (fresh noise embeddings) scores near chance", HEAP,
-       "near chance, AUROC ~0.5; PAPER.md §1 Model variants", _NB05, "auroc_vs_layer.png", _AUROC, I.control_chance),
-    _c("entropy-random-lower", "Token entropy is lower for random variants than for the trained model", HEAP,
-       "random variants low and flat (v2); PAPER.md §1 Token-distribution entropy", _NB05, "entropy_vs_layer.png",
-       _LAT, I.entropy_random_lower),
-    _c("entropy-trained-rises", "The trained model's token entropy rises with depth", HEAP,
-       "rises with depth (v2); PAPER.md §1 Token-distribution entropy", _NB05, "entropy_vs_layer.png", _LAT,
-       I.entropy_trained_rises),
-    _c("entropy-random-flat", "Random variants' token entropy stays flat with depth", HEAP,
-       "low and flat (v2); PAPER.md §1 Token-distribution entropy", _NB05, "entropy_vs_layer.png", _LAT,
-       I.entropy_random_flat),
-    _c("entropy-control-high", "Control latents have higher token entropy than the trained model's", HEAP,
-       "high everywhere (v2); PAPER.md §1 Token-distribution entropy", _NB05, "entropy_vs_layer.png", _LAT,
-       I.entropy_control_higher),
-    _c("entropy-auroc-corr", "Per latent, token entropy and AUROC correlate negatively for random variants", HEAP,
-       "negative correlation (v2 per-latent scatter); PAPER.md §1 Token-distribution entropy", _NB05,
-       "entropy_vs_auroc.png", _LAT, I.entropy_auroc_corr),
-    _c("single-token-majority", "Random-model latents are mostly single-token latents", CRIT,
-       "many single-token latents on a random 1-layer model (no number); PAPER.md §3", _NB05, "entropy_vs_layer.png",
-       _LAT, I.single_token_majority),
-    _c("single-token-more", "Random variants have more single-token latents than the trained model", CRIT,
-       "PAPER.md §3", _NB05, "entropy_vs_layer.png", _LAT, I.single_token_more),
-    _c("token-alone-above-chance", "Token identity alone scores random-model latents above chance", CRIT,
-       "'fires on token X' is the easiest explanation; PAPER.md §3", "08_critique", "08_scorers.png", ["08_scorers"],
-       I.token_alone_above_chance),
-    _c("single-token-explainer", "A one-token explanation scores random-model latents as well as the token profile",
-       CRIT, "PAPER.md §3", "08_critique", "08_scorers.png", ["08_scorers"], I.single_token_explainer),
-    _c("llm-beyond-tokens", "The LLM's explanations add little beyond token identity on random-model latents", CRIT,
-       "how much of the AUROC token identity already gets; PAPER.md §3", _NB05, "llm_minus_token_baseline.png",
-       ["llm_minus_token_baseline", "auroc_vs_layer"], I.llm_beyond_tokens),
-    _c("positional-trained", "Trained models have positional latents", CRIT,
-       "trained models have latents random ones lack, e.g. positional; PAPER.md §3", "08_critique",
-       "08_positional.png", ["08_positional"], I.positional_trained),
-    _c("positional-random", "Random variants have fewer positional latents than the trained model", CRIT,
-       "trained models have latents random ones lack; PAPER.md §3", "08_critique",
-       "08_positional.png", ["08_positional"], I.positional_random),
-    _c("seed-shared", "SAEs differing only in seed share only part of their latents, ~30-40%", PB,
-       "~30% (Llama-3-8B MLP, 131k latents), ~40% (Pythia-160M MLP, 32k); PAPER.md §2", "07_seed_stability",
-       "07_seed_stability.png", ["07_seed_stability"], T.seed_shared),
-    _c("seed-relu-vs-topk", "ReLU + L1 SAEs are more seed-stable than TopK at matched sparsity", PB,
-       "ReLU more stable than TopK; PAPER.md §2", "07_seed_stability", "07_seed_stability.png",
-       ["07_seed_stability"], T.seed_relu_vs_topk),
-    _c("seed-wider", "Wider SAEs share fewer latents across seeds", PB, "wider SAEs share less; PAPER.md §2",
-       "07_seed_stability", "07_seed_stability.png", ["07_seed_stability"], T.seed_wider),
+    _c(
+        "toy-superposition",
+        "A random 2-layer ReLU MLP keeps sparse, superposed features visible",
+        HEAP_TOY,
+        "qualitative (2-D demo figure); PAPER.md §1 Toy experiments",
+        "01_toy_superposition",
+        "01_toy_superposition.png",
+        ["01_toy_superposition"],
+        T.toy_superposition,
+    ),
+    _c(
+        "mmcs-band-raw",
+        "An L1 band where the SAE recovers the true features (MMCS near 1), given enough latents",
+        HEAP_TOY,
+        "MMCS near 1 in a band of L1, 512-4096 latents; PAPER.md §1 Toy experiments",
+        "02_mmcs_goldilocks",
+        "02_mmcs_goldilocks.png",
+        ["02_mmcs_goldilocks"],
+        partial(T.mmcs_band, condition="raw"),
+    ),
+    _c(
+        "mmcs-band-mlp",
+        "The band survives a random 2-layer MLP",
+        HEAP_TOY,
+        "the band remains after a random MLP; PAPER.md §1 Toy experiments",
+        "02_mmcs_goldilocks",
+        "02_mmcs_goldilocks.png",
+        ["02_mmcs_goldilocks"],
+        partial(T.mmcs_band, condition="mlp"),
+    ),
+    _c(
+        "mmcs-control",
+        "A Gaussian control (data's mean and std) has no band: MMCS stays low",
+        HEAP_TOY,
+        "control condition of the sweep; PAPER.md §1 Toy experiments",
+        "02_mmcs_goldilocks",
+        "02_mmcs_goldilocks.png",
+        ["02_mmcs_goldilocks"],
+        T.mmcs_control,
+    ),
+    _c(
+        "frontier-toy",
+        "SAEs reach a better explained-variance/sparsity frontier on sparse toy data than on its Gaussian control",
+        HEAP_TOY,
+        "frontiers of sparse, MLP and Gaussian data (code; no number stated); PAPER.md §1 Toy code",
+        "02_mmcs_goldilocks",
+        "02_sparsity_frontier.png",
+        ["02_sparsity_frontier"],
+        partial(T.frontier_above, source="raw", reference="gaussian"),
+    ),
+    _c(
+        "frontier-embedding",
+        "Token-embedding rows have sparse structure: a better frontier than a Gaussian with their covariance",
+        HEAP_TOY,
+        "the same sweep on GloVe and Pythia embedding matrices (code; no number stated); PAPER.md §1 Toy code",
+        "02_mmcs_goldilocks",
+        "02_sparsity_frontier.png",
+        ["02_sparsity_frontier"],
+        partial(T.frontier_above, source="embedding", reference="embedding_gaussian"),
+    ),
+    _c(
+        "sae-explained-variance",
+        "SAE explained variance is similar for trained and random models",
+        HEAP,
+        "broadly similar across variants and layers (v2 Fig. 2); PAPER.md §1 SAE quality metrics",
+        "03_sae_training",
+        "fig2_sae_metrics.png",
+        ["fig2_sae_metrics"],
+        partial(T.sae_metric_similar, metric="explained_variance"),
+    ),
+    _c(
+        "sae-cosine",
+        "SAE reconstruction cosine is similar for trained and random models",
+        HEAP,
+        "broadly similar across variants and layers (v2 Fig. 2); PAPER.md §1 SAE quality metrics",
+        "03_sae_training",
+        "fig2_sae_metrics.png",
+        ["fig2_sae_metrics"],
+        partial(T.sae_metric_similar, metric="cos_sim"),
+    ),
+    _c(
+        "why-gap-closed",
+        "Where random-model SAEs reconstruct worse here, one scale factor (SAE width, norm gains, "
+        "embedding scale, SAE tokens) closes most of the gap",
+        OURS,
+        "no such gap in the paper; PAPER.md §1 SAE quality metrics",
+        "06_why_default_differs",
+        "06_why_factors.png",
+        ["06_why_factors"],
+        T.why_gap_closed,
+    ),
+    _c(
+        "autointerp-detection",
+        "Detection AUROC: random-model latents score about as well as trained",
+        HEAP,
+        "about as well, Llama-3.1-70B scorer (v1 Fig. 1); PAPER.md §1 Auto-interpretability",
+        _NB05,
+        "auroc_vs_layer.png",
+        _AUROC,
+        partial(I.auroc_similar, backend=None, scorers=["detection"]),
+    ),
+    _c(
+        "autointerp-fuzzing",
+        "Fuzzing AUROC: random-model latents score about as well as trained",
+        HEAP,
+        "about as well, Llama-3.1-70B scorer (v1 Fig. 1); PAPER.md §1 Auto-interpretability",
+        _NB05,
+        "auroc_vs_layer.png",
+        _AUROC,
+        partial(I.auroc_similar, backend=None, scorers=["fuzzing"]),
+    ),
+    _c(
+        "token-scorer-similar",
+        "A token-identity scorer rates random-model latents about as well as trained ones",
+        CRIT,
+        "auto-interp rewards single-token latents (no number); PAPER.md §3",
+        _NB05,
+        "auroc_vs_layer.png",
+        _AUROC,
+        partial(I.auroc_similar, backend=I.TOKEN_BASELINE, scorers=["detection", "fuzzing"]),
+    ),
+    _c(
+        "control-chance",
+        "The Control (fresh noise embeddings) scores near chance",
+        HEAP,
+        "near chance, AUROC ~0.5; PAPER.md §1 Model variants",
+        _NB05,
+        "auroc_vs_layer.png",
+        _AUROC,
+        I.control_chance,
+    ),
+    _c(
+        "entropy-random-lower",
+        "Token entropy is lower for random variants than for the trained model",
+        HEAP,
+        "random variants low and flat (v2); PAPER.md §1 Token-distribution entropy",
+        _NB05,
+        "entropy_vs_layer.png",
+        _LAT,
+        I.entropy_random_lower,
+    ),
+    _c(
+        "entropy-trained-rises",
+        "The trained model's token entropy rises with depth",
+        HEAP,
+        "rises with depth (v2); PAPER.md §1 Token-distribution entropy",
+        _NB05,
+        "entropy_vs_layer.png",
+        _LAT,
+        I.entropy_trained_rises,
+    ),
+    _c(
+        "entropy-random-flat",
+        "Random variants' token entropy stays flat with depth",
+        HEAP,
+        "low and flat (v2); PAPER.md §1 Token-distribution entropy",
+        _NB05,
+        "entropy_vs_layer.png",
+        _LAT,
+        I.entropy_random_flat,
+    ),
+    _c(
+        "entropy-control-high",
+        "Control latents have higher token entropy than the trained model's",
+        HEAP,
+        "high everywhere (v2); PAPER.md §1 Token-distribution entropy",
+        _NB05,
+        "entropy_vs_layer.png",
+        _LAT,
+        I.entropy_control_higher,
+    ),
+    _c(
+        "entropy-auroc-corr",
+        "Per latent, token entropy and AUROC correlate negatively for random variants",
+        HEAP,
+        "negative correlation (v2 per-latent scatter); PAPER.md §1 Token-distribution entropy",
+        _NB05,
+        "entropy_vs_auroc.png",
+        _LAT,
+        I.entropy_auroc_corr,
+    ),
+    _c(
+        "single-token-majority",
+        "Random-model latents are mostly single-token latents",
+        CRIT,
+        "many single-token latents on a random 1-layer model (no number); PAPER.md §3",
+        _NB05,
+        "entropy_vs_layer.png",
+        _LAT,
+        I.single_token_majority,
+    ),
+    _c(
+        "single-token-more",
+        "Random variants have more single-token latents than the trained model",
+        CRIT,
+        "PAPER.md §3",
+        _NB05,
+        "entropy_vs_layer.png",
+        _LAT,
+        I.single_token_more,
+    ),
+    _c(
+        "token-alone-above-chance",
+        "Token identity alone scores random-model latents above chance",
+        CRIT,
+        "'fires on token X' is the easiest explanation; PAPER.md §3",
+        "08_critique",
+        "08_scorers.png",
+        ["08_scorers"],
+        I.token_alone_above_chance,
+    ),
+    _c(
+        "single-token-explainer",
+        "A one-token explanation scores random-model latents as well as the token profile",
+        CRIT,
+        "PAPER.md §3",
+        "08_critique",
+        "08_scorers.png",
+        ["08_scorers"],
+        I.single_token_explainer,
+    ),
+    _c(
+        "llm-beyond-tokens",
+        "The LLM's explanations add little beyond token identity on random-model latents",
+        CRIT,
+        "how much of the AUROC token identity already gets; PAPER.md §3",
+        _NB05,
+        "llm_minus_token_baseline.png",
+        ["llm_minus_token_baseline", "auroc_vs_layer"],
+        I.llm_beyond_tokens,
+    ),
+    _c(
+        "positional-trained",
+        "Trained models have positional latents",
+        CRIT,
+        "trained models have latents random ones lack, e.g. positional; PAPER.md §3",
+        "08_critique",
+        "08_positional.png",
+        ["08_positional"],
+        I.positional_trained,
+    ),
+    _c(
+        "positional-random",
+        "Random variants have fewer positional latents than the trained model",
+        CRIT,
+        "trained models have latents random ones lack; PAPER.md §3",
+        "08_critique",
+        "08_positional.png",
+        ["08_positional"],
+        I.positional_random,
+    ),
+    _c(
+        "seed-shared",
+        "SAEs differing only in seed share only part of their latents, ~30-40%",
+        PB,
+        "~30% (Llama-3-8B MLP, 131k latents), ~40% (Pythia-160M MLP, 32k); PAPER.md §2",
+        "07_seed_stability",
+        "07_seed_stability.png",
+        ["07_seed_stability"],
+        T.seed_shared,
+    ),
+    _c(
+        "seed-relu-vs-topk",
+        "ReLU + L1 SAEs are more seed-stable than TopK at matched sparsity",
+        PB,
+        "ReLU more stable than TopK; PAPER.md §2",
+        "07_seed_stability",
+        "07_seed_stability.png",
+        ["07_seed_stability"],
+        T.seed_relu_vs_topk,
+    ),
+    _c(
+        "seed-wider",
+        "Wider SAEs share fewer latents across seeds",
+        PB,
+        "wider SAEs share less; PAPER.md §2",
+        "07_seed_stability",
+        "07_seed_stability.png",
+        ["07_seed_stability"],
+        T.seed_wider,
+    ),
 )
 
 
@@ -138,8 +349,9 @@ def _rel(path: Path, start: Path) -> str:
     return Path(os.path.relpath(path, start)).as_posix()
 
 
-def build_claims(figures: Path, options: Options | None = None, profile: str = "default",
-                 root: Path | None = None) -> pd.DataFrame:  # fmt: skip
+def build_claims(
+    figures: Path, options: Options | None = None, profile: str = "default", root: Path | None = None
+) -> pd.DataFrame:
     """One row per claim of :data:`CLAIMS` (columns :data:`COLUMNS`). ``figure`` is relative to ``root`` (the
     repository; default the figures folder's parent), or names the notebook's source when the figure is missing."""
     figures = Path(figures)
@@ -154,18 +366,41 @@ def build_claims(figures: Path, options: Options | None = None, profile: str = "
         missing = [n for n in c.inputs if not inp.has(n)]
         try:
             if missing:
-                raise MissingInput(f"notebook {c.notebook} has not run under profile {profile!r} "
-                                   f"({', '.join(n + '.csv' for n in missing)} missing)")
+                raise MissingInput(
+                    f"notebook {c.notebook} has not run under profile {profile!r} "
+                    f"({', '.join(n + '.csv' for n in missing)} missing)"
+                )
             r = c.read(inp)
         except MissingInput as err:
             why = str(err) if missing else f"notebook {c.notebook} (profile {profile!r}) did not measure this: {err}"
-            rows.append({**base, "measure": "", "value": math.nan, "lo": math.nan, "hi": math.nan,
-                         "interval_over": "", "verdict": NOT_RUN, "reason": why, "figure": figure})  # fmt: skip
+            rows.append(
+                {
+                    **base,
+                    "measure": "",
+                    "value": math.nan,
+                    "lo": math.nan,
+                    "hi": math.nan,
+                    "interval_over": "",
+                    "verdict": NOT_RUN,
+                    "reason": why,
+                    "figure": figure,
+                }
+            )
             continue
         assert r.verdict.verdict in VERDICTS, r.verdict
-        rows.append({**base, "measure": r.measure, "value": r.value, "lo": r.lo, "hi": r.hi,
-                     "interval_over": r.interval_over, "verdict": r.verdict.verdict, "reason": r.verdict.reason,
-                     "figure": figure})  # fmt: skip
+        rows.append(
+            {
+                **base,
+                "measure": r.measure,
+                "value": r.value,
+                "lo": r.lo,
+                "hi": r.hi,
+                "interval_over": r.interval_over,
+                "verdict": r.verdict.verdict,
+                "reason": r.verdict.reason,
+                "figure": figure,
+            }
+        )
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -177,8 +412,16 @@ def claims_markdown(table: pd.DataFrame, link_from: Path | str = ".", root: Path
     """The table as markdown; figure links relative to ``link_from`` (the folder the markdown file sits in), given
     ``root``, the folder the ``figure`` column is relative to (default: the same folder)."""
     root = Path(root) if root is not None else Path(link_from)
-    head = ["claim", "source", "paper (PAPER.md)", "this run [95% interval]", "interval over", "verdict", "why",
-            "figure"]  # fmt: skip
+    head = [
+        "claim",
+        "source",
+        "paper (PAPER.md)",
+        "this run [95% interval]",
+        "interval over",
+        "verdict",
+        "why",
+        "figure",
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, r in table.iterrows():
         val = fmt_num(r.value)
@@ -186,8 +429,16 @@ def claims_markdown(table: pd.DataFrame, link_from: Path | str = ".", root: Path
             val += f" [{fmt_num(r.lo)}, {fmt_num(r.hi)}]"
         link = _rel(root / r.figure, Path(link_from))
         name = Path(r.figure).name
-        cells = [r.claim, r.source, r.paper, f"{val}<br>{r.measure}" if val else "", r.interval_over,
-                 f"**{r.verdict}**", r.reason, f"[{name}]({link})"]  # fmt: skip
+        cells = [
+            r.claim,
+            r.source,
+            r.paper,
+            f"{val}<br>{r.measure}" if val else "",
+            r.interval_over,
+            f"**{r.verdict}**",
+            r.reason,
+            f"[{name}]({link})",
+        ]
         lines.append("| " + " | ".join(_cell(x) for x in cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -23,9 +23,15 @@ def toy_superposition(inp: Inputs) -> Result:
     t = inp.table("01_toy_superposition", ["view", "angle_ratio"])
     lo, hi = float(t.angle_ratio.min()), float(t.angle_ratio.max())
     v = R.at_least(lo, hi, inp.opt.toy_ratio, what="control/data angle ratio (range over views)")
-    return Result(lo, lo, hi, f"range over the {len(t)} views (one seed)", v,
-                  "Gaussian control / sparse data: median angle of the farthest 10% of samples to the nearest "
-                  "feature ray (smallest view)")  # fmt: skip
+    return Result(
+        lo,
+        lo,
+        hi,
+        f"range over the {len(t)} views (one seed)",
+        v,
+        "Gaussian control / sparse data: median angle of the farthest 10% of samples to the nearest "
+        "feature ray (smallest view)",
+    )
 
 
 def _mmcs_cells(inp: Inputs, condition: str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -50,14 +56,26 @@ def mmcs_band(inp: Inputs, condition: str) -> Result:
     est, lo, hi = inp.boot([seeds], lambda g: g[0].mean())
     v = R.at_least(lo, hi, inp.opt.mmcs_high, what=f"best MMCS (L1 {best.l1:.3g})")
     if v.verdict == R.REPRODUCED and not interior:
-        v = R.Verdict(R.NOT_REPRODUCED, f"MMCS {est:.3g} at L1 {best.l1:.3g}, but the MMCS at the sweep's ends "
-                                        f"({ends[0]:.3g}, {ends[-1]:.3g}) is not {inp.opt.mmcs_drop:g} lower: no band")
+        v = R.Verdict(
+            R.NOT_REPRODUCED,
+            f"MMCS {est:.3g} at L1 {best.l1:.3g}, but the MMCS at the sweep's ends "
+            f"({ends[0]:.3g}, {ends[-1]:.3g}) is not {inp.opt.mmcs_drop:g} lower: no band",
+        )
     elif v.verdict == R.REPRODUCED:
         v = R.Verdict(R.REPRODUCED, f"{v.reason}; the ends of the sweep are lower ({ends[0]:.3g}, {ends[-1]:.3g})")
-    v = R.scale_gate(v.verdict == R.REPRODUCED or big >= PAPER_MAX_DICT,
-                     f"the largest dictionary here has {big} latents, the paper's {PAPER_MAX_DICT}", v)
-    return Result(est, lo, hi, f"SAE seeds ({len(seeds)})", v,
-                  f"MMCS at the best of {len(m)} L1 values, {big} latents, mean over seeds")
+    v = R.scale_gate(
+        v.verdict == R.REPRODUCED or big >= PAPER_MAX_DICT,
+        f"the largest dictionary here has {big} latents, the paper's {PAPER_MAX_DICT}",
+        v,
+    )
+    return Result(
+        est,
+        lo,
+        hi,
+        f"SAE seeds ({len(seeds)})",
+        v,
+        f"MMCS at the best of {len(m)} L1 values, {big} latents, mean over seeds",
+    )
 
 
 def mmcs_control(inp: Inputs) -> Result:
@@ -66,8 +84,14 @@ def mmcs_control(inp: Inputs) -> Result:
     seeds = t[(t.dict_size == best.dict_size) & np.isclose(t.l1, best.l1)].mmcs.to_numpy(float)
     est, lo, hi = inp.boot([seeds], lambda g: g[0].mean())
     v = R.at_most(lo, hi, inp.opt.mmcs_low, what="largest MMCS of the sweep")
-    return Result(est, lo, hi, f"SAE seeds ({len(seeds)})", v,
-                  f"largest MMCS over the sweep (L1 {best.l1:.3g}, {int(best.dict_size)} latents)")
+    return Result(
+        est,
+        lo,
+        hi,
+        f"SAE seeds ({len(seeds)})",
+        v,
+        f"largest MMCS over the sweep (L1 {best.l1:.3g}, {int(best.dict_size)} latents)",
+    )
 
 
 FRONTIER = "02_sparsity_frontier"
@@ -78,15 +102,24 @@ def frontier_above(inp: Inputs, source: str, reference: str) -> Result:
     the mean EV gap over their shared sparsity range, one value per sparsity measure (L0, L1, L1/sqrt(L2), Hoyer);
     the interval is the range over the measures. Reproduced when every measure's gap is above 0."""
     inp.table(FRONTIER, ["condition"])
-    rows = [r for r in inp.manifest(FRONTIER).get("comparison") or []
-            if r.get("source") == source and r.get("reference") == reference]  # fmt: skip
+    rows = [
+        r
+        for r in inp.manifest(FRONTIER).get("comparison") or []
+        if r.get("source") == source and r.get("reference") == reference
+    ]
     gaps = np.array([r["gap"] for r in rows], dtype=float)
     gaps = gaps[np.isfinite(gaps)]
     require(gaps.size > 0, f"{FRONTIER}.manifest.json compares no {source!r} frontier with {reference!r}")
     lo, hi = float(gaps.min()), float(gaps.max())
     v = R.above(lo, hi, inp.opt.metric_margin, what="frontier EV gap (range over sparsity measures)")
-    return Result(float(gaps.mean()), lo, hi, f"range over {gaps.size} sparsity measures (one SAE sweep)", v,
-                  f"{source} minus {reference}: mean EV difference of the frontiers over their shared sparsity range")
+    return Result(
+        float(gaps.mean()),
+        lo,
+        hi,
+        f"range over {gaps.size} sparsity measures (one SAE sweep)",
+        v,
+        f"{source} minus {reference}: mean EV difference of the frontiers over their shared sparsity range",
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------- 03
@@ -96,7 +129,7 @@ def sae_metric_similar(inp: Inputs, metric: str) -> Result:
     require(len(tr) > 0, "fig2_sae_metrics.csv has no trained-model rows")
     r = t[t.variant.isin(random_variants(t.variant)) & t.layer.isin(tr.index)]
     require(len(r) > 0, "fig2_sae_metrics.csv has no random-variant rows at the trained model's layers")
-    diffs = (r[metric].to_numpy(float) - tr.loc[r.layer].to_numpy(float))
+    diffs = r[metric].to_numpy(float) - tr.loc[r.layer].to_numpy(float)
     est, lo, hi = inp.boot([diffs], lambda g: g[0].mean())
     # Each cell is one SAE: add the between-seed variance of (random - trained) per cell, averaged over n cells.
     seed_var = sum(inp.seed_var(v, metric) + inp.seed_var("trained", metric) for v in r.variant) / len(diffs) ** 2
@@ -104,8 +137,14 @@ def sae_metric_similar(inp: Inputs, metric: str) -> Result:
         sd = math.sqrt(R.sd_from_ci(lo, hi, inp.opt.ci_level) ** 2 + seed_var)
         est, lo, hi = est, est - R.z_value(inp.opt.ci_level) * sd, est + R.z_value(inp.opt.ci_level) * sd
     v = R.similar(lo, hi, inp.opt.metric_margin, what=f"{metric.replace('_', ' ')} difference")
-    return Result(est, lo, hi, f"variant x layer cells ({len(diffs)}, one SAE each) {inp.seed_note()}", v,
-                  f"random variant minus trained {metric.replace('_', ' ')}, mean over variants and layers")
+    return Result(
+        est,
+        lo,
+        hi,
+        f"variant x layer cells ({len(diffs)}, one SAE each) {inp.seed_note()}",
+        v,
+        f"random variant minus trained {metric.replace('_', ' ')}, mean over variants and layers",
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------- 06
@@ -116,29 +155,47 @@ def why_gap_closed(inp: Inputs) -> Result:
     p = inp.params("06_why_factors")
     require("base_expansion" in p and "train_tokens" in p, "06_why_factors.manifest.json lacks its parameters")
     # The baselines of notebook 06 (section 4): notebook 03's options at R = base_expansion.
-    baselines = {"width": p["base_expansion"], "norm_gains": "redrawn", "embedding_scale": 1.0,
-                 "train_tokens": p["train_tokens"]}  # fmt: skip
+    baselines = {
+        "width": p["base_expansion"],
+        "norm_gains": "redrawn",
+        "embedding_scale": 1.0,
+        "train_tokens": p["train_tokens"],
+    }
     gaps = gap_table(t, baselines)
     layers = [x for x in sorted(set(t.layer)) if x > 0] or sorted(set(t.layer))
     best = best_per_factor(gaps, layers)
     over = f"layers {layers} (one SAE each)"
     if not len(best):
-        v = R.Verdict(R.NOT_DECIDABLE, "no random variant falls short of the trained model's explained variance by "
-                                       "the gap threshold at the baseline: nothing to close")
+        v = R.Verdict(
+            R.NOT_DECIDABLE,
+            "no random variant falls short of the trained model's explained variance by "
+            "the gap threshold at the baseline: nothing to close",
+        )
         return Result(np.nan, np.nan, np.nan, over, v, "share of the gap closed by the best factor")
     top = best.loc[best.gap_closed.idxmax()]
-    g = gaps[(gaps.factor == top.factor) & (gaps.variant == top.variant) & gaps.layer.isin(layers)
-             & (gaps.value.astype(str) == str(top.value))].gap_closed.dropna()  # fmt: skip
+    g = gaps[
+        (gaps.factor == top.factor)
+        & (gaps.variant == top.variant)
+        & gaps.layer.isin(layers)
+        & (gaps.value.astype(str) == str(top.value))
+    ].gap_closed.dropna()
     v = R.at_least(float(g.min()), float(g.max()), MOST, what="share of the gap closed, range over layers")
-    return Result(float(top.gap_closed), float(g.min()), float(g.max()), over, v,
-                  f"share of the explained-variance gap closed by the best factor: {top.factor} = {top.value} "
-                  f"({top.variant})")
+    return Result(
+        float(top.gap_closed),
+        float(g.min()),
+        float(g.max()),
+        over,
+        v,
+        f"share of the explained-variance gap closed by the best factor: {top.factor} = {top.value} ({top.variant})",
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------- 07
 def _seed_rows(inp: Inputs) -> tuple[pd.DataFrame, int, int]:
-    t = inp.table("07_seed_stability", ["variant", "architecture", "R", "k", "seed_pair", "threshold",
-                                        "shared_fraction", "dead_fraction"])  # fmt: skip
+    t = inp.table(
+        "07_seed_stability",
+        ["variant", "architecture", "R", "k", "seed_pair", "threshold", "shared_fraction", "dead_fraction"],
+    )
     p = inp.params("07_seed_stability")
     t = t[np.isclose(t.threshold, float(p.get("threshold", 0.7))) & (t.variant == "trained")]
     require(len(t) > 0, "07_seed_stability.csv has no trained-model rows at the threshold")
@@ -155,9 +212,12 @@ def _cell(t: pd.DataFrame, arch: str, r: int, k: int) -> pd.DataFrame:
 
 def _dead_gate(inp: Inputs, cells: list[pd.DataFrame], v: R.Verdict) -> R.Verdict:
     dead = max(float(c.dead_fraction.mean()) for c in cells)
-    return R.scale_gate(dead <= inp.opt.max_dead_fraction,
-                        f"{dead:.0%} of the latents never fire on held-out tokens (more than "
-                        f"{inp.opt.max_dead_fraction:.0%}): the SAEs are far from converged", v)
+    return R.scale_gate(
+        dead <= inp.opt.max_dead_fraction,
+        f"{dead:.0%} of the latents never fire on held-out tokens (more than "
+        f"{inp.opt.max_dead_fraction:.0%}): the SAEs are far from converged",
+        v,
+    )
 
 
 def seed_shared(inp: Inputs) -> Result:
@@ -167,19 +227,33 @@ def seed_shared(inp: Inputs) -> Result:
     est, lo, hi = inp.boot([c.shared_fraction.to_numpy(float)], lambda g: g[0].mean())
     band = (PAPER_SHARED[0] - inp.opt.band_margin, PAPER_SHARED[1] + inp.opt.band_margin)
     v = _dead_gate(inp, [c], R.in_band(lo, hi, *band, what="shared fraction"))
-    return Result(est, lo, hi, f"SAE seed pairs ({len(c)})", v,
-                  f"trained model, TopK R={r}, k={k}: share of latents matched at cos > 0.7 (decoder and encoder)")
+    return Result(
+        est,
+        lo,
+        hi,
+        f"SAE seed pairs ({len(c)})",
+        v,
+        f"trained model, TopK R={r}, k={k}: share of latents matched at cos > 0.7 (decoder and encoder)",
+    )
 
 
 def seed_relu_vs_topk(inp: Inputs) -> Result:
     t, r, k = _seed_rows(inp)
     topk, relu = _cell(t, "topk", r, k), t[(t.architecture == "relu") & (t["R"] == r)]
     require(len(topk) > 0 and len(relu) > 0, f"07_seed_stability.csv lacks a ReLU or TopK group at R={r}")
-    est, lo, hi = inp.boot([relu.shared_fraction.to_numpy(float), topk.shared_fraction.to_numpy(float)],
-                           lambda g: g[0].mean() - g[1].mean())  # fmt: skip
+    est, lo, hi = inp.boot(
+        [relu.shared_fraction.to_numpy(float), topk.shared_fraction.to_numpy(float)],
+        lambda g: g[0].mean() - g[1].mean(),
+    )
     v = _dead_gate(inp, [topk, relu], R.above(lo, hi, inp.opt.share_margin, what="ReLU minus TopK shared fraction"))
-    return Result(est, lo, hi, f"SAE seed pairs ({len(relu)} + {len(topk)})", v,
-                  f"trained model, R={r}: ReLU + L1 (L0 ~ {k}) minus TopK (k={k}) shared fraction")
+    return Result(
+        est,
+        lo,
+        hi,
+        f"SAE seed pairs ({len(relu)} + {len(topk)})",
+        v,
+        f"trained model, R={r}: ReLU + L1 (L0 ~ {k}) minus TopK (k={k}) shared fraction",
+    )
 
 
 def seed_wider(inp: Inputs) -> Result:
@@ -188,8 +262,16 @@ def seed_wider(inp: Inputs) -> Result:
     widths = sorted(set(topk.R))
     require(len(widths) >= 2, f"07_seed_stability.csv has one TopK width at k={k}")
     wide, narrow = _cell(t, "topk", widths[-1], k), _cell(t, "topk", widths[0], k)
-    est, lo, hi = inp.boot([wide.shared_fraction.to_numpy(float), narrow.shared_fraction.to_numpy(float)],
-                           lambda g: g[0].mean() - g[1].mean())  # fmt: skip
+    est, lo, hi = inp.boot(
+        [wide.shared_fraction.to_numpy(float), narrow.shared_fraction.to_numpy(float)],
+        lambda g: g[0].mean() - g[1].mean(),
+    )
     v = _dead_gate(inp, [wide, narrow], R.below(lo, hi, inp.opt.share_margin, what="wide minus narrow shared fraction"))
-    return Result(est, lo, hi, f"SAE seed pairs ({len(wide)} + {len(narrow)})", v,
-                  f"trained model, TopK k={k}: R={widths[-1]} minus R={widths[0]} shared fraction")
+    return Result(
+        est,
+        lo,
+        hi,
+        f"SAE seed pairs ({len(wide)} + {len(narrow)})",
+        v,
+        f"trained model, TopK k={k}: R={widths[-1]} minus R={widths[0]} shared fraction",
+    )

@@ -30,6 +30,13 @@ from rsae_utils.params.core import (
 )
 
 __all__ = [
-    "NOTEBOOKS", "PROFILES", "Config", "Notebook", "Param", "ParameterError", "parse_override", "parse_overrides",
+    "NOTEBOOKS",
+    "PROFILES",
+    "Config",
+    "Notebook",
+    "Param",
+    "ParameterError",
+    "parse_override",
+    "parse_overrides",
     "resolve",
 ]

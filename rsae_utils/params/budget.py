@@ -35,9 +35,11 @@ class Budget:
     def text(self, cfg: Config) -> str:
         gb = 1e9
         gpu = f"~{self.gpu_bytes / gb:,.1f} GB GPU memory" if cfg.device != "cpu" else "no GPU (device='cpu')"
-        return (f"[budget] 03_sae_training ({cfg.profile}): ~{self.disk_bytes / gb:,.1f} GB disk, "
-                f"~{self.host_bytes / gb:,.1f} GB host memory, {gpu}, ~{self.hours:,.1f} h on {cfg.device} "
-                f"(rough; rsae_utils.params.budget)")  # fmt: skip
+        return (
+            f"[budget] 03_sae_training ({cfg.profile}): ~{self.disk_bytes / gb:,.1f} GB disk, "
+            f"~{self.host_bytes / gb:,.1f} GB host memory, {gpu}, ~{self.hours:,.1f} h on {cfg.device} "
+            f"(rough; rsae_utils.params.budget)"
+        )
 
 
 def model_params(n_layers: int, d_model: int) -> int:

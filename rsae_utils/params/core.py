@@ -261,8 +261,7 @@ def resolve(notebook: str, profile: str = "default", overrides: Mapping[str, Any
     for key in overrides:
         if key not in names:
             raise ParameterError(
-                f"unknown parameter {key!r} for notebook {notebook}{_suggest(key, names)}; "
-                f"allowed: {', '.join(names)}"
+                f"unknown parameter {key!r} for notebook {notebook}{_suggest(key, names)}; allowed: {', '.join(names)}"
             )
     values = {p.name: overrides.get(p.name, p.value(profile)) for p in spec.params}
     for p in spec.params:
@@ -283,9 +282,7 @@ def resolve(notebook: str, profile: str = "default", overrides: Mapping[str, Any
 def parse_override(text: str) -> tuple[str, Any]:
     """Parse ``name=value`` from the command line; the value is a Python literal, else a plain string."""
     if "=" not in text:
-        raise ParameterError(
-            f"override {text!r} must look like NAME=VALUE (quote a value with spaces: name='a b')"
-        )
+        raise ParameterError(f"override {text!r} must look like NAME=VALUE (quote a value with spaces: name='a b')")
     key, raw = text.split("=", 1)
     key = key.strip()
     if not key.isidentifier():

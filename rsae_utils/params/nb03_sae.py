@@ -74,11 +74,15 @@ def _check_03(cfg: Config) -> None:
                 f"= {d_sae}; got {cfg.k}"
             )
     if cfg.trainer == "fast" and cfg.architecture != "topk":
-        raise ParameterError(f"parameter 'trainer' 'fast' trains TopK SAEs only; with architecture "
-                             f"{cfg.architecture!r} set trainer='sae-lens'")
+        raise ParameterError(
+            f"parameter 'trainer' 'fast' trains TopK SAEs only; with architecture "
+            f"{cfg.architecture!r} set trainer='sae-lens'"
+        )
     if cfg.trainer == "fast" and cfg.train_from == "stream":
-        raise ParameterError("parameter 'trainer' 'fast' trains from the cache only; with train_from='stream' set "
-                             "trainer='sae-lens' (its MultiSAETrainer trains every layer in lockstep)")
+        raise ParameterError(
+            "parameter 'trainer' 'fast' trains from the cache only; with train_from='stream' set "
+            "trainer='sae-lens' (its MultiSAETrainer trains every layer in lockstep)"
+        )
     if cfg.harvest_dtype != "float32" and (cfg.device != "cpu" or cfg.model.strip().lower() not in _LEAN_MODELS):
         raise ParameterError(
             f"parameter 'harvest_dtype' must be 'float32' unless device='cpu' and model is one of {_LEAN_MODELS} "
@@ -116,80 +120,214 @@ def _check_cache_fits(cfg: Config, n_layers: int, d_model: int) -> None:
     check_budget(cfg, budget, existing)
 
 
-register("03_sae_training", Notebook(
-    title="SAEs on trained and random transformers: activation caches, training, quality metrics (paper Fig. 2)",
-    params=[
-        Param("model", "tiny-random", "smollm2-135m", "pythia-70m", is_str(),
-              "model name: 'smollm2-135m' (embedded, offline), 'tiny-random' (smoke), a Pythia name (network)"),
-        Param("revision", None, None, None, optional(is_str()), "hub revision of the trained model (Pythia: 'stepN')"),
-        Param("variants", list(VARIANTS), list(VARIANTS), list(VARIANTS),
-              list_of(one_of(VARIANTS), unique=True), "model variants (PAPER.md section 1)"),
-        Param("variant_seed", 42, 42, 42, is_int(0), "seed of the re-randomized variants (42 in the authors' code)"),
-        Param("rerandomize_norms", True, True, True, is_bool(),
-              "re-randomized variants: redraw the norm gains too (True, the authors' default) or keep them trained"),
-        Param("embedding_scale", 1.0, 1.0, 1.0, is_float(1e-6, 1e6),
-              "multiply every variant's token embedding by this (not the control's noise; notebook 06's question)"),
-        Param("layers", [0, 1, 3], [0, 4, 9, 14], [0, 1, 2, 3, 4, 5], list_of(is_int(0), unique=True),
-              "residual-stream layers (blocks.L.hook_resid_post); the forward stops after the deepest",
-              gpu=list(range(0, 15, 2))),
-        Param("corpus", "site-packages", "site-packages", "hf:EleutherAI/rpj-v2-sample:train[:15%]", is_str(),
-              "text source (rsae_utils.subject.corpus.load_corpus); the paper's: rpj-v2-sample train[:15%]",
-              gpu="site-packages+docstrings"),
-        Param("test_corpus", None, None, "hf:EleutherAI/rpj-v2-sample:train[25%:30%]", optional(is_str()),
-              "text source of the held-out windows (None: split off 'corpus' by document); the paper caches "
-              "latents from the disjoint train[25%:30%]"),
-        Param("max_corpus_chars", 400_000, 4_000_000, None, optional(is_int(1000)),
-              "cap on the characters read from the corpus (None: all)", gpu=None),
-        Param("ctx", 32, 128, 2048, is_int(8, 8192), "tokens per window (the paper: 2048)", gpu=256),
-        Param("n_train_windows", 48, 320, 48_828, is_int(1), "training windows per variant (cached)", gpu=8192),
-        Param("n_test_windows", 12, 400, 512, is_int(1),
-              "held-out windows per variant (disjoint from training): the metrics, and notebook 04's latents "
-              "(its paper protocol needs >= 50k tokens for 10 quantile bins x 10 windows per latent)", gpu=512),
-        Param("n_spliced_windows", 6, 12, 256, is_int(1),
-              "held-out windows used for the spliced CE/KL metrics (each costs a partial forward per layer)", gpu=128),
-        Param("window_seed", 0, 0, 0, is_int(0), "seed of the window sampling"),
-        Param("harvest_batch", 8, 8, 32, is_int(1), "windows per forward when caching activations", gpu=32),
-        Param("harvest_dtype", "float32", "float32", "float32", one_of(["float32", "bfloat16"]),
-              "compute dtype of the caching forward (CPU, Llama-style models: smollm2-135m, tiny-random): "
-              "'float32' (default, as transformer-lens to ~1e-6) or 'bfloat16' (matrix products in bfloat16: ~2x "
-              "faster on CPUs with AMX-BF16, e.g. Sapphire Rapids, but much slower on a laptop without it; cached "
-              "activations then differ from float32 by 0.3-8% relative, most in deep layers of re-randomized "
-              "variants); enters the cache key"),
-        Param("cache_dtype", "float32", "float32", "float16", one_of(["float32", "float16"]),
-              "dtype of the cached activations", gpu="float16"),
-        Param("train_from", "cache", "cache", "stream", one_of(["cache", "stream"]),
-              "SAE training data: 'cache' (the training split is cached once and read every epoch) or 'stream' "
-              "(activations made on the fly, every layer's SAE in lockstep, nothing stored: needed at paper scale, "
-              "where a cached training split is ~100 GB per layer; only the test split is cached)", gpu="stream"),
-        Param("architecture", "topk", "topk", "topk", one_of(["topk", "relu"]), "SAE type: TopK or ReLU + L1"),
-        Param("trainer", "fast", "fast", "sae-lens", one_of(list(TRAINERS)),
-              "SAE trainer: 'fast' (rsae_utils.sae.topk: the paper's sparsify rule, FVU + AuxK, unit-norm decoder; "
-              "TopK only, from the cache; 3-8x sae-lens on a CPU at R >= 16) or 'sae-lens' (its SAETrainer; needed "
-              "for ReLU SAEs and for train_from='stream')", gpu="sae-lens"),
-        Param("expansion", 4, 16, 64, is_int(1, 256), "R: latents = R x d_model (the paper: 64)", gpu=64),
-        Param("k", 8, 32, 32, is_int(1), "TopK: active latents per token (the paper: 32)"),
-        Param("l1_coefficient", 5.0, 5.0, 5.0, is_float(0.0), "ReLU SAE: L1 coefficient (sae-lens convention)"),
-        Param("train_tokens", 6144, 61_440, 100_000_000, is_int(1),
-              "tokens each SAE trains on (epochs over the cached training windows; the paper: 100M)",
-              gpu=4_194_304),
-        Param("batch_size", 256, 512, 4096, is_int(1), "SAE training batch, tokens", gpu=2048),
-        Param("lr", 3e-3, 1e-3, 1.4e-4, is_float(0.0, 1.0),
-              "Adam learning rate (paper: 2e-4 / sqrt(d_sae / 2^14), for 100M tokens; the default's ~120 steps need "
-              "larger ones: 2e-3 at R = 4 scaled by sparsify's 1/sqrt(d_sae) rule gives 1e-3 at R = 16)", gpu=4e-4),
-        Param("sae_seed", 0, 0, 0, is_int(0), "seed of SAE initialisation and batch order"),
-        Param("exclude_boundary_token", True, True, True, is_bool(),
-              "leave the document-boundary token (window start; an attention sink with ~100x the residual norm) "
-              "out of SAE training and metrics"),
-        Param("device", "cpu", "cpu", "cuda", one_of(["cpu", "cuda", "mps"]), "torch device", gpu="cuda"),
-        Param("executor", "local", "local", "local", one_of(EXECUTORS),
-              "where each variant's cache and SAEs are made: 'local' (this process), 'slurm' (one SLURM job per "
-              "variant, an array, through submitit) or 'submitit-local' (the same jobs as local processes); the jobs "
-              "write the same artifacts under the same keys, a failed job is resubmitted once"),
-        Param("executor_options", {}, {}, {}, is_dict(),
-              "submitit's update_parameters for the jobs, e.g. {'timeout_min': 600, 'slurm_partition': 'gpu', "
-              "'gpus_per_node': 1, 'mem_gb': 64}"),
-        Param("torch_threads", 1, None, None, optional(is_int(1, 256)),
-              "CPU threads for torch (None: torch's default); the smoke model's tiny matrices run fastest on one"),
-    ],
-    checks=[_check_03],
-))
+register(
+    "03_sae_training",
+    Notebook(
+        title="SAEs on trained and random transformers: activation caches, training, quality metrics (paper Fig. 2)",
+        params=[
+            Param(
+                "model",
+                "tiny-random",
+                "smollm2-135m",
+                "pythia-70m",
+                is_str(),
+                "model name: 'smollm2-135m' (embedded, offline), 'tiny-random' (smoke), a Pythia name (network)",
+            ),
+            Param(
+                "revision", None, None, None, optional(is_str()), "hub revision of the trained model (Pythia: 'stepN')"
+            ),
+            Param(
+                "variants",
+                list(VARIANTS),
+                list(VARIANTS),
+                list(VARIANTS),
+                list_of(one_of(VARIANTS), unique=True),
+                "model variants (PAPER.md section 1)",
+            ),
+            Param(
+                "variant_seed", 42, 42, 42, is_int(0), "seed of the re-randomized variants (42 in the authors' code)"
+            ),
+            Param(
+                "rerandomize_norms",
+                True,
+                True,
+                True,
+                is_bool(),
+                "re-randomized variants: redraw the norm gains too (True, the authors' default) or keep them trained",
+            ),
+            Param(
+                "embedding_scale",
+                1.0,
+                1.0,
+                1.0,
+                is_float(1e-6, 1e6),
+                "multiply every variant's token embedding by this (not the control's noise; notebook 06's question)",
+            ),
+            Param(
+                "layers",
+                [0, 1, 3],
+                [0, 4, 9, 14],
+                [0, 1, 2, 3, 4, 5],
+                list_of(is_int(0), unique=True),
+                "residual-stream layers (blocks.L.hook_resid_post); the forward stops after the deepest",
+                gpu=list(range(0, 15, 2)),
+            ),
+            Param(
+                "corpus",
+                "site-packages",
+                "site-packages",
+                "hf:EleutherAI/rpj-v2-sample:train[:15%]",
+                is_str(),
+                "text source (rsae_utils.subject.corpus.load_corpus); the paper's: rpj-v2-sample train[:15%]",
+                gpu="site-packages+docstrings",
+            ),
+            Param(
+                "test_corpus",
+                None,
+                None,
+                "hf:EleutherAI/rpj-v2-sample:train[25%:30%]",
+                optional(is_str()),
+                "text source of the held-out windows (None: split off 'corpus' by document); the paper caches "
+                "latents from the disjoint train[25%:30%]",
+            ),
+            Param(
+                "max_corpus_chars",
+                400_000,
+                4_000_000,
+                None,
+                optional(is_int(1000)),
+                "cap on the characters read from the corpus (None: all)",
+                gpu=None,
+            ),
+            Param("ctx", 32, 128, 2048, is_int(8, 8192), "tokens per window (the paper: 2048)", gpu=256),
+            Param("n_train_windows", 48, 320, 48_828, is_int(1), "training windows per variant (cached)", gpu=8192),
+            Param(
+                "n_test_windows",
+                12,
+                400,
+                512,
+                is_int(1),
+                "held-out windows per variant (disjoint from training): the metrics, and notebook 04's latents "
+                "(its paper protocol needs >= 50k tokens for 10 quantile bins x 10 windows per latent)",
+                gpu=512,
+            ),
+            Param(
+                "n_spliced_windows",
+                6,
+                12,
+                256,
+                is_int(1),
+                "held-out windows used for the spliced CE/KL metrics (each costs a partial forward per layer)",
+                gpu=128,
+            ),
+            Param("window_seed", 0, 0, 0, is_int(0), "seed of the window sampling"),
+            Param("harvest_batch", 8, 8, 32, is_int(1), "windows per forward when caching activations", gpu=32),
+            Param(
+                "harvest_dtype",
+                "float32",
+                "float32",
+                "float32",
+                one_of(["float32", "bfloat16"]),
+                "compute dtype of the caching forward (CPU, Llama-style models: smollm2-135m, tiny-random): "
+                "'float32' (default, as transformer-lens to ~1e-6) or 'bfloat16' (matrix products in bfloat16: ~2x "
+                "faster on CPUs with AMX-BF16, e.g. Sapphire Rapids, but much slower on a laptop without it; cached "
+                "activations then differ from float32 by 0.3-8% relative, most in deep layers of re-randomized "
+                "variants); enters the cache key",
+            ),
+            Param(
+                "cache_dtype",
+                "float32",
+                "float32",
+                "float16",
+                one_of(["float32", "float16"]),
+                "dtype of the cached activations",
+                gpu="float16",
+            ),
+            Param(
+                "train_from",
+                "cache",
+                "cache",
+                "stream",
+                one_of(["cache", "stream"]),
+                "SAE training data: 'cache' (the training split is cached once and read every epoch) or 'stream' "
+                "(activations made on the fly, every layer's SAE in lockstep, nothing stored: needed at paper scale, "
+                "where a cached training split is ~100 GB per layer; only the test split is cached)",
+                gpu="stream",
+            ),
+            Param("architecture", "topk", "topk", "topk", one_of(["topk", "relu"]), "SAE type: TopK or ReLU + L1"),
+            Param(
+                "trainer",
+                "fast",
+                "fast",
+                "sae-lens",
+                one_of(list(TRAINERS)),
+                "SAE trainer: 'fast' (rsae_utils.sae.topk: the paper's sparsify rule, FVU + AuxK, unit-norm decoder; "
+                "TopK only, from the cache; 3-8x sae-lens on a CPU at R >= 16) or 'sae-lens' (its SAETrainer; needed "
+                "for ReLU SAEs and for train_from='stream')",
+                gpu="sae-lens",
+            ),
+            Param("expansion", 4, 16, 64, is_int(1, 256), "R: latents = R x d_model (the paper: 64)", gpu=64),
+            Param("k", 8, 32, 32, is_int(1), "TopK: active latents per token (the paper: 32)"),
+            Param("l1_coefficient", 5.0, 5.0, 5.0, is_float(0.0), "ReLU SAE: L1 coefficient (sae-lens convention)"),
+            Param(
+                "train_tokens",
+                6144,
+                61_440,
+                100_000_000,
+                is_int(1),
+                "tokens each SAE trains on (epochs over the cached training windows; the paper: 100M)",
+                gpu=4_194_304,
+            ),
+            Param("batch_size", 256, 512, 4096, is_int(1), "SAE training batch, tokens", gpu=2048),
+            Param(
+                "lr",
+                3e-3,
+                1e-3,
+                1.4e-4,
+                is_float(0.0, 1.0),
+                "Adam learning rate (paper: 2e-4 / sqrt(d_sae / 2^14), for 100M tokens; the default's ~120 steps need "
+                "larger ones: 2e-3 at R = 4 scaled by sparsify's 1/sqrt(d_sae) rule gives 1e-3 at R = 16)",
+                gpu=4e-4,
+            ),
+            Param("sae_seed", 0, 0, 0, is_int(0), "seed of SAE initialisation and batch order"),
+            Param(
+                "exclude_boundary_token",
+                True,
+                True,
+                True,
+                is_bool(),
+                "leave the document-boundary token (window start; an attention sink with ~100x the residual norm) "
+                "out of SAE training and metrics",
+            ),
+            Param("device", "cpu", "cpu", "cuda", one_of(["cpu", "cuda", "mps"]), "torch device", gpu="cuda"),
+            Param(
+                "executor",
+                "local",
+                "local",
+                "local",
+                one_of(EXECUTORS),
+                "where each variant's cache and SAEs are made: 'local' (this process), 'slurm' (one SLURM job per "
+                "variant, an array, through submitit) or 'submitit-local' (the same jobs as local processes); the jobs "
+                "write the same artifacts under the same keys, a failed job is resubmitted once",
+            ),
+            Param(
+                "executor_options",
+                {},
+                {},
+                {},
+                is_dict(),
+                "submitit's update_parameters for the jobs, e.g. {'timeout_min': 600, 'slurm_partition': 'gpu', "
+                "'gpus_per_node': 1, 'mem_gb': 64}",
+            ),
+            Param(
+                "torch_threads",
+                1,
+                None,
+                None,
+                optional(is_int(1, 256)),
+                "CPU threads for torch (None: torch's default); the smoke model's tiny matrices run fastest on one",
+            ),
+        ],
+        checks=[_check_03],
+    ),
+)

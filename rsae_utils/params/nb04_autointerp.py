@@ -48,9 +48,7 @@ def _check_llm_layers(cfg: Config) -> None:
 
 def _check_04(cfg: Config) -> None:
     if cfg.explain_pool < cfg.n_explain:
-        raise ParameterError(
-            f"parameter 'explain_pool' must be >= n_explain ({cfg.n_explain}); got {cfg.explain_pool}"
-        )
+        raise ParameterError(f"parameter 'explain_pool' must be >= n_explain ({cfg.n_explain}); got {cfg.explain_pool}")
     if cfg.min_examples < cfg.n_explain + cfg.n_bins:
         raise ParameterError(
             f"parameter 'min_examples' must be >= n_explain + n_bins ({cfg.n_explain + cfg.n_bins}) so every "
@@ -70,60 +68,161 @@ def _check_04(cfg: Config) -> None:
     _check_llm_layers(cfg)
 
 
-register("04_autointerp", Notebook(
-    title="Auto-interpretability: explanations, detection and fuzzing scores, token-identity baseline",
-    params=[
-        Param("split", "test", "test", "test", one_of(["test", "train"]),
-              "cache split the examples come from ('test': held out from SAE training; 'train' exists only when "
-              "notebook 03 ran with train_from='cache')"),
-        Param("max_contexts", None, None, None, optional(is_int(1)), "cap on cached contexts read per SAE"),
-        Param("window_len", 32, 32, 32, is_int(2, 4096), "tokens per example window (the paper: 32)"),
-        Param("n_latents", 8, 100, 100, is_int(1), "latents sampled per SAE (the paper: 100)", gpu=100),
-        Param("min_examples", 4, 40, 200, is_int(1),
-              "activating windows a latent needs to be sampled (the paper: 200 in a 10M-token cache)"),
-        Param("n_explain", 2, 8, 40, is_int(1), "explainer examples per latent (the paper: 40)"),
-        Param("explain_pool", 3, 16, 100, is_int(1),
-              "explainer examples are drawn at random from this many top-activating windows"),
-        Param("n_bins", 2, 10, 10, is_int(1), "activation-quantile bins of the scoring positives (the paper: 10)"),
-        Param("per_bin", 1, 10, 10, is_int(1), "scoring positives drawn per bin (the paper: 10)"),
-        Param("n_negatives", 3, 50, 100, is_int(0), "non-activating scoring windows per latent (the paper: ~100)"),
-        Param("batch_size", 5, 5, 5, is_int(1, 50), "windows per scorer prompt (the paper: 5)"),
-        Param("mark_frac", 0.3, 0.3, 0.3, is_float(0.0, 1.0),
-              "a token is marked active when its activation >= mark_frac x the window max (the paper: 0.3)"),
-        Param("scorers", ["detection", "fuzzing"], ["detection", "fuzzing"], ["detection", "fuzzing"],
-              list_of(one_of(["detection", "fuzzing"]), unique=True), "scorers to run"),
-        Param("top_k_tokens", 10, 10, 10, is_int(1), "token baseline: top tokens by activation mass it keeps"),
-        Param("single_token_threshold", 0.9, 0.9, 0.9, is_float(0.0, 1.0),
-              "a latent is single-token when one token id holds at least this share of its activation mass"),
-        Param("llm_backends", ["local"], ["local"], ["openai"], list_of(one_of(_AI_BACKENDS), min_len=0, unique=True),
-              "LLM explainer/scorers besides the token baseline: 'local' (SmolLM2-135M-Instruct, offline), "
-              "'openai' (an OpenAI-compatible endpoint: endpoint_url + endpoint_model)"),
-        Param("endpoint_url", None, None, "http://127.0.0.1:8000/v1", optional(is_str()),
-              "base URL of the OpenAI-compatible server (vLLM, Ollama, llama.cpp server, hosted API)"),
-        Param("endpoint_model", None, None, "hugging-quants/Meta-Llama-3.1-70B-Instruct-AWQ-INT4", optional(is_str()),
-              "model name the endpoint serves (the paper: Llama-3.1-70B-Instruct, AWQ int4, on vLLM)"),
-        Param("endpoint_structured", None, None, None, optional(one_of(["guided_regex", "structured_outputs"])),
-              "constrain the endpoint's answer lists by a regex: 'guided_regex' (vLLM <= 0.10, and the project's own "
-              "server `python -m rsae_utils.autointerp.llm.serve`), 'structured_outputs' (newer vLLM); None: free "
-              "text (a 70B instruction model answers in the format unaided)"),
-        Param("llm_timeout_s", 120.0, 120.0, 600.0, is_float(0.1, 3600.0),
-              "seconds the endpoint may take for one request before it counts as failed (a stalled server then "
-              "stops the run with BackendUnavailable instead of hanging)"),
-        Param("llm_max_retries", 2, 2, 4, is_int(0, 20),
-              "retries of a request that timed out, could not connect, or got HTTP 429/5xx (with back-off)"),
-        Param("max_unparsable_share", 0.5, 0.5, 0.5, is_float(0.0, 1.0),
-              "the run fails (non-zero exit) when more than this share of an LLM backend's answers could not be "
-              "parsed: its scores would be void (a server without logprobs, a model that ignores the format)"),
-        Param("explainer_max_tokens", 24, 32, 100, is_int(1, 1000), "token budget of an explanation"),
-        Param("llm_n_latents", 1, 3, 100, is_int(0), "latents per SAE the LLM explains and scores"),
-        Param("llm_variants", ["trained"], ["trained", "rerandomized_incl_emb"], list(VARIANTS),
-              list_of(one_of(VARIANTS), unique=True), "variants whose SAEs the LLM scores"),
-        Param("llm_layers", [0], [9], None, optional(list_of(is_int(0), unique=True)),
-              "layers whose SAEs the LLM scores (None: every layer)", gpu=[8]),
-        Param("seed", 0, 0, 0, is_int(0), "seed of latent and example sampling, batch order and fuzzing marks"),
-        Param("device", "cpu", "cpu", "cuda", one_of(["cpu", "cuda", "mps"]), "torch device the SAEs encode on",
-              gpu="cuda"),
-    ],
-    checks=[_check_04],
-    after=["03_sae_training"],
-))
+register(
+    "04_autointerp",
+    Notebook(
+        title="Auto-interpretability: explanations, detection and fuzzing scores, token-identity baseline",
+        params=[
+            Param(
+                "split",
+                "test",
+                "test",
+                "test",
+                one_of(["test", "train"]),
+                "cache split the examples come from ('test': held out from SAE training; 'train' exists only when "
+                "notebook 03 ran with train_from='cache')",
+            ),
+            Param("max_contexts", None, None, None, optional(is_int(1)), "cap on cached contexts read per SAE"),
+            Param("window_len", 32, 32, 32, is_int(2, 4096), "tokens per example window (the paper: 32)"),
+            Param("n_latents", 8, 100, 100, is_int(1), "latents sampled per SAE (the paper: 100)", gpu=100),
+            Param(
+                "min_examples",
+                4,
+                40,
+                200,
+                is_int(1),
+                "activating windows a latent needs to be sampled (the paper: 200 in a 10M-token cache)",
+            ),
+            Param("n_explain", 2, 8, 40, is_int(1), "explainer examples per latent (the paper: 40)"),
+            Param(
+                "explain_pool",
+                3,
+                16,
+                100,
+                is_int(1),
+                "explainer examples are drawn at random from this many top-activating windows",
+            ),
+            Param("n_bins", 2, 10, 10, is_int(1), "activation-quantile bins of the scoring positives (the paper: 10)"),
+            Param("per_bin", 1, 10, 10, is_int(1), "scoring positives drawn per bin (the paper: 10)"),
+            Param("n_negatives", 3, 50, 100, is_int(0), "non-activating scoring windows per latent (the paper: ~100)"),
+            Param("batch_size", 5, 5, 5, is_int(1, 50), "windows per scorer prompt (the paper: 5)"),
+            Param(
+                "mark_frac",
+                0.3,
+                0.3,
+                0.3,
+                is_float(0.0, 1.0),
+                "a token is marked active when its activation >= mark_frac x the window max (the paper: 0.3)",
+            ),
+            Param(
+                "scorers",
+                ["detection", "fuzzing"],
+                ["detection", "fuzzing"],
+                ["detection", "fuzzing"],
+                list_of(one_of(["detection", "fuzzing"]), unique=True),
+                "scorers to run",
+            ),
+            Param("top_k_tokens", 10, 10, 10, is_int(1), "token baseline: top tokens by activation mass it keeps"),
+            Param(
+                "single_token_threshold",
+                0.9,
+                0.9,
+                0.9,
+                is_float(0.0, 1.0),
+                "a latent is single-token when one token id holds at least this share of its activation mass",
+            ),
+            Param(
+                "llm_backends",
+                ["local"],
+                ["local"],
+                ["openai"],
+                list_of(one_of(_AI_BACKENDS), min_len=0, unique=True),
+                "LLM explainer/scorers besides the token baseline: 'local' (SmolLM2-135M-Instruct, offline), "
+                "'openai' (an OpenAI-compatible endpoint: endpoint_url + endpoint_model)",
+            ),
+            Param(
+                "endpoint_url",
+                None,
+                None,
+                "http://127.0.0.1:8000/v1",
+                optional(is_str()),
+                "base URL of the OpenAI-compatible server (vLLM, Ollama, llama.cpp server, hosted API)",
+            ),
+            Param(
+                "endpoint_model",
+                None,
+                None,
+                "hugging-quants/Meta-Llama-3.1-70B-Instruct-AWQ-INT4",
+                optional(is_str()),
+                "model name the endpoint serves (the paper: Llama-3.1-70B-Instruct, AWQ int4, on vLLM)",
+            ),
+            Param(
+                "endpoint_structured",
+                None,
+                None,
+                None,
+                optional(one_of(["guided_regex", "structured_outputs"])),
+                "constrain the endpoint's answer lists by a regex: 'guided_regex' (vLLM <= 0.10, and the project's own "
+                "server `python -m rsae_utils.autointerp.llm.serve`), 'structured_outputs' (newer vLLM); None: free "
+                "text (a 70B instruction model answers in the format unaided)",
+            ),
+            Param(
+                "llm_timeout_s",
+                120.0,
+                120.0,
+                600.0,
+                is_float(0.1, 3600.0),
+                "seconds the endpoint may take for one request before it counts as failed (a stalled server then "
+                "stops the run with BackendUnavailable instead of hanging)",
+            ),
+            Param(
+                "llm_max_retries",
+                2,
+                2,
+                4,
+                is_int(0, 20),
+                "retries of a request that timed out, could not connect, or got HTTP 429/5xx (with back-off)",
+            ),
+            Param(
+                "max_unparsable_share",
+                0.5,
+                0.5,
+                0.5,
+                is_float(0.0, 1.0),
+                "the run fails (non-zero exit) when more than this share of an LLM backend's answers could not be "
+                "parsed: its scores would be void (a server without logprobs, a model that ignores the format)",
+            ),
+            Param("explainer_max_tokens", 24, 32, 100, is_int(1, 1000), "token budget of an explanation"),
+            Param("llm_n_latents", 1, 3, 100, is_int(0), "latents per SAE the LLM explains and scores"),
+            Param(
+                "llm_variants",
+                ["trained"],
+                ["trained", "rerandomized_incl_emb"],
+                list(VARIANTS),
+                list_of(one_of(VARIANTS), unique=True),
+                "variants whose SAEs the LLM scores",
+            ),
+            Param(
+                "llm_layers",
+                [0],
+                [9],
+                None,
+                optional(list_of(is_int(0), unique=True)),
+                "layers whose SAEs the LLM scores (None: every layer)",
+                gpu=[8],
+            ),
+            Param("seed", 0, 0, 0, is_int(0), "seed of latent and example sampling, batch order and fuzzing marks"),
+            Param(
+                "device",
+                "cpu",
+                "cpu",
+                "cuda",
+                one_of(["cpu", "cuda", "mps"]),
+                "torch device the SAEs encode on",
+                gpu="cuda",
+            ),
+        ],
+        checks=[_check_04],
+        after=["03_sae_training"],
+    ),
+)

@@ -39,25 +39,35 @@ _RERANDOMIZED = ["rerandomized_incl_emb", "rerandomized_excl_emb"]
 
 def _check_06(cfg: Config) -> None:
     if cfg.base_expansion not in cfg.expansions:
-        raise ParameterError(f"parameter 'base_expansion' must be one of 'expansions' {list(cfg.expansions)} (the "
-                             f"other factors are swept at it); got {cfg.base_expansion}")
+        raise ParameterError(
+            f"parameter 'base_expansion' must be one of 'expansions' {list(cfg.expansions)} (the "
+            f"other factors are swept at it); got {cfg.base_expansion}"
+        )
     if 1.0 not in [float(s) for s in cfg.embedding_scales]:
-        raise ParameterError(f"parameter 'embedding_scales' must hold 1.0 (notebook 03's own caches, the baseline); "
-                             f"got {list(cfg.embedding_scales)}")
+        raise ParameterError(
+            f"parameter 'embedding_scales' must hold 1.0 (notebook 03's own caches, the baseline); "
+            f"got {list(cfg.embedding_scales)}"
+        )
     if cfg.train_tokens not in cfg.token_budgets:
-        raise ParameterError(f"parameter 'token_budgets' must hold train_tokens ({cfg.train_tokens}, the baseline); "
-                             f"got {list(cfg.token_budgets)}")
+        raise ParameterError(
+            f"parameter 'token_budgets' must hold train_tokens ({cfg.train_tokens}, the baseline); "
+            f"got {list(cfg.token_budgets)}"
+        )
     small = [t for t in cfg.token_budgets if t < cfg.batch_size]
     if small:
         raise ParameterError(f"parameter 'token_budgets' must be >= batch_size ({cfg.batch_size}); got {small}")
     model = next(p for p in NOTEBOOKS["03_sae_training"].params if p.name == "model").value(cfg.profile)
     dims = known_model_dims(model)
     if dims is not None and cfg.k >= min(cfg.expansions) * dims[1]:
-        raise ParameterError(f"parameter 'k' must be below the smallest SAE's latents (R={min(cfg.expansions)} x "
-                             f"d_model {dims[1]} of notebook 03's {model}); got {cfg.k}")
+        raise ParameterError(
+            f"parameter 'k' must be below the smallest SAE's latents (R={min(cfg.expansions)} x "
+            f"d_model {dims[1]} of notebook 03's {model}); got {cfg.k}"
+        )
     if cfg.wide_variants and "trained" not in cfg.wide_variants:
-        raise ParameterError(f"parameter 'wide_variants' must include 'trained' (the reference at every R) or be "
-                             f"empty; got {list(cfg.wide_variants)}")
+        raise ParameterError(
+            f"parameter 'wide_variants' must include 'trained' (the reference at every R) or be "
+            f"empty; got {list(cfg.wide_variants)}"
+        )
     bad = [v for v in cfg.wide_variants if v not in cfg.variants]
     if bad:
         raise ParameterError(f"parameter 'wide_variants' must be among 'variants' {list(cfg.variants)}; got {bad}")
@@ -66,65 +76,164 @@ def _check_06(cfg: Config) -> None:
         raise ParameterError(f"parameter 'wide_layers' must be among 'layers' {list(cfg.layers)}; got {bad}")
     bad = [x for x in cfg.neox_sae_layers if x not in cfg.neox_layers]
     if bad:
-        raise ParameterError(f"parameter 'neox_sae_layers' must be among 'neox_layers' {list(cfg.neox_layers)}; "
-                             f"got {bad}")
+        raise ParameterError(
+            f"parameter 'neox_sae_layers' must be among 'neox_layers' {list(cfg.neox_layers)}; got {bad}"
+        )
     if "trained" not in cfg.variants:
         raise ParameterError(f"parameter 'variants' must include 'trained' (the reference); got {list(cfg.variants)}")
 
 
-register("06_why_default_differs", Notebook(
-    title="Why the default run's random variants differ from the paper's: one factor at a time",
-    params=[
-        Param("variants", _SAE_VARIANTS, _SAE_VARIANTS, list(VARIANTS),
-              list_of(one_of(VARIANTS), unique=True), "variants whose SAEs are swept over width (needs 'trained')"),
-        Param("stats_variants", list(VARIANTS), list(VARIANTS), list(VARIANTS), list_of(one_of(VARIANTS), unique=True),
-              "variants whose residual-stream statistics are measured (every cached layer of notebook 03)"),
-        Param("factor_variants", ["rerandomized_incl_emb"], ["rerandomized_incl_emb"], _RERANDOMIZED,
-              list_of(one_of(_RERANDOMIZED), min_len=0, unique=True),
-              "re-randomized variants remade with kept norm gains and scaled embeddings (each option: one harvest)"),
-        Param("layers", [0, 3], [0, 4, 9], [0, 2, 4], list_of(is_int(0), unique=True),
-              "layers of the SAE sweeps; each must be one of notebook 03's cached layers"),
-        Param("expansions", [2, 4], [4, 16, 64], [16, 64, 128], list_of(is_int(1, 256), unique=True),
-              "SAE widths R of the width sweep"),
-        Param("base_expansion", 2, 16, 64, is_int(1, 256), "R of the other sweeps (notebook 03's)"),
-        Param("wide_layers", [], [9], [], list_of(is_int(0), min_len=0, unique=True),
-              "layers where widths above base_expansion are trained (empty: all of 'layers'); default: the deepest "
-              "only, to save the R = 64 SAEs' time (~35 s each)"),
-        Param("wide_variants", [], ["trained", "rerandomized_incl_emb"], [],
-              list_of(one_of(VARIANTS), min_len=0, unique=True),
-              "variants whose widths above base_expansion are trained (empty: all of 'variants'; else with "
-              "'trained'); default: step-0 only at R <= base_expansion, to save time"),
-        Param("k", 8, 32, 32, is_int(1), "TopK k (notebook 03's)"),
-        Param("norm_gains", True, True, True, is_bool(),
-              "sweep the norm gains of factor_variants: redrawn (notebook 03) against kept at their trained values"),
-        Param("embedding_scales", [1.0, 4.0], [1.0, 16.0], [1.0, 4.0, 16.0],
-              list_of(is_float(1e-3, 1e3), unique=True),
-              "token-embedding scales of factor_variants (1.0: notebook 03's caches; one harvest per other value)"),
-        Param("train_tokens", 3072, 61_440, 1_000_000, is_int(1), "tokens each SAE trains on (notebook 03's default)"),
-        Param("token_budgets", [3072, 6144], [15_360, 61_440], [1_000_000], list_of(is_int(1), unique=True),
-              "training budgets of the tokens sweep (at base_expansion; a single value skips it); default: a 4x "
-              "smaller budget from the same cache (the slope, not what 100M tokens would give)"),
-        Param("test_windows", 0, 64, 0, is_int(0),
-              "held-out windows (the first N of notebook 03's test split) of the SAE metrics and option caches "
-              "(0: all)"),
-        Param("neox_layers", [0, 1], [0, 1, 2, 3, 4, 5], [], list_of(is_int(0, 5), min_len=0, unique=True),
-              "layers of the Pythia-70m-shaped GPT-NeoX at initialization harvested on notebook 03's windows and "
-              "measured (empty: no second architecture)"),
-        Param("neox_sae_layers", [0, 1], [0, 2, 4], [], list_of(is_int(0, 5), min_len=0, unique=True),
-              "its layers with a TopK SAE at base_expansion (among neox_layers)"),
-        Param("neox_init", "pythia", "pythia", "pythia", one_of(["pythia", "hf"]),
-              "its initializer: pythia (GPT-NeoX's small_init / wang_init) or hf (transformers' N(0, 0.02))"),
-        Param("neox_seed", 0, 0, 0, is_int(0), "seed of its initialization"),
-        Param("batch_size", 256, 512, 4096, is_int(1), "SAE training batch, tokens"),
-        Param("lr", 3e-3, 1e-3, 1.4e-4, is_float(0.0, 1.0),
-              "Adam learning rate at base_expansion (notebook 03's at its R); other widths follow sparsify's "
-              "1/sqrt(d_sae) rule (default: 2e-3 at R = 4, 5e-4 at R = 64)"),
-        Param("seed", 0, 0, 0, is_int(0), "SAE initialisation and batch-order seed"),
-        Param("top_n", 10, 20, 20, is_int(1), "strongest held-out activations per latent for its token statistics"),
-        Param("stats_split", "train", "train", "test", one_of(["train", "test"]),
-              "cache split of the residual statistics (train: ~10x the tokens of test)"),
-        Param("threads", 1, 0, 0, is_int(0, 1024), "torch intra-op threads (0: torch's default)"),
-    ],
-    checks=[_check_06],
-    after=["03_sae_training"],
-))
+register(
+    "06_why_default_differs",
+    Notebook(
+        title="Why the default run's random variants differ from the paper's: one factor at a time",
+        params=[
+            Param(
+                "variants",
+                _SAE_VARIANTS,
+                _SAE_VARIANTS,
+                list(VARIANTS),
+                list_of(one_of(VARIANTS), unique=True),
+                "variants whose SAEs are swept over width (needs 'trained')",
+            ),
+            Param(
+                "stats_variants",
+                list(VARIANTS),
+                list(VARIANTS),
+                list(VARIANTS),
+                list_of(one_of(VARIANTS), unique=True),
+                "variants whose residual-stream statistics are measured (every cached layer of notebook 03)",
+            ),
+            Param(
+                "factor_variants",
+                ["rerandomized_incl_emb"],
+                ["rerandomized_incl_emb"],
+                _RERANDOMIZED,
+                list_of(one_of(_RERANDOMIZED), min_len=0, unique=True),
+                "re-randomized variants remade with kept norm gains and scaled embeddings (each option: one harvest)",
+            ),
+            Param(
+                "layers",
+                [0, 3],
+                [0, 4, 9],
+                [0, 2, 4],
+                list_of(is_int(0), unique=True),
+                "layers of the SAE sweeps; each must be one of notebook 03's cached layers",
+            ),
+            Param(
+                "expansions",
+                [2, 4],
+                [4, 16, 64],
+                [16, 64, 128],
+                list_of(is_int(1, 256), unique=True),
+                "SAE widths R of the width sweep",
+            ),
+            Param("base_expansion", 2, 16, 64, is_int(1, 256), "R of the other sweeps (notebook 03's)"),
+            Param(
+                "wide_layers",
+                [],
+                [9],
+                [],
+                list_of(is_int(0), min_len=0, unique=True),
+                "layers where widths above base_expansion are trained (empty: all of 'layers'); default: the deepest "
+                "only, to save the R = 64 SAEs' time (~35 s each)",
+            ),
+            Param(
+                "wide_variants",
+                [],
+                ["trained", "rerandomized_incl_emb"],
+                [],
+                list_of(one_of(VARIANTS), min_len=0, unique=True),
+                "variants whose widths above base_expansion are trained (empty: all of 'variants'; else with "
+                "'trained'); default: step-0 only at R <= base_expansion, to save time",
+            ),
+            Param("k", 8, 32, 32, is_int(1), "TopK k (notebook 03's)"),
+            Param(
+                "norm_gains",
+                True,
+                True,
+                True,
+                is_bool(),
+                "sweep the norm gains of factor_variants: redrawn (notebook 03) against kept at their trained values",
+            ),
+            Param(
+                "embedding_scales",
+                [1.0, 4.0],
+                [1.0, 16.0],
+                [1.0, 4.0, 16.0],
+                list_of(is_float(1e-3, 1e3), unique=True),
+                "token-embedding scales of factor_variants (1.0: notebook 03's caches; one harvest per other value)",
+            ),
+            Param(
+                "train_tokens", 3072, 61_440, 1_000_000, is_int(1), "tokens each SAE trains on (notebook 03's default)"
+            ),
+            Param(
+                "token_budgets",
+                [3072, 6144],
+                [15_360, 61_440],
+                [1_000_000],
+                list_of(is_int(1), unique=True),
+                "training budgets of the tokens sweep (at base_expansion; a single value skips it); default: a 4x "
+                "smaller budget from the same cache (the slope, not what 100M tokens would give)",
+            ),
+            Param(
+                "test_windows",
+                0,
+                64,
+                0,
+                is_int(0),
+                "held-out windows (the first N of notebook 03's test split) of the SAE metrics and option caches "
+                "(0: all)",
+            ),
+            Param(
+                "neox_layers",
+                [0, 1],
+                [0, 1, 2, 3, 4, 5],
+                [],
+                list_of(is_int(0, 5), min_len=0, unique=True),
+                "layers of the Pythia-70m-shaped GPT-NeoX at initialization harvested on notebook 03's windows and "
+                "measured (empty: no second architecture)",
+            ),
+            Param(
+                "neox_sae_layers",
+                [0, 1],
+                [0, 2, 4],
+                [],
+                list_of(is_int(0, 5), min_len=0, unique=True),
+                "its layers with a TopK SAE at base_expansion (among neox_layers)",
+            ),
+            Param(
+                "neox_init",
+                "pythia",
+                "pythia",
+                "pythia",
+                one_of(["pythia", "hf"]),
+                "its initializer: pythia (GPT-NeoX's small_init / wang_init) or hf (transformers' N(0, 0.02))",
+            ),
+            Param("neox_seed", 0, 0, 0, is_int(0), "seed of its initialization"),
+            Param("batch_size", 256, 512, 4096, is_int(1), "SAE training batch, tokens"),
+            Param(
+                "lr",
+                3e-3,
+                1e-3,
+                1.4e-4,
+                is_float(0.0, 1.0),
+                "Adam learning rate at base_expansion (notebook 03's at its R); other widths follow sparsify's "
+                "1/sqrt(d_sae) rule (default: 2e-3 at R = 4, 5e-4 at R = 64)",
+            ),
+            Param("seed", 0, 0, 0, is_int(0), "SAE initialisation and batch-order seed"),
+            Param("top_n", 10, 20, 20, is_int(1), "strongest held-out activations per latent for its token statistics"),
+            Param(
+                "stats_split",
+                "train",
+                "train",
+                "test",
+                one_of(["train", "test"]),
+                "cache split of the residual statistics (train: ~10x the tokens of test)",
+            ),
+            Param("threads", 1, 0, 0, is_int(0, 1024), "torch intra-op threads (0: torch's default)"),
+        ],
+        checks=[_check_06],
+        after=["03_sae_training"],
+    ),
+)

@@ -40,14 +40,18 @@ def _check_against_index(cfg: Config) -> None:
     trained_v = sorted(set(runs.get("variant", [])))
     missing = [v for v in cfg.variants if v not in trained_v]
     if missing:
-        raise ParameterError(f"parameter 'variants' names {missing}, which notebook 03 trained no SAE for; trained "
-                             f"variants: {trained_v} (from {index})")  # fmt: skip
+        raise ParameterError(
+            f"parameter 'variants' names {missing}, which notebook 03 trained no SAE for; trained "
+            f"variants: {trained_v} (from {index})"
+        )
     if cfg.layers is not None:
         trained_l = sorted({int(x) for x in runs.get("layer", [])})
         bad = [x for x in cfg.layers if x not in trained_l]
         if bad:
-            raise ParameterError(f"parameter 'layers' names layer(s) {bad} that notebook 03 trained no SAE for; "
-                                 f"trained layers: {trained_l} (from {index})")  # fmt: skip
+            raise ParameterError(
+                f"parameter 'layers' names layer(s) {bad} that notebook 03 trained no SAE for; "
+                f"trained layers: {trained_l} (from {index})"
+            )
 
 
 def _check_08(cfg: Config) -> None:
@@ -58,8 +62,7 @@ def _check_08(cfg: Config) -> None:
             f"n_perm={cfg.n_perm} (raise n_perm for a smaller alpha); got {cfg.alpha}"
         )
     if cfg.explain_pool < cfg.n_explain:
-        raise ParameterError(f"parameter 'explain_pool' must be >= n_explain ({cfg.n_explain}); got "
-                             f"{cfg.explain_pool}")  # fmt: skip
+        raise ParameterError(f"parameter 'explain_pool' must be >= n_explain ({cfg.n_explain}); got {cfg.explain_pool}")
     if cfg.min_examples < cfg.n_explain + cfg.n_bins:
         raise ParameterError(
             f"parameter 'min_examples' must be >= n_explain + n_bins ({cfg.n_explain + cfg.n_bins}) so every sampled "
@@ -68,59 +71,124 @@ def _check_08(cfg: Config) -> None:
     _check_against_index(cfg)
 
 
-register("08_critique", Notebook(
-    title="What random-model latents are: positional latents, token-identity scorers, SAE diagnostics (no LLM)",
-    params=[
-        Param("variants", list(VARIANTS), list(VARIANTS), list(VARIANTS), list_of(one_of(VARIANTS), unique=True),
-              "model variants (their SAEs and held-out caches come from notebook 03)"),
-        Param("layers", None, None, None, optional(list_of(is_int(0), unique=True)),
-              "layers to measure (None: every layer notebook 03 trained)"),
-        # positional latents
-        Param("boundary", "both", "both", "both", one_of(BOUNDARY),
-              "position 0 of every context (the document-boundary token, left out of SAE training): 'exclude' it "
-              "from the positional statistics, 'include' it, or report 'both' views (the first view is the primary)"),
-        Param("n_perm", 20, 100, 200, is_int(1, 100_000), "within-context position shuffles of the permutation test"),
-        Param("alpha", 0.05, 0.01, 0.01, is_float(0.0, 1.0), "a positional latent's permutation p-value is <= alpha"),
-        Param("min_excess", 0.1, 0.1, 0.1, is_float(0.0, 1.0),
-              "... and its eta^2 exceeds the shuffled control's by at least this much"),
-        Param("min_firing_rate", 0.0, 0.002, 0.001, is_float(0.0, 1.0),
-              "latents firing on fewer held-out tokens than this share are not judged"),
-        Param("boundary_min_share", 0.9, 0.9, 0.9, is_float(0.0, 1.0),
-              "a boundary latent holds at least this share of its activation mass at position 0"),
-        Param("n_levels", 2, 2, 2, is_int(2, 32), "activation levels of the position mutual information"),
-        Param("max_lag", 4, 8, 8, is_int(1, 64), "lags of the autocorrelation along the context"),
-        Param("top_n", 3, 5, 10, is_int(1), "most positional latents listed per variant"),
-        # example sets (as notebook 04)
-        Param("window_len", 32, 32, 32, is_int(2, 4096), "tokens per example window (the paper: 32)"),
-        Param("max_contexts", None, 96, None, optional(is_int(1)),
-              "cap on held-out contexts read per SAE (default: 96 of notebook 03's 400, ~12k tokens: the "
-              "permutation tests cost n_perm passes over every activation)"),
-        Param("n_latents", 6, 60, 100, is_int(2), "latents sampled per SAE for the scorers (the paper: 100)"),
-        Param("min_examples", 4, 16, 200, is_int(1), "activating windows a latent needs to be sampled"),
-        Param("n_explain", 2, 8, 40, is_int(1), "explainer windows per latent (the token profile is read from them)"),
-        Param("explain_pool", 3, 16, 100, is_int(1), "explainer windows are drawn from this many strongest ones"),
-        Param("n_bins", 2, 5, 10, is_int(1), "activation-quantile bins of the scoring positives"),
-        Param("per_bin", 1, 4, 10, is_int(1), "scoring positives per bin"),
-        Param("n_negatives", 3, 20, 100, is_int(1), "random non-activating windows per latent (hard ones: as many)"),
-        # scorers
-        Param("top_k_tokens", 10, 10, 10, is_int(1), "token baseline: top tokens by activation mass it keeps"),
-        Param("mark_frac", 0.3, 0.3, 0.3, is_float(0.0, 1.0), "a token is active at >= mark_frac x the window max"),
-        Param("single_token_n", 1, 1, 1, is_int(1, 100), "tokens the single-token explanation names"),
-        Param("single_token_threshold", 0.9, 0.9, 0.9, is_float(0.0, 1.0),
-              "a latent is single-token when one token id holds at least this share of its explainer mass"),
-        Param("intruder_trials", 3, 10, 20, is_int(1), "intruder questions per latent"),
-        Param("intruder_real", 2, 4, 4, is_int(1), "real windows beside the intruder in each question"),
-        Param("n_neighbours", 3, 5, 5, is_int(1), "nearest decoder directions whose windows give hard negatives"),
-        Param("example_boot", 50, 200, 500, is_int(2), "bootstrap resamples of each latent's examples"),
-        Param("n_boot", 200, 1000, 1000, is_int(2), "bootstrap draws over latents (each with resampled examples)"),
-        Param("ci_level", 0.95, 0.95, 0.95, is_float(0.5, 0.999), "confidence level of the intervals"),
-        # diagnostics
-        Param("duplicate_threshold", 0.9, 0.9, 0.9, is_float(-1.0, 1.0),
-              "a latent has a near-duplicate when its max decoder cosine is at least this"),
-        Param("seed", 0, 0, 0, is_int(0), "seed of latent sampling, shuffles, intruders and bootstraps"),
-        Param("device", "cpu", "cpu", "cuda", one_of(["cpu", "cuda", "mps"]), "torch device the SAEs encode on"),
-        Param("threads", 1, 0, 0, is_int(0, 1024), "torch intra-op threads (0: torch's default)"),
-    ],
-    checks=[_check_08],
-    after=["03_sae_training"],
-))
+register(
+    "08_critique",
+    Notebook(
+        title="What random-model latents are: positional latents, token-identity scorers, SAE diagnostics (no LLM)",
+        params=[
+            Param(
+                "variants",
+                list(VARIANTS),
+                list(VARIANTS),
+                list(VARIANTS),
+                list_of(one_of(VARIANTS), unique=True),
+                "model variants (their SAEs and held-out caches come from notebook 03)",
+            ),
+            Param(
+                "layers",
+                None,
+                None,
+                None,
+                optional(list_of(is_int(0), unique=True)),
+                "layers to measure (None: every layer notebook 03 trained)",
+            ),
+            # positional latents
+            Param(
+                "boundary",
+                "both",
+                "both",
+                "both",
+                one_of(BOUNDARY),
+                "position 0 of every context (the document-boundary token, left out of SAE training): 'exclude' it "
+                "from the positional statistics, 'include' it, or report 'both' views (the first view is the primary)",
+            ),
+            Param(
+                "n_perm", 20, 100, 200, is_int(1, 100_000), "within-context position shuffles of the permutation test"
+            ),
+            Param(
+                "alpha", 0.05, 0.01, 0.01, is_float(0.0, 1.0), "a positional latent's permutation p-value is <= alpha"
+            ),
+            Param(
+                "min_excess",
+                0.1,
+                0.1,
+                0.1,
+                is_float(0.0, 1.0),
+                "... and its eta^2 exceeds the shuffled control's by at least this much",
+            ),
+            Param(
+                "min_firing_rate",
+                0.0,
+                0.002,
+                0.001,
+                is_float(0.0, 1.0),
+                "latents firing on fewer held-out tokens than this share are not judged",
+            ),
+            Param(
+                "boundary_min_share",
+                0.9,
+                0.9,
+                0.9,
+                is_float(0.0, 1.0),
+                "a boundary latent holds at least this share of its activation mass at position 0",
+            ),
+            Param("n_levels", 2, 2, 2, is_int(2, 32), "activation levels of the position mutual information"),
+            Param("max_lag", 4, 8, 8, is_int(1, 64), "lags of the autocorrelation along the context"),
+            Param("top_n", 3, 5, 10, is_int(1), "most positional latents listed per variant"),
+            # example sets (as notebook 04)
+            Param("window_len", 32, 32, 32, is_int(2, 4096), "tokens per example window (the paper: 32)"),
+            Param(
+                "max_contexts",
+                None,
+                96,
+                None,
+                optional(is_int(1)),
+                "cap on held-out contexts read per SAE (default: 96 of notebook 03's 400, ~12k tokens: the "
+                "permutation tests cost n_perm passes over every activation)",
+            ),
+            Param("n_latents", 6, 60, 100, is_int(2), "latents sampled per SAE for the scorers (the paper: 100)"),
+            Param("min_examples", 4, 16, 200, is_int(1), "activating windows a latent needs to be sampled"),
+            Param(
+                "n_explain", 2, 8, 40, is_int(1), "explainer windows per latent (the token profile is read from them)"
+            ),
+            Param("explain_pool", 3, 16, 100, is_int(1), "explainer windows are drawn from this many strongest ones"),
+            Param("n_bins", 2, 5, 10, is_int(1), "activation-quantile bins of the scoring positives"),
+            Param("per_bin", 1, 4, 10, is_int(1), "scoring positives per bin"),
+            Param(
+                "n_negatives", 3, 20, 100, is_int(1), "random non-activating windows per latent (hard ones: as many)"
+            ),
+            # scorers
+            Param("top_k_tokens", 10, 10, 10, is_int(1), "token baseline: top tokens by activation mass it keeps"),
+            Param("mark_frac", 0.3, 0.3, 0.3, is_float(0.0, 1.0), "a token is active at >= mark_frac x the window max"),
+            Param("single_token_n", 1, 1, 1, is_int(1, 100), "tokens the single-token explanation names"),
+            Param(
+                "single_token_threshold",
+                0.9,
+                0.9,
+                0.9,
+                is_float(0.0, 1.0),
+                "a latent is single-token when one token id holds at least this share of its explainer mass",
+            ),
+            Param("intruder_trials", 3, 10, 20, is_int(1), "intruder questions per latent"),
+            Param("intruder_real", 2, 4, 4, is_int(1), "real windows beside the intruder in each question"),
+            Param("n_neighbours", 3, 5, 5, is_int(1), "nearest decoder directions whose windows give hard negatives"),
+            Param("example_boot", 50, 200, 500, is_int(2), "bootstrap resamples of each latent's examples"),
+            Param("n_boot", 200, 1000, 1000, is_int(2), "bootstrap draws over latents (each with resampled examples)"),
+            Param("ci_level", 0.95, 0.95, 0.95, is_float(0.5, 0.999), "confidence level of the intervals"),
+            # diagnostics
+            Param(
+                "duplicate_threshold",
+                0.9,
+                0.9,
+                0.9,
+                is_float(-1.0, 1.0),
+                "a latent has a near-duplicate when its max decoder cosine is at least this",
+            ),
+            Param("seed", 0, 0, 0, is_int(0), "seed of latent sampling, shuffles, intruders and bootstraps"),
+            Param("device", "cpu", "cpu", "cuda", one_of(["cpu", "cuda", "mps"]), "torch device the SAEs encode on"),
+            Param("threads", 1, 0, 0, is_int(0, 1024), "torch intra-op threads (0: torch's default)"),
+        ],
+        checks=[_check_08],
+        after=["03_sae_training"],
+    ),
+)

@@ -41,8 +41,15 @@ def _variant_legend(fig, variants: Sequence[str], lab: Callable[[str], str], mar
 
     order = order_variants(variants)
     handles = [Line2D([], [], color=variant_color(v), marker=marker or None, ms=4, lw=1.5) for v in order]
-    fig.legend(handles, [lab(v) for v in order], loc="lower center", bbox_to_anchor=(0.5, 1.0),
-               ncol=min(len(order), 5), fontsize=7, frameon=False)  # fmt: skip
+    fig.legend(
+        handles,
+        [lab(v) for v in order],
+        loc="lower center",
+        bbox_to_anchor=(0.5, 1.0),
+        ncol=min(len(order), 5),
+        fontsize=7,
+        frameon=False,
+    )
 
 
 def _empty(text: str):
@@ -132,9 +139,13 @@ def _backend_scorer_panels(
     backends = sorted(df["backend"].unique(), key=lambda b: (b == BASELINE_NAME, b))
     scorers = [s for s in scorers if s in set(df["scorer"])]
     fig, axes = plt.subplots(
-        len(backends), len(scorers), figsize=(size[0] * len(scorers), size[1] * len(backends)), squeeze=False,
-        sharey=True, sharex=sharex,
-    )  # fmt: skip
+        len(backends),
+        len(scorers),
+        figsize=(size[0] * len(scorers), size[1] * len(backends)),
+        squeeze=False,
+        sharey=True,
+        sharex=sharex,
+    )
     panels = []
     for i, b in enumerate(backends):
         for j, s in enumerate(scorers):
@@ -149,9 +160,7 @@ def _backend_scorer_panels(
     return fig, panels
 
 
-def plot_auroc_vs_layer(
-    aucs: pd.DataFrame, scorers: Sequence[str] = ("fuzzing", "detection"), labels: Labels = None
-):
+def plot_auroc_vs_layer(aucs: pd.DataFrame, scorers: Sequence[str] = ("fuzzing", "detection"), labels: Labels = None):
     """Pooled AUROC with 95% CI against layer; one panel per (backend, scorer), one line per variant. Every panel
     spans every layer in the table (a backend that scored fewer layers shows them in place)."""
     lab = _labeler(labels)
@@ -164,9 +173,16 @@ def plot_auroc_vs_layer(
         for v in order_variants(cell["variant"].unique()):
             c = cell[cell.variant == v].sort_values("layer")
             ax.errorbar(
-                c.layer, c.auroc, yerr=[c.auroc - c.auroc_lo, c.auroc_hi - c.auroc],
-                color=variant_color(v), marker="o", ms=3, capsize=2, lw=1.2, label=lab(v),
-            )  # fmt: skip
+                c.layer,
+                c.auroc,
+                yerr=[c.auroc - c.auroc_lo, c.auroc_hi - c.auroc],
+                color=variant_color(v),
+                marker="o",
+                ms=3,
+                capsize=2,
+                lw=1.2,
+                label=lab(v),
+            )
         ax.set_ylim(0.3, 1.02)
         ax.set_xlim(layers[0] - pad, layers[-1] + pad)
         ax.set_xticks(layers)
@@ -245,12 +261,19 @@ def entropy_auroc_plotly(latents: pd.DataFrame, labels: Labels = None):
     df["variant_label"] = df["variant"].map(lab)
     order = [lab(v) for v in order_variants(df["variant"].unique())]
     return px.scatter(
-        df, x="entropy_nats", y="auroc", color="variant_label", facet_col="scorer", facet_row="backend",
-        hover_data=["layer", "latent", "top_tokens", "explanation"], opacity=0.7,
+        df,
+        x="entropy_nats",
+        y="auroc",
+        color="variant_label",
+        facet_col="scorer",
+        facet_row="backend",
+        hover_data=["layer", "latent", "top_tokens", "explanation"],
+        opacity=0.7,
         color_discrete_map={lab(v): variant_color(v) for v in df["variant"].unique()},
-        category_orders={"variant_label": order}, labels={"entropy_nats": "token entropy (nats)", "auroc": "AUROC"},
+        category_orders={"variant_label": order},
+        labels={"entropy_nats": "token entropy (nats)", "auroc": "AUROC"},
         title="Token entropy against AUROC, per latent",
-    )  # fmt: skip
+    )
 
 
 def gap_table(latents: pd.DataFrame) -> pd.DataFrame:

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.lines import Line2D
 
-from rsae_utils.studies.critique.run import SCORERS, SERIES
 from rsae_utils.plots.style import use_paper_style, variant_color
+from rsae_utils.studies.critique.run import SCORERS, SERIES
 from rsae_utils.subject.variants import order_variants, variant_label
 
 Labels = Mapping[str, str] | None
@@ -34,8 +34,15 @@ def _legend(fig, variants: Sequence[str], labels: Labels, extra: Sequence[tuple]
     for handle, name in extra:
         handles.append(handle)
         names.append(name)
-    fig.legend(handles, names, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=min(len(names), 4), fontsize=7,
-               frameon=False)  # fmt: skip
+    fig.legend(
+        handles,
+        names,
+        loc="lower center",
+        bbox_to_anchor=(0.5, 1.0),
+        ncol=min(len(names), 4),
+        fontsize=7,
+        frameon=False,
+    )
 
 
 def _empty(text: str):
@@ -63,8 +70,12 @@ def plot_positional(summary: pd.DataFrame, labels: Labels = None):
             x = np.arange(len(layers)) - 0.4 + width * (j + 0.5)
             ax.bar(x, g.positional_share.fillna(0), width=width, color=variant_color(v), alpha=0.85)
             ax.scatter(x, g.control_share, marker="_", color="k", s=40, lw=1.2, zorder=3)
-        ax.set(xticks=np.arange(len(layers)), xticklabels=[str(x) for x in layers], xlabel="layer",
-               title=f"boundary token {view}d")  # fmt: skip
+        ax.set(
+            xticks=np.arange(len(layers)),
+            xticklabels=[str(x) for x in layers],
+            xlabel="layer",
+            title=f"boundary token {view}d",
+        )
     axes[0][0].set_ylabel("share of judged latents positional")
     fig.tight_layout()
     _legend(fig, variants, labels, [(Line2D([], [], color="k", marker="_", ls="", ms=8), "shuffled-position control")])
@@ -88,15 +99,23 @@ def plot_scorers(scores: pd.DataFrame, labels: Labels = None):
             if g.empty:
                 continue
             x = g.layer + 0.08 * (j - (len(variants) - 1) / 2)
-            ax.errorbar(x, g.auroc, yerr=[g.auroc - g.auroc_lo, g.auroc_hi - g.auroc], color=variant_color(v),
-                        marker="o", ms=3, capsize=2, lw=1.2)  # fmt: skip
+            ax.errorbar(
+                x,
+                g.auroc,
+                yerr=[g.auroc - g.auroc_lo, g.auroc_hi - g.auroc],
+                color=variant_color(v),
+                marker="o",
+                ms=3,
+                capsize=2,
+                lw=1.2,
+            )
             if "reference" in g and g.reference.notna().any():
                 ref = scores[(scores.scorer == g.reference.iloc[0]) & (scores.variant == v)].sort_values("layer")
                 ax.plot(ref.layer, ref.auroc, color=variant_color(v), ls="--", lw=0.8, alpha=0.7)
         ax.axhline(0.5, color="k", lw=0.6, ls=":")
         ref_name = SCORERS.get(name)
         ax.set(title=name + (f"\n(dashed: token baseline {ref_name})" if ref_name else ""), ylim=(0.0, 1.02))
-    for ax in axes.flat[len(series):]:
+    for ax in axes.flat[len(series) :]:
         ax.axis("off")
     for ax in axes[-1]:
         ax.set_xlabel("layer")

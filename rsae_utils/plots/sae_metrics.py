@@ -24,7 +24,6 @@ SHORT = {
 }
 
 
-
 def _layout(df: pd.DataFrame, metrics: Sequence[str]) -> tuple[list[str], list[str], list[str]]:
     models = list(dict.fromkeys(df["model"]))
     variants = order_variants(df["variant"])
@@ -37,16 +36,23 @@ def plot_grid(df: pd.DataFrame, metrics: Sequence[str] = FIGURE_METRICS, labels:
     use_paper_style()
     labels = dict(labels or {})
     models, variants, rows = _layout(df, metrics)
-    fig, axes = plt.subplots(len(rows), len(models), figsize=(3.6 * len(models) + 1.2, 1.55 * len(rows) + 0.6),
-                             sharex="col", squeeze=False)
+    fig, axes = plt.subplots(
+        len(rows), len(models), figsize=(3.6 * len(models) + 1.2, 1.55 * len(rows) + 0.6), sharex="col", squeeze=False
+    )
     for j, model in enumerate(models):
         for i, metric in enumerate(rows):
             ax = axes[i][j]
             for v in variants:
                 sel = df[(df.model == model) & (df.variant == v) & (df.metric == metric)].sort_values("layer")
                 if len(sel):
-                    ax.plot(sel.layer, sel.value, marker="o", ms=3, color=variant_color(v),
-                            label=labels.get(v, variant_label(v)))
+                    ax.plot(
+                        sel.layer,
+                        sel.value,
+                        marker="o",
+                        ms=3,
+                        color=variant_color(v),
+                        label=labels.get(v, variant_label(v)),
+                    )
             if j == 0:
                 ax.set_ylabel(SHORT.get(metric, metric))
             if i == 0:
@@ -66,19 +72,31 @@ def plotly_grid(df: pd.DataFrame, metrics: Sequence[str] = FIGURE_METRICS, label
     """The same grid as ``plot_grid`` as an interactive plotly figure."""
     labels = dict(labels or {})
     models, variants, rows = _layout(df, metrics)
-    fig = make_subplots(rows=len(rows), cols=len(models), shared_xaxes=True, column_titles=models,
-                        vertical_spacing=0.025)
+    fig = make_subplots(
+        rows=len(rows), cols=len(models), shared_xaxes=True, column_titles=models, vertical_spacing=0.025
+    )
     for j, model in enumerate(models):
         for i, metric in enumerate(rows):
             for v in variants:
                 sel = df[(df.model == model) & (df.variant == v) & (df.metric == metric)].sort_values("layer")
                 if not len(sel):
                     continue
-                fig.add_scatter(x=sel.layer, y=sel.value, mode="lines+markers", row=i + 1, col=j + 1,
-                                name=labels.get(v, variant_label(v)), legendgroup=v,
-                                showlegend=(i == 0 and j == 0), line={"color": variant_color(v)})
-    fig.update_layout(height=210 * len(rows) + 80, width=520 * len(models) + 200,
-                      title="SAE quality metrics by layer and model variant")
+                fig.add_scatter(
+                    x=sel.layer,
+                    y=sel.value,
+                    mode="lines+markers",
+                    row=i + 1,
+                    col=j + 1,
+                    name=labels.get(v, variant_label(v)),
+                    legendgroup=v,
+                    showlegend=(i == 0 and j == 0),
+                    line={"color": variant_color(v)},
+                )
+    fig.update_layout(
+        height=210 * len(rows) + 80,
+        width=520 * len(models) + 200,
+        title="SAE quality metrics by layer and model variant",
+    )
     for ann in fig.layout.annotations:
         ann.font.size = 10
     fig.update_xaxes(title_text="layer", row=len(rows))

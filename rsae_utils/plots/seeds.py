@@ -45,8 +45,12 @@ def plot_overview(table: pd.DataFrame, base_r: int, base_k: int, threshold: floa
             ax.fill_between(m.index, g.min().values, g.max().values, color=variant_color(v), alpha=0.2, lw=0)
         ax.axvline(threshold, color="k", lw=0.6, ls=":")
         l0 = base[base.architecture == arch].l0.mean()
-        ax.set(title=f"{ARCH_NAMES[arch]}, R={base_r}, k={base_k} (L0 {l0:.0f})", xlabel="cosine threshold",
-               ylabel="fraction of latents shared", ylim=(-0.02, 1.02))
+        ax.set(
+            title=f"{ARCH_NAMES[arch]}, R={base_r}, k={base_k} (L0 {l0:.0f})",
+            xlabel="cosine threshold",
+            ylabel="fraction of latents shared",
+            ylim=(-0.02, 1.02),
+        )
     if len(archs) == 1:
         axes[0][1].axis("off")
     at = table[np.isclose(table.threshold, threshold)]
@@ -59,14 +63,30 @@ def plot_overview(table: pd.DataFrame, base_r: int, base_k: int, threshold: floa
                 if not len(g):
                     continue
                 m = g.mean()
-                ax.errorbar(m.index, m.values, yerr=[m.values - g.min().values, g.max().values - m.values],
-                            color=variant_color(v), ls=ARCH_STYLE[arch], marker="o" if arch == "topk" else "s",
-                            mfc="none" if arch == "relu" else variant_color(v), capsize=2, ms=4)
-        ax.set(xlabel=col, ylabel=f"shared at cos > {threshold}", title=f"shared fraction against {col} ({fixed}="
-               f"{fixed_val})", xticks=sorted(set(at[col])))  # fmt: skip
+                ax.errorbar(
+                    m.index,
+                    m.values,
+                    yerr=[m.values - g.min().values, g.max().values - m.values],
+                    color=variant_color(v),
+                    ls=ARCH_STYLE[arch],
+                    marker="o" if arch == "topk" else "s",
+                    mfc="none" if arch == "relu" else variant_color(v),
+                    capsize=2,
+                    ms=4,
+                )
+        ax.set(
+            xlabel=col,
+            ylabel=f"shared at cos > {threshold}",
+            title=f"shared fraction against {col} ({fixed}={fixed_val})",
+            xticks=sorted(set(at[col])),
+        )
     handles, names = axes[0][0].get_legend_handles_labels()
-    handles += [plt.Line2D([], [], color="k", ls=ARCH_STYLE[a], marker="o" if a == "topk" else "s",
-                           mfc="none" if a == "relu" else "k") for a in archs]  # fmt: skip
+    handles += [
+        plt.Line2D(
+            [], [], color="k", ls=ARCH_STYLE[a], marker="o" if a == "topk" else "s", mfc="none" if a == "relu" else "k"
+        )
+        for a in archs
+    ]
     names += [ARCH_NAMES[a] for a in archs]
     fig.tight_layout(rect=(0, 0, 1, 0.93))
     fig.legend(handles, names, loc="upper center", ncol=min(len(names), 5), bbox_to_anchor=(0.5, 1.0))
@@ -79,13 +99,27 @@ def plotly_curves(table: pd.DataFrame, labels: Labels = None):
     for (v, arch, r, k), sub in table.groupby(["variant", "architecture", "R", "k"], sort=False):
         g = sub.groupby("threshold")
         m = g.shared_fraction.mean()
-        text = [f"pairs {lo:.3f}-{hi:.3f}, same partner {sp:.3f}, L0 {l0:.1f}" for lo, hi, sp, l0 in
-                zip(g.shared_fraction.min(), g.shared_fraction.max(), g.same_partner_fraction.mean(), g.l0.mean())]
-        fig.add_scatter(x=m.index, y=m.values, mode="lines", text=text,
-                        name=f"{_label(v, labels)} | {ARCH_NAMES[arch]} R={r} k={k}",
-                        line={"color": variant_color(v), "dash": "solid" if arch == "topk" else "dash"})
-    fig.update_layout(title="Fraction of latents shared between seeds against the cosine threshold",
-                      xaxis_title="cosine threshold", yaxis_title="fraction shared", width=1000, height=600)
+        text = [
+            f"pairs {lo:.3f}-{hi:.3f}, same partner {sp:.3f}, L0 {l0:.1f}"
+            for lo, hi, sp, l0 in zip(
+                g.shared_fraction.min(), g.shared_fraction.max(), g.same_partner_fraction.mean(), g.l0.mean()
+            )
+        ]
+        fig.add_scatter(
+            x=m.index,
+            y=m.values,
+            mode="lines",
+            text=text,
+            name=f"{_label(v, labels)} | {ARCH_NAMES[arch]} R={r} k={k}",
+            line={"color": variant_color(v), "dash": "solid" if arch == "topk" else "dash"},
+        )
+    fig.update_layout(
+        title="Fraction of latents shared between seeds against the cosine threshold",
+        xaxis_title="cosine threshold",
+        yaxis_title="fraction shared",
+        width=1000,
+        height=600,
+    )
     return fig
 
 
@@ -101,23 +135,42 @@ def plot_latents(latents: pd.DataFrame, base_r: int, base_k: int, n_other: int, 
     for i, (v, arch) in enumerate((v, a) for v in variants for a in archs):
         sel = lat[(lat.variant == v) & (lat.architecture == arch)]
         counts = np.bincount(sel.n_sharing, minlength=n_other + 1) / max(len(sel), 1)
-        axes[0].bar(np.arange(n_other + 1) - 0.4 + width * (i + 0.5), counts, width, color=variant_color(v),
-                    hatch="//" if arch == "relu" else None, alpha=0.6 if arch == "relu" else 1.0,
-                    label=f"{_label(v, labels)}, {ARCH_NAMES[arch]}")
+        axes[0].bar(
+            np.arange(n_other + 1) - 0.4 + width * (i + 0.5),
+            counts,
+            width,
+            color=variant_color(v),
+            hatch="//" if arch == "relu" else None,
+            alpha=0.6 if arch == "relu" else 1.0,
+            label=f"{_label(v, labels)}, {ARCH_NAMES[arch]}",
+        )
         live = sel[sel.freq > 0]
-        for ax, col, edges in ((axes[1], "freq", np.logspace(np.log10(max(live.freq.min(), 1e-6)), 0, 9)),
-                               (axes[2], "token_entropy", np.linspace(0, max(live.token_entropy.max(), 1e-3), 9))):
+        for ax, col, edges in (
+            (axes[1], "freq", np.logspace(np.log10(max(live.freq.min(), 1e-6)), 0, 9)),
+            (axes[2], "token_entropy", np.linspace(0, max(live.token_entropy.max(), 1e-3), 9)),
+        ):
             b = pd.cut(live[col], edges, include_lowest=True)
             m = live.groupby(b, observed=True).align_mean.agg(["mean", "size"])
             m = m[m["size"] >= 5]  # a mean of fewer latents is noise
             mids = [iv.mid for iv in m.index]
             ax.plot(mids, m["mean"], color=variant_color(v), ls=ARCH_STYLE[arch], marker=".")
-    axes[0].set(xlabel=f"other seeds sharing the latent (of {n_other})", ylabel="fraction of latents",
-                xticks=range(n_other + 1), title="how many seeds share a latent")
-    axes[1].set(xscale="log", xlabel="firing frequency (held-out tokens)", ylabel="mean alignment with other seeds",
-                title="alignment against firing frequency")
-    axes[2].set(xlabel="token entropy of top activations (nats)", ylabel="mean alignment with other seeds",
-                title="alignment against token entropy")
+    axes[0].set(
+        xlabel=f"other seeds sharing the latent (of {n_other})",
+        ylabel="fraction of latents",
+        xticks=range(n_other + 1),
+        title="how many seeds share a latent",
+    )
+    axes[1].set(
+        xscale="log",
+        xlabel="firing frequency (held-out tokens)",
+        ylabel="mean alignment with other seeds",
+        title="alignment against firing frequency",
+    )
+    axes[2].set(
+        xlabel="token entropy of top activations (nats)",
+        ylabel="mean alignment with other seeds",
+        title="alignment against token entropy",
+    )
     axes[0].legend(fontsize=6)
     fig.tight_layout()
     return fig
@@ -132,8 +185,10 @@ def plot_toy(latents: pd.DataFrame, seeds: pd.DataFrame):
     bins = np.linspace(0, 1, 26)
     for ax, c in zip(axes[0], conds):
         live = latents[(latents.condition == c) & latents.alive]
-        for (name, sel), color in zip((("shared by all seeds", live[live.shared_all]),
-                                       ("not shared by all", live[~live.shared_all])), SERIES_COLORS):
+        for (name, sel), color in zip(
+            (("shared by all seeds", live[live.shared_all]), ("not shared by all", live[~live.shared_all])),
+            SERIES_COLORS,
+        ):
             ax.hist(sel.truth_cos, bins=bins, color=color, alpha=0.6, label=f"{name} ({len(sel)})")
         mm = seeds[seeds.condition == c].mmcs.mean()
         ax.set(title=f"{c} data (MMCS {mm:.2f})", xlabel="best cosine with a true feature", ylabel="live latents")
@@ -156,8 +211,7 @@ def plot_replicates(reps: pd.DataFrame, labels: Labels = None):
                 continue
             ax.scatter(np.full(vals.size, x), vals, s=18, color=variant_color(v), zorder=3)
             ax.hlines(vals.mean(), x - 0.25, x + 0.25, color=variant_color(v), lw=1.5)
-        ax.set_xticks(range(len(variants)), [_label(v, labels) for v in variants], rotation=35, ha="right",
-                      fontsize=7)  # fmt: skip
+        ax.set_xticks(range(len(variants)), [_label(v, labels) for v in variants], rotation=35, ha="right", fontsize=7)
         ax.set_title(metric.replace("_", " "), fontsize=9)
     layer = int(reps.layer.iloc[0]) if len(reps) else -1
     fig.suptitle(f"notebook 03's SAEs retrained with other seeds (layer {layer}): one dot per seed", fontsize=10)

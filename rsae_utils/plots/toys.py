@@ -87,11 +87,22 @@ def plotly_views(demo: ToyDemo, max_points: int = 4000):
             pts = _compress(data[v][:max_points], demo.origins[v])
             color = "#0072B2" if row == 0 else "#555555"
             if pts.shape[1] == 3:
-                tr = go.Scatter3d(x=pts[:, 0], y=pts[:, 1], z=pts[:, 2], mode="markers",
-                                  marker={"size": 1.5, "color": color, "opacity": 0.5}, showlegend=False)
+                tr = go.Scatter3d(
+                    x=pts[:, 0],
+                    y=pts[:, 1],
+                    z=pts[:, 2],
+                    mode="markers",
+                    marker={"size": 1.5, "color": color, "opacity": 0.5},
+                    showlegend=False,
+                )
             else:
-                tr = go.Scattergl(x=pts[:, 0], y=pts[:, 1], mode="markers",
-                                  marker={"size": 2, "color": color, "opacity": 0.4}, showlegend=False)
+                tr = go.Scattergl(
+                    x=pts[:, 0],
+                    y=pts[:, 1],
+                    mode="markers",
+                    marker={"size": 2, "color": color, "opacity": 0.4},
+                    showlegend=False,
+                )
             fig.add_trace(tr, row=row + 1, col=col + 1)
     fig.update_layout(height=800, width=1500, title={"text": "Toy superposition: four views (radius log(1 + r))"})
     return fig
@@ -147,21 +158,35 @@ def plotly_goldilocks(df: pd.DataFrame):
     """Interactive version: hover shows every seed's numbers."""
     conditions = [c for c in ("raw", "mlp", "gaussian") if c in set(df["condition"])]
     sizes = sorted(df["dict_size"].unique())
-    fig = make_subplots(rows=3, cols=len(conditions), shared_xaxes=True,
-                        subplot_titles=[CONDITION_LABELS.get(c, c) for c in conditions])
+    fig = make_subplots(
+        rows=3, cols=len(conditions), shared_xaxes=True, subplot_titles=[CONDITION_LABELS.get(c, c) for c in conditions]
+    )
     for row, metric in enumerate(("mmcs", "l0", "fvu"), start=1):
         band = _band(df, metric)
         for col, c in enumerate(conditions, start=1):
             for i, d in enumerate(sizes):
                 b = band[(band["condition"] == c) & (band["dict_size"] == d)].sort_values("l1")
                 color = SERIES_COLORS[i % len(SERIES_COLORS)]
-                fig.add_trace(go.Scatter(
-                    x=b["l1"], y=b["mean"], mode="lines+markers", name=f"{d} latents", legendgroup=str(d),
-                    showlegend=(row == 1 and col == 1), line={"color": color},
-                    error_y={"type": "data", "symmetric": False, "array": b["hi"] - b["mean"],
-                             "arrayminus": b["mean"] - b["lo"]},
-                    hovertemplate=f"{c}, {d} latents<br>l1=%{{x:.3g}}<br>{metric}=%{{y:.3f}}<extra></extra>",
-                ), row=row, col=col)
+                fig.add_trace(
+                    go.Scatter(
+                        x=b["l1"],
+                        y=b["mean"],
+                        mode="lines+markers",
+                        name=f"{d} latents",
+                        legendgroup=str(d),
+                        showlegend=(row == 1 and col == 1),
+                        line={"color": color},
+                        error_y={
+                            "type": "data",
+                            "symmetric": False,
+                            "array": b["hi"] - b["mean"],
+                            "arrayminus": b["mean"] - b["lo"],
+                        },
+                        hovertemplate=f"{c}, {d} latents<br>l1=%{{x:.3g}}<br>{metric}=%{{y:.3f}}<extra></extra>",
+                    ),
+                    row=row,
+                    col=col,
+                )
             fig.update_xaxes(type="log", row=row, col=col)
         fig.update_yaxes(title_text={"mmcs": "MMCS", "l0": "L0", "fvu": "FVU"}[metric], row=row, col=1)
     fig.update_layout(height=900, width=400 * len(conditions) + 100, title={"text": "MMCS Goldilocks zone"})
@@ -208,10 +233,11 @@ def plot_frontier(points: pd.DataFrame, fronts: pd.DataFrame, measures: dict[str
         ax.set_xlabel(label)
         ax.set_title(f"EV against {label.split(' (')[0]}")
     axes[0][0].set_ylabel("explained variance (1 - FVU, held out)")
-    fig.suptitle("Reconstruction-sparsity frontiers of L1 SAEs (dots: every SAE; lines: Pareto frontier; "
-                 "sparser to the left, better up)")
+    fig.suptitle(
+        "Reconstruction-sparsity frontiers of L1 SAEs (dots: every SAE; lines: Pareto frontier; "
+        "sparser to the left, better up)"
+    )
     fig.tight_layout()
     # One legend beside the panels: inside one it hid the dense ends of the frontiers.
-    fig.legend(*axes[0][0].get_legend_handles_labels(), loc="center left", bbox_to_anchor=(1.0, 0.5),
-               handlelength=3)
+    fig.legend(*axes[0][0].get_legend_handles_labels(), loc="center left", bbox_to_anchor=(1.0, 0.5), handlelength=3)
     return fig

@@ -22,8 +22,12 @@ METRIC_NAMES = {
     "single_token_share": "single-token latents",
     "token_entropy": "token entropy (nats)",
 }
-FACTOR_NAMES = {"width": "SAE width R", "norm_gains": "norm gains", "embedding_scale": "embedding scale",
-                "train_tokens": "SAE training tokens"}  # fmt: skip
+FACTOR_NAMES = {
+    "width": "SAE width R",
+    "norm_gains": "norm gains",
+    "embedding_scale": "embedding scale",
+    "train_tokens": "SAE training tokens",
+}
 
 
 def _label(source: str, variant: str, labels: Labels) -> str:
@@ -36,8 +40,12 @@ def plot_residual(stats: pd.DataFrame, labels: Labels = None):
     against layer; a line per cache (notebook 03's variants solid, variants made with other options dashed)."""
     use_paper_style()
     fig, axes = plt.subplots(2, 2, figsize=(8.2, 6.0))
-    panels = [("token_share", "variance share of token identity"), ("position_share", "variance share of position"),
-              ("norm_median", "median residual norm"), ("effective_dim", "effective dimension (participation)")]
+    panels = [
+        ("token_share", "variance share of token identity"),
+        ("position_share", "variance share of position"),
+        ("norm_median", "median residual norm"),
+        ("effective_dim", "effective dimension (participation)"),
+    ]
     extra = {}
     for v in order_variants(stats.variant):
         sources = list(dict.fromkeys(stats[stats.variant == v].source))
@@ -45,8 +53,15 @@ def plot_residual(stats: pd.DataFrame, labels: Labels = None):
             sub = stats[stats.source == src].sort_values("layer")
             ls = "-" if src == v else SOURCE_STYLES[extra.setdefault(src, len(extra)) % len(SOURCE_STYLES)]
             for ax, (col, _) in zip(axes.flat, panels):
-                ax.plot(sub.layer, sub[col], color=variant_color(v), ls=ls, marker="o", ms=3,
-                        label=_label(src, v, labels) if col == "token_share" else None)
+                ax.plot(
+                    sub.layer,
+                    sub[col],
+                    color=variant_color(v),
+                    ls=ls,
+                    marker="o",
+                    ms=3,
+                    label=_label(src, v, labels) if col == "token_share" else None,
+                )
     chance = stats.groupby("layer").token_chance.mean()  # the same windows in every cache: one level per layer
     axes[0][0].plot(chance.index, chance.values, color="k", ls=":", lw=0.9, label="chance level (token share)")
     for ax, (col, title) in zip(axes.flat, panels):
@@ -68,16 +83,18 @@ def _x(factor: str, values: Sequence) -> tuple[np.ndarray, list]:
     return np.array([float(v) for v in values]), []
 
 
-def plot_factors(table: pd.DataFrame, metrics: Sequence[str] = tuple(METRIC_NAMES), labels: Labels = None,
-                 reference: str = "trained"):
+def plot_factors(
+    table: pd.DataFrame, metrics: Sequence[str] = tuple(METRIC_NAMES), labels: Labels = None, reference: str = "trained"
+):
     """A column per varied factor, a row per SAE metric; a line per variant (colour) and layer (line style). Where
     a factor does not apply to the reference (trained) model, its baseline is a thin horizontal line per layer."""
     use_paper_style()
     factors = [f for f in FACTOR_NAMES if f in set(table.factor)]
     metrics = [m for m in metrics if m in table.columns]
     layers = sorted(set(table.layer))
-    fig, axes = plt.subplots(len(metrics), len(factors), figsize=(2.7 * len(factors) + 0.6, 1.9 * len(metrics)),
-                             squeeze=False)  # fmt: skip
+    fig, axes = plt.subplots(
+        len(metrics), len(factors), figsize=(2.7 * len(factors) + 0.6, 1.9 * len(metrics)), squeeze=False
+    )
     base_ref = table[(table.factor == "width") & (table.variant == reference)]
     for j, f in enumerate(factors):
         sub = table[table.factor == f]
@@ -90,15 +107,26 @@ def plot_factors(table: pd.DataFrame, metrics: Sequence[str] = tuple(METRIC_NAME
                         continue
                     x, ticks = _x(f, g.value)
                     o = np.argsort(x)
-                    ax.plot(x[o], g[m].to_numpy()[o], color=variant_color(v), ls=LAYER_STYLES[li % 4],
-                            marker=LAYER_MARKERS[li % 4], ms=3.5)
+                    ax.plot(
+                        x[o],
+                        g[m].to_numpy()[o],
+                        color=variant_color(v),
+                        ls=LAYER_STYLES[li % 4],
+                        marker=LAYER_MARKERS[li % 4],
+                        ms=3.5,
+                    )
             if reference not in set(sub.variant):  # the reference at this sweep's R (the base width)
                 for li, layer in enumerate(layers):
                     r0 = sub.R.iloc[0]
                     val = base_ref[(base_ref.layer == layer) & (base_ref["R"] == r0)][m]
                     if len(val):
-                        ax.axhline(float(val.iloc[0]), color=variant_color(reference), ls=LAYER_STYLES[li % 4],
-                                   lw=0.8, alpha=0.7)
+                        ax.axhline(
+                            float(val.iloc[0]),
+                            color=variant_color(reference),
+                            ls=LAYER_STYLES[li % 4],
+                            lw=0.8,
+                            alpha=0.7,
+                        )
             if f in ("width", "embedding_scale", "train_tokens"):
                 ax.set_xscale("log", base=2 if f != "train_tokens" else 10)
                 vals = sorted({float(v) for v in sub.value})
@@ -113,17 +141,26 @@ def plot_factors(table: pd.DataFrame, metrics: Sequence[str] = tuple(METRIC_NAME
                 ax.set_ylabel(METRIC_NAMES.get(m, m))
             if m in ("explained_variance", "dead_fraction", "single_token_share"):
                 ax.set_ylim(-0.02, 1.02)
-    handles = [plt.Line2D([], [], color=variant_color(v), label=(labels or {}).get(v, variant_label(v)))
-               for v in order_variants(table.variant)]  # fmt: skip
-    handles += [plt.Line2D([], [], color="k", ls=LAYER_STYLES[i % 4], marker=LAYER_MARKERS[i % 4], ms=3.5,
-                           label=f"layer {x}") for i, x in enumerate(layers)]  # fmt: skip
+    handles = [
+        plt.Line2D([], [], color=variant_color(v), label=(labels or {}).get(v, variant_label(v)))
+        for v in order_variants(table.variant)
+    ]
+    handles += [
+        plt.Line2D([], [], color="k", ls=LAYER_STYLES[i % 4], marker=LAYER_MARKERS[i % 4], ms=3.5, label=f"layer {x}")
+        for i, x in enumerate(layers)
+    ]
     fig.tight_layout(rect=(0, 0, 1, 0.95))
     fig.legend(handles=handles, loc="upper center", ncol=min(len(handles), 6), bbox_to_anchor=(0.5, 1.0))
     return fig
 
 
-def plot_architecture(stats: pd.DataFrame, saes: pd.DataFrame, variants: Sequence[str], labels: Labels = None,
-                      metric: str = "explained_variance"):
+def plot_architecture(
+    stats: pd.DataFrame,
+    saes: pd.DataFrame,
+    variants: Sequence[str],
+    labels: Labels = None,
+    metric: str = "explained_variance",
+):
     """The second architecture next to SmolLM2's variants, against layer: token-identity share (adjusted), median
     residual norm relative to layer 0, and the SAE ``metric`` at the base width (``saes``: one row per source and
     layer). A line per variant (only notebook 03's options: ``source == variant``)."""
@@ -134,8 +171,13 @@ def plot_architecture(stats: pd.DataFrame, saes: pd.DataFrame, variants: Sequenc
     for v in order_variants(st.variant):
         s = st[st.variant == v].sort_values("layer")
         ls = SOURCE_STYLES[0] if v not in VARIANT_COLORS else "-"  # a model other than notebook 03's: dashed
-        kw = {"color": variant_color(v), "ls": ls, "marker": "o", "ms": 3.5,
-              "label": (labels or {}).get(v, variant_label(v))}  # fmt: skip
+        kw = {
+            "color": variant_color(v),
+            "ls": ls,
+            "marker": "o",
+            "ms": 3.5,
+            "label": (labels or {}).get(v, variant_label(v)),
+        }
         axes[0].plot(s.layer, s.token_share_adj, **kw)
         axes[1].plot(s.layer, s.norm_median / s.norm_median.iloc[0], **kw)
         e = sae[sae.variant == v].drop_duplicates("layer").sort_values("layer")

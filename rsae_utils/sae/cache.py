@@ -246,8 +246,7 @@ def open_cache(path: str | Path, check_hash: bool = True) -> ActivationCache:
         raise CacheError(f"{root / MANIFEST}: malformed shard record ({type(err).__name__}: {err})") from None
     if bad:
         raise CacheError(
-            f"{root}: files damaged or missing (size or sha256 differs from {MANIFEST}): {bad}; "
-            f"{_REBUILD}"
+            f"{root}: files damaged or missing (size or sha256 differs from {MANIFEST}): {bad}; {_REBUILD}"
         )
     return cache
 
@@ -255,8 +254,14 @@ def open_cache(path: str | Path, check_hash: bool = True) -> ActivationCache:
 # --------------------------------------------------------------------------------------------------------------
 # Writing
 # --------------------------------------------------------------------------------------------------------------
-def cache_key(meta: Mapping[str, Any], layers: Sequence[int], tokens_by_split: Mapping[str, torch.Tensor],
-              dtype: str, shard_windows: int, forward: str | None = None) -> str:
+def cache_key(
+    meta: Mapping[str, Any],
+    layers: Sequence[int],
+    tokens_by_split: Mapping[str, torch.Tensor],
+    dtype: str,
+    shard_windows: int,
+    forward: str | None = None,
+) -> str:
     """What decides the cache's content: model, variant, seed, corpus, the exact tokens, layers, dtype, sharding,
     and the variant's options when it has any (``meta["variant_options"]``: e.g. norm gains kept, a scaled
     embedding; absent or empty for the variants as notebook 03 makes them, whose keys it leaves unchanged).

@@ -51,8 +51,10 @@ def reconstruct_from_codes(
     if parts is None:
         raise ValueError("codes are given for an SAE that is not plain TopK")
     vals, idx = codes.rows(mask)
-    out = [topk_decode(parts, vals[i : i + batch_tokens].to(parts[2]), idx[i : i + batch_tokens].to(parts[2].device))
-           for i in range(0, vals.shape[0], batch_tokens)]  # fmt: skip
+    out = [
+        topk_decode(parts, vals[i : i + batch_tokens].to(parts[2]), idx[i : i + batch_tokens].to(parts[2].device))
+        for i in range(0, vals.shape[0], batch_tokens)
+    ]
     return torch.cat(out).float().cpu() if out else torch.empty(0, parts[2].shape[1])
 
 
@@ -93,7 +95,7 @@ def load_codes(sae: Any, sae_dir: str | Path, cache: Any, layer: int, split: str
         "cache": cache.content_id(),
         "layer": int(layer),
         "split": split,
-    }  # fmt: skip
+    }
 
     def build(tmp: Path) -> None:
         codes = encode_codes(sae, cache.acts(layer, split))

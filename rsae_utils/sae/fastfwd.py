@@ -81,13 +81,25 @@ def _pack(block: Any, dtype: torch.dtype) -> dict[str, Any]:
     b_qkv = torch.cat([b.reshape(-1) for b in (attn.b_Q, b_k, b_v)])
     w_gi = torch.cat([mlp.W_gate.T, mlp.W_in.T])
     return {
-        "ln1": block.ln1.w, "eps1": block.ln1.eps, "ln2": block.ln2.w, "eps2": block.ln2.eps,
-        "qkv": w_qkv.to(dtype).contiguous(), "b_qkv": b_qkv.to(dtype),
-        "o": attn.W_O.reshape(n_heads * d_head, d_model).T.to(dtype).contiguous(), "b_o": attn.b_O.to(dtype),
-        "gi": w_gi.to(dtype).contiguous(), "b_in": mlp.b_in, "out": mlp.W_out.T.to(dtype).contiguous(),
-        "b_out": mlp.b_out.to(dtype), "n_heads": n_heads, "n_kv": w_k.shape[0], "d_head": d_head,
-        "scale": 1.0 / float(attn.attn_scale), "cos": attn.rotary_cos, "sin": attn.rotary_sin,
-    }  # fmt: skip
+        "ln1": block.ln1.w,
+        "eps1": block.ln1.eps,
+        "ln2": block.ln2.w,
+        "eps2": block.ln2.eps,
+        "qkv": w_qkv.to(dtype).contiguous(),
+        "b_qkv": b_qkv.to(dtype),
+        "o": attn.W_O.reshape(n_heads * d_head, d_model).T.to(dtype).contiguous(),
+        "b_o": attn.b_O.to(dtype),
+        "gi": w_gi.to(dtype).contiguous(),
+        "b_in": mlp.b_in,
+        "out": mlp.W_out.T.to(dtype).contiguous(),
+        "b_out": mlp.b_out.to(dtype),
+        "n_heads": n_heads,
+        "n_kv": w_k.shape[0],
+        "d_head": d_head,
+        "scale": 1.0 / float(attn.attn_scale),
+        "cos": attn.rotary_cos,
+        "sin": attn.rotary_sin,
+    }
 
 
 def _rms(x: torch.Tensor, w: torch.Tensor, eps: float) -> torch.Tensor:

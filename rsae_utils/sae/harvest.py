@@ -338,8 +338,12 @@ def harvest(
                     tensors[hook_name(layer)] = a.to(t_dtype).contiguous()
                 settle()
                 record = {"split": split, "index": index, "file": name, "windows": [start, end]}
-                pending.append((writer.submit(_write_shard, root, name, tensors, record),
-                                f"  {meta.get('variant')}: {split} shard {index} ({end}/{toks.shape[0]} windows)"))
+                pending.append(
+                    (
+                        writer.submit(_write_shard, root, name, tensors, record),
+                        f"  {meta.get('variant')}: {split} shard {index} ({end}/{toks.shape[0]} windows)",
+                    )
+                )
                 n_new += 1
         settle()
     finally:

@@ -82,8 +82,10 @@ def run_variant_jobs(
     for attempt in range(retries + 1):
         with executor.batch():
             jobs = {v: executor.submit(job, values, cfg.profile, v, build) for v in pending}
-        log(f"[jobs] attempt {attempt + 1}: {len(jobs)} job(s) on {cfg.executor}: "
-            + ", ".join(f"{v}={j.job_id}" for v, j in jobs.items()))  # fmt: skip
+        log(
+            f"[jobs] attempt {attempt + 1}: {len(jobs)} job(s) on {cfg.executor}: "
+            + ", ".join(f"{v}={j.job_id}" for v, j in jobs.items())
+        )
         errors = {}
         for variant, j in jobs.items():
             try:
@@ -94,5 +96,8 @@ def run_variant_jobs(
             return results
         log(f"[jobs] failed: {sorted(errors)}" + ("; resubmitting" if attempt < retries else ""))
         pending = list(errors)
-    raise StageError("variant job(s) failed after " + f"{retries + 1} attempt(s): " + "; ".join(
-        f"{v}: {e}" for v, e in errors.items()))  # fmt: skip
+    raise StageError(
+        "variant job(s) failed after "
+        + f"{retries + 1} attempt(s): "
+        + "; ".join(f"{v}: {e}" for v, e in errors.items())
+    )

@@ -43,6 +43,8 @@ METRICS = {
     "ce_sae": "CE with SAE",
     "ce_zero_abl": "CE with layer zero-ablated",
 }
+
+
 def _as_rows(x: torch.Tensor) -> torch.Tensor:
     return x.reshape(-1, x.shape[-1]).float()
 
@@ -57,8 +59,11 @@ def plain_topk(sae: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torc
     over them. Its activations and reconstructions are then sae-lens's up to float rounding."""
     cfg = getattr(sae, "cfg", None)
     try:
-        ok = (cfg.architecture() == "topk" and getattr(cfg, "normalize_activations", "none") == "none"
-              and getattr(cfg, "apply_b_dec_to_input", True))  # fmt: skip
+        ok = (
+            cfg.architecture() == "topk"
+            and getattr(cfg, "normalize_activations", "none") == "none"
+            and getattr(cfg, "apply_b_dec_to_input", True)
+        )
     except AttributeError:
         return None
     if not ok or getattr(sae, "use_error_term", False):
@@ -282,8 +287,15 @@ def evaluate_variant(
             per_layer[layer].update(vals)
     for layer in layers:
         for metric, value in per_layer[layer].items():
-            rows.append({"model": cache.model, "variant": cache.variant, "layer": layer, "metric": metric,
-                         "value": float(value)})
+            rows.append(
+                {
+                    "model": cache.model,
+                    "variant": cache.variant,
+                    "layer": layer,
+                    "metric": metric,
+                    "value": float(value),
+                }
+            )
     return rows
 
 

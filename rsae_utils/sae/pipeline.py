@@ -182,12 +182,22 @@ class SAEPipeline:
             t0 = time.perf_counter()
             n_test = 0 if held_out is not None else self.cfg.n_test_windows
             self._windows = tokenize_windows(
-                c, self.tokenizer, self.cfg.ctx, self.cfg.n_train_windows, n_test, self.cfg.window_seed,
-            )  # fmt: skip
+                c,
+                self.tokenizer,
+                self.cfg.ctx,
+                self.cfg.n_train_windows,
+                n_test,
+                self.cfg.window_seed,
+            )
             if held_out is not None:
                 self._windows["test"] = tokenize_windows(
-                    held_out, self.tokenizer, self.cfg.ctx, 0, self.cfg.n_test_windows, self.cfg.window_seed,
-                )["test"]  # fmt: skip
+                    held_out,
+                    self.tokenizer,
+                    self.cfg.ctx,
+                    0,
+                    self.cfg.n_test_windows,
+                    self.cfg.window_seed,
+                )["test"]
             self._tick("tokenize", t0)
         return self._windows
 
@@ -205,8 +215,11 @@ class SAEPipeline:
             "corpus_docs": c.n_docs,
             "window_seed": int(self.cfg.window_seed),
             **({"variant_options": self.variant_options} if self.variant_options else {}),
-            **({"test_corpus_sha256": self.test_corpus.sha256, "test_corpus_source": self.test_corpus.source}
-               if self.test_corpus is not None else {}),
+            **(
+                {"test_corpus_sha256": self.test_corpus.sha256, "test_corpus_source": self.test_corpus.source}
+                if self.test_corpus is not None
+                else {}
+            ),
         }
 
     def build_cache(self, variant: str, progress: bool = False) -> ActivationCache:
@@ -228,10 +241,16 @@ class SAEPipeline:
         model, record = self.variant_model(variant)
         t0 = time.perf_counter()
         out = harvest(
-            model, windows, self.cfg.layers, path, {**meta, "variant_record": record},
-            batch_size=int(self.cfg.harvest_batch), dtype=self.cfg.cache_dtype, progress=progress,
+            model,
+            windows,
+            self.cfg.layers,
+            path,
+            {**meta, "variant_record": record},
+            batch_size=int(self.cfg.harvest_batch),
+            dtype=self.cfg.cache_dtype,
+            progress=progress,
             harvest_dtype=self.cfg.harvest_dtype,
-        )  # fmt: skip
+        )
         self._tick("harvest", t0)
         self._caches[variant] = out
         return out
@@ -255,10 +274,15 @@ class SAEPipeline:
         t0 = time.perf_counter()
         if self.streaming:
             out = train_saes_streaming(
-                lambda: self.variant_model(variant)[0], self.windows()["train"], layers, self.spec,
-                {x: self.sae_dir(variant, x) for x in layers}, self.cache_meta(variant), d_model=c.d_model,
+                lambda: self.variant_model(variant)[0],
+                self.windows()["train"],
+                layers,
+                self.spec,
+                {x: self.sae_dir(variant, x) for x in layers},
+                self.cache_meta(variant),
+                d_model=c.d_model,
                 harvest_batch=int(self.cfg.harvest_batch),
-            )  # fmt: skip
+            )
         else:
             out = {layer: train_sae(c, layer, self.spec, self.sae_dir(variant, layer)) for layer in layers}
         self._tick("train", t0)
@@ -294,13 +318,20 @@ class SAEPipeline:
             saes = {layer: load_sae(p, device=self.cfg.device) for layer, p in sae_dirs.items()}
             # Stored for notebooks 04, 07 and 08, which read the same codes instead of encoding again.
             codes = {layer: load_codes(saes[layer], sae_dirs[layer], c, layer) for layer in saes}
-            rows = metrics_mod.evaluate_variant(model, c, saes, n_spliced_windows=int(self.cfg.n_spliced_windows),
-                                                exclude_tokens=self.exclude_tokens, codes=codes)
+            rows = metrics_mod.evaluate_variant(
+                model,
+                c,
+                saes,
+                n_spliced_windows=int(self.cfg.n_spliced_windows),
+                exclude_tokens=self.exclude_tokens,
+                codes=codes,
+            )
             metrics_mod.tidy(rows).to_csv(tmp / "metrics.csv", index=False)
 
         t0 = time.perf_counter()
-        path = cached_artifact(self.metrics_dir(variant), params, build, code=("rsae_utils.sae.metrics",
-                                                                              "rsae_utils.sae.codes"))
+        path = cached_artifact(
+            self.metrics_dir(variant), params, build, code=("rsae_utils.sae.metrics", "rsae_utils.sae.codes")
+        )
         self._tick("metrics", t0)
         return pd.read_csv(path / "metrics.csv")
 
@@ -310,8 +341,9 @@ class SAEPipeline:
         frames = [self.measure(variant) for variant in reversed(self.cfg.variants)]
         self.release_model()
         table = metrics_mod.tidy(pd.concat(frames, ignore_index=True))
-        save_table(table, paths.metrics_table(self.profile), self.cfg.to_dict(),
-                   note="tidy SAE quality metrics (nb 03)")  # fmt: skip
+        save_table(
+            table, paths.metrics_table(self.profile), self.cfg.to_dict(), note="tidy SAE quality metrics (nb 03)"
+        )
         return table
 
     # --- the index notebook 04 reads ---
@@ -323,27 +355,33 @@ class SAEPipeline:
         for variant in self.cfg.variants:
             for layer, sae in self.trained(variant).items():
                 rec = load_record(sae)
-                rows.append({
-                    "model": self.cfg.model,
-                    "variant": variant,
-                    "label": labels[variant],
-                    "layer": int(layer),
-                    "sae_dir": str(sae.relative_to(root)),
-                    "cache_dir": str(self.cache_dir(variant).relative_to(root)),
-                    "architecture": rec["architecture"],
-                    "d_sae": rec["d_sae"],
-                    "k": self.spec.k if self.spec.architecture == "topk" else None,
-                    "tokens_trained": rec["tokens_trained"],
-                    "train_fvu_end": (rec.get("final") or {}).get("fvu"),
-                    "runtime_s": rec["runtime_s"],
-                })  # fmt: skip
+                rows.append(
+                    {
+                        "model": self.cfg.model,
+                        "variant": variant,
+                        "label": labels[variant],
+                        "layer": int(layer),
+                        "sae_dir": str(sae.relative_to(root)),
+                        "cache_dir": str(self.cache_dir(variant).relative_to(root)),
+                        "architecture": rec["architecture"],
+                        "d_sae": rec["d_sae"],
+                        "k": self.spec.k if self.spec.architecture == "topk" else None,
+                        "tokens_trained": rec["tokens_trained"],
+                        "train_fvu_end": (rec.get("final") or {}).get("fvu"),
+                        "runtime_s": rec["runtime_s"],
+                    }
+                )
         return pd.DataFrame(rows)
 
     def write_index(self) -> pd.DataFrame:
         """Write the SAE index (``paths.sae_index``) that notebook 04 reads; returns it."""
         runs = self.runs()
-        save_table(runs, paths.sae_index(self.profile), self.cfg.to_dict(),
-                   note="SAEs trained by notebook 03; paths relative to the profile's work dir")  # fmt: skip
+        save_table(
+            runs,
+            paths.sae_index(self.profile),
+            self.cfg.to_dict(),
+            note="SAEs trained by notebook 03; paths relative to the profile's work dir",
+        )
         return runs
 
     def variant_labels(self) -> dict[str, str]:
@@ -353,8 +391,10 @@ class SAEPipeline:
     def figure_note(self) -> str:
         """The caption of notebook 03's figures: the run's scale, and where it differs from the paper."""
         c = self.cfg
-        note = (f"{c.model}, layers {list(c.layers)}, {c.architecture} R={c.expansion} k={c.k}, "
-                f"{c.train_tokens:,} training tokens per SAE, ctx {c.ctx}, corpus {c.corpus}")  # fmt: skip
+        note = (
+            f"{c.model}, layers {list(c.layers)}, {c.architecture} R={c.expansion} k={c.k}, "
+            f"{c.train_tokens:,} training tokens per SAE, ctx {c.ctx}, corpus {c.corpus}"
+        )
         if c.profile != "paper":
             note += " (paper: Pythia, RedPajama, ctx 2048, R=64, 100M tokens)"
         if self.variant_options:
@@ -368,17 +408,19 @@ class SAEPipeline:
         for variant in self.cfg.variants:
             m = self.cache(variant).manifest
             rec = m.get("variant_record") or {}
-            rows.append({
-                "variant": variant,
-                "label": rec.get("label"),
-                "tokens": sum(m["n_tokens"].values()),
-                "layers": ",".join(map(str, m["layers"])),
-                "dtype": m["dtype"],
-                "MB": round(sum(s["bytes"] for s in m["shards"]) / 2**20, 1),
-                "harvest_s": round(m["harvest_seconds"], 1),
-                "tokens_per_s": m.get("harvest_tokens_per_s"),
-                "description": rec.get("description"),
-            })  # fmt: skip
+            rows.append(
+                {
+                    "variant": variant,
+                    "label": rec.get("label"),
+                    "tokens": sum(m["n_tokens"].values()),
+                    "layers": ",".join(map(str, m["layers"])),
+                    "dtype": m["dtype"],
+                    "MB": round(sum(s["bytes"] for s in m["shards"]) / 2**20, 1),
+                    "harvest_s": round(m["harvest_seconds"], 1),
+                    "tokens_per_s": m.get("harvest_tokens_per_s"),
+                    "description": rec.get("description"),
+                }
+            )
         return pd.DataFrame(rows)
 
 

@@ -85,8 +85,12 @@ def topk_select(pre: torch.Tensor, k: int, group: int | None = None) -> tuple[to
 
 
 def row_sums(
-    bag_rows: torch.Tensor, src: torch.Tensor, counts: torch.Tensor, weights: torch.Tensor,
-    out: torch.Tensor | None = None, csr: bool | None = None,
+    bag_rows: torch.Tensor,
+    src: torch.Tensor,
+    counts: torch.Tensor,
+    weights: torch.Tensor,
+    out: torch.Tensor | None = None,
+    csr: bool | None = None,
 ) -> torch.Tensor:
     """out[l] = sum_j weights_j src[bag_rows_j] over bag l, the bags being consecutive runs of ``counts`` entries.
 
@@ -114,8 +118,13 @@ def _decode_with_grad(idx: torch.Tensor, acts: torch.Tensor, W_dec: torch.Tensor
 
 
 def loss_and_grads(
-    p: Params, x: torch.Tensor, k: int, dead: torch.Tensor | None = None, auxk_alpha: float = 1 / 32,
-    pre_buf: torch.Tensor | None = None, grad_bufs: Mapping[str, torch.Tensor] | None = None,
+    p: Params,
+    x: torch.Tensor,
+    k: int,
+    dead: torch.Tensor | None = None,
+    auxk_alpha: float = 1 / 32,
+    pre_buf: torch.Tensor | None = None,
+    grad_bufs: Mapping[str, torch.Tensor] | None = None,
 ) -> dict[str, Any]:
     """Losses and exact gradients of ``fvu + auxk_alpha * auxk`` for batch ``x`` (see the module docstring):
     fvu, auxk (0-d tensors), grads {name: tensor}, ``W_dec_parallel`` (each decoder-gradient row's dot with its
@@ -174,8 +183,15 @@ def loss_and_grads(
     grads["b_dec"] = g.sum(0) - grads["b_enc"] @ W_enc
     # grad_W_dec[l] . W_dec[l] = sum over l's pairs of act * (source row . W_dec[l]) = sum of act * d loss / d act.
     parallel = W_dec.new_zeros(m).index_add_(0, lat, w_dec * g_act)
-    return {"fvu": fvu, "auxk": auxk, "grads": grads, "W_dec_parallel": parallel, "idx": idx, "acts": acts,
-            "n_dead": n_dead}  # fmt: skip
+    return {
+        "fvu": fvu,
+        "auxk": auxk,
+        "grads": grads,
+        "W_dec_parallel": parallel,
+        "idx": idx,
+        "acts": acts,
+        "n_dead": n_dead,
+    }
 
 
 @torch.no_grad()
@@ -192,8 +208,12 @@ def init_params(d_in: int, d_sae: int, seed: int = 0, dtype: torch.dtype = torch
     """
     gen = torch.Generator().manual_seed(int(seed))
     W_enc = (torch.rand(d_sae, d_in, generator=gen, dtype=torch.float64) * 2 - 1).div_(math.sqrt(d_in)).to(dtype)
-    return {"W_enc": W_enc, "b_enc": torch.zeros(d_sae, dtype=dtype), "W_dec": unit_rows_(W_enc.clone()),
-            "b_dec": torch.zeros(d_in, dtype=dtype)}  # fmt: skip
+    return {
+        "W_enc": W_enc,
+        "b_enc": torch.zeros(d_sae, dtype=dtype),
+        "W_dec": unit_rows_(W_enc.clone()),
+        "b_dec": torch.zeros(d_in, dtype=dtype),
+    }
 
 
 def params_from_sae_lens(sae: Any) -> Params:
@@ -206,8 +226,10 @@ def params_from_sae_lens(sae: Any) -> Params:
     W_dec, b_dec = sae.W_dec.detach().clone(), sae.b_dec.detach().clone()
     n = torch.linalg.vector_norm(W_dec, dim=1)
     if not getattr(sae.cfg, "rescale_acts_by_decoder_norm", False) and (n.max() - n.min()) > 1e-5 * n.max():
-        raise ParameterError("parameter 'init_from' must have equal decoder-row norms or rescale_acts_by_decoder_norm"
-                             "=True (otherwise unit rows change which latents win the top-k)")
+        raise ParameterError(
+            "parameter 'init_from' must have equal decoder-row norms or rescale_acts_by_decoder_norm"
+            "=True (otherwise unit rows change which latents win the top-k)"
+        )
     return {"W_enc": W_enc * n[:, None], "b_enc": b_enc * n, "W_dec": W_dec / n[:, None], "b_dec": b_dec}
 
 
@@ -255,11 +277,21 @@ class TopKTrainer:
     """Holds the parameters, fused Adam and the dead-latent counters; :meth:`step` trains on one batch."""
 
     def __init__(
-        self, d_in: int, d_sae: int, k: int = 32, *, lr: float | None = None, seed: int = 0,
-        device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
-        dead_tokens_threshold: int = 10_000_000, auxk_alpha: float = 1 / 32, lr_warmup_steps: int = 0,
-        init_from: Any = None, center_b_dec: bool | None = None,
-    ):  # fmt: skip
+        self,
+        d_in: int,
+        d_sae: int,
+        k: int = 32,
+        *,
+        lr: float | None = None,
+        seed: int = 0,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+        dead_tokens_threshold: int = 10_000_000,
+        auxk_alpha: float = 1 / 32,
+        lr_warmup_steps: int = 0,
+        init_from: Any = None,
+        center_b_dec: bool | None = None,
+    ):
         self.d_in, self.d_sae = _positive_int("d_in", d_in), _positive_int("d_sae", d_sae)
         if isinstance(k, bool) or not isinstance(k, int) or not 0 < k < d_sae:
             raise ParameterError(f"parameter 'k' must be an integer in 1..{d_sae - 1} (below d_sae={d_sae}); got {k!r}")
@@ -283,8 +315,13 @@ class TopKTrainer:
                 raise ParameterError(f"parameter 'init_from' must hold {n} of shape {shape}; got {tuple(p[n].shape)}")
         p = {n: p[n].detach().to(self.device, dtype) for n in NAMES}
         enc = torch.cat([p["W_enc"], p["b_enc"].unsqueeze(1)], 1)  # see loss_and_grads
-        self.p = {"enc": enc, "W_enc": enc[:, :d_in], "b_enc": enc[:, d_in], "W_dec": p["W_dec"].clone(),
-                  "b_dec": p["b_dec"].clone()}  # fmt: skip
+        self.p = {
+            "enc": enc,
+            "W_enc": enc[:, :d_in],
+            "b_enc": enc[:, d_in],
+            "W_dec": p["W_dec"].clone(),
+            "b_dec": p["b_dec"].clone(),
+        }
         self.trained = ("enc", "W_dec", "b_dec")
         unit_rows_(self.p["W_dec"])
         self.center_b_dec = init_from is None if center_b_dec is None else bool(center_b_dec)
@@ -300,8 +337,9 @@ class TopKTrainer:
     def check_batch(self, x: torch.Tensor) -> torch.Tensor:
         if not isinstance(x, torch.Tensor) or x.ndim != 2 or x.shape[1] != self.d_in or x.shape[0] < 2:
             got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ParameterError(f"parameter 'batch' must be a tensor of shape (tokens >= 2, d_in={self.d_in}); "
-                                 f"got {got}")
+            raise ParameterError(
+                f"parameter 'batch' must be a tensor of shape (tokens >= 2, d_in={self.d_in}); got {got}"
+            )
         return x.to(self.device, self.p["W_enc"].dtype, non_blocking=True)
 
     def n_dead(self) -> int:
@@ -344,14 +382,32 @@ class TopKTrainer:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         p = {n: self.p[n].detach().clone(memory_format=torch.contiguous_format) for n in NAMES}
-        return TopKResult(**p, k=self.k, steps=self.steps, tokens=self.tokens, seconds=self.seconds,
-                          tokens_since_fired=self.since_fired[: self.d_sae].clone(), curve=list(curve or []))
+        return TopKResult(
+            **p,
+            k=self.k,
+            steps=self.steps,
+            tokens=self.tokens,
+            seconds=self.seconds,
+            tokens_since_fired=self.since_fired[: self.d_sae].clone(),
+            curve=list(curve or []),
+        )
 
 
 def train_topk(
-    batches: Iterable[torch.Tensor], d_in: int, d_sae: int, k: int = 32, *, lr: float | None = None, seed: int = 0,
-    device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32, dead_tokens_threshold: int = 10_000_000,
-    auxk_alpha: float = 1 / 32, lr_warmup_steps: int = 0, init_from: Any = None, center_b_dec: bool | None = None,
+    batches: Iterable[torch.Tensor],
+    d_in: int,
+    d_sae: int,
+    k: int = 32,
+    *,
+    lr: float | None = None,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    dead_tokens_threshold: int = 10_000_000,
+    auxk_alpha: float = 1 / 32,
+    lr_warmup_steps: int = 0,
+    init_from: Any = None,
+    center_b_dec: bool | None = None,
     log_every: int = 10,
 ) -> TopKResult:
     """Train a TopK SAE on ``batches`` of (tokens, d_in) activations with sparsify's rule (module docstring).
@@ -363,16 +419,34 @@ def train_topk(
     then trains it on the residual. The loss curve holds one point every ``log_every`` steps and the last step.
     """
     log_every = _positive_int("log_every", log_every)
-    trainer = TopKTrainer(d_in, d_sae, k, lr=lr, seed=seed, device=device, dtype=dtype, init_from=init_from,
-                          dead_tokens_threshold=dead_tokens_threshold, auxk_alpha=auxk_alpha,
-                          lr_warmup_steps=lr_warmup_steps, center_b_dec=center_b_dec)  # fmt: skip
+    trainer = TopKTrainer(
+        d_in,
+        d_sae,
+        k,
+        lr=lr,
+        seed=seed,
+        device=device,
+        dtype=dtype,
+        init_from=init_from,
+        dead_tokens_threshold=dead_tokens_threshold,
+        auxk_alpha=auxk_alpha,
+        lr_warmup_steps=lr_warmup_steps,
+        center_b_dec=center_b_dec,
+    )
     curve: list[dict[str, float]] = []
     out: dict[str, Any] | None = None
 
     def log() -> None:
-        curve.append({"step": trainer.steps, "tokens": trainer.tokens, "fvu": round(float(out["fvu"]), 6),
-                      "auxk": round(float(out["auxk"]), 6), "n_dead": trainer.n_dead(),
-                      "lr": trainer.lr_at(trainer.steps - 1)})  # fmt: skip
+        curve.append(
+            {
+                "step": trainer.steps,
+                "tokens": trainer.tokens,
+                "fvu": round(float(out["fvu"]), 6),
+                "auxk": round(float(out["auxk"]), 6),
+                "n_dead": trainer.n_dead(),
+                "lr": trainer.lr_at(trainer.steps - 1),
+            }
+        )
 
     for batch in batches:
         out = trainer.step(batch)
@@ -387,9 +461,16 @@ def to_sae_lens(result: TopKResult, metadata: Mapping[str, Any] | None = None) -
     """The trained SAE as a sae-lens inference ``TopKSAE`` (architecture "topk"; ``save_model`` /
     ``SAE.load_from_disk`` round-trip it). Decoder rows are unit norm, so no norm rescaling is needed."""
 
-    cfg = TopKSAEConfig(d_in=result.d_in, d_sae=result.d_sae, k=result.k, dtype="float32", device="cpu",
-                        apply_b_dec_to_input=True, normalize_activations="none",
-                        metadata=SAEMetadata(**dict(metadata or {})))  # fmt: skip
+    cfg = TopKSAEConfig(
+        d_in=result.d_in,
+        d_sae=result.d_sae,
+        k=result.k,
+        dtype="float32",
+        device="cpu",
+        apply_b_dec_to_input=True,
+        normalize_activations="none",
+        metadata=SAEMetadata(**dict(metadata or {})),
+    )
     sae = TopKSAE(cfg)
     state = {"W_enc": result.W_enc.t(), "b_enc": result.b_enc, "W_dec": result.W_dec, "b_dec": result.b_dec}
     sae.load_state_dict({n: t.detach().to("cpu", torch.float32).contiguous() for n, t in state.items()})

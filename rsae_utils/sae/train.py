@@ -99,8 +99,10 @@ class SAESpec:
         if self.trainer not in TRAINERS:
             raise ParameterError(f"parameter 'trainer' must be one of {TRAINERS}; got {self.trainer!r}")
         if self.trainer == "fast" and self.architecture != "topk":
-            raise ParameterError(f"parameter 'trainer' 'fast' trains TopK SAEs only; with architecture "
-                                 f"{self.architecture!r} use trainer 'sae-lens'")
+            raise ParameterError(
+                f"parameter 'trainer' 'fast' trains TopK SAEs only; with architecture "
+                f"{self.architecture!r} use trainer 'sae-lens'"
+            )
         if self.expansion < 1:
             raise ParameterError(f"parameter 'expansion' must be >= 1; got {self.expansion}")
         if d_model is not None and self.architecture == "topk" and not 0 < self.k < self.d_sae(d_model):
@@ -126,8 +128,14 @@ def paper_lr(d_sae: int) -> float:
 def make_training_sae(spec: SAESpec, d_model: int, metadata: dict[str, Any] | None = None):
     """A freshly initialised sae-lens training SAE for ``spec`` (uses the global torch RNG: seed first)."""
     meta = SAEMetadata(**(metadata or {}))
-    common = dict(d_in=d_model, d_sae=spec.d_sae(d_model), dtype="float32", device="cpu",
-                  normalize_activations=spec.normalize_activations, metadata=meta)
+    common = dict(
+        d_in=d_model,
+        d_sae=spec.d_sae(d_model),
+        dtype="float32",
+        device="cpu",
+        normalize_activations=spec.normalize_activations,
+        metadata=meta,
+    )
     if spec.architecture == "topk":
         return TopKTrainingSAE(TopKTrainingSAEConfig(k=spec.k, **common))
     return StandardTrainingSAE(StandardTrainingSAEConfig(l1_coefficient=spec.l1_coefficient, **common))
@@ -148,9 +156,15 @@ class _RecordingTrainer(SAETrainer):
                 x, x_hat = out.sae_in, out.sae_out
                 fvu = ((x - x_hat).pow(2).sum() / (x - x.mean(0)).pow(2).sum()).item()
                 l0 = (out.feature_acts != 0).float().sum(-1).mean().item()
-            self.curve.append({"step": self.n_training_steps, "tokens": self.n_training_samples,
-                               "fvu": round(fvu, 6), "l0": round(l0, 3),
-                               **{k: round(float(v.detach()), 6) for k, v in out.losses.items()}})
+            self.curve.append(
+                {
+                    "step": self.n_training_steps,
+                    "tokens": self.n_training_samples,
+                    "fvu": round(fvu, 6),
+                    "l0": round(l0, 3),
+                    **{k: round(float(v.detach()), 6) for k, v in out.losses.items()},
+                }
+            )
         return out
 
 
@@ -252,9 +266,17 @@ def _train_fast(cache: ActivationCache, layer: int, spec: SAESpec, out: Path, me
     batches = cache.iter_batches(layer, spec.batch_size, seed=spec.batch_seed, exclude_tokens=spec.exclude_tokens)
     # A latent is dead after an eighth of the run without firing (sae-lens's window above; sparsify: 10M tokens).
     threshold = spec.dead_tokens()
-    res = train_topk((b for _, b in zip(range(steps), batches)), cache.d_model, spec.d_sae(cache.d_model), spec.k,
-                     lr=spec.lr, seed=spec.seed, dead_tokens_threshold=threshold,
-                     lr_warmup_steps=spec.lr_warm_up_steps, log_every=spec.log_every)  # fmt: skip
+    res = train_topk(
+        (b for _, b in zip(range(steps), batches)),
+        cache.d_model,
+        spec.d_sae(cache.d_model),
+        spec.k,
+        lr=spec.lr,
+        seed=spec.seed,
+        dead_tokens_threshold=threshold,
+        lr_warmup_steps=spec.lr_warm_up_steps,
+        log_every=spec.log_every,
+    )
     to_sae_lens(res, metadata).save_model(out)
     n_dead = int((res.tokens_since_fired > threshold).sum())
     return {
@@ -351,22 +373,38 @@ def train_saes_streaming(
         saes = {}
         for x in todo:
             seed_everything(spec.seed)  # the same init as train_sae gives this layer
-            saes[names[x]] = make_training_sae(spec, d_model, {
-                "model_name": str(meta.get("model")), "hook_name": hook_name(x), "context_size": int(tokens.shape[1]),
-                "prepend_bos": False, "dataset_path": str(meta.get("corpus_source") or meta.get("corpus_sha256")),
-                "rsae_variant": str(meta.get("variant")),
-            })  # fmt: skip
+            saes[names[x]] = make_training_sae(
+                spec,
+                d_model,
+                {
+                    "model_name": str(meta.get("model")),
+                    "hook_name": hook_name(x),
+                    "context_size": int(tokens.shape[1]),
+                    "prepend_bos": False,
+                    "dataset_path": str(meta.get("corpus_source") or meta.get("corpus_sha256")),
+                    "rsae_variant": str(meta.get("variant")),
+                },
+            )
         available = int(token_mask(tokens, spec.exclude_tokens).sum())
         batches = stream_activations(
-            model, tokens, todo, spec.batch_size, harvest_batch=harvest_batch, seed=spec.batch_seed,
-            exclude_tokens=spec.exclude_tokens, buffer_tokens=buffer_tokens,
-        )  # fmt: skip
+            model,
+            tokens,
+            todo,
+            spec.batch_size,
+            harvest_batch=harvest_batch,
+            seed=spec.batch_seed,
+            exclude_tokens=spec.exclude_tokens,
+            buffer_tokens=buffer_tokens,
+        )
         device = str(next(model.parameters()).device)
         n_norm = min(50, max(1, available // spec.batch_size))
         multi = _RecordingMultiTrainer(
-            cfg=trainer_config(spec, n_norm, device=device), saes=saes,
-            hook_names={names[x]: hook_name(x) for x in todo}, data_provider=batches, log_every=spec.log_every,
-        )  # fmt: skip
+            cfg=trainer_config(spec, n_norm, device=device),
+            saes=saes,
+            hook_names={names[x]: hook_name(x) for x in todo},
+            data_provider=batches,
+            log_every=spec.log_every,
+        )
         trained = multi.fit()
         seconds = time.perf_counter() - t0
         for x in todo:
@@ -374,13 +412,17 @@ def train_saes_streaming(
 
             def build(tmp: Path, x: int = x, trainer: Any = trainer, sae: Any = sae) -> dict[str, Any]:
                 sae.to("cpu").save_inference_model(tmp)
-                write_json(tmp / RECORD, {
-                    **params[x], **_training_record(trainer, spec, d_model, seconds),
-                    "train_tokens_available": available,
-                    "epochs": round(trainer.n_training_samples / max(available, 1), 3),
-                    "layers_trained_together": todo,
-                    "trainer": "sae_lens.MultiSAETrainer (streamed activations)",
-                })  # fmt: skip
+                write_json(
+                    tmp / RECORD,
+                    {
+                        **params[x],
+                        **_training_record(trainer, spec, d_model, seconds),
+                        "train_tokens_available": available,
+                        "epochs": round(trainer.n_training_samples / max(available, 1), 3),
+                        "layers_trained_together": todo,
+                        "trainer": "sae_lens.MultiSAETrainer (streamed activations)",
+                    },
+                )
                 return {"training_record": RECORD}
 
             cached_artifact(out_dirs[x], params[x], build, code=code, force=True)

@@ -35,6 +35,7 @@ SOURCES_HELP = (
     "or 'dir:<folder of .txt / .jsonl files>'"
 )
 
+
 @dataclass
 class Corpus:
     """A list of normalised documents with a content hash; ``info`` holds how it was gathered."""
@@ -48,8 +49,13 @@ class Corpus:
 
     def describe(self) -> dict:
         """JSON-able record for manifests (without the texts)."""
-        return {"source": self.source, "sha256": self.sha256, "n_chars": self.n_chars, "n_docs": self.n_docs,
-                **self.info}  # fmt: skip
+        return {
+            "source": self.source,
+            "sha256": self.sha256,
+            "n_chars": self.n_chars,
+            "n_docs": self.n_docs,
+            **self.info,
+        }
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -101,8 +101,15 @@ def gather_hf(name: str, split: str, max_chars: int | None) -> tuple[list[str], 
         total += len(text)
         if total >= max_chars:
             break
-    return texts, {"dataset": name, "split": split, "rows": [a, b], "rows_read": len(texts), "loaded_as": how,
-                   "chars_cap": max_chars, "mirror": location if mirrored else None}  # fmt: skip
+    return texts, {
+        "dataset": name,
+        "split": split,
+        "rows": [a, b],
+        "rows_read": len(texts),
+        "loaded_as": how,
+        "chars_cap": max_chars,
+        "mirror": location if mirrored else None,
+    }
 
 
 def split_rows(location: str, split: str) -> tuple[int, str]:

@@ -84,6 +84,7 @@ def _pythia_hub_name(name: str) -> str:
 def _official_tl_name(name: str) -> str | None:
     """transformer-lens's official name for ``name`` (it also knows aliases such as "gpt2-small"), else None."""
     from transformer_lens import loading_from_pretrained as lfp  # slow to import: only when needed
+
     if name in lfp.OFFICIAL_MODEL_NAMES:
         return name
     lowered = name.lower()
@@ -144,6 +145,7 @@ def load_tokenizer(name: str) -> Any:
     """The tokenizer of model ``name`` without loading its weights (used to decode tokens for auto-interp)."""
     from transformer_lens import loading_from_pretrained as lfp
     from transformers import AutoTokenizer
+
     canonical = validate_model_name(name)
     if canonical in LOCAL_MODELS:
         return _smollm2_tokenizer()
@@ -159,6 +161,7 @@ def load_tokenizer(name: str) -> Any:
 def llama_tl_config(hf_config: Any, n_ctx: int = DEFAULT_N_CTX, device: str = "cpu"):
     """A HookedTransformerConfig for a transformers ``LlamaConfig`` (built by hand: the hub lookup is offline)."""
     from transformer_lens import HookedTransformerConfig
+
     rope = getattr(hf_config, "rope_parameters", None) or {}
     rope_theta = rope.get("rope_theta", getattr(hf_config, "rope_theta", 10000.0))
     d_head = getattr(hf_config, "head_dim", None) or hf_config.hidden_size // hf_config.num_attention_heads
@@ -192,6 +195,7 @@ def hooked_from_llama_hf(hf_model: Any, n_ctx: int = DEFAULT_N_CTX, device: str 
     """Convert a transformers Llama model into an equivalent HookedTransformer (no weight processing)."""
     from transformer_lens import HookedTransformer
     from transformer_lens.pretrained.weight_conversions import convert_llama_weights
+
     cfg = llama_tl_config(hf_model.config, n_ctx=n_ctx, device="cpu")
     state_dict = convert_llama_weights(hf_model, cfg)
     model = HookedTransformer(cfg)
@@ -227,6 +231,7 @@ def _load_smollm2(device: str) -> LoadedModel:
 # --------------------------------------------------------------------------------------------------------------
 def tiny_random_config(d_vocab: int, device: str = "cpu", seed: int = TINY_RANDOM_SEED):
     from transformer_lens import HookedTransformerConfig
+
     return HookedTransformerConfig(
         **TINY_RANDOM_SHAPE,
         n_ctx=DEFAULT_N_CTX,
@@ -249,6 +254,7 @@ def tiny_random_config(d_vocab: int, device: str = "cpu", seed: int = TINY_RANDO
 
 def _load_tiny_random(device: str) -> LoadedModel:
     from transformer_lens import HookedTransformer
+
     tokenizer = _smollm2_tokenizer()
     cfg = tiny_random_config(len(tokenizer), device="cpu")
     # HookedTransformer.init_weights seeds the global torch RNG from cfg.seed; restore the caller's RNG afterwards.
@@ -298,6 +304,7 @@ def _require_hub(name: str, revision: str | None = None) -> None:
 
 def _load_hub(name: str, device: str, revision: str | None) -> LoadedModel:
     from transformer_lens import HookedTransformer
+
     _require_hub(name, revision)  # before any download starts, so an offline request fails at once
     kwargs: dict[str, Any] = {}
     step = _STEP_RE.match(revision or "")

@@ -35,11 +35,17 @@ OUTPUT_PROJECTIONS = ("attention.dense.weight", "mlp.dense_4h_to_h.weight")  # w
 def pythia_shape_config(vocab_size: int, n_ctx: int = 2048, shape: dict[str, int] | None = None) -> GPTNeoXConfig:
     """A ``GPTNeoXConfig`` with Pythia-70m's shape (or ``shape``'s overrides, for tests) and ``vocab_size``."""
     cfg = GPTNeoXConfig(
-        **{**PYTHIA_70M_SHAPE, **(shape or {})}, vocab_size=int(vocab_size), max_position_embeddings=max(2048, n_ctx),
+        **{**PYTHIA_70M_SHAPE, **(shape or {})},
+        vocab_size=int(vocab_size),
+        max_position_embeddings=max(2048, n_ctx),
         rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.25},
-        use_parallel_residual=True, tie_word_embeddings=False,
-        layer_norm_eps=1e-5, hidden_act="gelu", attention_bias=True, initializer_range=0.02,
-    )  # fmt: skip
+        use_parallel_residual=True,
+        tie_word_embeddings=False,
+        layer_norm_eps=1e-5,
+        hidden_act="gelu",
+        attention_bias=True,
+        initializer_range=0.02,
+    )
     cfg.architectures = ["GPTNeoXForCausalLM"]
     return cfg
 
@@ -58,8 +64,9 @@ def _pythia_init_(model: GPTNeoXForCausalLM, gen: torch.Generator) -> None:
             p.copy_(torch.randn(p.shape, generator=gen) * std)
 
 
-def build_neox_hf(vocab_size: int, seed: int = 0, init: str = "pythia", n_ctx: int = 2048,
-                  shape: dict[str, int] | None = None) -> GPTNeoXForCausalLM:
+def build_neox_hf(
+    vocab_size: int, seed: int = 0, init: str = "pythia", n_ctx: int = 2048, shape: dict[str, int] | None = None
+) -> GPTNeoXForCausalLM:
     """The transformers model of :func:`pythia_shape_config` initialised under ``seed`` (the caller's global RNG
     is left as it was); the same seed gives the same weights."""
     if init not in INITS:
@@ -75,8 +82,10 @@ def build_neox_hf(vocab_size: int, seed: int = 0, init: str = "pythia", n_ctx: i
 def rope_of(hf_config: GPTNeoXConfig) -> dict[str, float]:
     """Rotary share and base of a config: transformers 5 keeps them in ``rope_parameters``, 4 as attributes."""
     rope = getattr(hf_config, "rope_parameters", None) or {}
-    return {"partial_rotary_factor": float(rope.get("partial_rotary_factor", getattr(hf_config, "rotary_pct", 0.25))),
-            "rope_theta": float(rope.get("rope_theta", getattr(hf_config, "rotary_emb_base", 10000)))}
+    return {
+        "partial_rotary_factor": float(rope.get("partial_rotary_factor", getattr(hf_config, "rotary_pct", 0.25))),
+        "rope_theta": float(rope.get("rope_theta", getattr(hf_config, "rotary_emb_base", 10000))),
+    }
 
 
 def neox_tl_config(hf_config: GPTNeoXConfig, n_ctx: int = 2048, device: str = "cpu") -> HookedTransformerConfig:
@@ -85,15 +94,27 @@ def neox_tl_config(hf_config: GPTNeoXConfig, n_ctx: int = 2048, device: str = "c
     d_head = hf_config.hidden_size // hf_config.num_attention_heads
     rope = rope_of(hf_config)
     return HookedTransformerConfig(
-        d_model=hf_config.hidden_size, d_head=d_head, n_heads=hf_config.num_attention_heads,
-        d_mlp=hf_config.intermediate_size, n_layers=hf_config.num_hidden_layers,
-        n_ctx=min(int(n_ctx), hf_config.max_position_embeddings), d_vocab=hf_config.vocab_size,
-        act_fn=hf_config.hidden_act, normalization_type="LN", eps=hf_config.layer_norm_eps,
-        positional_embedding_type="rotary", rotary_dim=int(d_head * rope["partial_rotary_factor"]),
-        rotary_base=int(rope["rope_theta"]), rotary_adjacent_pairs=False, parallel_attn_mlp=True,
-        original_architecture="GPTNeoXForCausalLM", tokenizer_name=None, init_weights=False, device=device,
+        d_model=hf_config.hidden_size,
+        d_head=d_head,
+        n_heads=hf_config.num_attention_heads,
+        d_mlp=hf_config.intermediate_size,
+        n_layers=hf_config.num_hidden_layers,
+        n_ctx=min(int(n_ctx), hf_config.max_position_embeddings),
+        d_vocab=hf_config.vocab_size,
+        act_fn=hf_config.hidden_act,
+        normalization_type="LN",
+        eps=hf_config.layer_norm_eps,
+        positional_embedding_type="rotary",
+        rotary_dim=int(d_head * rope["partial_rotary_factor"]),
+        rotary_base=int(rope["rope_theta"]),
+        rotary_adjacent_pairs=False,
+        parallel_attn_mlp=True,
+        original_architecture="GPTNeoXForCausalLM",
+        tokenizer_name=None,
+        init_weights=False,
+        device=device,
         dtype=torch.float32,
-    )  # fmt: skip
+    )
 
 
 def hooked_from_neox_hf(hf_model: GPTNeoXForCausalLM, n_ctx: int = 2048, device: str = "cpu") -> HookedTransformer:
@@ -101,20 +122,38 @@ def hooked_from_neox_hf(hf_model: GPTNeoXForCausalLM, n_ctx: int = 2048, device:
     cfg = neox_tl_config(hf_model.config, n_ctx=n_ctx, device="cpu")
     model = HookedTransformer(cfg)
     model.load_and_process_state_dict(
-        convert_neox_weights(hf_model, cfg), fold_ln=False, center_writing_weights=False, center_unembed=False,
+        convert_neox_weights(hf_model, cfg),
+        fold_ln=False,
+        center_writing_weights=False,
+        center_unembed=False,
         fold_value_biases=False,
-    )  # fmt: skip
+    )
     return model.to(device, print_details=False).eval()
 
 
-def neox_at_init(vocab_size: int, seed: int = 0, init: str = "pythia", n_ctx: int = 2048, device: str = "cpu",
-                 shape: dict[str, int] | None = None) -> tuple[HookedTransformer, dict[str, Any]]:
+def neox_at_init(
+    vocab_size: int,
+    seed: int = 0,
+    init: str = "pythia",
+    n_ctx: int = 2048,
+    device: str = "cpu",
+    shape: dict[str, int] | None = None,
+) -> tuple[HookedTransformer, dict[str, Any]]:
     """(HookedTransformer, record) of the Pythia-shaped GPT-NeoX at initialization: what ``harvest`` takes."""
     hf = build_neox_hf(vocab_size, seed, init, n_ctx, shape)
     model = hooked_from_neox_hf(hf, n_ctx, device)
     c = hf.config
-    record = {"architecture": "GPTNeoXForCausalLM", "init": init, "seed": int(seed), "vocab_size": int(vocab_size),
-              "n_layers": c.num_hidden_layers, "d_model": c.hidden_size, "n_heads": c.num_attention_heads,
-              "d_mlp": c.intermediate_size, "rotary_pct": rope_of(c)["partial_rotary_factor"],
-              "parallel_residual": c.use_parallel_residual, "n_params": sum(p.numel() for p in hf.parameters())}
+    record = {
+        "architecture": "GPTNeoXForCausalLM",
+        "init": init,
+        "seed": int(seed),
+        "vocab_size": int(vocab_size),
+        "n_layers": c.num_hidden_layers,
+        "d_model": c.hidden_size,
+        "n_heads": c.num_attention_heads,
+        "d_mlp": c.intermediate_size,
+        "rotary_pct": rope_of(c)["partial_rotary_factor"],
+        "parallel_residual": c.use_parallel_residual,
+        "n_params": sum(p.numel() for p in hf.parameters()),
+    }
     return model, record

@@ -221,8 +221,10 @@ def make_variant(
     validate_variant(variant)
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise ParameterError(f"parameter 'seed' must be an integer; got {seed!r}")
-    if isinstance(embedding_scale, bool) or not isinstance(embedding_scale, (int, float)) or not (
-        math.isfinite(embedding_scale) and embedding_scale > 0
+    if (
+        isinstance(embedding_scale, bool)
+        or not isinstance(embedding_scale, (int, float))
+        or not (math.isfinite(embedding_scale) and embedding_scale > 0)
     ):
         raise ParameterError(f"parameter 'embedding_scale' must be a number > 0; got {embedding_scale!r}")
     t0 = time.perf_counter()
@@ -251,9 +253,12 @@ def make_variant(
         if variant.startswith("rerandomized"):
             include = variant == "rerandomized_incl_emb"
             summary = rerandomize_(
-                model, seed, include_embeddings=include, rerandomize_norms=rerandomize_norms,
+                model,
+                seed,
+                include_embeddings=include,
+                rerandomize_norms=rerandomize_norms,
                 tied_embeddings=loaded.tied_embeddings,
-            )  # fmt: skip
+            )
             record.update(summary)
             norms = norm_parameter_names(model)
             record["layernorm_rerandomized"] = any(n in norms for n in summary["redrawn"])

@@ -147,7 +147,6 @@ _CODE_LINE = re.compile(
 _CODE_CHARS = frozenset("=(){}[];<>_\\|#")
 
 
-
 def strip_markup(text: str) -> str:
     """Drop code blocks, images and HTML; keep the visible text of links."""
     text = _FENCE.sub("", text)
@@ -336,8 +335,12 @@ def environment_fingerprint() -> list[str]:
 
 def cached_site_packages(include_docstrings: bool, min_doc_chars: int) -> tuple[list[str], dict]:
     env = environment_fingerprint()
-    params = {"filter_version": FILTER_VERSION, "docstrings": include_docstrings, "min_doc_chars": min_doc_chars,
-              "environment": env}  # fmt: skip
+    params = {
+        "filter_version": FILTER_VERSION,
+        "docstrings": include_docstrings,
+        "min_doc_chars": min_doc_chars,
+        "environment": env,
+    }
 
     def build(tmp: Path) -> dict:
         texts, info = gather_site_packages(include_docstrings, min_doc_chars)

@@ -75,6 +75,9 @@ def with_variant_labels(df: Any, labels: Mapping[str, str] | None = None) -> Any
     figure does."""
     labels = dict(labels or {})
     out = df.copy()
-    out.insert(list(out.columns).index("variant") + 1, "variant_label",
-               [labels.get(v) or variant_label(v) for v in out["variant"]])  # fmt: skip
+    out.insert(
+        list(out.columns).index("variant") + 1,
+        "variant_label",
+        [labels.get(v) or variant_label(v) for v in out["variant"]],
+    )
     return out

@@ -45,8 +45,19 @@ MEASURES: dict[str, tuple[str, bool]] = {
     "hoyer": ("Hoyer sparsity (higher = sparser)", False),
 }
 EMBEDDING, EMBEDDING_GAUSSIAN = "embedding", "embedding_gaussian"
-ROW_COLUMNS = ("condition", "dict_size", "l1", "seed", "l0", "fvu", "dead_frac", "l1_norm", "l1_over_sqrt_l2",
-               "hoyer", "train_s")
+ROW_COLUMNS = (
+    "condition",
+    "dict_size",
+    "l1",
+    "seed",
+    "l0",
+    "fvu",
+    "dead_frac",
+    "l1_norm",
+    "l1_over_sqrt_l2",
+    "hoyer",
+    "train_s",
+)
 _ROWS, _GAUSS, _EVAL = 307, 311, 313  # generator offsets (synthetic._gen) of this module's random streams
 
 
@@ -68,8 +79,14 @@ def prepare_rows(
     mean = train.mean(0)
     train, held = train - mean, held - mean
     scale = math.sqrt(target_ms / float(train.pow(2).sum(1).mean()))
-    info = {"n_train": len(train), "n_eval": len(held), "d": int(w.shape[1]), "scale": scale,
-            "mean_row_norm": float(mean.norm()), "typical_row_norm": float(w.norm(dim=1).mean())}
+    info = {
+        "n_train": len(train),
+        "n_eval": len(held),
+        "d": int(w.shape[1]),
+        "scale": scale,
+        "mean_row_norm": float(mean.norm()),
+        "typical_row_norm": float(w.norm(dim=1).mean()),
+    }
     return train * scale, held * scale, info
 
 
@@ -96,15 +113,18 @@ class RowStream:
     its generator, so a group's batches do not depend on the other groups (as in ``synthetic.DataStream``).
     """
 
-    def __init__(self, sources: Mapping[str, torch.Tensor | GaussianLike], groups: Sequence[tuple[str, int]],
-                 batch: int):
+    def __init__(
+        self, sources: Mapping[str, torch.Tensor | GaussianLike], groups: Sequence[tuple[str, int]], batch: int
+    ):
         self.sources, self.groups, self.batch = dict(sources), list(groups), batch
         dims = {s.d_model if isinstance(s, GaussianLike) else int(s.shape[1]) for s in self.sources.values()}
         if len(dims) != 1:
             raise ValueError(f"all sources must have one dimension; got {sorted(dims)}")
         self.d_model = dims.pop()
-        self._gens = [_gen(_GAUSS if isinstance(self.sources[c], GaussianLike) else _ROWS, s, 1 + i)
-                      for i, (c, s) in enumerate(self.groups)]
+        self._gens = [
+            _gen(_GAUSS if isinstance(self.sources[c], GaussianLike) else _ROWS, s, 1 + i)
+            for i, (c, s) in enumerate(self.groups)
+        ]
 
     def next(self) -> torch.Tensor:
         out = []
@@ -134,8 +154,9 @@ def run_row_sweep(
         g = mmcs.grid(conditions, seeds, l1_values)
         stream = RowStream(train, [(c, int(s)) for c in conditions for s in seeds], spec.batch)
         t0 = time.perf_counter()
-        saes = mmcs.train_batched(stream, g["group"].tolist(), g["l1"].tolist(), g["seed"].tolist(), int(d), spec,
-                                  device=device)
+        saes = mmcs.train_batched(
+            stream, g["group"].tolist(), g["l1"].tolist(), g["seed"].tolist(), int(d), spec, device=device
+        )
         train_s = round(time.perf_counter() - t0, 2)
         scores = pd.DataFrame([mmcs.evaluate_one(*saes.model(m), x_eval[c]) for m, c in enumerate(g["condition"])])
         g = g.drop(columns="group").assign(dict_size=int(d), train_s=train_s).reset_index(drop=True)
@@ -182,8 +203,14 @@ def ev_on_frontier(front: np.ndarray, x, log_x: bool = True) -> np.ndarray:
     return np.interp(qx, fx, front[:, 1], left=np.nan, right=np.nan)
 
 
-def compare(front_a: np.ndarray, front_b: np.ndarray, lower_is_sparser: bool = True, n: int = 41,
-            min_ev: float = 0.05, tol: float = 0.01) -> dict:
+def compare(
+    front_a: np.ndarray,
+    front_b: np.ndarray,
+    lower_is_sparser: bool = True,
+    n: int = 41,
+    min_ev: float = 0.05,
+    tol: float = 0.01,
+) -> dict:
     """How far frontier ``a`` lies above ``b`` over the sparsity range both cover with meaningful reconstructions.
 
     Points with EV below ``min_ev`` (SAEs that reconstruct next to nothing, dead or nearly) are left out first.
@@ -206,8 +233,13 @@ def compare(front_a: np.ndarray, front_b: np.ndarray, lower_is_sparser: bool = T
     d = d[np.isfinite(d)]
     if not len(d):
         return dict.fromkeys(keys, math.nan)
-    return {"lo": float(lo), "hi": float(hi), "gap": float(d.mean()), "share_above": float((d > tol).mean()),
-            "share_below": float((d < -tol).mean())}
+    return {
+        "lo": float(lo),
+        "hi": float(hi),
+        "gap": float(d.mean()),
+        "share_above": float((d > tol).mean()),
+        "share_below": float((d < -tol).mean()),
+    }
 
 
 def compare_sources(fronts: pd.DataFrame, pairs: Sequence[tuple[str, str]]) -> pd.DataFrame:
@@ -219,8 +251,9 @@ def compare_sources(fronts: pd.DataFrame, pairs: Sequence[tuple[str, str]]) -> p
         for a, b in pairs:
             if a in by and b in by:
                 rows.append({"measure": m, "source": a, "reference": b, **compare(by[a], by[b], MEASURES[m][1])})
-    return pd.DataFrame(rows, columns=["measure", "source", "reference", "lo", "hi", "gap", "share_above",
-                                       "share_below"])
+    return pd.DataFrame(
+        rows, columns=["measure", "source", "reference", "lo", "hi", "gap", "share_above", "share_below"]
+    )
 
 
 def verdict(share_above: float, share_below: float) -> str:
@@ -241,8 +274,22 @@ def verdict(share_above: float, share_below: float) -> str:
 # --------------------------------------------------------------------------------------------------------------
 # Notebook 02 glue: the cached embedding sweep of a resolved config
 # --------------------------------------------------------------------------------------------------------------
-_EMB_KEYS = ("emb_model", "emb_rows", "emb_eval_rows", "emb_dict_ratios", "emb_seeds", "emb_steps", "emb_gaussian",
-             "emb_l1_values", "lr", "adam_beta2", "batch", "decay_frac", "device", *mmcs._WORLD_KEYS)
+_EMB_KEYS = (
+    "emb_model",
+    "emb_rows",
+    "emb_eval_rows",
+    "emb_dict_ratios",
+    "emb_seeds",
+    "emb_steps",
+    "emb_gaussian",
+    "emb_l1_values",
+    "lr",
+    "adam_beta2",
+    "batch",
+    "decay_frac",
+    "device",
+    *mmcs._WORLD_KEYS,
+)
 
 
 def embedding_sweep_from_config(cfg, path=None, force: bool = False) -> tuple[pd.DataFrame, dict]:
@@ -266,14 +313,16 @@ def embedding_sweep_from_config(cfg, path=None, force: bool = False) -> tuple[pd
         if cfg.emb_gaussian:
             sources[EMBEDDING_GAUSSIAN] = gauss = GaussianLike(train)
             x_eval[EMBEDDING_GAUSSIAN] = gauss.sample(len(held), _gen(_EVAL, cfg.world_seed))
-        spec = mmcs.TrainSpec(steps=cfg.emb_steps, lr=cfg.lr, batch=cfg.batch, decay_frac=cfg.decay_frac,
-                              betas=(0.9, cfg.adam_beta2))
+        spec = mmcs.TrainSpec(
+            steps=cfg.emb_steps, lr=cfg.lr, batch=cfg.batch, decay_frac=cfg.decay_frac, betas=(0.9, cfg.adam_beta2)
+        )
         sizes = [r * info["d"] for r in cfg.emb_dict_ratios]
         with mmcs.torch_threads(cfg.threads):
             df = run_row_sweep(sources, x_eval, sizes, cfg.emb_l1_values, cfg.emb_seeds, spec, device=params["device"])
         df.to_csv(tmp / "sweep.csv", index=False)
         return {"rows": info, "target_ms": target_ms, "sweep_wall_s": round(time.perf_counter() - t0, 1)}
 
-    out = store.cached_artifact(path, params, build, code=(sys.modules[__name__], mmcs, synthetic, sparsity),
-                                force=force or not cfg.use_cache)
+    out = store.cached_artifact(
+        path, params, build, code=(sys.modules[__name__], mmcs, synthetic, sparsity), force=force or not cfg.use_cache
+    )
     return pd.read_csv(out / "sweep.csv"), store.load_manifest(out)

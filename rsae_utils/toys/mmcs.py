@@ -40,8 +40,19 @@ from rsae_utils.toys import sparsity, synthetic
 from rsae_utils.toys.synthetic import DataStream, SparseFeatureWorld, SyntheticSpec, _gen
 
 # l1_norm, l1_over_sqrt_l2, hoyer: sparsity of the codes (toys.sparsity; "l1" is the coefficient here).
-SWEEP_COLUMNS = ("condition", "dict_size", "l1", "seed", "mmcs", "l0", "fvu", "dead_frac", "l1_norm",
-                 "l1_over_sqrt_l2", "hoyer")
+SWEEP_COLUMNS = (
+    "condition",
+    "dict_size",
+    "l1",
+    "seed",
+    "mmcs",
+    "l0",
+    "fvu",
+    "dead_frac",
+    "l1_norm",
+    "l1_over_sqrt_l2",
+    "hoyer",
+)
 _INIT = 31
 
 
@@ -297,8 +308,14 @@ def run_sweep(
             stream = DataStream(world, list(conditions), chunk, spec.batch)
             t0 = time.perf_counter()
             saes = train_batched(
-                stream, g["group"].tolist(), g["l1"].tolist(), g["seed"].tolist(), int(d), spec,
-                progress=progress or None, device=device,
+                stream,
+                g["group"].tolist(),
+                g["l1"].tolist(),
+                g["seed"].tolist(),
+                int(d),
+                spec,
+                progress=progress or None,
+                device=device,
             )
             train_s = time.perf_counter() - t0
             metrics = evaluate(saes, [x_eval[c] for c in g["condition"]], [truth[c] for c in g["condition"]])
@@ -341,9 +358,7 @@ def summarize(df: pd.DataFrame, drop: float = 0.05) -> pd.DataFrame:
             }
         )
         r = rows[-1]
-        r["zone"] = bool(
-            r["mmcs_at_min_l1"] <= r["best_mmcs"] - drop and r["mmcs_at_max_l1"] <= r["best_mmcs"] - drop
-        )
+        r["zone"] = bool(r["mmcs_at_min_l1"] <= r["best_mmcs"] - drop and r["mmcs_at_max_l1"] <= r["best_mmcs"] - drop)
     return pd.DataFrame(rows)
 
 
@@ -351,8 +366,20 @@ def summarize(df: pd.DataFrame, drop: float = 0.05) -> pd.DataFrame:
 # Notebook 02 glue: a cached sweep from a resolved config, and the figure
 # --------------------------------------------------------------------------------------------------------------
 _WORLD_KEYS = ("n_features", "d_model", "mean_active", "decay", "mlp_ratio", "world_seed")
-_SWEEP_KEYS = (*_WORLD_KEYS, "conditions", "dict_sizes", "l1_values", "seeds", "steps", "lr", "adam_beta2", "batch",
-               "decay_frac", "n_eval", "device")
+_SWEEP_KEYS = (
+    *_WORLD_KEYS,
+    "conditions",
+    "dict_sizes",
+    "l1_values",
+    "seeds",
+    "steps",
+    "lr",
+    "adam_beta2",
+    "batch",
+    "decay_frac",
+    "n_eval",
+    "device",
+)
 
 
 @contextlib.contextmanager
@@ -391,16 +418,28 @@ def sweep_from_config(cfg, path=None, force: bool = False) -> tuple[pd.DataFrame
 
     def build(tmp):
         world = SparseFeatureWorld(SyntheticSpec(**{k: cfg[k] for k in _WORLD_KEYS}))
-        spec = TrainSpec(steps=cfg.steps, lr=cfg.lr, batch=cfg.batch, decay_frac=cfg.decay_frac,
-                         betas=(0.9, cfg.adam_beta2))
+        spec = TrainSpec(
+            steps=cfg.steps, lr=cfg.lr, batch=cfg.batch, decay_frac=cfg.decay_frac, betas=(0.9, cfg.adam_beta2)
+        )
         t0 = time.perf_counter()
         with torch_threads(cfg.threads):
             threads = torch.get_num_threads()
-            df = run_sweep(world, cfg.conditions, cfg.dict_sizes, cfg.l1_values, cfg.seeds, spec, n_eval=cfg.n_eval,
-                           device=params["device"], progress=True, seeds_per_program=cfg.seeds_per_program or None)
+            df = run_sweep(
+                world,
+                cfg.conditions,
+                cfg.dict_sizes,
+                cfg.l1_values,
+                cfg.seeds,
+                spec,
+                n_eval=cfg.n_eval,
+                device=params["device"],
+                progress=True,
+                seeds_per_program=cfg.seeds_per_program or None,
+            )
         df.to_csv(tmp / "sweep.csv", index=False)
         return {"sweep_wall_s": round(time.perf_counter() - t0, 1), "torch_threads": threads}
 
-    out = store.cached_artifact(path, params, build, code=(sys.modules[__name__], synthetic, sparsity),
-                                force=force or not cfg.use_cache)
+    out = store.cached_artifact(
+        path, params, build, code=(sys.modules[__name__], synthetic, sparsity), force=force or not cfg.use_cache
+    )
     return pd.read_csv(out / "sweep.csv"), store.load_manifest(out)

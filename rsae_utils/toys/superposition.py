@@ -134,7 +134,6 @@ def view_statistics(demo: ToyDemo, top: float = 0.1, angle_deg: float = 5.0) -> 
     return df
 
 
-
 def repeat_statistics(n_repeats: int, top: float = 0.1, angle_deg: float = 5.0, **toy_kwargs) -> pd.DataFrame:
     """``view_statistics`` for seeds 0..n_repeats-1 (new data, D and MLP each), one row per (seed, view)."""
     frames = []

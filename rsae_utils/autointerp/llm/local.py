@@ -32,6 +32,8 @@ _LOADED: dict[str, tuple[Any, Any]] = {}
 def _p1(lp0: float, lp1: float) -> float:
     """P(1) / (P(0) + P(1)) from the two log-probabilities, computed stably."""
     return 1.0 / (1.0 + math.exp(lp0 - lp1))
+
+
 _LOAD_LOCK = threading.Lock()
 
 
@@ -306,8 +308,14 @@ class LocalChatBackend:
                     past.update(k.expand(B, *k.shape[1:]), v.expand(B, *v.shape[1:]), i)
             feed, keep = ids, 1
             for t, j in enumerate(slots):
-                out = self._model(input_ids=feed, attention_mask=mask, position_ids=pos, past_key_values=past,
-                                  use_cache=True, logits_to_keep=keep)  # fmt: skip
+                out = self._model(
+                    input_ids=feed,
+                    attention_mask=mask,
+                    position_ids=pos,
+                    past_key_values=past,
+                    use_cache=True,
+                    logits_to_keep=keep,
+                )
                 past = out.past_key_values
                 row = out.logits[:, -1].float()
                 lp = torch.log_softmax(row, dim=-1)[:, self._digit_ids]  # (B, 2): log P(0), log P(1)

@@ -74,7 +74,12 @@ class PositionalStats:
 
 
 def _block_stats(
-    pa: PositionalActs, n_perm: int, n_levels: int, max_lag: int, mode: str, rng: np.random.Generator,
+    pa: PositionalActs,
+    n_perm: int,
+    n_levels: int,
+    max_lag: int,
+    mode: str,
+    rng: np.random.Generator,
     mi_null: bool = True,
 ) -> dict[str, np.ndarray]:
     eta2 = eta_squared(pa)
@@ -141,8 +146,9 @@ def positional_stats(
     rng = np.random.default_rng(seed)
     step = max(1, block_cells // (work.ctx * max(n_levels - 1, 1)))
     parts = [
-        _block_stats(work.block(lo, min(lo + step, work.n_latents)), n_perm, n_levels, max_lag, autocorr_mode, rng,
-                     mi_null)
+        _block_stats(
+            work.block(lo, min(lo + step, work.n_latents)), n_perm, n_levels, max_lag, autocorr_mode, rng, mi_null
+        )
         for lo in range(0, work.n_latents, step)
     ]
     cat = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if parts else {}

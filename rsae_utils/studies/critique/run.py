@@ -34,8 +34,6 @@ import torch
 
 from rsae_utils.autointerp.baseline import score_baseline, token_profile
 from rsae_utils.autointerp.examples import LatentRecord, SparseActs, encode_sparse, sample_latents
-from rsae_utils.studies.critique.positional import PositionalActs, from_sparse
-from rsae_utils.studies.critique.positional_stats import is_boundary, is_positional, positional_stats
 from rsae_utils.autointerp.records import cache_identity, sae_identity
 from rsae_utils.autointerp.stats import auroc, auroc_replicates
 from rsae_utils.autointerp.token_scorers import (
@@ -54,11 +52,13 @@ from rsae_utils.errors import ArtifactError, StageError
 from rsae_utils.paths import slug
 from rsae_utils.sae.cache import open_cache, token_mask
 from rsae_utils.sae.codes import load_codes, reconstruct_from_codes
-from rsae_utils.studies.critique.diagnostics import l2_ratio, relative_reconstruction_bias, weight_summary
 from rsae_utils.sae.metrics import reconstruct
 from rsae_utils.sae.pipeline import trained_runs
 from rsae_utils.sae.train import load_sae
 from rsae_utils.store import cached_artifact, read_json, write_json
+from rsae_utils.studies.critique.diagnostics import l2_ratio, relative_reconstruction_bias, weight_summary
+from rsae_utils.studies.critique.positional import PositionalActs, from_sparse
+from rsae_utils.studies.critique.positional_stats import is_boundary, is_positional, positional_stats
 
 BOUNDARY_VIEWS = {"exclude": (False,), "include": (True,), "both": (False, True)}
 # Scorer series -> the token baseline's scorer each is compared with (its "gap").
@@ -73,17 +73,46 @@ SCORERS = {
 BASELINES = {"detection": "token-baseline detection", "fuzzing": "token-baseline fuzzing"}
 SERIES = tuple(BASELINES.values()) + tuple(SCORERS)
 PARAM_KEYS = (
-    "boundary", "n_perm", "n_levels", "max_lag", "alpha", "min_excess", "min_firing_rate", "boundary_min_share",
-    "window_len", "max_contexts", "n_latents", "min_examples", "n_explain", "explain_pool", "n_bins", "per_bin",
-    "n_negatives", "top_k_tokens", "mark_frac", "single_token_n", "single_token_threshold", "intruder_trials",
-    "intruder_real", "n_neighbours", "example_boot", "duplicate_threshold", "seed",
-)  # fmt: skip
+    "boundary",
+    "n_perm",
+    "n_levels",
+    "max_lag",
+    "alpha",
+    "min_excess",
+    "min_firing_rate",
+    "boundary_min_share",
+    "window_len",
+    "max_contexts",
+    "n_latents",
+    "min_examples",
+    "n_explain",
+    "explain_pool",
+    "n_bins",
+    "per_bin",
+    "n_negatives",
+    "top_k_tokens",
+    "mark_frac",
+    "single_token_n",
+    "single_token_threshold",
+    "intruder_trials",
+    "intruder_real",
+    "n_neighbours",
+    "example_boot",
+    "duplicate_threshold",
+    "seed",
+)
 CODE = (
-    "rsae_utils.studies.critique.run", "rsae_utils.studies.critique.positional", "rsae_utils.studies.critique.positional_stats",
-    "rsae_utils.autointerp.token_scorers", "rsae_utils.autointerp.baseline", "rsae_utils.autointerp.scorers",
-    "rsae_utils.autointerp.examples", "rsae_utils.autointerp.stats", "rsae_utils.studies.critique.diagnostics",
+    "rsae_utils.studies.critique.run",
+    "rsae_utils.studies.critique.positional",
+    "rsae_utils.studies.critique.positional_stats",
+    "rsae_utils.autointerp.token_scorers",
+    "rsae_utils.autointerp.baseline",
+    "rsae_utils.autointerp.scorers",
+    "rsae_utils.autointerp.examples",
+    "rsae_utils.autointerp.stats",
+    "rsae_utils.studies.critique.diagnostics",
     "rsae_utils.sae.codes",
-)  # fmt: skip
+)
 REBUILD = "rerun notebook 03 (make figures NB=03 FORCE=1) to rebuild it"
 
 
@@ -110,15 +139,22 @@ def latent_token_info(sp: SparseActs, include_boundary: bool = True) -> pd.DataF
     holding most of its mass."""
     seq, pos = np.divmod(sp.flat, sp.ctx)
     keep = pos > 0 if not include_boundary else np.ones(pos.size, dtype=bool)
-    df = pd.DataFrame({"latent": sp.latent[keep], "token": sp.tokens[seq[keep], pos[keep]], "pos": pos[keep],
-                       "value": sp.value[keep]})  # fmt: skip
+    df = pd.DataFrame(
+        {"latent": sp.latent[keep], "token": sp.tokens[seq[keep], pos[keep]], "pos": pos[keep], "value": sp.value[keep]}
+    )
     total = df.groupby("latent").value.sum()
     by_tok = df.groupby(["latent", "token"]).value.sum().sort_values(ascending=False, kind="stable")
     top = by_tok.groupby(level=0).head(1).reset_index(level=1)
     by_pos = df.groupby(["latent", "pos"]).value.sum()
     peak = by_pos.groupby(level=0).idxmax().map(lambda t: t[1])
-    out = pd.DataFrame({"n_active": df.groupby("latent").size(), "top_token": top.token,
-                        "top_token_mass_share": top.value / total, "peak_position": peak})  # fmt: skip
+    out = pd.DataFrame(
+        {
+            "n_active": df.groupby("latent").size(),
+            "top_token": top.token,
+            "top_token_mass_share": top.value / total,
+            "peak_position": peak,
+        }
+    )
     return out.rename_axis("latent").reset_index()
 
 
@@ -134,10 +170,18 @@ def positional_table(sp: SparseActs, p: Mapping[str, Any], meta: Mapping[str, An
     for include in BOUNDARY_VIEWS[p["boundary"]]:
         for control in (False, True):
             data = shuffled_positions(pa, keep_boundary=not include, rng=rng) if control else pa
-            st = positional_stats(data, include_boundary=include, n_perm=int(p["n_perm"]), n_levels=int(p["n_levels"]),
-                                  max_lag=int(p["max_lag"]), seed=int(p["seed"]), mi_null=False)  # fmt: skip
-            df = pd.DataFrame(st.rows({**(meta or {}), "boundary": "include" if include else "exclude",
-                                       "control": control}))  # fmt: skip
+            st = positional_stats(
+                data,
+                include_boundary=include,
+                n_perm=int(p["n_perm"]),
+                n_levels=int(p["n_levels"]),
+                max_lag=int(p["max_lag"]),
+                seed=int(p["seed"]),
+                mi_null=False,
+            )
+            df = pd.DataFrame(
+                st.rows({**(meta or {}), "boundary": "include" if include else "exclude", "control": control})
+            )
             with np.errstate(invalid="ignore"):
                 df["judged"] = np.isfinite(st.eta2) & (st.firing_rate >= float(p["min_firing_rate"]))
             df["eta2_excess"] = st.eta2_excess
@@ -159,21 +203,31 @@ def _series_rows(
     out: dict[str, tuple[list[dict], dict[str, float]]] = {}
     for scorer, name in BASELINES.items():
         out[name] = (score_baseline(rec, scorer, seed=seed, mark_frac=mark, profile=prof), {})
-    trials = intruder_trials(rec, others, n_trials=int(p["intruder_trials"]), n_real=int(p["intruder_real"]),
-                             exclude=sp.window_maxima(rec.latent)[0], seed=seed)  # fmt: skip
+    trials = intruder_trials(
+        rec,
+        others,
+        n_trials=int(p["intruder_trials"]),
+        n_real=int(p["intruder_real"]),
+        exclude=sp.window_maxima(rec.latent)[0],
+        seed=seed,
+    )
     rows = score_intruder(rec, trials, prof)
     out["intruder"] = (rows, {"intruder_accuracy": intruder_summary(rows)["accuracy"] if rows else np.nan})
     hard = with_negatives(rec, hard_negative_windows(sp, rec.latent, neighbours, len(rec.negatives), seed))
     for scorer in ("detection", "fuzzing"):
-        out[f"hard-negative {scorer}"] = (score_baseline(hard, scorer, seed=seed, mark_frac=mark, profile=prof),
-                                          {"n_hard_negatives": len(hard.negatives)})  # fmt: skip
+        out[f"hard-negative {scorer}"] = (
+            score_baseline(hard, scorer, seed=seed, mark_frac=mark, profile=prof),
+            {"n_hard_negatives": len(hard.negatives)},
+        )
     rows = active_token_rows(rec, prof, mark_frac=mark)
     prec = marking_precision(rows)
     out["active-token"] = (rows, {"precision": prec["precision"], "recall": prec["recall"]})
     expl = single_token_explanation(rec, int(p["single_token_n"]))
     for scorer in ("detection", "fuzzing"):
-        out[f"single-token {scorer}"] = (score_single_token(rec, scorer, seed=seed, mark_frac=mark, explanation=expl),
-                                         {})  # fmt: skip
+        out[f"single-token {scorer}"] = (
+            score_single_token(rec, scorer, seed=seed, mark_frac=mark, explanation=expl),
+            {},
+        )
     return out
 
 
@@ -198,14 +252,27 @@ def scorer_latents(
     rows = []
     for i, rec in enumerate(recs):
         share = single_token_explanation(rec, 1).mass_share
-        base = {**(meta or {}), "latent": rec.latent, "n_active_windows": rec.n_active_windows,
-                "top_token_share": share, "single_token": bool(share >= float(p["single_token_threshold"]))}
+        base = {
+            **(meta or {}),
+            "latent": rec.latent,
+            "n_active_windows": rec.n_active_windows,
+            "top_token_share": share,
+            "single_token": bool(share >= float(p["single_token_threshold"])),
+        }
         for name, (srows, extra) in _series_rows(sp, rec, recs, nbrs[i].tolist(), p).items():
             y = np.array([r["label"] for r in srows], dtype=int)
             s = np.array([r["probability"] for r in srows], dtype=float)
             reps[name][i] = auroc_replicates(y, s, n_boot, rng)
-            rows.append({**base, "scorer": name, "auroc": auroc(y, s), "n_pos": int(y.sum()),
-                         "n_neg": int(y.size - y.sum()), **extra})  # fmt: skip
+            rows.append(
+                {
+                    **base,
+                    "scorer": name,
+                    "auroc": auroc(y, s),
+                    "n_pos": int(y.sum()),
+                    "n_neg": int(y.size - y.sum()),
+                    **extra,
+                }
+            )
     return pd.DataFrame(rows), ids, reps
 
 
@@ -214,8 +281,12 @@ def scorer_latents(
 # --------------------------------------------------------------------------------------------------------------
 @torch.no_grad()
 def diagnostics_row(
-    sae: Any, acts: torch.Tensor, tokens: torch.Tensor, exclude_tokens: Sequence[int] = (),
-    duplicate_threshold: float = 0.9, codes: Any = None,
+    sae: Any,
+    acts: torch.Tensor,
+    tokens: torch.Tensor,
+    exclude_tokens: Sequence[int] = (),
+    duplicate_threshold: float = 0.9,
+    codes: Any = None,
 ) -> dict[str, float]:
     """:func:`weight_summary` of the SAE plus the relative reconstruction bias and the mean L2 ratio of its
     reconstruction of ``acts`` (..., d), tokens in ``exclude_tokens`` left out. ``codes``: the SAE's stored TopK
@@ -224,8 +295,12 @@ def diagnostics_row(
     keep = token_mask(torch.as_tensor(tokens), exclude_tokens).reshape(-1)
     x = torch.as_tensor(acts).reshape(-1, acts.shape[-1])[keep].float()
     x_hat = reconstruct(sae, x) if codes is None else reconstruct_from_codes(sae, codes, keep)
-    return {**out, "rel_recon_bias": relative_reconstruction_bias(x, x_hat), "l2_ratio": l2_ratio(x, x_hat),
-            "n_tokens": int(x.shape[0])}  # fmt: skip
+    return {
+        **out,
+        "rel_recon_bias": relative_reconstruction_bias(x, x_hat),
+        "l2_ratio": l2_ratio(x, x_hat),
+        "n_tokens": int(x.shape[0]),
+    }
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -242,7 +317,10 @@ class SAECritique:
 
 
 def critique_sae(
-    run: Mapping[str, Any], p: Mapping[str, Any], out_dir: str | Path, exclude_tokens: Sequence[int] = (),
+    run: Mapping[str, Any],
+    p: Mapping[str, Any],
+    out_dir: str | Path,
+    exclude_tokens: Sequence[int] = (),
     device: str = "cpu",
 ) -> SAECritique:
     """The three measures of the SAE in ``run`` (model, variant, layer, sae_dir, cache_dir), from its artifact under
@@ -250,8 +328,13 @@ def critique_sae(
     p = {k: p[k] for k in PARAM_KEYS}
     model, variant, layer = str(run["model"]), str(run["variant"]), int(run["layer"])
     meta = {"model": model, "variant": variant, "layer": layer}
-    key = {"sae_content": sae_identity(run["sae_dir"], True), "cache_content": cache_identity(run["cache_dir"], True),
-           "layer": layer, "params": p, "exclude_tokens": [int(t) for t in exclude_tokens]}  # fmt: skip
+    key = {
+        "sae_content": sae_identity(run["sae_dir"], True),
+        "cache_content": cache_identity(run["cache_dir"], True),
+        "layer": layer,
+        "params": p,
+        "exclude_tokens": [int(t) for t in exclude_tokens],
+    }
     path = Path(out_dir) / "saes" / slug(f"{model}__{variant}__L{layer}")
 
     def build(tmp: Path) -> dict:
@@ -261,8 +344,15 @@ def critique_sae(
         cache = open_cache(run["cache_dir"])
         acts, tokens = cache.acts(layer, "test"), cache.tokens("test")
         codes = load_codes(sae, run["sae_dir"], cache, layer, "test")  # notebook 03's, when it stored them
-        sp = encode_sparse(sae, acts, tokens, window_len=int(p["window_len"]), chunk_tokens=2048,
-                           max_seqs=p["max_contexts"], codes=codes)  # fmt: skip
+        sp = encode_sparse(
+            sae,
+            acts,
+            tokens,
+            window_len=int(p["window_len"]),
+            chunk_tokens=2048,
+            max_seqs=p["max_contexts"],
+            codes=codes,
+        )
         timings["encode"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         positional_table(sp, p, meta).to_csv(tmp / "positional.csv", index=False)
@@ -276,9 +366,15 @@ def critique_sae(
         diag = diagnostics_row(sae, acts, tokens, exclude_tokens, float(p["duplicate_threshold"]), codes=codes)
         timings["diagnostics"] = time.perf_counter() - t0
         n_windows = sp.active_window_counts()
-        diag = {**meta, **diag, "n_latents_total": sp.n_latents, "n_live": int((n_windows > 0).sum()),
-                "n_eligible": int((n_windows >= int(p["min_examples"])).sum()), "n_sampled": int(ids.size),
-                "n_windows": sp.n_windows}  # fmt: skip
+        diag = {
+            **meta,
+            **diag,
+            "n_latents_total": sp.n_latents,
+            "n_live": int((n_windows > 0).sum()),
+            "n_eligible": int((n_windows >= int(p["min_examples"])).sum()),
+            "n_sampled": int(ids.size),
+            "n_windows": sp.n_windows,
+        }
         write_json(tmp / "diagnostics.json", diag)
         return {"timings_s": {k: round(v, 2) for k, v in timings.items()}}
 
@@ -296,8 +392,10 @@ def select_runs(profile: str, variants: Sequence[str], layers: Sequence[int] | N
     try:
         runs = trained_runs(profile)
     except ArtifactError as err:
-        raise StageError(f"notebook 08 reads notebook 03's SAEs and held-out caches: run notebook 03_sae_training "
-                         f"(profile {profile!r}) first; {err}") from None  # fmt: skip
+        raise StageError(
+            f"notebook 08 reads notebook 03's SAEs and held-out caches: run notebook 03_sae_training "
+            f"(profile {profile!r}) first; {err}"
+        ) from None
     sel = runs[runs.variant.isin(list(variants))]
     if layers is not None:
         sel = sel[sel.layer.isin([int(x) for x in layers])]
@@ -320,8 +418,12 @@ class CritiqueResult:
 
 
 def run_critique(
-    runs: pd.DataFrame, p: Mapping[str, Any], out_dir: str | Path, exclude_tokens: Sequence[int] = (),
-    device: str = "cpu", progress: Callable[[str], None] | None = None,
+    runs: pd.DataFrame,
+    p: Mapping[str, Any],
+    out_dir: str | Path,
+    exclude_tokens: Sequence[int] = (),
+    device: str = "cpu",
+    progress: Callable[[str], None] | None = None,
 ) -> CritiqueResult:
     """:func:`critique_sae` for every SAE in ``runs`` (notebook 03's index), tables concatenated."""
     pos, lat, diag, reps = [], [], [], {}
@@ -335,8 +437,9 @@ def run_critique(
         reps[(str(run["variant"]), int(run["layer"]))] = (res.ids, res.replicates)
         if progress is not None:
             progress(f"{run['variant']} L{int(run['layer'])}: {time.perf_counter() - t1:.1f} s")
-    return CritiqueResult(_concat(pos), _concat(lat), pd.DataFrame(diag), reps,
-                          {"total": round(time.perf_counter() - t0, 1)})  # fmt: skip
+    return CritiqueResult(
+        _concat(pos), _concat(lat), pd.DataFrame(diag), reps, {"total": round(time.perf_counter() - t0, 1)}
+    )
 
 
 def _read_csv(path: Path) -> pd.DataFrame:

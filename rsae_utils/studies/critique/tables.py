@@ -16,15 +16,29 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from rsae_utils.studies.critique.run import BASELINES, SCORERS, SERIES
 from rsae_utils.autointerp.stats import hierarchical_ci
+from rsae_utils.studies.critique.run import BASELINES, SCORERS, SERIES
 from rsae_utils.subject.variants import order_variants
 
 KEYS = ["model", "variant", "layer"]
 DIAGNOSTICS = ("max_dec_cos_mean", "duplicate_share", "enc_dec_cos_mean", "rel_recon_bias", "l2_ratio")
-TOP_COLUMNS = ["variant", "layer", "latent", "positional", "boundary_latent", "eta2", "eta2_null", "eta2_excess",
-               "eta2_p", "boundary_share", "firing_rate", "autocorr_1", "peak_position", "top_token",
-               "top_token_mass_share"]  # fmt: skip
+TOP_COLUMNS = [
+    "variant",
+    "layer",
+    "latent",
+    "positional",
+    "boundary_latent",
+    "eta2",
+    "eta2_null",
+    "eta2_excess",
+    "eta2_p",
+    "boundary_share",
+    "firing_rate",
+    "autocorr_1",
+    "peak_position",
+    "top_token",
+    "top_token_mass_share",
+]
 
 
 def _variant_order(df: pd.DataFrame) -> pd.DataFrame:
@@ -40,20 +54,38 @@ def positional_summary(pos: pd.DataFrame) -> pd.DataFrame:
     if pos.empty:
         return pd.DataFrame()
     g = pos.assign(pos_nb=pos.positional & ~pos.boundary_latent).groupby(KEYS + ["boundary", "control"])
-    s = g.agg(n_live=("latent", "size"), n_judged=("judged", "sum"), n_positional=("positional", "sum"),
-              n_boundary=("boundary_latent", "sum"), n_pos_nb=("pos_nb", "sum"),
-              eta2_excess_median=("eta2_excess", "median")).reset_index()  # fmt: skip
+    s = g.agg(
+        n_live=("latent", "size"),
+        n_judged=("judged", "sum"),
+        n_positional=("positional", "sum"),
+        n_boundary=("boundary_latent", "sum"),
+        n_pos_nb=("pos_nb", "sum"),
+        eta2_excess_median=("eta2_excess", "median"),
+    ).reset_index()
     judged = s.n_judged.where(s.n_judged > 0)
     s["share"] = s.n_positional / judged
     s["boundary_latent_share"] = s.n_boundary / s.n_live.where(s.n_live > 0)
     s["positional_not_boundary_share"] = s.n_pos_nb / judged
     obs = s[~s.control.astype(bool)].drop(columns="control")
     ctl = s[s.control.astype(bool)][KEYS + ["boundary", "share", "n_positional"]]
-    out = obs.merge(ctl.rename(columns={"share": "control_share", "n_positional": "n_positional_control"}),
-                    on=KEYS + ["boundary"], how="left")  # fmt: skip
+    out = obs.merge(
+        ctl.rename(columns={"share": "control_share", "n_positional": "n_positional_control"}),
+        on=KEYS + ["boundary"],
+        how="left",
+    )
     out = out.rename(columns={"share": "positional_share"})
-    cols = KEYS + ["boundary", "n_live", "n_judged", "n_positional", "positional_share", "n_positional_control",
-                   "control_share", "boundary_latent_share", "positional_not_boundary_share", "eta2_excess_median"]
+    cols = KEYS + [
+        "boundary",
+        "n_live",
+        "n_judged",
+        "n_positional",
+        "positional_share",
+        "n_positional_control",
+        "control_share",
+        "boundary_latent_share",
+        "positional_not_boundary_share",
+        "eta2_excess_median",
+    ]
     return _variant_order(out[cols]).reset_index(drop=True)
 
 
@@ -93,8 +125,7 @@ def scorer_summary(
         for k, series in enumerate(SERIES):
             point = _aligned(g, ids, series)
             ci = hierarchical_ci(point, reps[series], n_boot, seed=seed + k, level=level)
-            row = {"model": model, "variant": variant, "layer": int(layer), "scorer": series,
-                   **ci.summary("auroc")}  # fmt: skip
+            row = {"model": model, "variant": variant, "layer": int(layer), "scorer": series, **ci.summary("auroc")}
             extra = g[g.scorer == series]
             for col in ("intruder_accuracy", "precision", "recall", "n_hard_negatives"):
                 if col in extra and extra[col].notna().any():
@@ -102,10 +133,23 @@ def scorer_summary(
             ref = BASELINES.get(SCORERS.get(series, ""), "")
             if ref:
                 ref_point = _aligned(g, ids, ref)
-                gap = hierarchical_ci(point - ref_point, reps[series] - reps[ref], n_boot, seed=seed + 100 + k,
-                                      level=level, bounds=(-1.0, 1.0))  # fmt: skip
-                row.update({"reference": ref, "gap": gap.estimate, "gap_lo": gap.lo, "gap_hi": gap.hi,
-                            "gap_latents": gap.n_latents})  # fmt: skip
+                gap = hierarchical_ci(
+                    point - ref_point,
+                    reps[series] - reps[ref],
+                    n_boot,
+                    seed=seed + 100 + k,
+                    level=level,
+                    bounds=(-1.0, 1.0),
+                )
+                row.update(
+                    {
+                        "reference": ref,
+                        "gap": gap.estimate,
+                        "gap_lo": gap.lo,
+                        "gap_hi": gap.hi,
+                        "gap_latents": gap.n_latents,
+                    }
+                )
             rows.append(row)
     return _variant_order(pd.DataFrame(rows)).reset_index(drop=True)
 
@@ -115,15 +159,25 @@ def single_token_summary(lat: pd.DataFrame) -> pd.DataFrame:
     if lat.empty:
         return pd.DataFrame()
     d = lat.drop_duplicates(KEYS + ["latent"])
-    s = d.groupby(KEYS).agg(sampled=("latent", "size"), top_token_share=("top_token_share", "mean"),
-                            single_token_share=("single_token", "mean")).reset_index()  # fmt: skip
+    s = (
+        d.groupby(KEYS)
+        .agg(
+            sampled=("latent", "size"),
+            top_token_share=("top_token_share", "mean"),
+            single_token_share=("single_token", "mean"),
+        )
+        .reset_index()
+    )
     return _variant_order(s).reset_index(drop=True)
 
 
 def diagnostics_table(diag: pd.DataFrame) -> pd.DataFrame:
     """The weight and reconstruction diagnostics, one row per SAE, in variant order."""
-    cols = KEYS + list(DIAGNOSTICS) + ["max_dec_cos_median", "n_live", "n_latents_total", "n_eligible", "n_sampled",
-                                       "n_tokens"]  # fmt: skip
+    cols = (
+        KEYS
+        + list(DIAGNOSTICS)
+        + ["max_dec_cos_median", "n_live", "n_latents_total", "n_eligible", "n_sampled", "n_tokens"]
+    )
     return _variant_order(diag[[c for c in cols if c in diag]]).reset_index(drop=True)
 
 
@@ -133,7 +187,11 @@ def _fmt_range(s: pd.Series, fmt: str = ".2f") -> str:
 
 
 def findings(
-    pos_sum: pd.DataFrame, scores: pd.DataFrame, single: pd.DataFrame, diag: pd.DataFrame, labels: Mapping[str, str],
+    pos_sum: pd.DataFrame,
+    scores: pd.DataFrame,
+    single: pd.DataFrame,
+    diag: pd.DataFrame,
+    labels: Mapping[str, str],
     boundary: str,
 ) -> list[str]:
     """What the tables say, one sentence per measure, for the notebook's closing cell."""
@@ -153,33 +211,51 @@ def findings(
         if "trained" in by_v and len(by_v) > 1:
             rest = by_v.drop("trained")
             more = by_v["trained"] > rest.max()
-            out.append(f"The trained model has {'more' if more else 'not more'} positional latents than every random "
-                       f"variant ({by_v['trained']:.1%} against {_fmt_range(rest, '.1%')}).")  # fmt: skip
+            out.append(
+                f"The trained model has {'more' if more else 'not more'} positional latents than every random "
+                f"variant ({by_v['trained']:.1%} against {_fmt_range(rest, '.1%')})."
+            )
         other = pos_sum[pos_sum.boundary != boundary]
         if len(other):
-            out.append(f"With the boundary token {other.boundary.iloc[0]}d the positional share is "
-                       f"{other.positional_share.mean():.1%} on average (against {p.positional_share.mean():.1%}); "
-                       f"{other.boundary_latent_share.mean():.1%} of live latents put >= the threshold share of "
-                       f"their mass on position 0.")  # fmt: skip
+            out.append(
+                f"With the boundary token {other.boundary.iloc[0]}d the positional share is "
+                f"{other.positional_share.mean():.1%} on average (against {p.positional_share.mean():.1%}); "
+                f"{other.boundary_latent_share.mean():.1%} of live latents put >= the threshold share of "
+                f"their mass on position 0."
+            )
     if len(single):
         st = single.groupby("variant", sort=False).single_token_share.mean()
-        out.append("Single-token latents among the sampled ones (mean over layers): "
-                   + ", ".join(f"{lab(v)} {s:.0%}" for v, s in st.items()) + ".")  # fmt: skip
+        out.append(
+            "Single-token latents among the sampled ones (mean over layers): "
+            + ", ".join(f"{lab(v)} {s:.0%}" for v, s in st.items())
+            + "."
+        )
     if len(scores):
         base = scores[scores.scorer == BASELINES["detection"]].groupby("variant", sort=False).auroc.mean()
-        out.append("Token-baseline detection AUROC (mean over layers): "
-                   + ", ".join(f"{lab(v)} {a:.2f}" for v, a in base.items()) + ".")  # fmt: skip
+        out.append(
+            "Token-baseline detection AUROC (mean over layers): "
+            + ", ".join(f"{lab(v)} {a:.2f}" for v, a in base.items())
+            + "."
+        )
         for series in ("single-token detection", "hard-negative detection", "intruder"):
             s = scores[scores.scorer == series]
             if s.empty:
                 continue
             gap = s.groupby("variant", sort=False).gap.mean()
             sig = s[(s.gap_hi < 0) | (s.gap_lo > 0)]
-            out.append(f"{series}: gap to the token baseline {_fmt_range(gap)} across variants; its 95% interval "
-                       f"excludes 0 for {len(sig)} of {len(s)} SAEs.")  # fmt: skip
+            out.append(
+                f"{series}: gap to the token baseline {_fmt_range(gap)} across variants; its 95% interval "
+                f"excludes 0 for {len(sig)} of {len(s)} SAEs."
+            )
     if len(diag):
         d = diag.groupby("variant", sort=False)[["max_dec_cos_mean", "enc_dec_cos_mean", "rel_recon_bias"]].mean()
-        out.append("Diagnostics (mean over layers): " + "; ".join(
-            f"{lab(v)} max dec cos {r.max_dec_cos_mean:.2f}, enc-dec cos {r.enc_dec_cos_mean:.2f}, "
-            f"recon bias {r.rel_recon_bias:.2f}" for v, r in d.iterrows()) + ".")  # fmt: skip
+        out.append(
+            "Diagnostics (mean over layers): "
+            + "; ".join(
+                f"{lab(v)} max dec cos {r.max_dec_cos_mean:.2f}, enc-dec cos {r.enc_dec_cos_mean:.2f}, "
+                f"recon bias {r.rel_recon_bias:.2f}"
+                for v, r in d.iterrows()
+            )
+            + "."
+        )
     return out

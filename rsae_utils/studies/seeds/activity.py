@@ -60,8 +60,9 @@ def latent_stats(z: torch.Tensor, tokens: torch.Tensor, top_n: int = 20) -> pd.D
     return _stats_frame(freq, ent)
 
 
-def latent_stats_topk(vals: torch.Tensor, idx: torch.Tensor, tokens: torch.Tensor, d_sae: int,
-                      top_n: int = 20) -> pd.DataFrame:
+def latent_stats_topk(
+    vals: torch.Tensor, idx: torch.Tensor, tokens: torch.Tensor, d_sae: int, top_n: int = 20
+) -> pd.DataFrame:
     """:func:`latent_stats` from (N, k) TopK codes (:func:`encode_test_topk`); the same numbers: a latent's top
     ``top_n`` are its largest positive activations (zeros carry no token mass in either)."""
     pos = vals > 0

@@ -28,14 +28,19 @@ import pandas as pd
 
 from rsae_utils.errors import StageError
 from rsae_utils.sae.cache import ActivationCache
+from rsae_utils.sae.train import SAESpec, load_sae, train_sae
+from rsae_utils.store import cached_artifact, read_json, write_json
 from rsae_utils.studies.seeds.activity import heldout_activity, measure_l0
 from rsae_utils.studies.seeds.matching import directions_from_sae
 from rsae_utils.studies.seeds.stability import alignment, match_saes, n_seeds_sharing, shared_fraction_curve
-from rsae_utils.sae.train import SAESpec, load_sae, train_sae
-from rsae_utils.store import cached_artifact, read_json, write_json
 
-CODE = ("rsae_utils.studies.seeds.grid", "rsae_utils.studies.seeds.stability", "rsae_utils.studies.seeds.matching",
-        "rsae_utils.studies.seeds.activity", "rsae_utils.sae.metrics")
+CODE = (
+    "rsae_utils.studies.seeds.grid",
+    "rsae_utils.studies.seeds.stability",
+    "rsae_utils.studies.seeds.matching",
+    "rsae_utils.studies.seeds.activity",
+    "rsae_utils.sae.metrics",
+)
 DirFn = Callable[[str], Path]  # SAE folder name -> folder
 
 
@@ -71,8 +76,10 @@ def grid_cells(
 def seed_sae_name(layer: int, spec: SAESpec, prefix: str = "") -> str:
     """Folder name of one seed SAE: layer, architecture, R, k or L1, init seed, data seed, tokens."""
     sparsity = f"k{spec.k}" if spec.architecture == "topk" else f"l1{spec.l1_coefficient:.6g}"
-    return (f"{prefix}L{layer:02d}-{spec.architecture}-R{spec.expansion}-{sparsity}-s{spec.seed}"
-            f"-d{spec.batch_seed}-t{spec.n_tokens}")
+    return (
+        f"{prefix}L{layer:02d}-{spec.architecture}-R{spec.expansion}-{sparsity}-s{spec.seed}"
+        f"-d{spec.batch_seed}-t{spec.n_tokens}"
+    )
 
 
 def require_caches(pipeline: Any, variants: Sequence[str], layer: int, profile: str) -> dict[str, ActivationCache]:
@@ -83,8 +90,10 @@ def require_caches(pipeline: Any, variants: Sequence[str], layer: int, profile: 
         try:
             cache = pipeline.cache(v)
         except StageError as err:
-            raise StageError(f"notebook 07 reads notebook 03's activation caches: run notebook 03_sae_training "
-                             f"(profile {profile!r}) first; {err}") from None
+            raise StageError(
+                f"notebook 07 reads notebook 03's activation caches: run notebook 03_sae_training "
+                f"(profile {profile!r}) first; {err}"
+            ) from None
         if layer not in cache.layers or "train" not in cache.manifest["n_windows"]:
             raise StageError(
                 f"the cache of {v!r} ({cache.root}) has layers {cache.layers} and splits "
@@ -141,8 +150,17 @@ def calibrate_l1(
     Returns {"l1", "l0" (of the chosen full run), "target", "runs": [{"l1", "l0", "tokens"}], "converged"}.
     """
     short = replace(spec, n_tokens=int(n_tokens))
-    params = {"cache": cache.manifest_hash(), "layer": int(layer), "spec": asdict(spec), "short_tokens": int(n_tokens),
-              "target": float(target_l0), "tol": tol, "max_iter": max_iter, "full_iter": full_iter, "factor": factor}
+    params = {
+        "cache": cache.manifest_hash(),
+        "layer": int(layer),
+        "spec": asdict(spec),
+        "short_tokens": int(n_tokens),
+        "target": float(target_l0),
+        "tol": tol,
+        "max_iter": max_iter,
+        "full_iter": full_iter,
+        "factor": factor,
+    }
     runs: list[dict[str, float]] = []
 
     def f(x: float, full: bool) -> float:  # log(L0 / target): > 0 when the L1 penalty is too weak
@@ -163,10 +181,17 @@ def calibrate_l1(
         n_short = len(runs)
         _search(lambda x: f(x, True), x, ok, full_iter, lambda fx: float(np.clip(-fx / slope, -big, big)))
         final = runs[-1] if len(runs) > n_short else runs[n_short - 1]
-        write_json(tmp / "calibration.json", {
-            **final, "target": float(target_l0), "runs": runs, "short_tokens": int(n_tokens), "slope": slope,
-            "converged": abs(final["l0"] / target_l0 - 1) <= tol,
-        })  # fmt: skip
+        write_json(
+            tmp / "calibration.json",
+            {
+                **final,
+                "target": float(target_l0),
+                "runs": runs,
+                "short_tokens": int(n_tokens),
+                "slope": slope,
+                "converged": abs(final["l0"] / target_l0 - 1) <= tol,
+            },
+        )
 
     path = cached_artifact(out_dir, params, build, code=CODE)
     return read_json(path / "calibration.json")
@@ -205,9 +230,15 @@ def match_seeds(
     """
     if len(dirs) < 2:
         raise ValueError(f"need at least 2 seeds to match; got {len(dirs)}")
-    params = {"saes": [read_json(Path(d) / "manifest.json")["key"] for d in dirs], "cache": cache.manifest_hash(),
-              "layer": int(layer), "thresholds": [float(t) for t in thresholds], "threshold": float(threshold),
-              "exclude": list(exclude_tokens), "top_n": int(top_n)}
+    params = {
+        "saes": [read_json(Path(d) / "manifest.json")["key"] for d in dirs],
+        "cache": cache.manifest_hash(),
+        "layer": int(layer),
+        "thresholds": [float(t) for t in thresholds],
+        "threshold": float(threshold),
+        "exclude": list(exclude_tokens),
+        "top_n": int(top_n),
+    }
 
     def build(tmp: Path) -> None:
         saes = [load_sae(d) for d in dirs]
@@ -221,16 +252,31 @@ def match_seeds(
                     ref[j] = res
                 c = shared_fraction_curve(res, thresholds)
                 for t_i, t in enumerate(c.thresholds):
-                    rows.append({"seed_a": seeds[i], "seed_b": seeds[j], "threshold": round(float(t), 6),
-                                 "shared": c.shared[t_i], "same_partner": c.shared_same_partner[t_i],
-                                 "dec": c.dec[t_i], "enc": c.enc[t_i], "maxcos_shared": c.maxcos_shared[t_i]})
+                    rows.append(
+                        {
+                            "seed_a": seeds[i],
+                            "seed_b": seeds[j],
+                            "threshold": round(float(t), 6),
+                            "shared": c.shared[t_i],
+                            "same_partner": c.shared_same_partner[t_i],
+                            "dec": c.dec[t_i],
+                            "enc": c.enc[t_i],
+                            "maxcos_shared": c.maxcos_shared[t_i],
+                        }
+                    )
         pd.DataFrame(rows).to_csv(tmp / "pairs.csv", index=False)
         srows, lat = [], None
         for s, sae, d in zip(seeds, saes, dirs):
             act, stats = heldout_activity(sae, cache, layer, exclude_tokens, top_n if lat is None else None)
             lat = stats if lat is None else lat  # the reference (first) seed's per-latent table
-            srows.append({"seed": s, **act, "d_sae": int(sae.cfg.d_sae),
-                          "tokens_trained": read_json(Path(d) / "training_record.json")["tokens_trained"]})
+            srows.append(
+                {
+                    "seed": s,
+                    **act,
+                    "d_sae": int(sae.cfg.d_sae),
+                    "tokens_trained": read_json(Path(d) / "training_record.json")["tokens_trained"],
+                }
+            )
         for j, res in ref.items():
             lat[f"align_s{seeds[j]}"] = alignment(res)
         lat["dec_cos_mean"] = np.nanmean([r.dec.cos for r in ref.values()], axis=0)
@@ -286,11 +332,16 @@ class SeedGrid:
             return spec, None
         t0 = time.perf_counter()
         cal = calibrate_l1(
-            self.caches[variant], self.layer, replace(spec, seed=int(self.seeds[0]), data_seed=self.data_seed), cell.k,
+            self.caches[variant],
+            self.layer,
+            replace(spec, seed=int(self.seeds[0]), data_seed=self.data_seed),
+            cell.k,
             lambda name: self.sae_dir(variant, name),
             self.analysis_dir("calibration", variant, f"L{self.layer}-R{cell.expansion}-k{cell.k}"),
-            n_tokens=min(self.calib_tokens, spec.n_tokens), tol=self.calib_tol, max_iter=self.calib_max_iter,
-        )  # fmt: skip
+            n_tokens=min(self.calib_tokens, spec.n_tokens),
+            tol=self.calib_tol,
+            max_iter=self.calib_max_iter,
+        )
         self._tick("calibrate", t0)
         return replace(spec, l1_coefficient=cal["l1"]), cal
 
@@ -302,16 +353,39 @@ class SeedGrid:
         dirs = train_seeds(cache, self.layer, spec, self.seeds, self.data_seed, lambda n: self.sae_dir(variant, n))
         self._tick("train", t0)
         t0 = time.perf_counter()
-        out = match_seeds(dirs, cache, self.layer, self.analysis_dir("matching", variant, dirs[0].name),
-                          self.thresholds, self.threshold, self.base.exclude_tokens, self.top_n)  # fmt: skip
+        out = match_seeds(
+            dirs,
+            cache,
+            self.layer,
+            self.analysis_dir("matching", variant, dirs[0].name),
+            self.thresholds,
+            self.threshold,
+            self.base.exclude_tokens,
+            self.top_n,
+        )
         self._tick("match", t0)
-        tags = {"variant": variant, "layer": self.layer, "architecture": cell.architecture, "R": cell.expansion,
-                "k": cell.k, "l1_coefficient": spec.l1_coefficient if cell.architecture == "relu" else np.nan}
+        tags = {
+            "variant": variant,
+            "layer": self.layer,
+            "architecture": cell.architecture,
+            "R": cell.expansion,
+            "k": cell.k,
+            "l1_coefficient": spec.l1_coefficient if cell.architecture == "relu" else np.nan,
+        }
         out = {name: df.assign(**tags) for name, df in out.items()}
         if cal is not None:
-            out["calibration"] = pd.DataFrame([{**tags, "target_l0": cal["target"], "calib_l0": cal["l0"],
-                                                "calib_runs": len(cal["runs"]), "calib_tokens": cal["short_tokens"],
-                                                "converged": cal["converged"]}])  # fmt: skip
+            out["calibration"] = pd.DataFrame(
+                [
+                    {
+                        **tags,
+                        "target_l0": cal["target"],
+                        "calib_l0": cal["l0"],
+                        "calib_runs": len(cal["runs"]),
+                        "calib_tokens": cal["short_tokens"],
+                        "converged": cal["converged"],
+                    }
+                ]
+            )
         return out
 
     def run(self, cells: Sequence[Cell], progress: bool = True) -> dict[str, pd.DataFrame]:
@@ -332,26 +406,53 @@ def summary_table(res: dict[str, pd.DataFrame]) -> pd.DataFrame:
     the shared and same-partner fractions, and the mean held-out L0 of the two SAEs (and the ReLU target)."""
     keys = ["variant", "layer", "architecture", "R", "k"]
     l0 = res["seeds"][[*keys, "seed", "l0", "dead_fraction"]]
-    pairs = res["pairs"].merge(l0.rename(columns={"seed": "seed_a", "l0": "l0_a", "dead_fraction": "dead_a"}),
-                               on=[*keys, "seed_a"])
-    pairs = pairs.merge(l0.rename(columns={"seed": "seed_b", "l0": "l0_b", "dead_fraction": "dead_b"}),
-                        on=[*keys, "seed_b"])
+    pairs = res["pairs"].merge(
+        l0.rename(columns={"seed": "seed_a", "l0": "l0_a", "dead_fraction": "dead_a"}), on=[*keys, "seed_a"]
+    )
+    pairs = pairs.merge(
+        l0.rename(columns={"seed": "seed_b", "l0": "l0_b", "dead_fraction": "dead_b"}), on=[*keys, "seed_b"]
+    )
     pairs["l0"] = (pairs.pop("l0_a") + pairs.pop("l0_b")) / 2
     pairs["dead_fraction"] = (pairs.pop("dead_a") + pairs.pop("dead_b")) / 2
     pairs["seed_pair"] = pairs.seed_a.astype(str) + "-" + pairs.seed_b.astype(str)
     pairs["target_l0"] = pairs["k"]
-    cols = [*keys, "l1_coefficient", "seed_pair", "seed_a", "seed_b", "threshold", "shared", "same_partner", "dec",
-            "enc", "maxcos_shared", "l0", "target_l0", "dead_fraction"]
-    return pairs[cols].rename(columns={"shared": "shared_fraction", "same_partner": "same_partner_fraction",
-                                       "dec": "dec_fraction", "enc": "enc_fraction",
-                                       "maxcos_shared": "maxcos_shared_fraction"})
+    cols = [
+        *keys,
+        "l1_coefficient",
+        "seed_pair",
+        "seed_a",
+        "seed_b",
+        "threshold",
+        "shared",
+        "same_partner",
+        "dec",
+        "enc",
+        "maxcos_shared",
+        "l0",
+        "target_l0",
+        "dead_fraction",
+    ]
+    return pairs[cols].rename(
+        columns={
+            "shared": "shared_fraction",
+            "same_partner": "same_partner_fraction",
+            "dec": "dec_fraction",
+            "enc": "enc_fraction",
+            "maxcos_shared": "maxcos_shared_fraction",
+        }
+    )
 
 
 def at_threshold(table: pd.DataFrame, threshold: float = 0.7) -> pd.DataFrame:
     """Mean (and min/max over seed pairs) shared fraction per (variant, architecture, R, k) at ``threshold``."""
     sel = table[np.isclose(table.threshold, threshold)]
     g = sel.groupby(["variant", "architecture", "R", "k"], sort=False)
-    return g.agg(shared=("shared_fraction", "mean"), shared_min=("shared_fraction", "min"),
-                 shared_max=("shared_fraction", "max"), same_partner=("same_partner_fraction", "mean"),
-                 l0=("l0", "mean"), dead_fraction=("dead_fraction", "mean"), pairs=("seed_pair", "nunique"),
-                 ).reset_index()  # fmt: skip
+    return g.agg(
+        shared=("shared_fraction", "mean"),
+        shared_min=("shared_fraction", "min"),
+        shared_max=("shared_fraction", "max"),
+        same_partner=("same_partner_fraction", "mean"),
+        l0=("l0", "mean"),
+        dead_fraction=("dead_fraction", "mean"),
+        pairs=("seed_pair", "nunique"),
+    ).reset_index()

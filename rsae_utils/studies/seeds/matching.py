@@ -204,8 +204,11 @@ def top_m_candidates(x: torch.Tensor, y: torch.Tensor, top_m: int, block: int = 
     # The same pair found from both sides has the same value (one slab entry), so keeping either copy is exact.
     _, keep = np.unique(rows.astype(np.int64) * n_y + cols, return_index=True)
     return Candidates(
-        rows=rows[keep].astype(np.int64), cols=cols[keep].astype(np.int64), cos=vals[keep],
-        row_max=row_val[:, 0].numpy().copy(), row_argmax=row_idx[:, 0].numpy().astype(np.int64),
+        rows=rows[keep].astype(np.int64),
+        cols=cols[keep].astype(np.int64),
+        cos=vals[keep],
+        row_max=row_val[:, 0].numpy().copy(),
+        row_argmax=row_idx[:, 0].numpy().astype(np.int64),
         row_kth=row_val[:, -1].numpy().copy() if m_r < n_y else np.full(n_x, -np.inf, np.float32),
         col_kth=col_val[-1].numpy().copy() if m_c < n_x else np.full(n_y, -np.inf, np.float32),
     )
@@ -269,7 +272,13 @@ def _dual_potentials(
 
 
 def _price(
-    x: torch.Tensor, y: torch.Tensor, u: np.ndarray, v: np.ndarray, cand: Candidates, per_row: int, block: int,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    u: np.ndarray,
+    v: np.ndarray,
+    cand: Candidates,
+    per_row: int,
+    block: int,
     eps: float,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pairs (rows, cols, cos) outside the graph with reduced cost < -eps, at most ``per_row`` per row.

@@ -72,31 +72,61 @@ def replicate_table(
             train_sae(cache, layer, spec, sae_dir)
             sae = load_sae(sae_dir)  # its codes are stored for the records below (notebook 03's: already there)
             m = reconstruction_metrics(sae, acts, mask=mask, codes=load_codes(sae, sae_dir, cache, layer))
-            rows += [{"variant": variant, "layer": int(layer), "seed": int(seed), "metric": k, "value": float(m[k]),
-                      "n_latents": np.nan} for k in METRICS]  # fmt: skip
-            runs.append({"model": c3.model, "variant": variant, "layer": int(layer), "seed": int(seed),
-                         "sae_dir": str(sae_dir), "cache_dir": str(nb03.cache_dir(variant))})  # fmt: skip
+            rows += [
+                {
+                    "variant": variant,
+                    "layer": int(layer),
+                    "seed": int(seed),
+                    "metric": k,
+                    "value": float(m[k]),
+                    "n_latents": np.nan,
+                }
+                for k in METRICS
+            ]
+            runs.append(
+                {
+                    "model": c3.model,
+                    "variant": variant,
+                    "layer": int(layer),
+                    "seed": int(seed),
+                    "sae_dir": str(sae_dir),
+                    "cache_dir": str(nb03.cache_dir(variant)),
+                }
+            )
     runs_df = pd.DataFrame(runs)
     sampling = pick_params(cfg04, SAMPLING_KEYS)
     for seed, group in runs_df.groupby("seed", sort=True):
         group = group.drop(columns="seed").reset_index(drop=True)
         # Notebook 03's own seed: notebook 04 sampled and scored these very SAEs; when it did so with these sampling
         # parameters its records and units are read, and only the tables are this replicate's.
-        own = (reuse_nb04 and int(seed) == int(c3.sae_seed)
-               and all(records_ready(run, sampling, nb04_dir) for _, run in group.iterrows()))  # fmt: skip
+        own = (
+            reuse_nb04
+            and int(seed) == int(c3.sae_seed)
+            and all(records_ready(run, sampling, nb04_dir) for _, run in group.iterrows())
+        )
         work = nb04_dir if own else out_dir / f"seed{int(seed)}"
-        res = run_autointerp(cfg04, group, (), work, progress=progress,
-                             tables_dir=out_dir / f"seed{int(seed)}" / "tables")  # fmt: skip
+        res = run_autointerp(
+            cfg04, group, (), work, progress=progress, tables_dir=out_dir / f"seed{int(seed)}" / "tables"
+        )
         lat = res.latents[res.latents.backend == BASELINE]
         for (variant, scorer), g in lat.groupby(["variant", "scorer"], sort=True):
-            rows.append({"variant": variant, "layer": int(layer), "seed": int(seed), "metric": auroc_metric(scorer),
-                         "value": float(g.auroc.mean()), "n_latents": int(g.auroc.notna().sum())})  # fmt: skip
+            rows.append(
+                {
+                    "variant": variant,
+                    "layer": int(layer),
+                    "seed": int(seed),
+                    "metric": auroc_metric(scorer),
+                    "value": float(g.auroc.mean()),
+                    "n_latents": int(g.auroc.notna().sum()),
+                }
+            )
     return pd.DataFrame(rows)
 
 
 def seed_spread(table: pd.DataFrame) -> pd.DataFrame:
     """Per (variant, layer, metric): mean, sample SD across seeds (ddof 1; NaN with one seed), min, max, seeds."""
     g = table.dropna(subset=["value"]).groupby(["variant", "layer", "metric"], sort=True)["value"]
-    out = g.agg(mean="mean", sd=lambda v: float(np.std(v, ddof=1)) if len(v) > 1 else np.nan, lo="min", hi="max",
-                n_seeds="size")  # fmt: skip
+    out = g.agg(
+        mean="mean", sd=lambda v: float(np.std(v, ddof=1)) if len(v) > 1 else np.nan, lo="min", hi="max", n_seeds="size"
+    )
     return out.reset_index()

@@ -107,15 +107,22 @@ class MatchResult:
             dec_above, enc_above = int((self.dec.cos > t).sum()), int((self.enc.cos > t).sum())
         maxcos = self.maxcos_shared_at(t)
         return SharedSummary(
-            n_a=n, n_b=self.n_b, threshold=t, method=self.method,
-            n_shared=int(shared.sum()), frac_shared=float(shared.mean()),
-            n_dec_above=dec_above, n_enc_above=enc_above,
+            n_a=n,
+            n_b=self.n_b,
+            threshold=t,
+            method=self.method,
+            n_shared=int(shared.sum()),
+            frac_shared=float(shared.mean()),
+            n_dec_above=dec_above,
+            n_enc_above=enc_above,
             n_same_partner=int(self.same_partner.sum()),
             n_shared_same_partner=int((shared & self.same_partner).sum()),
             frac_shared_same_partner=float((shared & self.same_partner).mean()),
-            n_maxcos_shared=int(maxcos.sum()), frac_maxcos_shared=float(maxcos.mean()),
+            n_maxcos_shared=int(maxcos.sum()),
+            frac_maxcos_shared=float(maxcos.mean()),
             n_maxcos_same_argmax=int((self.dec.argmax == self.enc.argmax).sum()),
-            mean_dec_cos=float(np.nanmean(self.dec.cos)), mean_enc_cos=float(np.nanmean(self.enc.cos)),
+            mean_dec_cos=float(np.nanmean(self.dec.cos)),
+            mean_enc_cos=float(np.nanmean(self.enc.cos)),
             n_fallback_edges=self.dec.n_fallback_edges + self.enc.n_fallback_edges,
             certified=self.dec.certified and self.enc.certified,
         )
@@ -140,8 +147,14 @@ def match_saes(
     """
     _check_pair(a, b)
     t = _check_threshold(threshold)
-    kw = {"method": method, "dense_max": dense_max, "top_m": top_m, "block": block, "verify": verify,
-          "max_rounds": max_rounds}
+    kw = {
+        "method": method,
+        "dense_max": dense_max,
+        "top_m": top_m,
+        "block": block,
+        "verify": verify,
+        "max_rounds": max_rounds,
+    }
     dec, enc = assign(a.dec, b.dec, **kw), assign(a.enc, b.enc, **kw)
     with np.errstate(invalid="ignore"):
         shared = (dec.cos > t) & (enc.cos > t)
@@ -182,8 +195,12 @@ def shared_fraction_curve(
     both = dec & enc
     maxcos = (result.dec.max_cos[None, :] > grid[:, None]) & (result.enc.max_cos[None, :] > grid[:, None])
     return ThresholdCurve(
-        thresholds=grid, shared=both.mean(1), dec=dec.mean(1), enc=enc.mean(1),
-        shared_same_partner=(both & result.same_partner[None, :]).mean(1), maxcos_shared=maxcos.mean(1),
+        thresholds=grid,
+        shared=both.mean(1),
+        dec=dec.mean(1),
+        enc=enc.mean(1),
+        shared_same_partner=(both & result.same_partner[None, :]).mean(1),
+        maxcos_shared=maxcos.mean(1),
     )
 
 

@@ -51,12 +51,24 @@ def toy_seed_stability(
         models = [saes.model(ci * len(seeds) + i) for i in range(len(seeds))]
         dirs = [unit_directions(w_enc, w_dec) for w_enc, _, w_dec in models]
         for s, (w_enc, b_enc, w_dec) in zip(seeds, models):
-            srows.append({"condition": cond, "seed": s, "mmcs": mmcs.mmcs(w_dec, truth),
-                          **evaluate_one(w_enc, b_enc, w_dec, x_eval)})
+            srows.append(
+                {
+                    "condition": cond,
+                    "seed": s,
+                    "mmcs": mmcs.mmcs(w_dec, truth),
+                    **evaluate_one(w_enc, b_enc, w_dec, x_eval),
+                }
+            )
         w_enc, b_enc, w_dec = models[0]
         fires = (torch.relu(x_eval @ w_enc + b_enc) > 0).any(0).numpy()
-        df = pd.DataFrame({"condition": cond, "latent": np.arange(dict_size), "alive": fires,
-                           "truth_cos": max_cosines(truth, w_dec).numpy()})  # best true feature per latent
+        df = pd.DataFrame(
+            {
+                "condition": cond,
+                "latent": np.arange(dict_size),
+                "alive": fires,
+                "truth_cos": max_cosines(truth, w_dec).numpy(),
+            }
+        )  # best true feature per latent
         n_sharing = np.zeros(dict_size, dtype=int)
         for s, d in zip(seeds[1:], dirs[1:]):
             res = match_saes(dirs[0], d, threshold=threshold)
@@ -73,11 +85,15 @@ def toy_summary(latents: pd.DataFrame, recovered: float = 0.9) -> pd.DataFrame:
     their mean best cosine with a true feature, and the share above ``recovered`` (a recovered feature)."""
     live = latents[latents.alive].copy()
     n_other = live.filter(like="align_s").shape[1]
-    live["group"] = np.where(live.n_sharing == n_other, "shared by all seeds",
-                             np.where(live.n_sharing > 0, "shared by some", "unshared"))
+    live["group"] = np.where(
+        live.n_sharing == n_other, "shared by all seeds", np.where(live.n_sharing > 0, "shared by some", "unshared")
+    )
     g = live.groupby(["condition", "group"], sort=False)
-    out = g.agg(latents=("latent", "size"), mean_truth_cos=("truth_cos", "mean"),
-                recovered_fraction=("truth_cos", lambda c: float((c > recovered).mean()))).reset_index()
+    out = g.agg(
+        latents=("latent", "size"),
+        mean_truth_cos=("truth_cos", "mean"),
+        recovered_fraction=("truth_cos", lambda c: float((c > recovered).mean())),
+    ).reset_index()
     return out
 
 
@@ -91,11 +107,25 @@ def toy_from_params(params: dict, path: str | Path, threads: int | None = None) 
         world = SparseFeatureWorld(SyntheticSpec(**{k: params[k] for k in world_keys}))
         spec = TrainSpec(steps=params["steps"], lr=params["lr"], batch=params["batch"], betas=(0.9, 0.99))
         with torch_threads(threads):
-            lat, seeds = toy_seed_stability(world, params["conditions"], params["dict_size"], params["l1"],
-                                            params["seeds"], params["data_seed"], spec, params["threshold"])
+            lat, seeds = toy_seed_stability(
+                world,
+                params["conditions"],
+                params["dict_size"],
+                params["l1"],
+                params["seeds"],
+                params["data_seed"],
+                spec,
+                params["threshold"],
+            )
         lat.to_csv(tmp / "latents.csv", index=False)
         seeds.to_csv(tmp / "seeds.csv", index=False)
 
-    code = (sys.modules[__name__], mmcs, synthetic, "rsae_utils.studies.seeds.stability", "rsae_utils.studies.seeds.matching")
+    code = (
+        sys.modules[__name__],
+        mmcs,
+        synthetic,
+        "rsae_utils.studies.seeds.stability",
+        "rsae_utils.studies.seeds.matching",
+    )
     out = store.cached_artifact(path, dict(params), build, code=code)
     return pd.read_csv(out / "latents.csv"), pd.read_csv(out / "seeds.csv")

@@ -44,8 +44,9 @@ def gap_table(
         base_val = baselines.get(factor)
         ref_rows = sub[sub.variant == reference]
         base_r = baselines.get("width")
-        ref_base = table[(table.factor == "width") & (table.layer == layer) & (table.variant == reference)
-                         & (table["R"] == base_r)][metric]  # fmt: skip
+        ref_base = table[
+            (table.factor == "width") & (table.layer == layer) & (table.variant == reference) & (table["R"] == base_r)
+        ][metric]
         ref_base = float(ref_base.iloc[0]) if len(ref_base) else np.nan
         for v, g in sub[sub.variant != reference].groupby("variant", sort=False):
             at_base = g[_matches(g.value, base_val)]
@@ -56,9 +57,18 @@ def gap_table(
             for (_, r), b in zip(g.iterrows(), is_base):
                 ref = ref_rows[_matches(ref_rows.value, r.value)][metric] if len(ref_rows) else ref_rows[metric]
                 ref_v = float(ref.iloc[0]) if len(ref) else ref_base
-                cur.append({"factor": factor, "layer": int(layer), "variant": v, "value": r.value,
-                            "is_baseline": bool(b), metric: float(r[metric]),
-                            f"{reference}_{metric}": ref_v, "gap": ref_v - float(r[metric])})  # fmt: skip
+                cur.append(
+                    {
+                        "factor": factor,
+                        "layer": int(layer),
+                        "variant": v,
+                        "value": r.value,
+                        "is_baseline": bool(b),
+                        metric: float(r[metric]),
+                        f"{reference}_{metric}": ref_v,
+                        "gap": ref_v - float(r[metric]),
+                    }
+                )
             gap0 = next(x["gap"] for x in cur if x["is_baseline"])
             for x in cur:
                 x["gap_closed"] = 1.0 - x["gap"] / gap0 if np.isfinite(gap0) and gap0 >= MIN_GAP else np.nan
@@ -122,48 +132,67 @@ def answer(
     if "trained" in s.index:
         others = ", ".join(f"{lab.get(v, v)} {s.token_share_adj[v]:.2f}" for v in s.index if v != "trained")
         dims = ", ".join(f"{lab.get(v, v)} {s.effective_dim[v]:.0f}" for v in s.index if v != "trained")
-        out.append(f"At layer {deep}, token identity explains {s.token_share_adj['trained']:.2f} of the trained "
-                   f"model's residual variance (adjusted share, chance removed) against {others}; its variance "
-                   f"spreads over an effective {s.effective_dim['trained']:.0f} dimensions against {dims}.")
+        out.append(
+            f"At layer {deep}, token identity explains {s.token_share_adj['trained']:.2f} of the trained "
+            f"model's residual variance (adjusted share, chance removed) against {others}; its variance "
+            f"spreads over an effective {s.effective_dim['trained']:.0f} dimensions against {dims}."
+        )
         l0 = stats[(stats.source == stats.variant) & (stats.layer == min(stats.layer))].set_index("variant")
         growth = (s.norm_median / l0.norm_median).dropna()
         if len(growth) > 1:
-            out.append(f"From layer {int(min(stats.layer))} to {deep} the median residual norm grows "
-                       + ", ".join(f"{growth[v]:.1f}x ({lab.get(v, v)})" for v in growth.index) + ".")
+            out.append(
+                f"From layer {int(min(stats.layer))} to {deep} the median residual norm grows "
+                + ", ".join(f"{growth[v]:.1f}x ({lab.get(v, v)})" for v in growth.index)
+                + "."
+            )
     best = best_per_factor(gaps, layers)
     for _, b in best.iterrows():
         g = gaps[(gaps.factor == b.factor) & (gaps.variant == b.variant) & gaps.layer.isin(list(layers))]
         base = g[g.is_baseline].set_index("layer")[metric]
         at = g[_matches(g.value, b.value)].set_index("layer")
-        parts = [f"layer {x}: {base[x]:.2f} -> {at[metric][x]:.2f} (trained {at[f'trained_{metric}'][x]:.2f})"
-                 for x in at.index if x in base.index]
+        parts = [
+            f"layer {x}: {base[x]:.2f} -> {at[metric][x]:.2f} (trained {at[f'trained_{metric}'][x]:.2f})"
+            for x in at.index
+            if x in base.index
+        ]
         what = FACTOR_WORDS.get(b.factor, b.factor)
         what = what[:1].upper() + what[1:]  # not .capitalize(): "SAE (R)" keeps its capitals
         change = f"{_fmt_value(b.factor, baselines.get(b.factor))} -> {_fmt_value(b.factor, b.value)}"
-        out.append(f"{what} ({change}) moves {lab.get(b.variant, b.variant)}'s {metric.replace('_', ' ')} "
-                   f"{'; '.join(parts)}: it closes {b.gap_closed:.0%} of the gap on average over layers "
-                   f"{list(layers)}.")  # fmt: skip
+        out.append(
+            f"{what} ({change}) moves {lab.get(b.variant, b.variant)}'s {metric.replace('_', ' ')} "
+            f"{'; '.join(parts)}: it closes {b.gap_closed:.0%} of the gap on average over layers "
+            f"{list(layers)}."
+        )
     if not len(best):
-        out.append(f"Answer: at the baseline no random variant's SAE falls {MIN_GAP} or more short of the trained "
-                   f"model's {metric.replace('_', ' ')} at layers {list(layers)}, so in this run there is no gap for "
-                   f"a factor to close.")
+        out.append(
+            f"Answer: at the baseline no random variant's SAE falls {MIN_GAP} or more short of the trained "
+            f"model's {metric.replace('_', ' ')} at layers {list(layers)}, so in this run there is no gap for "
+            f"a factor to close."
+        )
     else:
         top = best.loc[best.gap_closed.idxmax()]
         words = FACTOR_WORDS.get(top.factor, top.factor)
         if top.gap_closed >= MOST:
             out.append(f"Answer: {words} closes most of the gap ({top.gap_closed:.0%} for {lab.get(top.variant)}).")
         elif top.gap_closed >= SOME:
-            out.append(f"Answer: no single factor closes half of the gap; the largest share is {words} "
-                       f"({top.gap_closed:.0%} for {lab.get(top.variant)}).")
+            out.append(
+                f"Answer: no single factor closes half of the gap; the largest share is {words} "
+                f"({top.gap_closed:.0%} for {lab.get(top.variant)})."
+            )
         else:
-            out.append(f"Answer: none of these factors makes the random variants' SAEs look like the trained model's "
-                       f"(the largest share of the gap closed is {top.gap_closed:.0%}, by {words}).")
+            out.append(
+                f"Answer: none of these factors makes the random variants' SAEs look like the trained model's "
+                f"(the largest share of the gap closed is {top.gap_closed:.0%}, by {words})."
+            )
     out += _link_sentence(stats, table, baselines, metric)
     return out
 
 
-LINKS = {"token_share_adj": "token-identity share", "effective_dim": "effective dimension",
-         "norm_median": "median norm"}
+LINKS = {
+    "token_share_adj": "token-identity share",
+    "effective_dim": "effective dimension",
+    "norm_median": "median norm",
+}
 
 
 def _link_sentence(stats: pd.DataFrame, table: pd.DataFrame, baselines: Mapping[str, Any], metric: str) -> list[str]:
@@ -177,24 +206,33 @@ def _link_sentence(stats: pd.DataFrame, table: pd.DataFrame, baselines: Mapping[
         return []
     rho = {c: m[metric].corr(m[c], method="spearman") for c in LINKS}
     strongest = max(rho, key=lambda c: abs(rho[c]) if np.isfinite(rho[c]) else -1)
-    return [f"Across the {len(m)} (cache, layer) pairs at the base width, the SAE's {metric.replace('_', ' ')} has "
-            f"Spearman correlation " + ", ".join(f"{rho[c]:.2f} with the residual stream's {w}" for c, w in
-                                                  LINKS.items()) + f"; the strongest link is the {LINKS[strongest]}."]
+    return [
+        f"Across the {len(m)} (cache, layer) pairs at the base width, the SAE's {metric.replace('_', ' ')} has "
+        f"Spearman correlation "
+        + ", ".join(f"{rho[c]:.2f} with the residual stream's {w}" for c, w in LINKS.items())
+        + f"; the strongest link is the {LINKS[strongest]}."
+    ]
 
 
 ARCH_MARGIN = 0.1  # token-identity shares (adjusted) closer than this count as "about the same" across architectures
 
 
 def _mean_ev(table: pd.DataFrame, variant: str, layers: Sequence[int], tokens: int, r: Any, metric: str) -> float:
-    g = table[(table.variant == variant) & table.layer.isin(list(layers)) & (table.train_tokens == tokens)
-              & (table["R"] == r)].drop_duplicates(["source", "layer"])  # fmt: skip
+    g = table[
+        (table.variant == variant) & table.layer.isin(list(layers)) & (table.train_tokens == tokens) & (table["R"] == r)
+    ].drop_duplicates(["source", "layer"])
     g = g[g.source == variant]
     return float(g[metric].mean()) if len(g) else float("nan")
 
 
 def budget_sentences(
-    table: pd.DataFrame, budgets: Sequence[int], base_r: Any, layers: Sequence[int],
-    metric: str = "explained_variance", labels: Mapping[str, str] | None = None, reference: str = "trained",
+    table: pd.DataFrame,
+    budgets: Sequence[int],
+    base_r: Any,
+    layers: Sequence[int],
+    metric: str = "explained_variance",
+    labels: Mapping[str, str] | None = None,
+    reference: str = "trained",
 ) -> list[str]:
     """How each variant's ``metric`` (mean over ``layers``, at ``base_r``) moves between the smallest and the
     largest budget, and what that does to the gap to ``reference``; with the limit of such a slope."""
@@ -203,29 +241,42 @@ def budget_sentences(
         return []
     lo, hi = budgets[0], budgets[-1]
     lab = labels or {}
-    rows = {v: (_mean_ev(table, v, layers, lo, base_r, metric), _mean_ev(table, v, layers, hi, base_r, metric))
-            for v in dict.fromkeys(table[table.factor == "train_tokens"].variant)}  # fmt: skip
+    rows = {
+        v: (_mean_ev(table, v, layers, lo, base_r, metric), _mean_ev(table, v, layers, hi, base_r, metric))
+        for v in dict.fromkeys(table[table.factor == "train_tokens"].variant)
+    }
     rows = {v: x for v, x in rows.items() if np.isfinite(x[0]) and np.isfinite(x[1])}
     if not rows:
         return []
     moves = "; ".join(f"{lab.get(v, variant_label(v))} {a:.2f} -> {b:.2f}" for v, (a, b) in rows.items())
-    out = f"Training on {hi:,} instead of {lo:,} tokens ({hi / lo:.0f}x) moves the mean {metric.replace('_', ' ')} " \
-          f"over layers {list(layers)}: {moves}."
+    out = (
+        f"Training on {hi:,} instead of {lo:,} tokens ({hi / lo:.0f}x) moves the mean {metric.replace('_', ' ')} "
+        f"over layers {list(layers)}: {moves}."
+    )
     if reference in rows:
         ref = rows[reference]
-        gaps = [f"{lab.get(v, variant_label(v))} {ref[0] - a:.2f} -> {ref[1] - b:.2f}" for v, (a, b) in rows.items()
-                if v != reference]
+        gaps = [
+            f"{lab.get(v, variant_label(v))} {ref[0] - a:.2f} -> {ref[1] - b:.2f}"
+            for v, (a, b) in rows.items()
+            if v != reference
+        ]
         if gaps:
             out += " The gap to the trained model goes " + "; ".join(gaps) + "."
-    out += (" This slope says whether the gap shrinks with more tokens in this range; it cannot say what the "
-            "paper's 100M tokens would give (notebook 03's cache holds ~41k training tokens, so larger budgets "
-            "here would only repeat them).")
+    out += (
+        " This slope says whether the gap shrinks with more tokens in this range; it cannot say what the "
+        "paper's 100M tokens would give (notebook 03's cache holds ~41k training tokens, so larger budgets "
+        "here would only repeat them)."
+    )
     return [out]
 
 
 def architecture_sentences(
-    stats: pd.DataFrame, table: pd.DataFrame, neox: str, against: str = "step0",
-    metric: str = "explained_variance", labels: Mapping[str, str] | None = None,
+    stats: pd.DataFrame,
+    table: pd.DataFrame,
+    neox: str,
+    against: str = "step0",
+    metric: str = "explained_variance",
+    labels: Mapping[str, str] | None = None,
     blocks: Mapping[str, int] | None = None,
 ) -> list[str]:
     """Token-identity share, norm growth and SAE ``metric`` of the second architecture (variant ``neox``) next to
@@ -244,25 +295,31 @@ def architecture_sentences(
     if deep > first:
         depth = ""
         if blocks and neox in blocks and against in blocks:
-            depth = (f"; layer {deep} is block {deep + 1} of {blocks[neox]} in the {ln}, of {blocks[against]} in "
-                     f"{la}")
-        out.append(f"From layer {first} to {deep} the median residual norm grows "
-                   f"{a.norm_median[deep] / a.norm_median[first]:.1f}x ({ln}) against "
-                   f"{b.norm_median[deep] / b.norm_median[first]:.1f}x ({la}){depth}.")
+            depth = f"; layer {deep} is block {deep + 1} of {blocks[neox]} in the {ln}, of {blocks[against]} in {la}"
+        out.append(
+            f"From layer {first} to {deep} the median residual norm grows "
+            f"{a.norm_median[deep] / a.norm_median[first]:.1f}x ({ln}) against "
+            f"{b.norm_median[deep] / b.norm_median[first]:.1f}x ({la}){depth}."
+        )
     diff = float(a.token_share_adj[deep] - b.token_share_adj[deep])
     if diff >= ARCH_MARGIN:
         verdict = f"more token identity survives in the {ln} than in {la} at layer {deep}: the architecture matters"
     elif diff <= -ARCH_MARGIN:
         verdict = f"less token identity survives in the {ln} than in {la} at layer {deep}: the architecture matters"
     else:
-        verdict = (f"about as much token identity survives in the {ln} as in {la} at layer {deep} (within "
-                   f"{ARCH_MARGIN}): the architecture alone does not change it")
+        verdict = (
+            f"about as much token identity survives in the {ln} as in {la} at layer {deep} (within "
+            f"{ARCH_MARGIN}): the architecture alone does not change it"
+        )
     sae = table[table.source.isin([neox, against])].drop_duplicates(["source", "layer"])
     ev = sae.pivot_table(index="layer", columns="source", values=metric)
     both = [x for x in ev.index if neox in ev and against in ev and ev.notna().loc[x].all()]
     if both:
-        verdict += ("; their SAEs at the base width explain " + "; ".join(
-            f"layer {x}: {ev.loc[x, neox]:.2f} vs {ev.loc[x, against]:.2f}" for x in both))
-    out.append(f"Architecture: {verdict}. (A GPT-NeoX of Pythia's shape at initialization stands for neither a "
-               f"trained Pythia nor Pythia re-randomized from its trained weights' statistics.)")
+        verdict += "; their SAEs at the base width explain " + "; ".join(
+            f"layer {x}: {ev.loc[x, neox]:.2f} vs {ev.loc[x, against]:.2f}" for x in both
+        )
+    out.append(
+        f"Architecture: {verdict}. (A GPT-NeoX of Pythia's shape at initialization stands for neither a "
+        f"trained Pythia nor Pythia re-randomized from its trained weights' statistics.)"
+    )
     return out

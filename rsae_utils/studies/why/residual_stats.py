@@ -90,8 +90,12 @@ def norm_stats(acts: torch.Tensor, mask: torch.Tensor | None = None) -> dict[str
     if not len(norms):
         return {k: float("nan") for k in ("norm_median", "norm_mean", "norm_q10", "norm_q90")}
     q = torch.quantile(norms, torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64))
-    return {"norm_median": float(q[1]), "norm_mean": float(norms.mean()), "norm_q10": float(q[0]),
-            "norm_q90": float(q[2])}  # fmt: skip
+    return {
+        "norm_median": float(q[1]),
+        "norm_mean": float(norms.mean()),
+        "norm_q10": float(q[0]),
+        "norm_q90": float(q[2]),
+    }
 
 
 def effective_dim(acts: torch.Tensor, mask: torch.Tensor | None = None) -> dict[str, float]:
@@ -123,8 +127,14 @@ def residual_stats(acts: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor 
     adjusted, chance level), norm quantiles, effective dimension. A flat record, one table row."""
     tok, pos = token_share(acts, tokens, mask), position_share(acts, mask)
     return {
-        "token_share": tok["share"], "token_share_adj": tok["share_adj"], "token_chance": tok["chance"],
-        "position_share": pos["share"], "position_share_adj": pos["share_adj"], "position_chance": pos["chance"],
-        "n_tokens": int(tok["n"]), "n_token_types": int(tok["n_groups"]),
-        **norm_stats(acts, mask), **effective_dim(acts, mask),
-    }  # fmt: skip
+        "token_share": tok["share"],
+        "token_share_adj": tok["share_adj"],
+        "token_chance": tok["chance"],
+        "position_share": pos["share"],
+        "position_share_adj": pos["share_adj"],
+        "position_chance": pos["chance"],
+        "n_tokens": int(tok["n"]),
+        "n_token_types": int(tok["n_groups"]),
+        **norm_stats(acts, mask),
+        **effective_dim(acts, mask),
+    }

@@ -14,7 +14,7 @@ notebook 03's setting and measures what changes:
 
 Each (variant, options) pair is an activation cache: notebook 03's own for the default options (never harvested
 here), else one harvested once on the same token windows (``option_cache``). Residual-stream statistics come from
-:mod:`rsae_utils.studies.why.residual_stats`; SAEs are trained with the fast TopK trainer (:mod:`rsae_utils.sae.topk`, the
+:mod:`.residual_stats`; SAEs are trained with the fast TopK trainer (:mod:`rsae_utils.sae.topk`, the
 paper's sparsify rule) on the cached training split and measured on the held-out split with
 :func:`rsae_utils.sae.metrics.reconstruction_metrics` plus the critique's per-latent token statistics. Only the
 metrics are stored (``metrics.json`` per SAE, through the artifact store), not the weights: an R = 64 SAE of
@@ -41,14 +41,19 @@ from rsae_utils.errors import CacheError, StageError
 from rsae_utils.sae.cache import DEFAULT_SHARD_WINDOWS, ActivationCache, cache_key, open_cache, token_mask
 from rsae_utils.sae.harvest import harvest
 from rsae_utils.sae.metrics import reconstruction_metrics
-from rsae_utils.studies.why.residual_stats import residual_stats
 from rsae_utils.sae.topk import to_sae_lens, train_topk
 from rsae_utils.sae.train import RECORD, load_sae
 from rsae_utils.store import cached_artifact, content_hash, read_json, verify_artifact, write_json
+from rsae_utils.studies.why.residual_stats import residual_stats
 from rsae_utils.subject.neox_init import NEOX_NAME
 from rsae_utils.subject.rerandomize import options_tag
 
-CODE = ("rsae_utils.studies.why.sweep", "rsae_utils.studies.why.residual_stats", "rsae_utils.sae.topk", "rsae_utils.sae.metrics")
+CODE = (
+    "rsae_utils.studies.why.sweep",
+    "rsae_utils.studies.why.residual_stats",
+    "rsae_utils.sae.topk",
+    "rsae_utils.sae.metrics",
+)
 FACTORS = ("width", "norm_gains", "embedding_scale", "train_tokens", "architecture")
 NEOX = "neox_init"  # the variant name of the Pythia-shaped GPT-NeoX at initialization in tables
 SINGLE_TOKEN = 0.9  # a latent is single-token when one token id holds this share of its top activations' mass
@@ -71,8 +76,10 @@ def require_base_caches(pipeline: Any, variants: Sequence[str], layers: Sequence
         try:
             cache = pipeline.cache(v)
         except StageError as err:
-            raise StageError(f"notebook 06 reads notebook 03's activation caches: run notebook 03_sae_training "
-                             f"(profile {profile!r}) first; {err}") from None
+            raise StageError(
+                f"notebook 06 reads notebook 03's activation caches: run notebook 03_sae_training "
+                f"(profile {profile!r}) first; {err}"
+            ) from None
         missing = [x for x in layers if x not in cache.layers]
         if missing or "train" not in cache.manifest["n_windows"]:
             raise StageError(
@@ -81,8 +88,10 @@ def require_base_caches(pipeline: Any, variants: Sequence[str], layers: Sequence
                 f"training split: run notebook 03_sae_training (profile {profile!r}) with them and train_from='cache'"
             )
         if cache.manifest.get("variant_options"):
-            raise StageError(f"the cache of {v!r} was made with variant options {cache.manifest['variant_options']}; "
-                             f"notebook 06's baseline is notebook 03 with rerandomize_norms=True, embedding_scale=1.0")
+            raise StageError(
+                f"the cache of {v!r} was made with variant options {cache.manifest['variant_options']}; "
+                f"notebook 06's baseline is notebook 03 with rerandomize_norms=True, embedding_scale=1.0"
+            )
         out[v] = cache
     return out
 
@@ -96,9 +105,17 @@ def base_windows(base: ActivationCache, test_windows: int | None = None) -> dict
     return out
 
 
-def _harvest_once(meta: dict, layers: Sequence[int], windows: Mapping[str, torch.Tensor], dtype: str, out_dir: Path,
-                  make_model: Callable[[], tuple[Any, dict]], harvest_batch: int, forward: str | None = None,
-                  harvest_dtype: str = "float32") -> ActivationCache:  # fmt: skip
+def _harvest_once(
+    meta: dict,
+    layers: Sequence[int],
+    windows: Mapping[str, torch.Tensor],
+    dtype: str,
+    out_dir: Path,
+    make_model: Callable[[], tuple[Any, dict]],
+    harvest_batch: int,
+    forward: str | None = None,
+    harvest_dtype: str = "float32",
+) -> ActivationCache:
     # forward: the one harvest() will use (a wrong guess only costs a model load: harvest keys by the real one)
     key = cache_key(meta, layers, windows, dtype, DEFAULT_SHARD_WINDOWS, forward)
     try:
@@ -108,8 +125,16 @@ def _harvest_once(meta: dict, layers: Sequence[int], windows: Mapping[str, torch
     except CacheError:
         pass
     model, record = make_model()
-    return harvest(model, windows, layers, out_dir, {**meta, "variant_record": record}, batch_size=int(harvest_batch),
-                   dtype=dtype, harvest_dtype=harvest_dtype)  # fmt: skip
+    return harvest(
+        model,
+        windows,
+        layers,
+        out_dir,
+        {**meta, "variant_record": record},
+        batch_size=int(harvest_batch),
+        dtype=dtype,
+        harvest_dtype=harvest_dtype,
+    )
 
 
 def option_cache(
@@ -128,8 +153,17 @@ def option_cache(
     keep = ("model", "revision", "variant", "seed", "corpus_sha256", "corpus_source", "window_seed")
     meta = {**{k: base.manifest.get(k) for k in keep}, "variant_options": dict(options)}
     # the base cache's forward and compute dtype, so option caches differ from it only by the options
-    return _harvest_once(meta, layers, windows, base.manifest["dtype"], out_dir, make_model, harvest_batch,
-                         base.manifest.get("forward"), str(base.manifest.get("harvest_dtype", "float32")))
+    return _harvest_once(
+        meta,
+        layers,
+        windows,
+        base.manifest["dtype"],
+        out_dir,
+        make_model,
+        harvest_batch,
+        base.manifest.get("forward"),
+        str(base.manifest.get("harvest_dtype", "float32")),
+    )
 
 
 def neox_cache(
@@ -145,8 +179,14 @@ def neox_cache(
     """The cache of the Pythia-shaped GPT-NeoX at initialization (``make_model()``: its HookedTransformer and
     record) on ``base``'s windows, as :func:`option_cache`; recorded as variant ``NEOX``."""
     # the initializer goes in as a variant option: cache_key reads those, so another init makes another cache
-    meta = {"model": NEOX_NAME, "revision": None, "variant": NEOX, "seed": int(seed), "variant_options": {"init": init},
-            **{k: base.manifest.get(k) for k in ("corpus_sha256", "corpus_source", "window_seed")}}  # fmt: skip
+    meta = {
+        "model": NEOX_NAME,
+        "revision": None,
+        "variant": NEOX,
+        "seed": int(seed),
+        "variant_options": {"init": init},
+        **{k: base.manifest.get(k) for k in ("corpus_sha256", "corpus_source", "window_seed")},
+    }
     windows = base_windows(base, test_windows)
     return _harvest_once(meta, layers, windows, base.manifest["dtype"], out_dir, make_model, harvest_batch)
 
@@ -164,14 +204,25 @@ def stats_table(
     """:func:`residual_stats` of every (source, layer), boundary tokens left out; one cached artifact per source."""
     frames = []
     for name, cache in caches.items():
-        params = {"cache": cache.manifest_hash(), "layers": sorted(int(x) for x in layers[name]),
-                  "exclude": list(exclude_tokens), "split": split}  # fmt: skip
+        params = {
+            "cache": cache.manifest_hash(),
+            "layers": sorted(int(x) for x in layers[name]),
+            "exclude": list(exclude_tokens),
+            "split": split,
+        }
 
         def build(tmp: Path, cache: ActivationCache = cache, name: str = name) -> None:
             toks = cache.tokens(split)
             mask = token_mask(toks, exclude_tokens)
-            rows = [{"source": name, "variant": cache.variant, "layer": int(x),
-                     **residual_stats(cache.acts(x, split), toks, mask)} for x in sorted(layers[name])]  # fmt: skip
+            rows = [
+                {
+                    "source": name,
+                    "variant": cache.variant,
+                    "layer": int(x),
+                    **residual_stats(cache.acts(x, split), toks, mask),
+                }
+                for x in sorted(layers[name])
+            ]
             pd.DataFrame(rows).to_csv(tmp / "stats.csv", index=False)
 
         path = cached_artifact(out_dir / name, params, build, code=CODE)
@@ -204,8 +255,13 @@ def width_lr(lr: float, base_expansion: int, expansion: int) -> float:
 
 
 @torch.no_grad()
-def latent_token_stats(encode: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, tokens: torch.Tensor,
-                       top_n: int = 20, chunk: int = 512) -> dict[str, float]:
+def latent_token_stats(
+    encode: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    tokens: torch.Tensor,
+    top_n: int = 20,
+    chunk: int = 512,
+) -> dict[str, float]:
     """Per-latent statistics of a dense ``encode`` on rows ``x`` (N, d) with token ids ``tokens`` (N,), taken in
     chunks (a wide SAE's dense codes for all rows would not fit): dead fraction, and over live latents the median
     token entropy of the ``top_n`` strongest activations (nats) and the share of single-token latents (one token id
@@ -248,12 +304,17 @@ def nb03_sae(nb03: Any, cell: Cell, spec: SweepSpec) -> Path | None:
     SAE instead of training it again. None also when that folder is missing or damaged (the cell trains)."""
     s = nb03.spec
     same = (
-        cell.source == cell.variant and cell.variant in nb03.cfg.variants and cell.layer in nb03.cfg.layers
-        and s.trainer == "fast" and s.architecture == "topk" and s.lr_warm_up_steps == 0 and s.data_seed is None
+        cell.source == cell.variant
+        and cell.variant in nb03.cfg.variants
+        and cell.layer in nb03.cfg.layers
+        and s.trainer == "fast"
+        and s.architecture == "topk"
+        and s.lr_warm_up_steps == 0
+        and s.data_seed is None
         and (s.expansion, s.k, s.n_tokens, s.batch_size, s.lr, s.seed)
         == (spec.expansion, spec.k, spec.n_tokens, spec.batch_size, spec.lr, spec.seed)
         and s.dead_tokens() == dead_threshold(spec)
-    )  # fmt: skip
+    )
     if not same:
         return None
     path = nb03.sae_dir(cell.variant, cell.layer)
@@ -276,8 +337,13 @@ def train_measure(
     and windows reads the stored numbers. ``train_tokens_seen`` is what the trainer consumed: ``n_tokens`` rounded
     down to whole batches (cycling over the cached split when it holds fewer). ``trained``: the folder of this very
     SAE already trained by notebook 03 (:func:`nb03_sae`), read instead of training; keyed by its contents."""
-    params = {"cache": cache.manifest_hash(), "layer": int(layer), "spec": asdict(spec),
-              "exclude": list(exclude_tokens), "top_n": int(top_n)}  # fmt: skip
+    params = {
+        "cache": cache.manifest_hash(),
+        "layer": int(layer),
+        "spec": asdict(spec),
+        "exclude": list(exclude_tokens),
+        "top_n": int(top_n),
+    }
     if test_windows:  # only when capped, so a run without a cap keeps its stored numbers
         params["test_windows"] = int(test_windows)
     if trained is not None:
@@ -287,14 +353,25 @@ def train_measure(
         d = cache.d_model
         if trained is not None:
             sae, rec0 = load_sae(trained), read_json(Path(trained) / RECORD)
-            res = SimpleNamespace(curve=rec0.get("loss_curve") or [], seconds=float(rec0["runtime_s"]),
-                                  tokens=int(rec0["tokens_trained"]), steps=int(rec0["steps"]),
-                                  d_sae=int(rec0["d_sae"]))  # fmt: skip
+            res = SimpleNamespace(
+                curve=rec0.get("loss_curve") or [],
+                seconds=float(rec0["runtime_s"]),
+                tokens=int(rec0["tokens_trained"]),
+                steps=int(rec0["steps"]),
+                d_sae=int(rec0["d_sae"]),
+            )
         else:
             steps = max(1, spec.n_tokens // spec.batch_size)
             batches = cache.iter_batches(layer, spec.batch_size, seed=spec.seed, exclude_tokens=exclude_tokens)
-            res = train_topk(itertools.islice(batches, steps), d, spec.expansion * d, spec.k, lr=spec.lr,
-                             seed=spec.seed, dead_tokens_threshold=dead_threshold(spec))  # fmt: skip
+            res = train_topk(
+                itertools.islice(batches, steps),
+                d,
+                spec.expansion * d,
+                spec.k,
+                lr=spec.lr,
+                seed=spec.seed,
+                dead_tokens_threshold=dead_threshold(spec),
+            )
             sae = to_sae_lens(res)
         n_test = int(test_windows) if test_windows else None
         toks = cache.tokens("test")[:n_test]
@@ -303,9 +380,17 @@ def train_measure(
         rec = reconstruction_metrics(sae, acts, batch_tokens=512, mask=mask)
         x = acts.reshape(-1, d)[mask.reshape(-1)]
         rec.update(latent_token_stats(sae.encode, x, toks.reshape(-1)[mask.reshape(-1)], top_n))
-        rec.update({"train_fvu_end": res.curve[-1]["fvu"] if res.curve else float("nan"), "train_s": res.seconds,
-                    "train_tokens_per_s": res.tokens / max(res.seconds, 1e-9), "steps": res.steps,
-                    "train_tokens_seen": res.tokens, "test_tokens": int(mask.sum()), "d_sae": res.d_sae})  # fmt: skip
+        rec.update(
+            {
+                "train_fvu_end": res.curve[-1]["fvu"] if res.curve else float("nan"),
+                "train_s": res.seconds,
+                "train_tokens_per_s": res.tokens / max(res.seconds, 1e-9),
+                "steps": res.steps,
+                "train_tokens_seen": res.tokens,
+                "test_tokens": int(mask.sum()),
+                "d_sae": res.d_sae,
+            }
+        )
         write_json(tmp / "metrics.json", rec)
 
     path = cached_artifact(out_dir, params, build, code=CODE)
@@ -353,15 +438,21 @@ def sweep_cells(
     for layer in layers:
         for v in variants:
             wide_ok = (not wide_layers or layer in wide_layers) and (not wide_variants or v in wide_variants)
-            cells += [Cell("width", int(r), v, (), layer, int(r), base_tokens) for r in expansions
-                      if int(r) <= base_expansion or wide_ok]  # fmt: skip
+            cells += [
+                Cell("width", int(r), v, (), layer, int(r), base_tokens)
+                for r in expansions
+                if int(r) <= base_expansion or wide_ok
+            ]
             if len(token_budgets) > 1:
                 cells += [Cell("train_tokens", int(t), v, (), layer, base_expansion, int(t)) for t in token_budgets]
         for v in factor_variants:
             if norm_gains:
                 cells.append(Cell("norm_gains", "redrawn", v, (), layer, base_expansion, base_tokens))
-                cells.append(Cell("norm_gains", "trained", v, (("rerandomize_norms", False),), layer, base_expansion,
-                                  base_tokens))  # fmt: skip
+                cells.append(
+                    Cell(
+                        "norm_gains", "trained", v, (("rerandomize_norms", False),), layer, base_expansion, base_tokens
+                    )
+                )
             if len(embedding_scales) > 1:
                 for s in embedding_scales:
                     opts = () if float(s) == 1.0 else (("embedding_scale", float(s)),)
@@ -399,12 +490,33 @@ def run_cells(
         key = (c.source, c.layer, spec)
         if key not in done:
             t0 = time.perf_counter()
-            done[key] = train_measure(caches[c.source], c.layer, spec, sae_dir(c, spec), exclude_tokens, top_n,
-                                   test_windows, trained=reuse(c, spec) if reuse else None)
+            done[key] = train_measure(
+                caches[c.source],
+                c.layer,
+                spec,
+                sae_dir(c, spec),
+                exclude_tokens,
+                top_n,
+                test_windows,
+                trained=reuse(c, spec) if reuse else None,
+            )
             if log:
-                log(f"{c.source} L{c.layer} {spec.name}: EV {done[key]['explained_variance']:.3f} "
-                    f"({time.perf_counter() - t0:.1f} s)")
-        rows.append({"factor": c.factor, "value": c.value, "variant": c.variant, "source": c.source,
-                     "layer": c.layer, "R": spec.expansion, "k": spec.k, "train_tokens": spec.n_tokens,
-                     "lr": spec.lr, **done[key]})  # fmt: skip
+                log(
+                    f"{c.source} L{c.layer} {spec.name}: EV {done[key]['explained_variance']:.3f} "
+                    f"({time.perf_counter() - t0:.1f} s)"
+                )
+        rows.append(
+            {
+                "factor": c.factor,
+                "value": c.value,
+                "variant": c.variant,
+                "source": c.source,
+                "layer": c.layer,
+                "R": spec.expansion,
+                "k": spec.k,
+                "train_tokens": spec.n_tokens,
+                "lr": spec.lr,
+                **done[key],
+            }
+        )
     return pd.DataFrame(rows)
