@@ -74,8 +74,10 @@ def make_fast(d_sae: int, device: str):
 
 
 def make_sae_lens(d_sae: int, batch: int, device: str):
-    from rsae_utils.train import SAESpec, make_training_sae, paper_lr, trainer_config
     from sae_lens.training.sae_trainer import SAETrainer
+
+    from rsae_utils.sae.saelens import make_training_sae, trainer_config
+    from rsae_utils.sae.spec import SAESpec, paper_lr
 
     spec = SAESpec(
         expansion=d_sae // D_IN,

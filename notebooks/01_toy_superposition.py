@@ -63,6 +63,7 @@ PROFILE = "default"
 OVERRIDES = {}
 
 # %%
+from rsae_utils import names
 from rsae_utils.params import resolve
 
 cfg = resolve("01_toy_superposition", PROFILE, OVERRIDES)
@@ -99,7 +100,7 @@ print(rep_summary.to_string(index=False))
 fig = plots.plot_views(demo, stats)
 paths = save_figure(
     fig,
-    "01_toy_superposition",
+    names.TOY_SUPERPOSITION,
     cfg,
     table=stats,
     plotly_fig=plots.plotly_views(demo),

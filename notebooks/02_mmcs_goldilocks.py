@@ -76,6 +76,7 @@ PROFILE = "default"
 OVERRIDES = {}
 
 # %%
+from rsae_utils import names
 from rsae_utils.params import resolve
 
 cfg = resolve("02_mmcs_goldilocks", PROFILE, OVERRIDES)
@@ -108,7 +109,7 @@ print(f"Goldilocks zone on raw data with >= {2 * cfg.n_features} latents: {'yes'
 fig = plots.plot_goldilocks(sweep)
 paths = save_figure(
     fig,
-    "02_mmcs_goldilocks",
+    names.MMCS,
     cfg,
     table=sweep,
     plotly_fig=plots.plotly_goldilocks(sweep),
@@ -155,7 +156,6 @@ for k, p in paths.items():
 # uses the tiny random model's embedding, i.e. Gaussian rows: its numbers test the plumbing only.
 
 # %%
-import pandas as pd
 from IPython.display import Markdown, display
 
 from rsae_utils.toys import frontier
@@ -167,17 +167,9 @@ print(
     f"mean row norm {rows['mean_row_norm']:.2f} (typical row norm {rows['typical_row_norm']:.2f}) removed; "
     f"{len(emb)} SAEs built in {emb_manifest['runtime_s']} s (reused if that was an earlier run)"
 )
-points = pd.concat([sweep, emb], ignore_index=True).assign(ev=lambda d: 1.0 - d["fvu"])
+points = frontier.points_table(sweep, emb)
 fronts = frontier.frontier_table(points)
-pairs = [
-    ("raw", "gaussian"),
-    ("mlp", "gaussian"),
-    ("embedding", "embedding_gaussian"),
-    ("embedding", "raw"),
-    ("embedding", "gaussian"),
-]
-comparison = frontier.compare_sources(fronts, pairs)
-comparison["verdict"] = [frontier.verdict(a, b) for a, b in zip(comparison["share_above"], comparison["share_below"])]
+comparison = frontier.comparison_table(fronts)  # frontier.COMPARISONS: each source with its control, then across
 print(comparison.round(3).to_string(index=False))
 
 # %% [markdown]
@@ -188,50 +180,17 @@ print(comparison.round(3).to_string(index=False))
 # words, from these numbers:
 
 # %%
-NAMES = {
-    "raw": "raw toy data",
-    "mlp": "toy data through the random MLP",
-    "gaussian": "the toy Gaussian control",
-    "embedding": f"{cfg.emb_model} embedding rows",
-    "embedding_gaussian": "their matched Gaussian",
-}
-
-
-def _sentence(r) -> str:
-    label = frontier.MEASURES[r.measure][0].split(" (")[0]
-    if r.verdict.startswith("not comparable"):
-        return f"- against {label}: {NAMES[r.source]} are not comparable with {NAMES[r.reference]} (no shared range)."
-    return (
-        f"- against {label}: the frontier of {NAMES[r.source]} is **{r.verdict}** that of {NAMES[r.reference]} "
-        f"(mean EV difference {r.gap:+.3f}; higher over {r.share_above:.0%} and lower over {r.share_below:.0%} "
-        f"of {r.lo:.3g}..{r.hi:.3g})."
-    )
-
-
-text = []
-for (a, b), sub in comparison.groupby(["source", "reference"], sort=False):
-    above = int((sub["verdict"] == "above").sum())
-    text.append(f"**{NAMES[a]} vs {NAMES[b]}**: above on {above} of {len(sub)} measures.")
-    text += [_sentence(r) for r in sub.itertuples()]
-display(Markdown("\n".join(text)))
+source_names = frontier.source_names(cfg.emb_model)
+display(Markdown(frontier.verdict_markdown(comparison, source_names)))
 
 # %%
-sparse_wins = comparison[
-    comparison["reference"].isin(["gaussian", "embedding_gaussian"]) & comparison["source"].isin(["raw", "embedding"])
-]
-print(
-    "sources with real sparse structure above their Gaussian control on every measure: "
-    + ", ".join(
-        f"{NAMES[s]}: {'yes' if (g['verdict'] == 'above').all() else 'no'}"
-        for s, g in sparse_wins.groupby("source", sort=False)
-    )
-)
+print(frontier.sparse_structure_line(comparison, source_names))
 
 # %%
 fig = plots.plot_frontier(points, fronts, frontier.MEASURES)
 paths = save_figure(
     fig,
-    "02_sparsity_frontier",
+    names.SPARSITY_FRONTIER,
     cfg,
     table=points,
     note=(

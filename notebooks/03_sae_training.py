@@ -87,6 +87,7 @@ import time
 import pandas as pd
 from IPython.display import display
 
+from rsae_utils import names
 from rsae_utils.params import resolve
 from rsae_utils.plots.sae_metrics import plot_grid, plotly_grid
 from rsae_utils.plots.style import save_figure
@@ -166,7 +167,7 @@ labels = exp.variant_labels()
 fig = plot_grid(table, labels=labels)
 paths = save_figure(
     fig,
-    "fig2_sae_metrics",
+    names.SAE_METRICS,
     cfg,
     table=with_variant_labels(metrics_wide, labels),
     plotly_fig=plotly_grid(table, labels=labels),

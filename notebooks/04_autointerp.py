@@ -86,10 +86,11 @@ import time
 import pandas as pd
 from IPython.display import display
 
-from rsae_utils.autointerp.pipeline import make_backends, run_autointerp
+from rsae_utils.autointerp.llm.spec import make_backends
+from rsae_utils.autointerp.pipeline import run_autointerp
 from rsae_utils.autointerp.records import sampling_table
 from rsae_utils.params import resolve
-from rsae_utils.paths import autointerp_dir
+from rsae_utils.paths import autointerp_dir, autointerp_tables_dir
 from rsae_utils.sae.pipeline import trained_runs
 
 t_start = time.time()
@@ -112,7 +113,7 @@ display(runs[["model", "variant", "layer"]].pivot_table(index="variant", columns
 # %%
 out_dir = autointerp_dir(cfg.profile)
 res = run_autointerp(cfg, runs, backends, out_dir)
-print(f"pipeline: {res.runtime_s:.1f} s; tables in {out_dir / 'tables'}")
+print(f"pipeline: {res.runtime_s:.1f} s; tables in {autointerp_tables_dir(out_dir)}")
 
 # %% [markdown]
 # ## Mean per-latent AUROC by variant, backend and scorer

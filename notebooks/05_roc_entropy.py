@@ -70,14 +70,16 @@ import time
 import matplotlib.pyplot as plt
 from IPython.display import display
 
+from rsae_utils import names
 from rsae_utils.autointerp.pipeline import load_results, token_decoder
 from rsae_utils.autointerp.tables import run_backends, run_models, run_note
 from rsae_utils.params import resolve
-from rsae_utils.paths import autointerp_dir, figures_dir
+from rsae_utils.paths import autointerp_dir, figure_file
 from rsae_utils.plots import autointerp as F
 from rsae_utils.plots.browser import write_browser
 from rsae_utils.plots.style import save_figure, use_paper_style
 from rsae_utils.sae.pipeline import run_labels, trained_runs
+from rsae_utils.studies.roc.tables import entropy_auroc_table, gap_table, latent_summary, roc_tables
 from rsae_utils.subject.variants import with_variant_labels
 
 t_start = time.time()
@@ -96,7 +98,7 @@ SMALL = run_note(res, cfg.profile)  # the caption of every figure: what ran, and
 # scored variants enter; for the token baseline every sampled latent of every SAE.
 
 # %%
-bands, aucs = F.roc_tables(res.examples, n_boot=cfg.n_boot, n_grid=cfg.n_grid, seed=cfg.seed)
+bands, aucs = roc_tables(res.examples, n_boot=cfg.n_boot, n_grid=cfg.n_grid, seed=cfg.seed)
 for b in backends:
     fig = F.plot_roc_grid(bands, aucs, b, labels=labels)
     save_figure(
@@ -112,7 +114,7 @@ display(aucs.pivot_table(index=["backend", "scorer", "variant"], columns="layer"
 
 # %%
 fig = F.plot_auroc_vs_layer(aucs, labels=labels)
-save_figure(fig, "auroc_vs_layer", cfg, table=with_variant_labels(aucs, labels), note=SMALL)
+save_figure(fig, names.AUROC_VS_LAYER, cfg, table=with_variant_labels(aucs, labels), note=SMALL)
 plt.show()
 
 # %% [markdown]
@@ -125,9 +127,9 @@ plt.show()
 # of active tokens seen (capped at ctx); 1 = all mass at one position (a positional latent), 0 = spread out.
 
 # %%
-summary = F.latent_summary(res.latent_stats)
+summary = latent_summary(res.latent_stats)
 fig = F.plot_entropy_vs_layer(summary, labels=labels)
-save_figure(fig, "entropy_vs_layer", cfg, table=with_variant_labels(summary, labels), note=SMALL)
+save_figure(fig, names.ENTROPY_VS_LAYER, cfg, table=with_variant_labels(summary, labels), note=SMALL)
 plt.show()
 display(summary.round(3))
 
@@ -139,11 +141,11 @@ display(summary.round(3))
 # shows each latent's top tokens and explanation on hover.
 
 # %%
-corr = F.entropy_auroc_table(res.latents)
+corr = entropy_auroc_table(res.latents)
 fig = F.plot_entropy_vs_auroc(res.latents, labels=labels)
 save_figure(
     fig,
-    "entropy_vs_auroc",
+    names.ENTROPY_VS_AUROC,
     cfg,
     table=with_variant_labels(res.latents, labels),
     plotly_fig=F.entropy_auroc_plotly(res.latents, labels=labels),
@@ -161,10 +163,10 @@ display(corr.round(3))
 # above-chance score token identity reaches (left empty when the LLM's mean AUROC is under 0.55).
 
 # %%
-gaps = F.gap_table(res.latents)
+gaps = gap_table(res.latents)
 if len(gaps):
     fig = F.plot_gap(gaps, labels=labels)
-    save_figure(fig, "llm_minus_token_baseline", cfg, table=with_variant_labels(gaps, labels), note=SMALL)
+    save_figure(fig, names.LLM_MINUS_TOKEN_BASELINE, cfg, table=with_variant_labels(gaps, labels), note=SMALL)
     plt.show()
     display(gaps.round(3))
 else:
@@ -178,7 +180,7 @@ else:
 # %%
 decoders = {m: token_decoder(m) for m in models}
 browser = write_browser(
-    figures_dir(cfg.profile) / "latent_browser.html",
+    figure_file(cfg.profile, "latent_browser", "html"),
     res.latents,
     res.records,
     decoders.__getitem__,

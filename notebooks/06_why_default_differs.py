@@ -92,40 +92,23 @@ OVERRIDES = {}
 import time
 
 import pandas as pd
-import torch
 from IPython.display import Markdown, display
 
-from rsae_utils import paths
-from rsae_utils.params import resolve
+from rsae_utils import names, paths
 from rsae_utils.params.nb03_sae import known_model_dims
 from rsae_utils.plots.style import save_figure
 from rsae_utils.plots.why import plot_architecture, plot_factors, plot_residual
+from rsae_utils.sae.cache import require_caches
 from rsae_utils.sae.metrics import wide
-from rsae_utils.sae.pipeline import SAEPipeline
+from rsae_utils.session import cache_labels, start_session
 from rsae_utils.store import load_table, save_table
 from rsae_utils.studies.why.answer import answer, architecture_sentences, budget_sentences, gap_table
-from rsae_utils.studies.why.sweep import (
-    NEOX,
-    SweepSpec,
-    architecture_cells,
-    nb03_sae,
-    neox_cache,
-    option_cache,
-    option_sets,
-    require_base_caches,
-    run_cells,
-    source_name,
-    stats_table,
-    sweep_cells,
-    width_lr,
-)
-from rsae_utils.subject.neox_init import neox_at_init
-from rsae_utils.subject.variants import variant_label, with_variant_labels
+from rsae_utils.studies.why.caches import NEOX_LABEL, neox_init_cache, option_caches, residual_table
+from rsae_utils.studies.why.sweep import NEOX, architecture_cells, run_sweep, sweep_cells
+from rsae_utils.subject.variants import with_variant_labels
 
-t_start = time.time()
-cfg = resolve("06_why_default_differs", PROFILE, OVERRIDES)
-if cfg.threads:
-    torch.set_num_threads(cfg.threads)
+run = start_session("06_why_default_differs", PROFILE, OVERRIDES)
+cfg, nb03, m3 = run.cfg, run.nb03, run.m3
 timings = {}
 cfg
 
@@ -137,11 +120,9 @@ cfg
 # GPT-NeoX at initialization, at `neox_layers`.
 
 # %%
-nb03 = SAEPipeline(resolve("03_sae_training", PROFILE))
-m3 = nb03.cfg
 needed = list(dict.fromkeys([*cfg.stats_variants, *cfg.variants, *cfg.factor_variants]))
-base = require_base_caches(nb03, needed, cfg.layers, PROFILE)
-labels = {v: variant_label(v, c.manifest.get("variant_record")) for v, c in base.items()}
+base = require_caches(nb03, needed, cfg.layers, PROFILE, "06", plain=True)
+labels = cache_labels(base)
 cells = sweep_cells(
     cfg.variants,
     cfg.factor_variants,
@@ -155,36 +136,13 @@ cells = sweep_cells(
     cfg.wide_layers,
     cfg.wide_variants,
 )
-model_dir = paths.model_slug(m3.model, m3.revision)
-caches = dict(base)
 t0 = time.perf_counter()
-for variant, opts in option_sets(cells):
-    if opts:
-        name = source_name(variant, dict(opts))
-        caches[name] = option_cache(
-            base[variant],
-            dict(opts),
-            cfg.layers,
-            paths.why_default_dir(PROFILE, "caches", model_dir, name),
-            make_model=lambda v=variant, o=dict(opts): nb03.variant_model(v, o),
-            harvest_batch=m3.harvest_batch,
-            test_windows=cfg.test_windows,
-        )
-nb03.release_model()
+caches = option_caches(nb03, cfg, cells, base)
 timings["option_caches"] = round(time.perf_counter() - t0, 1)
 if cfg.neox_layers:
     t0 = time.perf_counter()
-    caches[NEOX] = neox_cache(
-        base["trained"],
-        cfg.neox_layers,
-        paths.why_default_dir(PROFILE, "caches", "gpt-neox-pythia70m-shape", NEOX),
-        make_model=lambda: neox_at_init(len(nb03.tokenizer), cfg.neox_seed, cfg.neox_init, n_ctx=m3.ctx),
-        seed=cfg.neox_seed,
-        init=cfg.neox_init,
-        harvest_batch=m3.harvest_batch,
-        test_windows=cfg.test_windows,
-    )
-    labels[NEOX] = "Pythia-shaped GPT-NeoX at initialization"
+    caches[NEOX] = neox_init_cache(nb03, cfg, base["trained"])
+    labels[NEOX] = NEOX_LABEL
     timings["neox_cache"] = round(time.perf_counter() - t0, 1)
 print(
     f"{m3.model}: {len(caches)} caches ({', '.join(caches)}); {len(cells)} sweep cells; "
@@ -200,10 +158,7 @@ print(
 
 # %%
 t0 = time.perf_counter()
-stat_layers = {name: c.layers for name, c in caches.items()}  # option caches hold just cfg.layers
-stats = stats_table(
-    caches, stat_layers, paths.why_default_dir(PROFILE, "stats", model_dir), nb03.exclude_tokens, split=cfg.stats_split
-)
+stats = residual_table(nb03, cfg, caches)
 timings["residual_stats"] = round(time.perf_counter() - t0, 1)
 cols = [
     "source",
@@ -231,35 +186,11 @@ fig
 
 # %%
 t0 = time.perf_counter()
-
-
-def spec_for(c):
-    return SweepSpec(
-        c.expansion, cfg.k, c.n_tokens, cfg.batch_size, width_lr(cfg.lr, cfg.base_expansion, c.expansion), cfg.seed
-    )
-
-
-def sae_dir(c, s):
-    return paths.why_default_dir(PROFILE, "saes", model_dir, c.source, f"L{c.layer:02d}-{s.name}")
-
-
 # A cell that asks for exactly notebook 03's SAE (its variant, layer and spec) reads it: the same trainer on the
 # same batches from the same seed gives the same weights, so it is not trained twice.
-table = run_cells(
-    cells,
-    caches,
-    spec_for,
-    sae_dir,
-    nb03.exclude_tokens,
-    cfg.top_n,
-    log=print,
-    test_windows=cfg.test_windows,
-    reuse=lambda c, s: nb03_sae(nb03, c, s),
-)
+table = run_sweep(nb03, cfg, cells, caches)
 arch_cells = architecture_cells(cfg.neox_sae_layers, cfg.base_expansion, cfg.train_tokens) if cfg.neox_layers else []
-neox_table = run_cells(
-    arch_cells, caches, spec_for, sae_dir, nb03.exclude_tokens, cfg.top_n, log=print, test_windows=cfg.test_windows
-)
+neox_table = run_sweep(nb03, cfg, arch_cells, caches, reuse_nb03=False)
 timings["saes"] = round(time.perf_counter() - t0, 1)
 display(
     table[
@@ -306,7 +237,7 @@ note = (
     f"R={cfg.base_expansion} (paper: Pythia, R=64, 100M tokens)"
 )
 save_figure(
-    fig, "06_why_factors", cfg, table=with_variant_labels(table, labels), note=note, extra={"timings_s": timings}
+    fig, names.WHY_FACTORS, cfg, table=with_variant_labels(table, labels), note=note, extra={"timings_s": timings}
 )
 fig
 
@@ -345,7 +276,7 @@ baselines = {
     "train_tokens": cfg.train_tokens,
 }
 gaps = gap_table(table, baselines)
-save_table(gaps, paths.why_default_dir(PROFILE) / "gaps.csv", cfg.to_dict(), note="gap to the trained model (nb 06)")
+save_table(gaps, paths.why_gaps_table(PROFILE), cfg.to_dict(), note="gap to the trained model (nb 06)")
 display(gaps.round(3))
 gap_layers = [x for x in cfg.layers if x > 0] or list(cfg.layers)
 sentences = answer(gaps, stats, table, baselines, gap_layers, labels=labels)
@@ -366,4 +297,4 @@ display(Markdown("\n\n".join(sentences)))
 # ## 6. Runtime
 
 # %%
-print(f"notebook 06 ({cfg.profile}): {time.time() - t_start:.0f} s in all; by stage (s): {timings}")
+print(f"notebook 06 ({cfg.profile}): {run.elapsed_s():.0f} s in all; by stage (s): {timings}")

@@ -72,26 +72,22 @@ OVERRIDES = {}
 # %%
 import time
 
-import numpy as np
-import pandas as pd
-import torch
 from IPython.display import display
 
-from rsae_utils import paths
+from rsae_utils import names
 from rsae_utils.params import resolve
 from rsae_utils.plots.seeds import plot_latents, plot_overview, plot_replicates, plot_toy, plotly_curves
 from rsae_utils.plots.style import save_figure
-from rsae_utils.sae.pipeline import SAEPipeline
-from rsae_utils.sae.train import SAESpec
-from rsae_utils.studies.seeds.grid import SeedGrid, at_threshold, grid_cells, require_caches, summary_table
+from rsae_utils.sae.cache import require_caches
+from rsae_utils.session import cache_labels, start_session
+from rsae_utils.studies.seeds.grid import at_threshold, grid_cells, summary_table
 from rsae_utils.studies.seeds.replicates import replicate_table, seed_spread
-from rsae_utils.studies.seeds.toy import toy_from_params, toy_summary
-from rsae_utils.subject.variants import variant_label, with_variant_labels
+from rsae_utils.studies.seeds.run import latent_correlations, seed_grid, toy_experiment
+from rsae_utils.studies.seeds.toy import toy_summary
+from rsae_utils.subject.variants import with_variant_labels
 
-t_start = time.time()
-cfg = resolve("07_seed_stability", PROFILE, OVERRIDES)
-if cfg.threads:
-    torch.set_num_threads(cfg.threads)
+run = start_session("07_seed_stability", PROFILE, OVERRIDES)
+cfg, nb03, m3 = run.cfg, run.nb03, run.m3
 cfg
 
 # %% [markdown]
@@ -99,34 +95,9 @@ cfg
 # The caches are opened, never made: a missing one stops here with the name of the notebook to run.
 
 # %%
-nb03 = SAEPipeline(resolve("03_sae_training", PROFILE))
-caches = require_caches(nb03, cfg.variants, cfg.layer, PROFILE)
-# each variant as its cache recorded it (the step-0 stand-in says which initializer it is)
-labels = {v: variant_label(v, c.manifest.get("variant_record")) for v, c in caches.items()}
-base = SAESpec(
-    n_tokens=cfg.train_tokens,
-    batch_size=cfg.batch_size,
-    lr=cfg.lr,
-    l1_coefficient=cfg.l1_start,
-    exclude_tokens=nb03.exclude_tokens,
-)
-m3 = nb03.cfg
-grid = SeedGrid(
-    caches,
-    cfg.layer,
-    base,
-    cfg.seeds,
-    cfg.data_seed,
-    sae_dir=lambda v, name: paths.seed_sae_dir(PROFILE, m3.model, m3.revision, v, m3.variant_seed, name),
-    analysis_dir=lambda *parts: paths.seed_stability_dir(PROFILE, *parts),
-    thresholds=cfg.thresholds,
-    threshold=cfg.threshold,
-    calib_tokens=cfg.calib_tokens,
-    calib_tol=cfg.calib_tol,
-    calib_max_iter=cfg.calib_max_iter,
-    top_n=cfg.top_n,
-    topk_trainer=cfg.topk_trainer,
-)
+caches = require_caches(nb03, cfg.variants, [cfg.layer], PROFILE, "07")
+labels = cache_labels(caches)  # each variant as its cache recorded it (the step-0 stand-in names its initializer)
+grid = seed_grid(nb03, caches, cfg)
 cells = grid_cells(cfg.expansions, cfg.ks, cfg.base_expansion, cfg.base_k, cfg.relu_cells)
 print(
     f"{m3.model}, layer {cfg.layer}, d_model {next(iter(caches.values())).d_model}; "
@@ -164,7 +135,7 @@ note = (
 )
 out = save_figure(
     fig,
-    "07_seed_stability",
+    names.SEED_STABILITY,
     cfg,
     table=with_variant_labels(table, labels),
     plotly_fig=plotly_curves(table, labels=labels),
@@ -184,22 +155,7 @@ fig
 # %%
 latents = res["latents"]
 fig = plot_latents(latents, cfg.base_expansion, cfg.base_k, n_other=len(cfg.seeds) - 1, labels=labels)
-base_lat = latents[latents.R.eq(cfg.base_expansion) & latents.k.eq(cfg.base_k) & (latents.freq > 0)]
-corr = (
-    base_lat.groupby(["variant", "architecture"])
-    .apply(
-        lambda d: pd.Series(
-            {
-                "latents": len(d),
-                "shared_by_all": float((d.n_sharing == len(cfg.seeds) - 1).mean()),
-                "spearman_align_logfreq": d.align_mean.corr(np.log10(d.freq), method="spearman"),
-                "spearman_align_entropy": d.align_mean.corr(d.token_entropy, method="spearman"),
-            }
-        ),
-        include_groups=False,
-    )
-    .reset_index()
-)
+corr = latent_correlations(latents, cfg.base_expansion, cfg.base_k, len(cfg.seeds))
 save_figure(fig, "07_seed_latents", cfg, table=with_variant_labels(corr, labels), note=note)
 display(corr.round(3))
 fig
@@ -214,24 +170,8 @@ fig
 if cfg.toy_l1 is None:
     print("toy part skipped (toy_l1 = None)")
 else:
-    toy_params = {
-        "n_features": cfg.toy_n_features,
-        "d_model": cfg.toy_d_model,
-        "mean_active": 5.0,
-        "decay": 0.99,
-        "world_seed": 0,
-        "conditions": ["raw", "mlp"],
-        "dict_size": cfg.toy_dict_size,
-        "l1": cfg.toy_l1,
-        "seeds": list(cfg.seeds),
-        "data_seed": cfg.data_seed,
-        "steps": cfg.toy_steps,
-        "lr": cfg.toy_lr,
-        "batch": cfg.toy_batch,
-        "threshold": cfg.threshold,
-    }
     t0 = time.perf_counter()
-    toy_lat, toy_seeds = toy_from_params(toy_params, paths.seed_stability_dir(PROFILE, "toy"), cfg.threads or None)
+    toy_lat, toy_seeds = toy_experiment(cfg)
     print(f"toy: {time.perf_counter() - t0:.1f} s")
     toy = toy_summary(toy_lat)
     display(toy_seeds.round(3))
@@ -280,7 +220,7 @@ spread = seed_spread(reps)
 fig = plot_replicates(reps, labels=labels)
 save_figure(
     fig,
-    "07_seed_replicates",
+    names.SEED_REPLICATES,
     cfg,
     table=with_variant_labels(reps, labels),
     note=f"notebook 03's SAE (R={m3.expansion}, k={m3.k}, {m3.train_tokens:,} tokens) retrained at layer "
@@ -294,4 +234,4 @@ fig
 # ## 8. Runtime
 
 # %%
-print(f"notebook 07 ({cfg.profile}): {time.time() - t_start:.0f} s in all; by stage (s): {grid.timings}")
+print(f"notebook 07 ({cfg.profile}): {run.elapsed_s():.0f} s in all; by stage (s): {grid.timings}")

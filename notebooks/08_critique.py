@@ -72,27 +72,22 @@ PROFILE = "default"
 OVERRIDES = {}
 
 # %%
-import time
-
 import pandas as pd
-import torch
 from IPython.display import display
 
-from rsae_utils import paths
+from rsae_utils import names, paths
 from rsae_utils.autointerp.pipeline import token_decoder
-from rsae_utils.params import resolve
 from rsae_utils.plots.critique import plot_diagnostics, plot_positional, plot_scorers
 from rsae_utils.plots.style import save_figure
-from rsae_utils.sae.pipeline import SAEPipeline, run_labels
+from rsae_utils.sae.pipeline import run_labels
+from rsae_utils.session import start_session
 from rsae_utils.store import save_table
 from rsae_utils.studies.critique import tables
 from rsae_utils.studies.critique.run import run_critique, select_runs
 from rsae_utils.subject.variants import with_variant_labels
 
-t_start = time.time()
-cfg = resolve("08_critique", PROFILE, OVERRIDES)
-if cfg.threads:
-    torch.set_num_threads(cfg.threads)
+run = start_session("08_critique", PROFILE, OVERRIDES)
+cfg, nb03 = run.cfg, run.nb03
 cfg
 
 # %% [markdown]
@@ -100,7 +95,6 @@ cfg
 # The SAE index and the held-out caches are read, never made: a missing one stops here naming notebook 03.
 
 # %%
-nb03 = SAEPipeline(resolve("03_sae_training", PROFILE))
 runs = select_runs(PROFILE, cfg.variants, cfg.layers)
 labels = run_labels(runs)
 primary = "include" if cfg.boundary == "include" else "exclude"
@@ -123,8 +117,8 @@ scores = tables.scorer_summary(res.latents, res.replicates, cfg.n_boot, cfg.seed
 single = tables.single_token_summary(res.latents)
 diag = tables.diagnostics_table(res.diagnostics)
 for name, df in (("positional_summary", pos_sum), ("scorers", scores), ("single_token", single), ("diagnostics", diag)):
-    save_table(df, paths.critique_dir(PROFILE, "tables") / f"{name}.csv", dict(cfg), note=f"notebook 08: {name}")
-print(f"measured in {res.timings_s['total']:.0f} s; tables in {paths.critique_dir(PROFILE, 'tables')}")
+    save_table(df, paths.critique_table(PROFILE, name), dict(cfg), note=f"notebook 08: {name}")
+print(f"measured in {res.timings_s['total']:.0f} s; tables in {paths.critique_tables_dir(PROFILE)}")
 
 # %% [markdown]
 # ## 3. Positional latents
@@ -140,7 +134,12 @@ note = (
 )
 fig = plot_positional(pos_sum, labels)
 save_figure(
-    fig, "08_positional", cfg, table=with_variant_labels(pos_sum, labels), note=note, extra={"timings_s": res.timings_s}
+    fig,
+    names.POSITIONAL,
+    cfg,
+    table=with_variant_labels(pos_sum, labels),
+    note=note,
+    extra={"timings_s": res.timings_s},
 )
 display(pos_sum.round(3))
 fig
@@ -157,7 +156,7 @@ top.insert(
     "top_token_text",
     [repr(decode([int(t)])[0]) if pd.notna(t) else "" for t in top.top_token],
 )
-save_table(top, paths.critique_dir(PROFILE, "tables") / "top_positional.csv", dict(cfg), note="notebook 08")
+save_table(top, paths.critique_table(PROFILE, "top_positional"), dict(cfg), note="notebook 08")
 with pd.option_context("display.max_columns", 30, "display.width", 200):
     display(with_variant_labels(top, labels).round(3))
 
@@ -171,7 +170,7 @@ with pd.option_context("display.max_columns", 30, "display.width", 200):
 fig = plot_scorers(scores, labels)
 save_figure(
     fig,
-    "08_scorers",
+    names.SCORERS,
     cfg,
     table=with_variant_labels(scores, labels),
     note=note.split(";")[0] + f"; {cfg.n_latents} sampled latents per SAE, token-identity scorers (no LLM)",
@@ -211,4 +210,4 @@ for line in tables.findings(pos_sum, scores, single, diag, labels, primary):
 # ## 7. Runtime
 
 # %%
-print(f"notebook 08 ({cfg.profile}): {time.time() - t_start:.0f} s in all; measuring {res.timings_s['total']:.0f} s")
+print(f"notebook 08 ({cfg.profile}): {run.elapsed_s():.0f} s in all; measuring {res.timings_s['total']:.0f} s")

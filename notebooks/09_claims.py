@@ -88,7 +88,7 @@ cfg
 
 # %%
 figures = paths.figures_dir(PROFILE)
-root = paths.figures_dir("default", create=False).parent  # links are relative to the repository (figures/...)
+root = paths.figure_links_root()  # links are relative to the repository (figures/...)
 table = build_claims(figures, Options.from_mapping(cfg), PROFILE, root)
 print(f"{len(table)} claims from {figures}: {verdict_counts(table)}")
 with pd.option_context("display.max_colwidth", 80, "display.width", 200):

@@ -25,7 +25,7 @@ from typing import Any
 from rsae_utils import outputs, paths, runguard
 from rsae_utils.errors import ParameterError, SetupError
 from rsae_utils.params import NOTEBOOKS, parse_overrides, resolve
-from rsae_utils.params.core import _suggest, check_profile
+from rsae_utils.params.core import check_profile, suggest
 from rsae_utils.paths import notebooks_dir, repo_root
 from rsae_utils.repro import stable_hash
 from rsae_utils.store import read_json, write_json
@@ -58,7 +58,7 @@ def select_notebooks(spec: str | Sequence[str] = "all") -> list[str]:
         matches = [n for n in nbs if n == item or n.split("_", 1)[0] == item.zfill(2)]
         if not matches:
             raise ParameterError(
-                f"parameter 'NB' has unknown notebook {item!r}{_suggest(item, list(nbs))}; "
+                f"parameter 'NB' has unknown notebook {item!r}{suggest(item, list(nbs))}; "
                 f"allowed: all, {', '.join(nbs)}"
             )
         chosen.extend(m for m in matches if m not in chosen)
@@ -250,9 +250,7 @@ def _unused_message(key: str, names: Sequence[str]) -> str:
         which = f"{owners[0]}, which is not" if len(owners) == 1 else f"{', '.join(owners)}, none of which is"
         return f"parameter {key!r} belongs to {which} selected (NB={','.join(names)})"
     known = sorted({p for n in names if n in NOTEBOOKS for p in NOTEBOOKS[n].names()})
-    return (
-        f"unknown parameter {key!r}{_suggest(key, known)}: none of the selected notebooks ({', '.join(names)}) has it"
-    )
+    return f"unknown parameter {key!r}{suggest(key, known)}: none of the selected notebooks ({', '.join(names)}) has it"
 
 
 def build_parser() -> argparse.ArgumentParser:

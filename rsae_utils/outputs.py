@@ -9,7 +9,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from rsae_utils.paths import notebooks_dir, repo_root
+from rsae_utils.paths import executed_copies_dir, executed_copy, notebook_source, repo_root
 from rsae_utils.store import atomic_write_text, file_sha256, read_json
 
 MANIFEST_SUFFIX = ".manifest.json"
@@ -88,10 +88,6 @@ def remove_stale_figures(folder: Path, notebook: str, profile: str, since_ns: in
 # --------------------------------------------------------------------------------------------------------------
 # Executed copies for readers (GitHub renders them, Colab opens them)
 # --------------------------------------------------------------------------------------------------------------
-def executed_copies_dir() -> Path:
-    return notebooks_dir() / "executed"
-
-
 def source_sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
@@ -110,7 +106,7 @@ def write_executed_copy(executed: Path, source: Path, dest: Path | None = None) 
         "source_sha256": source_sha256(source),
         "profile": "default",
     }
-    dest = dest or executed_copies_dir() / f"{source.stem}.ipynb"
+    dest = dest or executed_copy(source.stem)
     return atomic_write_text(dest, portable_copy(nb, repo_root()))
 
 
@@ -136,10 +132,9 @@ def copy_is_current(dest: Path, source: Path) -> bool:
 def executed_copy_drift(nb_dir: Path | None = None) -> list[str]:
     """Problems with the executed copies under ``nb_dir/executed``: a copy whose source changed since it was
     made, names no source, or has no ``.py`` beside it. Empty when every copy matches its source."""
-    nb_dir = Path(nb_dir) if nb_dir is not None else notebooks_dir()
     problems = []
-    for copy in sorted((nb_dir / "executed").glob("*.ipynb")):
-        source = nb_dir / f"{copy.stem}.py"
+    for copy in sorted(executed_copies_dir(nb_dir).glob("*.ipynb")):
+        source = notebook_source(copy.stem, nb_dir)
         if not source.exists():
             problems.append(f"{copy}: no notebook {source.name} to have come from")
             continue

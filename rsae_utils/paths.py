@@ -16,13 +16,32 @@ The artifacts of the pipeline, by the stage that writes them (every stage reads 
     03 train     build/<p>/saes/<model>/<variant>-seed<S>/<sae name>/             sae_dir
     03 metrics   build/<p>/metrics/<model>/<variant>-seed<S>/                     metrics_dir
     03 index     build/<p>/sae_runs.csv, build/<p>/metrics.csv                    sae_index, metrics_table
-    04 autointerp build/<p>/autointerp/{records,units,tables}/                    autointerp_dir
+    04 autointerp build/<p>/autointerp/                                           autointerp_dir
+                   records/<model>__<variant>__L<layer>/                          autointerp_records_dir
+                   units/<records key>/<scoring key>/<source>/<latent>.<kind>.json  autointerp_units_dir, unit_file
+                   tables/<name>.csv                                              autointerp_tables_dir, table_file
+    06 why       build/<p>/why_default/                                           why_default_dir
+                   caches/<model>/<source>/                                       why_option_cache_dir
+                   caches/gpt-neox-pythia70m-shape/<variant>/                     why_neox_cache_dir
+                   stats/<model>/<source>/                                        why_stats_dir
+                   saes/<model>/<source>/L<layer:02d>-<spec name>/                why_sweep_sae_dir
+                   gaps.csv                                                       why_gaps_table
     07 seeds     build/<p>/seed_saes/<model>/<variant>-seed<S>/<sae name>/        seed_sae_dir
-    07 analyses  build/<p>/seed_stability/{calibration,matching,toy}/...          seed_stability_dir
-    06 why       build/<p>/why_default/{caches,saes,stats}/...                  why_default_dir
-    08 critique  build/<p>/critique/{saes/<model>__<variant>__L<layer>,tables}/     critique_dir
+    07 analyses  build/<p>/seed_stability/                                        seed_stability_dir
+                   calibration/<variant>/L<layer>-R<R>-k<k>/                      seed_calibration_dir
+                   matching/<variant>/<sae name>/                                 seed_matching_dir
+                   toy/, replicates/seed<S>/                                      seed_toy_dir, seed_replicate_dir
+    08 critique  build/<p>/critique/                                              critique_dir
+                   saes/<model>__<variant>__L<layer>/, tables/<name>.csv          critique_sae_dir, critique_table
     04 LLM       build/llm_cache/ (``RSAE_LLM_CACHE``): one file per request      llm_response_cache_dir
-    runner       build/<p>/executed/ (executed notebooks and stamps)              executed_dir
+    runner       build/<p>/executed/ (executed notebooks and stamps)              executed_notebook, run_stamp
+    readers      notebooks/executed/<name>.ipynb                                  executed_copy
+    figures      figures/[<p>/]<name>.<ext>                                       figure_file
+    models       ~/.cache/rsae/models/<gguf>-hf-f32/, corpus/site-packages-<key>/ converted_model_dir, corpus_cache_dir
+
+Inside a stage's folder (autointerp, critique, seed analyses) the layout is a function of that folder (``root``):
+the stage's code takes the folder as an argument, so a test can point it at a temporary one. No function here takes
+``*parts``: a caller names what identifies an artifact, never how its folder is spelled.
 """
 
 from __future__ import annotations
@@ -89,6 +108,51 @@ def executed_dir(profile: str) -> Path:
     return work_dir(profile) / "executed"
 
 
+def executed_notebook(profile: str, name: str) -> Path:
+    """The executed copy of notebook ``name`` a run of ``profile`` wrote."""
+    return executed_dir(profile) / f"{name}.ipynb"
+
+
+def run_stamp(profile: str, name: str) -> Path:
+    """The runner's stamp of notebook ``name`` (parameters, sources, outputs of its last run)."""
+    return executed_dir(profile) / f"{name}.stamp.json"
+
+
+def executed_copies_dir(nb_dir: Path | None = None) -> Path:
+    """The default run's executed copies for readers: ``notebooks/executed`` (``nb_dir``: another notebooks folder)."""
+    return (Path(nb_dir) if nb_dir is not None else notebooks_dir()) / "executed"
+
+
+def executed_copy(name: str, nb_dir: Path | None = None) -> Path:
+    """The readers' executed copy of notebook ``name``."""
+    return executed_copies_dir(nb_dir) / f"{name}.ipynb"
+
+
+def notebook_source(name: str, nb_dir: Path | None = None) -> Path:
+    """The ``.py`` source of notebook ``name``."""
+    return (Path(nb_dir) if nb_dir is not None else notebooks_dir()) / f"{name}.py"
+
+
+def figure_file(profile: str, name: str, ext: str) -> Path:
+    """One file of a figure or report (``ext``: png, pdf, csv, html, manifest.json, md)."""
+    return figures_dir(profile) / f"{name}.{ext}"
+
+
+def figure_links_root() -> Path:
+    """The folder figure links are relative to: the one holding ``figures/`` (the repository in a checkout)."""
+    return figures_dir("default", create=False).parent
+
+
+def converted_model_dir(gguf_stem: str) -> Path:
+    """A GGUF file converted once to a plain transformers folder (float32)."""
+    return model_cache_dir() / "models" / f"{gguf_stem}-hf-f32"
+
+
+def corpus_cache_dir(key: str) -> Path:
+    """The offline site-packages corpus gathered under one filter (``key``: its parameters' hash)."""
+    return model_cache_dir() / "corpus" / f"site-packages-{key}"
+
+
 def mmcs_sweep_dir(profile: str) -> Path:
     """Notebook 02's cached sweep (one artifact)."""
     return work_dir(profile) / "mmcs_sweep"
@@ -110,7 +174,12 @@ def _variant_part(variant: str, variant_seed: int) -> str:
 
 def cache_dir(profile: str, model: str, revision: str | None, variant: str, variant_seed: int) -> Path:
     """Activation cache of one model variant (every layer, train and test splits): notebook 03's first stage."""
-    return work_dir(profile) / "caches" / model_slug(model, revision) / _variant_part(variant, variant_seed)
+    return caches_root(profile) / model_slug(model, revision) / _variant_part(variant, variant_seed)
+
+
+def caches_root(profile: str) -> Path:
+    """Every activation cache of ``profile`` (what notebook 03's disk check counts as already there)."""
+    return work_dir(profile) / "caches"
 
 
 def sae_dir(profile: str, model: str, revision: str | None, variant: str, variant_seed: int, name: str) -> Path:
@@ -124,15 +193,67 @@ def seed_sae_dir(profile: str, model: str, revision: str | None, variant: str, v
     return work_dir(profile) / "seed_saes" / model_slug(model, revision) / _variant_part(variant, variant_seed) / name
 
 
-def seed_stability_dir(profile: str, *parts: str) -> Path:
-    """Notebook 07's cached analyses: L1 calibrations, seed matchings, the toy experiment."""
-    return work_dir(profile).joinpath("seed_stability", *map(slug, parts))
+def seed_stability_dir(profile: str) -> Path:
+    """Notebook 07's cached analyses: L1 calibrations, seed matchings, the toy experiment, the seed replicates."""
+    return work_dir(profile) / "seed_stability"
 
 
-def why_default_dir(profile: str, *parts: str) -> Path:
+def seed_calibration_dir(root: Path, variant: str, layer: int, expansion: int, k: int) -> Path:
+    """The L1 calibration of one ReLU group of notebook 07 under ``root`` (``seed_stability_dir(profile)``)."""
+    return Path(root) / "calibration" / slug(variant) / slug(f"L{int(layer)}-R{int(expansion)}-k{int(k)}")
+
+
+def seed_matching_dir(root: Path, variant: str, sae_name: str) -> Path:
+    """The matching of one group's seeds (named by its first SAE) under ``root`` (``seed_stability_dir``)."""
+    return Path(root) / "matching" / slug(variant) / slug(sae_name)
+
+
+def seed_toy_dir(profile: str) -> Path:
+    """Notebook 07's toy experiment (one artifact)."""
+    return seed_stability_dir(profile) / "toy"
+
+
+def seed_replicates_dir(profile: str) -> Path:
+    """Notebook 07's seed replicates of notebook 03's SAEs: ``seed<S>/`` folders laid out as notebook 04's."""
+    return seed_stability_dir(profile) / "replicates"
+
+
+def seed_replicate_dir(root: Path, seed: int) -> Path:
+    """One replicate seed's auto-interp folder under ``root`` (``seed_replicates_dir(profile)``)."""
+    return Path(root) / f"seed{int(seed)}"
+
+
+def why_default_dir(profile: str) -> Path:
     """Notebook 06's artifacts: caches of variants made with other options, SAE metrics of the one-factor sweeps,
-    residual-stream statistics."""
-    return work_dir(profile).joinpath("why_default", *map(slug, parts))
+    residual-stream statistics, the gap table."""
+    return work_dir(profile) / "why_default"
+
+
+def why_option_cache_dir(profile: str, model: str, revision: str | None, source: str) -> Path:
+    """The cache of a variant made with other options (``source``: the variant and its options' tag)."""
+    return why_default_dir(profile) / "caches" / slug(model_slug(model, revision)) / slug(source)
+
+
+def why_neox_cache_dir(profile: str, variant: str) -> Path:
+    """The cache of the Pythia-shaped GPT-NeoX at initialization (recorded as ``variant``)."""
+    return why_default_dir(profile) / "caches" / "gpt-neox-pythia70m-shape" / slug(variant)
+
+
+def why_stats_dir(profile: str, model: str, revision: str | None, source: str) -> Path:
+    """Residual-stream statistics of one cache (``source``) of notebook 06."""
+    # the source name as is (options' "+" kept), the folder name this artifact always had
+    return why_default_dir(profile) / "stats" / slug(model_slug(model, revision)) / source
+
+
+def why_sweep_sae_dir(profile: str, model: str, revision: str | None, source: str, layer: int, spec_name: str) -> Path:
+    """The held-out metrics of one SAE of notebook 06's sweep (``spec_name``: ``SweepSpec.name``)."""
+    folder = slug(f"L{int(layer):02d}-{spec_name}")
+    return why_default_dir(profile) / "saes" / slug(model_slug(model, revision)) / slug(source) / folder
+
+
+def why_gaps_table(profile: str) -> Path:
+    """Notebook 06's gap to the trained model, per factor value."""
+    return why_default_dir(profile) / "gaps.csv"
 
 
 def metrics_dir(profile: str, model: str, revision: str | None, variant: str, variant_seed: int) -> Path:
@@ -161,10 +282,60 @@ def autointerp_dir(profile: str) -> Path:
     return work_dir(profile) / "autointerp"
 
 
-def critique_dir(profile: str, *parts: str) -> Path:
-    """Notebook 08's measures: one artifact per SAE (``saes/<model>__<variant>__L<layer>``) and the summary
-    ``tables``."""
-    return work_dir(profile).joinpath("critique", *map(slug, parts))
+def autointerp_records_root(root: Path) -> Path:
+    """Every SAE's sampled latent records under ``root`` (``autointerp_dir(profile)``, or a replicate's folder)."""
+    return Path(root) / "records"
+
+
+def autointerp_records_dir(root: Path, model: str, variant: str, layer: int) -> Path:
+    """One SAE's sampled latent records under ``root``."""
+    return autointerp_records_root(root) / slug(f"{model}__{variant}__L{int(layer)}")
+
+
+def autointerp_units_dir(root: Path, records_key: str, scoring_key: str) -> Path:
+    """The scoring units of one SAE's records (``records_key``) under the scoring parameters (``scoring_key``)."""
+    return Path(root) / "units" / records_key / scoring_key
+
+
+def unit_file(units_dir: Path, source: str, latent: int, kind: str) -> Path:
+    """One scoring unit: ``kind`` ('explanation' or a scorer) of ``latent`` by ``source`` (the token baseline or
+    an LLM backend's name)."""
+    return Path(units_dir) / slug(source) / f"{int(latent)}.{kind}.json"
+
+
+def autointerp_tables_dir(root: Path) -> Path:
+    """Notebook 04's tables (examples, latents, latent_stats, unparsable) under ``root``."""
+    return Path(root) / "tables"
+
+
+def table_file(tables_dir: Path, name: str) -> Path:
+    """The table ``name`` in a folder of tables (``autointerp_tables_dir``, ``critique_tables_dir``)."""
+    return Path(tables_dir) / f"{name}.csv"
+
+
+def table_manifest(table: Path) -> Path:
+    """The manifest ``store.save_table`` writes beside a table: ``<name>.csv.manifest.json``."""
+    return Path(table).with_name(Path(table).name + ".manifest.json")
+
+
+def critique_dir(profile: str) -> Path:
+    """Notebook 08's measures: one artifact per SAE (``critique_sae_dir``) and the summary tables."""
+    return work_dir(profile) / "critique"
+
+
+def critique_sae_dir(root: Path, model: str, variant: str, layer: int) -> Path:
+    """Notebook 08's measures of one SAE under ``root`` (``critique_dir(profile)``)."""
+    return Path(root) / "saes" / slug(f"{model}__{variant}__L{int(layer)}")
+
+
+def critique_tables_dir(profile: str) -> Path:
+    """Notebook 08's summary tables."""
+    return critique_dir(profile) / "tables"
+
+
+def critique_table(profile: str, name: str) -> Path:
+    """One of notebook 08's summary tables."""
+    return table_file(critique_tables_dir(profile), name)
 
 
 def llm_response_cache_dir() -> Path:

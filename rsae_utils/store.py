@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 
 from rsae_utils.errors import ArtifactError
-from rsae_utils.repro import _jsonable, code_hash, provenance, stable_hash
+from rsae_utils.repro import code_hash, jsonable, provenance, stable_hash
 
 MANIFEST = "manifest.json"
 
@@ -78,7 +78,7 @@ def write_json(path: str | os.PathLike, obj: Any, compact: bool = False) -> Path
     if compact:
         text = json.dumps(obj, separators=(",", ":"), sort_keys=True, default=_json_default)
         return atomic_write_text(path, text + "\n")
-    return atomic_write_text(path, json.dumps(_jsonable(obj), indent=2, sort_keys=False, default=str) + "\n")
+    return atomic_write_text(path, json.dumps(jsonable(obj), indent=2, sort_keys=False, default=str) + "\n")
 
 
 def read_json(path: str | os.PathLike) -> Any:

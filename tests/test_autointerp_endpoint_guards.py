@@ -10,7 +10,7 @@ import pytest
 from autointerp_helpers import StubEndpoint
 
 from rsae_utils.autointerp.llm.endpoint import OpenAIBackend, ResponseCache
-from rsae_utils.autointerp.pipeline import make_backends
+from rsae_utils.autointerp.llm.spec import make_backends
 from rsae_utils.errors import BackendError, BackendUnavailable
 from rsae_utils.params import resolve
 

@@ -45,3 +45,37 @@ def test_openai_endpoint_accepted():
         {"llm_backends": ["openai"], "endpoint_url": "http://10.0.0.5:11434/v1", "endpoint_model": "llama3.1:70b"},
     )
     assert cfg.endpoint_model == "llama3.1:70b"
+
+
+def test_notebooks_04_and_08_share_one_sampling_block():
+    """The sampling and scoring parameters are declared once (params/sampling.py); notebook 08 changes only its
+    sizes (and two lower bounds), every profile's values as before the block was shared."""
+    from rsae_utils.params import NOTEBOOKS
+    from rsae_utils.params.sampling import SAMPLING_NAMES, sampling_params
+
+    specs = {nb: {p.name: p for p in NOTEBOOKS[nb].params} for nb in ("04_autointerp", "08_critique")}
+    for name in SAMPLING_NAMES:
+        a, b = specs["04_autointerp"][name], specs["08_critique"][name]
+        assert (a.smoke, a.default, a.paper) == (b.smoke, b.default, b.paper) or name in {
+            "n_latents",
+            "min_examples",
+            "n_bins",
+            "per_bin",
+            "n_negatives",
+        }, name
+    sizes = {
+        "04_autointerp": {"n_latents": (8, 100, 100, 100), "n_bins": (2, 10, 10, 10), "n_negatives": (3, 50, 100, 50)},
+        "08_critique": {"n_latents": (6, 60, 100, 60), "n_bins": (2, 5, 10, 5), "n_negatives": (3, 20, 100, 20)},
+    }
+    for nb, want in sizes.items():
+        for name, values in want.items():
+            got = tuple(resolve(nb, prof)[name] for prof in ("smoke", "default", "paper", "gpu"))
+            assert got == values, (nb, name, got)
+    with pytest.raises(ParameterError, match="n_latents"):
+        resolve("08_critique", "smoke", {"n_latents": 1})  # notebook 08's own bound: an intruder needs two
+    assert resolve("04_autointerp", "smoke", {"n_latents": 1}).n_latents == 1
+    for nb in ("04_autointerp", "08_critique"):
+        with pytest.raises(ParameterError, match="explain_pool"):
+            resolve(nb, "smoke", {"explain_pool": 1})  # the block's cross check, in both
+    with pytest.raises(ValueError, match="not shared"):
+        sampling_params({"batch_size": {"default": 3}})

@@ -222,18 +222,19 @@ def test_browser_script_runs(world, tmp_path):
 
 def test_figure_tables(world):
     from rsae_utils.plots import autointerp as F
+    from rsae_utils.studies.roc.tables import gap_table, latent_summary, roc_tables
 
     runs, loaders, out = world
     res = run_autointerp(
         CFG, runs, [ScriptedBackend()], out, decoders=lambda m: decode, loaders=loaders, progress=False
     )
-    bands, aucs = F.roc_tables(res.examples, n_boot=10, n_grid=11, seed=0)
+    bands, aucs = roc_tables(res.examples, n_boot=10, n_grid=11, seed=0)
     n_groups = res.examples.groupby(["backend", "scorer", "variant", "layer"]).ngroups
     assert len(aucs) == n_groups and len(bands) == 11 * n_groups
     assert ((aucs.auroc_lo <= aucs.auroc) & (aucs.auroc <= aucs.auroc_hi)).all()
-    summ = F.latent_summary(res.latent_stats)
+    summ = latent_summary(res.latent_stats)
     assert len(summ) == 4 and summ["single_token_share"].between(0, 1).all()
-    gaps = F.gap_table(res.latents)
+    gaps = gap_table(res.latents)
     assert set(gaps.variant) == {"trained"} and set(gaps.backend) == {"test:scripted"}
     # the gap is the mean paired difference of per-latent AUROCs
     lat = res.latents

@@ -3,8 +3,10 @@
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
+from rsae_utils import tokenstats
 from rsae_utils.autointerp import stats
 
 LABELS = [1, 1, 0, 0, 1, 0]
@@ -62,24 +64,42 @@ def test_bootstrap_band_contains_estimate_and_narrows():
 
 
 def test_entropy_known_distributions():
-    assert stats.entropy([1, 1, 1, 1]) == pytest.approx(math.log(4))
-    assert stats.entropy([1, 1, 1, 1], base=2) == pytest.approx(2.0)
-    assert stats.entropy([5.0]) == 0.0
-    assert stats.entropy([3, 1], base=2) == pytest.approx(-(0.75 * math.log2(0.75) + 0.25 * math.log2(0.25)))
+    assert tokenstats.entropy([1, 1, 1, 1]) == pytest.approx(math.log(4))
+    assert tokenstats.entropy([1, 1, 1, 1], base=2) == pytest.approx(2.0)
+    assert tokenstats.entropy([5.0]) == 0.0
+    assert tokenstats.entropy([3, 1], base=2) == pytest.approx(-(0.75 * math.log2(0.75) + 0.25 * math.log2(0.25)))
     # token entropy sums activation per token id first: ids 1,1,2 with acts 1,1,2 -> masses 2,2 -> ln 2
-    assert stats.token_entropy([1, 1, 2, 3], [1.0, 1.0, 2.0, 0.0]) == pytest.approx(math.log(2))
+    assert tokenstats.token_entropy([1, 1, 2, 3], [1.0, 1.0, 2.0, 0.0]) == pytest.approx(math.log(2))
 
 
 def test_token_mass_single_token_and_position():
-    ids, mass = stats.token_mass([7, 7, 3, 7], [1.0, 2.0, 0.5, 0.0])
+    ids, mass = tokenstats.token_mass([7, 7, 3, 7], [1.0, 2.0, 0.5, 0.0])
     assert ids.tolist() == [7, 3] and mass.tolist() == [3.0, 0.5]
-    assert stats.is_single_token([7] * 9 + [3], [1.0] * 10, threshold=0.9)
-    assert not stats.is_single_token([7] * 8 + [3, 4], [1.0] * 10, threshold=0.9)
-    assert stats.position_concentration([0, 0, 0], [1, 2, 3], 32) == pytest.approx(1.0)
-    assert stats.position_concentration(np.arange(32), np.ones(32), 32) == pytest.approx(0.0, abs=1e-12)
+    assert tokenstats.is_single_token([7] * 9 + [3], [1.0] * 10, threshold=0.9)
+    assert not tokenstats.is_single_token([7] * 8 + [3, 4], [1.0] * 10, threshold=0.9)
+    assert tokenstats.position_concentration([0, 0, 0], [1, 2, 3], 32) == pytest.approx(1.0)
+    assert tokenstats.position_concentration(np.arange(32), np.ones(32), 32) == pytest.approx(0.0, abs=1e-12)
     # 4 active tokens on 4 distinct positions of a long context: spread as far as the sample allows
-    assert stats.position_concentration([3, 100, 700, 2000], [1, 1, 1, 1], 2048) == pytest.approx(0.0, abs=1e-12)
+    assert tokenstats.position_concentration([3, 100, 700, 2000], [1, 1, 1, 1], 2048) == pytest.approx(0.0, abs=1e-12)
     # half the mass on one position, the rest spread over 8: in between
-    mid = stats.position_concentration([0] * 8 + list(range(1, 9)), [1] * 8 + [1] * 8, 2048)
+    mid = tokenstats.position_concentration([0] * 8 + list(range(1, 9)), [1] * 8 + [1] * 8, 2048)
     assert 0.2 < mid < 0.8
-    assert np.isnan(stats.position_concentration([5], [1.0], 32))
+    assert np.isnan(tokenstats.position_concentration([5], [1.0], 32))
+
+
+def test_entropy_auroc_table_known_rank_correlations():
+    from rsae_utils.studies.roc.tables import entropy_auroc_table
+
+    ent = [0.1, 0.5, 0.9, 1.3]
+    lat = pd.DataFrame(
+        {
+            "backend": "b",
+            "scorer": "detection",
+            "variant": ["v"] * 4 + ["w"] * 4 + ["x"] * 2,
+            "entropy_nats": ent + ent + [0.1, 0.2],
+            "auroc": [0.9, 0.8, 0.7, 0.6] + [0.6, 0.7, 0.8, 0.9] + [0.5, 0.6],
+        }
+    )
+    t = entropy_auroc_table(lat).set_index("variant")
+    assert t.loc["v", "spearman_rho"] == pytest.approx(-1.0) and t.loc["w", "spearman_rho"] == pytest.approx(1.0)
+    assert t.loc["v", "n_latents"] == 4 and np.isnan(t.loc["x", "spearman_rho"])  # two latents: no correlation

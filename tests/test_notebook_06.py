@@ -11,8 +11,8 @@ import pytest
 
 from rsae_utils.errors import ParameterError, StageError
 from rsae_utils.params import resolve
+from rsae_utils.sae.cache import require_caches
 from rsae_utils.sae.pipeline import SAEPipeline
-from rsae_utils.studies.why.sweep import require_base_caches
 
 pytestmark = pytest.mark.slow
 
@@ -94,7 +94,7 @@ def test_smoke_run_measures_the_residual_stream_and_the_factors(smoke_run, smoke
 def test_missing_caches_name_notebook_03(tmp_dirs):
     exp = SAEPipeline(resolve("03_sae_training", "smoke"))
     with pytest.raises(StageError, match="03_sae_training"):
-        require_base_caches(exp, ["trained"], [0], "smoke")
+        require_caches(exp, ["trained"], [0], "smoke", "06", plain=True)
 
 
 def test_bad_parameters_fail_before_work():

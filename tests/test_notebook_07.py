@@ -8,8 +8,8 @@ import pytest
 
 from rsae_utils.errors import ParameterError, StageError
 from rsae_utils.params import resolve
+from rsae_utils.sae.cache import require_caches
 from rsae_utils.sae.pipeline import SAEPipeline
-from rsae_utils.studies.seeds.grid import require_caches
 
 pytestmark = pytest.mark.slow
 
@@ -81,7 +81,7 @@ def test_smoke_run_writes_the_seed_table(smoke_run, smoke_env):
 def test_missing_caches_name_notebook_03(tmp_dirs):
     exp = SAEPipeline(resolve("03_sae_training", "smoke"))
     with pytest.raises(StageError, match="03_sae_training"):
-        require_caches(exp, ["trained"], 1, "smoke")
+        require_caches(exp, ["trained"], [1], "smoke", "07")
 
 
 def test_bad_parameters_fail_before_work():

@@ -25,7 +25,7 @@ def test_smoke_run_tables_figures_and_invariants(smoke_run, smoke_env):
     cfg = resolve("08_critique", "smoke")
     runs = select_runs("smoke", cfg.variants, cfg.layers)
     saes = {(v, int(x)) for v, x in zip(runs.variant, runs.layer, strict=True)}
-    tables = paths.critique_dir("smoke", "tables")
+    tables = paths.critique_tables_dir("smoke")
 
     scores = load_table(tables / "scorers.csv")
     assert set(scores.scorer) == set(SERIES) and set(zip(scores.variant, scores.layer)) == saes

@@ -96,4 +96,5 @@ def test_every_notebook_file_has_a_profile_block_and_parameters_cell():
         assert name in P.NOTEBOOKS, f"{name} has no parameters in rsae_utils/params/"
         text = path.read_text()
         assert '# %% tags=["parameters"]' in text, f"{name} lacks a papermill parameters cell"
-        assert f'resolve("{name}", PROFILE, OVERRIDES)' in text, f"{name} does not resolve its own config"
+        own = (f'resolve("{name}", PROFILE, OVERRIDES)', f'start_session("{name}", PROFILE, OVERRIDES)')
+        assert any(call in text for call in own), f"{name} does not resolve its own config"

@@ -187,7 +187,7 @@ def test_seed_grid_tables(cache, tmp_path):
         [0, 1, 2],
         0,
         sae_dir=lambda v, n: tmp_path / v / n,
-        analysis_dir=lambda *p: tmp_path.joinpath("an", *p),
+        analysis_root=tmp_path / "an",
         thresholds=THRESHOLDS,
         calib_tokens=512,
     )

@@ -14,12 +14,12 @@ import torch
 import torch.nn.functional as F
 
 from rsae_utils.errors import ParameterError
+from rsae_utils.sae.spec import paper_lr
 from rsae_utils.sae.topk import (
     TopKResult,
     TopKTrainer,
     init_params,
     loss_and_grads,
-    paper_lr,
     params_from_sae_lens,
     row_sums,
     to_sae_lens,

@@ -38,7 +38,7 @@ def test_topk_trains_reduces_fvu_and_l0_is_k(cache, tmp_path):
     m = reconstruction_metrics(sae, cache.acts(1, "test"))
     assert m["l0"] == pytest.approx(6.0)
     # an untrained SAE of the same spec, on the same held-out data, reconstructs much worse
-    from rsae_utils.sae.train import make_training_sae
+    from rsae_utils.sae.saelens import make_training_sae
 
     torch.manual_seed(3)
     untrained = make_training_sae(TOPK, 32)
@@ -191,9 +191,11 @@ def test_fast_trainer_equals_train_topk_on_the_same_batches_and_loads_in_sae_len
 
 def test_trainer_choice_is_checked_and_listed_once():
     from rsae_utils.params import nb03_sae
-    from rsae_utils.sae.train import TRAINERS
+    from rsae_utils.sae.spec import TRAINERS
+    from rsae_utils.sae.trainers import TRAINER_CODE
 
-    assert nb03_sae.TRAINERS == TRAINERS
+    assert nb03_sae.TRAINERS is TRAINERS and set(TRAINER_CODE) == set(TRAINERS)
+    assert all(TRAINER_CODE[name].kind is kind for name, kind in TRAINERS.items())
     with pytest.raises(ValueError, match="'trainer'.*TopK"):
         SAESpec(architecture="relu", trainer="fast").validate()
     with pytest.raises(ValueError, match="'trainer' must be one of"):

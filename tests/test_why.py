@@ -14,6 +14,7 @@ from rsae_utils.errors import ParameterError
 from rsae_utils.sae.cache import cache_key
 from rsae_utils.sae.harvest import harvest
 from rsae_utils.studies.why.answer import MIN_GAP, answer, architecture_sentences, budget_sentences, gap_table
+from rsae_utils.studies.why.caches import neox_cache, option_cache
 from rsae_utils.studies.why.sweep import (
     NEOX,
     Cell,
@@ -21,8 +22,6 @@ from rsae_utils.studies.why.sweep import (
     architecture_cells,
     latent_token_stats,
     nb03_sae,
-    neox_cache,
-    option_cache,
     option_sets,
     source_name,
     sweep_cells,

@@ -8,8 +8,8 @@ The pipeline, one module per stage (latents -> examples -> explanations -> score
 * ``llm/``      LLM backends behind one protocol (OpenAI-compatible endpoint, local model, local server);
 * ``scorers``   explanation and detection / fuzzing scores through a backend, one tidy row per window;
 * ``baseline``  the token-identity baseline (no LLM), same rows with backend ``token-baseline``;
-* ``stats``     AUROC, ROC points, balanced accuracy, bootstrap ROC bands, token entropy, single-token and
-  positional measures;
+* ``stats``     AUROC, ROC points, balanced accuracy, bootstrap ROC bands, the two-stage bootstrap over latents
+  (token entropy, single-token and positional measures: :mod:`rsae_utils.tokenstats`);
 * ``positional``, ``positional_stats``  positional latents: eta^2, mutual information, lag autocorrelation;
 * ``token_scorers`` scorers that need no LLM: intruder, hard negatives, active-token fuzzing, single-token explainer;
 * ``tables``    per-latent statistics and scores, unparsable answers;

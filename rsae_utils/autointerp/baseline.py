@@ -21,7 +21,7 @@ import numpy as np
 from rsae_utils.autointerp.examples import LatentRecord, Window
 from rsae_utils.autointerp.prompts import Decode
 from rsae_utils.autointerp.scorers import check_scorer, example_rows, fuzzing_marks, scoring_order
-from rsae_utils.autointerp.stats import token_mass
+from rsae_utils.tokenstats import token_mass
 
 BASELINE_NAME = "token-baseline"
 

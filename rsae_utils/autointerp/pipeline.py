@@ -35,13 +35,19 @@ from tqdm.auto import tqdm
 from rsae_utils.autointerp import baseline as bl
 from rsae_utils.autointerp.examples import LatentRecord
 from rsae_utils.autointerp.llm.base import LLMBackend
-from rsae_utils.autointerp.llm.spec import make_backend
 from rsae_utils.autointerp.prompts import Decode, TokenDecoder
 from rsae_utils.autointerp.records import load_or_build_records
 from rsae_utils.autointerp.scorers import SCORERS, explain, score_with_backend
 from rsae_utils.autointerp.tables import latent_stats_row, per_latent_table, unparsable_table
 from rsae_utils.errors import AnswersUnparsable, ParameterError
-from rsae_utils.paths import slug
+from rsae_utils.paths import (
+    autointerp_records_root,
+    autointerp_tables_dir,
+    autointerp_units_dir,
+    table_file,
+    table_manifest,
+    unit_file,
+)
 from rsae_utils.repro import code_hash, stable_hash
 from rsae_utils.sae.cache import open_cache as open_cache_folder
 from rsae_utils.sae.train import load_sae as load_sae_folder
@@ -49,7 +55,12 @@ from rsae_utils.store import load_table, read_json, save_table, write_json
 from rsae_utils.subject.models import load_tokenizer
 
 RUN_COLUMNS = ("model", "variant", "layer", "sae_dir", "cache_dir")
-SCORING_CODE = ("rsae_utils.autointerp.prompts", "rsae_utils.autointerp.scorers", "rsae_utils.autointerp.baseline")
+SCORING_CODE = (
+    "rsae_utils.autointerp.prompts",
+    "rsae_utils.autointerp.scorers",
+    "rsae_utils.autointerp.baseline",
+    "rsae_utils.tokenstats",
+)
 
 # The 04_autointerp parameters each part of the run reads (their values live in rsae_utils.params.nb04_autointerp).
 SAMPLING_KEYS = (
@@ -150,6 +161,195 @@ def validate_runs(runs: pd.DataFrame) -> None:
         raise ValueError("runs table is empty: no SAEs to interpret (run notebook 03 first)")
 
 
+def run_params(cfg: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The parameters each part of a run reads: ``{"sampling", "scoring", "llm", "limits"}``, the scorers checked."""
+    params = {
+        "sampling": pick_params(cfg, SAMPLING_KEYS),
+        "scoring": pick_params(cfg, SCORING_KEYS),
+        "llm": pick_params(cfg, LLM_KEYS),
+        "limits": pick_params(cfg, ("max_unparsable_share",)),
+    }
+    for s in params["scoring"]["scorers"]:
+        if s not in SCORERS:
+            raise ValueError(f"unknown scorer {s!r}; allowed: {', '.join(SCORERS)}")
+    return params
+
+
+def llm_scores(llm: Mapping[str, Any], variant: str, layer: int) -> bool:
+    """Whether the LLM backends score the SAE of (``variant``, ``layer``): ``llm_variants`` and ``llm_layers``."""
+    return variant in llm["llm_variants"] and (llm["llm_layers"] is None or layer in llm["llm_layers"])
+
+
+def check_backends(runs: pd.DataFrame, llm: Mapping[str, Any], backends: Sequence[LLMBackend]) -> None:
+    """Fail before any SAE is encoded: when the LLM would score no SAE of ``runs``, or a backend is unreachable."""
+    if not backends:
+        return
+    if not any(llm_scores(llm, str(v), int(x)) for v, x in zip(runs["variant"], runs["layer"], strict=True)):
+        raise ValueError(
+            f"no SAE matches llm_variants={llm['llm_variants']} and llm_layers={llm['llm_layers']}: the LLM "
+            f"would score nothing; SAEs exist for variants {sorted(runs['variant'].unique())} and layers "
+            f"{sorted(runs['layer'].unique())}"
+        )
+    for backend in backends:  # an endpoint that is down fails here, before any SAE is encoded ...
+        # ... unless its response cache can answer (preflight warns then; an uncached request still fails).
+        check = getattr(backend, "preflight", None) or getattr(backend, "check", None)
+        if callable(check):
+            check()
+
+
+@dataclass
+class AutointerpRun:
+    """One run's fixed inputs (parameters, backends, loaders, unit keys) and what it collects, SAE by SAE."""
+
+    out_dir: Path
+    params: dict[str, dict[str, Any]]  # from run_params
+    backends: Sequence[LLMBackend]
+    loaders: tuple[Callable, Callable]  # (load_sae, open_cache)
+    strict: bool  # verify notebook 03's folders (in-memory test loaders name no folder)
+    decode_of: Callable[[str], Decode]
+    progress: bool = True
+    ex_rows: list[dict] = field(default_factory=list)
+    stat_rows: list[dict] = field(default_factory=list)
+    explanations: dict[tuple[str, str, int, int, str], str] = field(default_factory=dict)
+    records: dict[tuple[str, str, int], list[LatentRecord]] = field(default_factory=dict)
+    scoring_key: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        # Units go stale when the scoring parameters or the code that builds prompts and scores change.
+        self.scoring_key = stable_hash({"scoring": self.params["scoring"], "code": code_hash(SCORING_CODE)})
+
+    def score_sae(self, run: Mapping[str, Any]) -> None:
+        """One SAE: its sampled latents (records), their token statistics, the token baseline on every one and
+        each LLM backend on a seeded sample (when the SAE's variant and layer are the LLM's)."""
+        model, variant, layer = str(run["model"]), str(run["variant"]), int(run["layer"])
+        meta = {"model": model, "variant": variant, "layer": layer}
+        load_sae, open_cache = self.loaders
+        sampling = self.params["sampling"]
+        recs, summary, rec_key = load_or_build_records(run, sampling, self.out_dir, load_sae, open_cache, self.strict)
+        self.records[(model, variant, layer)] = recs
+        decode = self.decode_of(model)
+        self.add_latent_stats(recs, summary, meta, decode)
+        unit_dir = autointerp_units_dir(self.out_dir, rec_key, self.scoring_key)
+        self.score_baseline(recs, unit_dir, meta, decode)
+        if self.backends and llm_scores(self.params["llm"], variant, layer):
+            chosen = llm_sample(recs, self.params["llm"]["llm_n_latents"], sampling["seed"])
+            for backend in self.backends:
+                self.score_llm(chosen, backend, unit_dir, meta, decode)
+
+    def add_latent_stats(
+        self, recs: Sequence[LatentRecord], summary: Mapping[str, Any], meta: dict, decode: Decode
+    ) -> None:
+        """One row of token statistics per sampled latent, with the SAE's sampling summary."""
+        threshold = self.params["scoring"]["single_token_threshold"]
+        for rec in recs:
+            self.stat_rows.append(
+                {
+                    **meta,
+                    **latent_stats_row(rec, decode, summary["ctx"], threshold),
+                    "n_eligible": summary["n_eligible"],
+                    "n_latents_total": summary["n_latents_total"],
+                    "n_dead": summary.get("n_dead"),
+                    "n_windows": summary.get("n_windows"),
+                }
+            )
+
+    def score_baseline(self, recs: Sequence[LatentRecord], unit_dir: Path, meta: dict, decode: Decode) -> None:
+        """The token baseline on every sampled latent, one stored unit per (latent, scorer)."""
+        scoring = self.params["scoring"]
+        for rec in recs:
+            prof = bl.token_profile(rec, scoring["top_k_tokens"])
+            self.explanations[(meta["model"], meta["variant"], meta["layer"], rec.latent, bl.BASELINE_NAME)] = (
+                bl.describe(prof, decode)
+            )
+            for scorer in scoring["scorers"]:
+                res = _unit(
+                    unit_file(unit_dir, bl.BASELINE_NAME, rec.latent, scorer),
+                    lambda rec=rec, scorer=scorer, prof=prof: {
+                        "rows": bl.score_baseline(
+                            rec, scorer, seed=scoring["seed"], mark_frac=scoring["mark_frac"], meta=meta, profile=prof
+                        )
+                    },
+                )
+                self.ex_rows += res["rows"]
+
+    def score_llm(
+        self, chosen: Sequence[LatentRecord], backend: LLMBackend, unit_dir: Path, meta: dict, decode: Decode
+    ) -> None:
+        """``backend`` explains and scores each chosen latent; an explanation and each scorer's answers are one
+        stored unit each (answers none of which parsed are not stored, so a rerun asks again)."""
+        scoring = self.params["scoring"]
+        desc = f"{meta['variant']} L{meta['layer']} {backend.name}"
+        for rec in _progress(chosen, total=len(chosen), desc=desc, enabled=self.progress):
+            exp = _unit(
+                unit_file(unit_dir, backend.name, rec.latent, "explanation"),
+                lambda rec=rec: dict(
+                    zip(
+                        ("explanation", "raw"),
+                        explain(rec, backend, decode, scoring["mark_frac"], scoring["explainer_max_tokens"]),
+                        strict=True,
+                    )
+                ),
+            )
+            self.explanations[(meta["model"], meta["variant"], meta["layer"], rec.latent, backend.name)] = exp[
+                "explanation"
+            ]
+            for scorer in scoring["scorers"]:
+                res = _unit(
+                    unit_file(unit_dir, backend.name, rec.latent, scorer),
+                    lambda rec=rec, scorer=scorer, exp=exp: {
+                        "rows": score_with_backend(
+                            rec,
+                            exp["explanation"],
+                            backend,
+                            scorer,
+                            decode,
+                            batch_size=scoring["batch_size"],
+                            seed=scoring["seed"],
+                            mark_frac=scoring["mark_frac"],
+                            meta=meta,
+                        )
+                    },
+                    keep=_answered,
+                )
+                self.ex_rows += res["rows"]
+
+    def result(self, tables_dir: Path, t0: float) -> AutointerpResult:
+        """The run's tables, written to ``tables_dir``; :class:`AnswersUnparsable` (after writing them) when a
+        backend's share of unparsable answers exceeds ``max_unparsable_share``."""
+        examples = pd.DataFrame(self.ex_rows)
+        latent_stats = pd.DataFrame(self.stat_rows)
+        latents = per_latent_table(examples, latent_stats, self.explanations)
+        unparsable = unparsable_table(examples)
+        p = self.params
+        table_params = {
+            "sampling": p["sampling"],
+            "scoring": p["scoring"],
+            "llm": p["llm"],
+            "backends": [b.name for b in self.backends],
+        }
+        paths = {
+            name: save_table(df, table_file(tables_dir, name), table_params)
+            for name, df in (
+                ("examples", examples),
+                ("latents", latents),
+                ("latent_stats", latent_stats),
+                ("unparsable", unparsable),
+            )
+        }
+        check_unparsable(examples, self.backends, float(p["limits"]["max_unparsable_share"]))
+        return AutointerpResult(
+            examples=examples,
+            latents=latents,
+            latent_stats=latent_stats,
+            unparsable=unparsable,
+            records=self.records,
+            explanations=self.explanations,
+            paths=paths,
+            runtime_s=time.time() - t0,
+            params=table_params,
+        )
+
+
 def run_autointerp(
     cfg: Mapping[str, Any],
     runs: pd.DataFrame,
@@ -166,154 +366,38 @@ def run_autointerp(
     ``runs``: one row per SAE with columns model, variant, layer, sae_dir, cache_dir.
     ``decoders``: model name -> token decoder (default: ``rsae_utils.subject.models.load_tokenizer``).
     ``out_dir`` holds the records and the scored units (reused when their keys match); the tables go to
-    ``tables_dir`` (default ``out_dir / "tables"``), so a run over part of another run's SAEs can reuse its work
-    without replacing its tables.
+    ``tables_dir`` (default ``paths.autointerp_tables_dir(out_dir)``), so a run over part of another run's SAEs can
+    reuse its work without replacing its tables.
     """
     t0 = time.time()
     validate_runs(runs)
     out_dir = Path(out_dir)
-    sampling = pick_params(cfg, SAMPLING_KEYS)
-    scoring = pick_params(cfg, SCORING_KEYS)
-    llm = pick_params(cfg, LLM_KEYS)
-    limits = pick_params(cfg, ("max_unparsable_share",))
-    for s in scoring["scorers"]:
-        if s not in SCORERS:
-            raise ValueError(f"unknown scorer {s!r}; allowed: {', '.join(SCORERS)}")
-    if backends:
-        llm_runs = runs[runs["variant"].isin(llm["llm_variants"])]
-        if llm["llm_layers"] is not None:
-            llm_runs = llm_runs[llm_runs["layer"].isin(llm["llm_layers"])]
-        if llm_runs.empty:
-            raise ValueError(
-                f"no SAE matches llm_variants={llm['llm_variants']} and llm_layers={llm['llm_layers']}: the LLM "
-                f"would score nothing; SAEs exist for variants {sorted(runs['variant'].unique())} and layers "
-                f"{sorted(runs['layer'].unique())}"
-            )
-        for backend in backends:  # an endpoint that is down fails here, before any SAE is encoded ...
-            # ... unless its response cache can answer (preflight warns then; an uncached request still fails).
-            check = getattr(backend, "preflight", None) or getattr(backend, "check", None)
-            if callable(check):
-                check()
-    strict = loaders is None  # the folders of notebook 03 are verified; in-memory test loaders name no folder
-    load_sae, open_cache = loaders or (load_sae_folder, open_cache_folder)
-    decode_of = _decoder_factory(decoders)
-    # Units go stale when the scoring parameters or the code that builds prompts and scores change.
-    scoring_key = stable_hash({"scoring": scoring, "code": code_hash(SCORING_CODE)})
-
-    ex_rows: list[dict] = []
-    stat_rows: list[dict] = []
-    explanations: dict[tuple[str, str, int, int, str], str] = {}
-    all_records: dict[tuple[str, str, int], list[LatentRecord]] = {}
-    runs = runs.sort_values(["model", "variant", "layer"], kind="stable").reset_index(drop=True)
-    iterator = _progress(runs.iterrows(), total=len(runs), desc="SAEs", enabled=progress)
-    for _, run in iterator:
-        model, variant, layer = str(run["model"]), str(run["variant"]), int(run["layer"])
-        meta = {"model": model, "variant": variant, "layer": layer}
-        recs, summary, rec_key = load_or_build_records(run, sampling, out_dir, load_sae, open_cache, strict)
-        all_records[(model, variant, layer)] = recs
-        decode = decode_of(model)
-        for rec in recs:
-            stat_rows.append(
-                {
-                    **meta,
-                    **latent_stats_row(rec, decode, summary["ctx"], scoring["single_token_threshold"]),
-                    "n_eligible": summary["n_eligible"],
-                    "n_latents_total": summary["n_latents_total"],
-                    "n_dead": summary.get("n_dead"),
-                    "n_windows": summary.get("n_windows"),
-                }
-            )
-        unit_dir = out_dir / "units" / rec_key / scoring_key
-        # Token baseline: every sampled latent.
-        for rec in recs:
-            prof = bl.token_profile(rec, scoring["top_k_tokens"])
-            explanations[(model, variant, layer, rec.latent, bl.BASELINE_NAME)] = bl.describe(prof, decode)
-            for scorer in scoring["scorers"]:
-                res = _unit(
-                    unit_dir / bl.BASELINE_NAME / f"{rec.latent}.{scorer}.json",
-                    lambda rec=rec, scorer=scorer, prof=prof, meta=meta: {
-                        "rows": bl.score_baseline(
-                            rec, scorer, seed=scoring["seed"], mark_frac=scoring["mark_frac"], meta=meta, profile=prof
-                        )
-                    },
-                )
-                ex_rows += res["rows"]
-        # LLM backends: a seeded sample of latents, on the chosen variants and layers.
-        if backends and variant in llm["llm_variants"] and (llm["llm_layers"] is None or layer in llm["llm_layers"]):
-            chosen = llm_sample(recs, llm["llm_n_latents"], sampling["seed"])
-            for backend in backends:
-                bdir = unit_dir / slug(backend.name)
-                for rec in _progress(
-                    chosen, total=len(chosen), desc=f"{variant} L{layer} {backend.name}", enabled=progress
-                ):
-                    exp = _unit(
-                        bdir / f"{rec.latent}.explanation.json",
-                        lambda rec=rec, backend=backend, decode=decode: dict(
-                            zip(
-                                ("explanation", "raw"),
-                                explain(rec, backend, decode, scoring["mark_frac"], scoring["explainer_max_tokens"]),
-                                strict=True,
-                            )
-                        ),
-                    )
-                    explanations[(model, variant, layer, rec.latent, backend.name)] = exp["explanation"]
-                    for scorer in scoring["scorers"]:
-                        res = _unit(
-                            bdir / f"{rec.latent}.{scorer}.json",
-                            lambda rec=rec, scorer=scorer, backend=backend, exp=exp, decode=decode, meta=meta: {
-                                "rows": score_with_backend(
-                                    rec,
-                                    exp["explanation"],
-                                    backend,
-                                    scorer,
-                                    decode,
-                                    batch_size=scoring["batch_size"],
-                                    seed=scoring["seed"],
-                                    mark_frac=scoring["mark_frac"],
-                                    meta=meta,
-                                )
-                            },
-                            keep=_answered,
-                        )
-                        ex_rows += res["rows"]
-
-    examples = pd.DataFrame(ex_rows)
-    latent_stats = pd.DataFrame(stat_rows)
-    latents = per_latent_table(examples, latent_stats, explanations)
-    unparsable = unparsable_table(examples)
-    tables_dir = Path(tables_dir) if tables_dir is not None else out_dir / "tables"
-    table_params = {"sampling": sampling, "scoring": scoring, "llm": llm, "backends": [b.name for b in backends]}
-    paths = {
-        name: save_table(df, tables_dir / f"{name}.csv", table_params)
-        for name, df in (
-            ("examples", examples),
-            ("latents", latents),
-            ("latent_stats", latent_stats),
-            ("unparsable", unparsable),
-        )
-    }
-    check_unparsable(examples, backends, float(limits["max_unparsable_share"]))
-    return AutointerpResult(
-        examples=examples,
-        latents=latents,
-        latent_stats=latent_stats,
-        unparsable=unparsable,
-        records=all_records,
-        explanations=explanations,
-        paths=paths,
-        runtime_s=time.time() - t0,
-        params=table_params,
+    params = run_params(cfg)
+    check_backends(runs, params["llm"], backends)
+    run = AutointerpRun(
+        out_dir,
+        params,
+        backends,
+        loaders or (load_sae_folder, open_cache_folder),
+        strict=loaders is None,
+        decode_of=_decoder_factory(decoders),
+        progress=progress,
     )
+    runs = runs.sort_values(["model", "variant", "layer"], kind="stable").reset_index(drop=True)
+    for _, row in _progress(runs.iterrows(), total=len(runs), desc="SAEs", enabled=progress):
+        run.score_sae(row)
+    return run.result(Path(tables_dir) if tables_dir is not None else autointerp_tables_dir(out_dir), t0)
 
 
 def load_results(out_dir: str | Path) -> AutointerpResult:
     """The tables and records a finished :func:`run_autointerp` left in ``out_dir`` (what notebook 05 reads)."""
     out_dir = Path(out_dir)
-    tables = {
-        n: load_table(out_dir / "tables" / f"{n}.csv") for n in ("examples", "latents", "latent_stats", "unparsable")
+    files = {
+        n: table_file(autointerp_tables_dir(out_dir), n) for n in ("examples", "latents", "latent_stats", "unparsable")
     }
+    tables = {n: load_table(f) for n, f in files.items()}
     records: dict[tuple[str, str, int], list[LatentRecord]] = {}
-    for f in sorted((out_dir / "records").glob("*/records.json")):
+    for f in sorted(autointerp_records_root(out_dir).glob("*/records.json")):
         data = read_json(f)
         s = data["summary"]
         key = (str(s["model"]), str(s["variant"]), int(s["layer"]))
@@ -326,29 +410,9 @@ def load_results(out_dir: str | Path) -> AutointerpResult:
         latent_stats=tables["latent_stats"],
         unparsable=tables["unparsable"],
         records=records,
-        paths={n: out_dir / "tables" / f"{n}.csv" for n in tables},
-        params=read_json(out_dir / "tables" / "latents.csv.manifest.json")["params"],
+        paths=files,
+        params=read_json(table_manifest(files["latents"]))["params"],
     )
-
-
-def make_backends(cfg: Mapping[str, Any]) -> list[LLMBackend]:
-    """The LLM backends ``cfg["llm_backends"]`` names ('local', 'openai'); validated, nothing loaded yet."""
-    out = []
-    for spec in cfg.get("llm_backends", []):
-        if spec == "openai":
-            out.append(
-                make_backend(
-                    "openai",
-                    base_url=cfg["endpoint_url"],
-                    model=cfg["endpoint_model"],
-                    timeout=float(cfg.get("llm_timeout_s", 120.0)),
-                    max_retries=int(cfg.get("llm_max_retries", 4)),
-                    structured=cfg.get("endpoint_structured"),
-                )
-            )
-        else:
-            out.append(make_backend(spec))
-    return out
 
 
 def llm_sample(recs: Sequence[LatentRecord], n: int, seed: int) -> list[LatentRecord]:

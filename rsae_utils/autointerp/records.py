@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from rsae_utils.autointerp.examples import LatentRecord, encode_sparse, sample_latents
-from rsae_utils.paths import slug
+from rsae_utils.paths import autointerp_records_dir
 from rsae_utils.sae.cache import open_cache as open_cache_folder
 from rsae_utils.sae.codes import load_codes
 from rsae_utils.store import artifact_key, cached_artifact, content_hash, read_json, verify_artifact, write_json
@@ -87,7 +87,7 @@ def _records_artifact(run: Mapping[str, Any], sampling: Mapping[str, Any], out_d
         "sampling": {k: v for k, v in sampling.items() if k != "device"},
     }
     code = ("rsae_utils.autointerp.examples", "rsae_utils.sae.codes")
-    return params, code, Path(out_dir) / "records" / slug(f"{run['model']}__{run['variant']}__L{int(run['layer'])}")
+    return params, code, autointerp_records_dir(out_dir, run["model"], run["variant"], run["layer"])
 
 
 def records_ready(run: Mapping[str, Any], sampling: Mapping[str, Any], out_dir: Path) -> bool:

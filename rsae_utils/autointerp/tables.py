@@ -11,21 +11,22 @@ from rsae_utils.autointerp import stats
 from rsae_utils.autointerp.baseline import BASELINE_NAME
 from rsae_utils.autointerp.examples import LatentRecord, explain_token_stats
 from rsae_utils.autointerp.prompts import Decode
+from rsae_utils.tokenstats import entropy, position_concentration, token_mass
 
 
 def latent_stats_row(rec: LatentRecord, decode: Decode, ctx: int, threshold: float, top_k: int = 5) -> dict:
     toks, acts, pos = explain_token_stats(rec)
-    ids, mass = stats.token_mass(toks, acts)
+    ids, mass = token_mass(toks, acts)
     share = mass / mass.sum() if mass.size else mass
     names = decode(ids[:top_k].tolist()) if ids.size else []
     return {
         "latent": rec.latent,
         "n_active_windows": rec.n_active_windows,
-        "entropy_nats": stats.entropy(mass),
+        "entropy_nats": entropy(mass),
         "top_token_share": float(share[0]) if share.size else float("nan"),
         "single_token": bool(share.size and share[0] >= threshold),
         "n_distinct_tokens": int(ids.size),
-        "position_concentration": stats.position_concentration(pos, acts, ctx),
+        "position_concentration": position_concentration(pos, acts, ctx),
         "top_tokens": " | ".join(f"{n!r} {s:.0%}" for n, s in zip(names, share[:top_k], strict=True)),
     }
 

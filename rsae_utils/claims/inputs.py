@@ -14,10 +14,10 @@ import numpy as np
 import pandas as pd
 
 from rsae_utils.claims.rules import Verdict, bootstrap, mean_of_independent, sd_from_ci
+from rsae_utils.names import SEED_REPLICATES, table_spec
 from rsae_utils.store import read_json
 
 TOKEN_BASELINE = "token-baseline"
-SEED_TABLE = "07_seed_replicates"  # notebook 07's seed replicates of notebook 03's SAEs (studies/seeds/replicates.py)
 # Variants the claims call "random": every re-randomized one and step-0 (the control is its own claim).
 NOT_RANDOM = ("trained", "control")
 
@@ -68,7 +68,9 @@ class Result:
 
 
 class Inputs:
-    """The CSV tables (and their figure manifests) of one profile's figures folder, read once each."""
+    """The CSV tables (and their figure manifests) of one profile's figures folder, read once each; every table
+    through its entry in :data:`rsae_utils.names.TABLES` (the columns the claims read, the notebook that writes it).
+    """
 
     def __init__(self, figures: Path, options: Options):
         self.figures = Path(figures)
@@ -79,24 +81,28 @@ class Inputs:
         return (self.figures / f"{name}.csv").is_file()
 
     def table(self, name: str, columns: Sequence[str] = ()) -> pd.DataFrame:
+        """The registered table ``name`` with its registered columns and ``columns`` (those one claim adds);
+        ``MissingInput`` naming the notebook to rerun when it is missing, unreadable, short of a column or empty."""
+        spec = table_spec(name)
         if name not in self._tables:
             path = self.figures / f"{name}.csv"
             if not path.is_file():
-                raise MissingInput(f"{path.name} is missing")
+                raise MissingInput(f"{path.name} is missing (run {spec.rerun()})")
             try:
                 self._tables[name] = pd.read_csv(path)
             except (pd.errors.EmptyDataError, pd.errors.ParserError) as err:
-                raise MissingInput(f"{path.name} is unreadable ({err})") from None
+                raise MissingInput(f"{path.name} is unreadable ({err}; rerun {spec.rerun()})") from None
         df = self._tables[name]
-        missing = [c for c in columns if c not in df.columns]
+        missing = [c for c in dict.fromkeys([*spec.columns, *columns]) if c not in df.columns]
         if missing:
-            raise MissingInput(f"{name}.csv lacks the columns {missing}")
+            raise MissingInput(f"{name}.csv lacks the columns {missing} (rerun {spec.rerun()})")
         if df.empty:
-            raise MissingInput(f"{name}.csv has no rows")
+            raise MissingInput(f"{name}.csv has no rows (rerun {spec.rerun()})")
         return df
 
     def params(self, name: str) -> dict[str, Any]:
         """The parameters the figure's manifest records ({} when it has none)."""
+        table_spec(name)  # a registered table's manifest only
         path = self.figures / f"{name}.manifest.json"
         try:
             return dict(read_json(path).get("params") or {})
@@ -105,6 +111,7 @@ class Inputs:
 
     def manifest(self, name: str) -> dict[str, Any]:
         """The figure's whole manifest (``MissingInput`` when it is missing or unreadable)."""
+        table_spec(name)
         path = self.figures / f"{name}.manifest.json"
         try:
             return dict(read_json(path))
@@ -114,17 +121,17 @@ class Inputs:
     def seed_var(self, variant: str, metric: str) -> float:
         """Between-seed variance of ``metric`` (e.g. "explained_variance", "token-baseline detection") for
         ``variant``, from notebook 07's replicates of notebook 03's SAE at one layer; 0.0 where not measured."""
-        if not self.has(SEED_TABLE):
+        if not self.has(SEED_REPLICATES):
             return 0.0
-        t = self.table(SEED_TABLE, ["variant", "layer", "seed", "metric", "value"])
+        t = self.table(SEED_REPLICATES)
         v = t[(t.variant == variant) & (t.metric == metric)].value.dropna()
         return float(np.var(v, ddof=1)) if len(v) > 1 else 0.0
 
     def seed_note(self) -> str:
         """What the intervals say about SAE seeds, for a claim's ``interval_over``."""
-        if not self.has(SEED_TABLE):
-            return "not SAE seeds (no 07_seed_replicates.csv)"
-        t = self.table(SEED_TABLE, ["variant", "layer", "seed", "metric", "value"])
+        if not self.has(SEED_REPLICATES):
+            return f"not SAE seeds (no {SEED_REPLICATES}.csv)"
+        t = self.table(SEED_REPLICATES)
         return f"+ SAE seeds (spread of {t.seed.nunique()} seeds at layer {int(t.layer.iloc[0])}, applied to all)"
 
     def boot(self, groups: Sequence[np.ndarray], stat, offset: int = 0) -> tuple[float, float, float]:

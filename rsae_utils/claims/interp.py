@@ -26,9 +26,7 @@ from rsae_utils.claims.inputs import (
     require,
 )
 from rsae_utils.claims.rules import mean_of_independent, sd_from_ci
-
-AUROC_COLS = ["backend", "scorer", "variant", "layer", "auroc", "auroc_sd"]
-LATENT_COLS = ["variant", "layer", "latent", "scorer", "backend", "auroc", "entropy_nats", "single_token"]
+from rsae_utils.names import AUROC_VS_LAYER, ENTROPY_VS_AUROC, LLM_MINUS_TOKEN_BASELINE, POSITIONAL, SCORERS
 
 
 # ------------------------------------------------------------------------------------------------------ 04 / 05
@@ -63,7 +61,7 @@ def _informative(inp: Inputs, rows: pd.DataFrame, what: str) -> tuple[bool, str]
 
 def auroc_similar(inp: Inputs, backend: str | None, scorers: Sequence[str]) -> Result:
     """Random minus trained AUROC within +-auroc_margin (``backend`` None: the LLM one)."""
-    t = inp.table("auroc_vs_layer", AUROC_COLS)
+    t = inp.table(AUROC_VS_LAYER)
     b = backend or llm_backend(t)
     rows = t[(t.backend == b) & t.scorer.isin(scorers)]
     sv, seeds = _seeds(inp, b)
@@ -81,7 +79,7 @@ def auroc_similar(inp: Inputs, backend: str | None, scorers: Sequence[str]) -> R
 
 
 def control_chance(inp: Inputs) -> Result:
-    t = inp.table("auroc_vs_layer", AUROC_COLS)
+    t = inp.table(AUROC_VS_LAYER)
     ctl = t[t.variant == "control"]
     require(len(ctl) > 0, "notebook 04 scored no Control latents")
     llm = [b for b in set(ctl.backend) if b != TOKEN_BASELINE]
@@ -102,7 +100,7 @@ def control_chance(inp: Inputs) -> Result:
 
 
 def _latents(inp: Inputs) -> pd.DataFrame:
-    t = inp.table("entropy_vs_auroc", LATENT_COLS)
+    t = inp.table(ENTROPY_VS_AUROC)
     return t.drop_duplicates(["variant", "layer", "latent"])
 
 
@@ -115,7 +113,7 @@ def _vs_trained(inp: Inputs, col: str, other: Sequence[str], offset: int) -> tup
     bootstrap over latents within every cell."""
     cells = _by_cell(_latents(inp), col)
     pairs = [(c, ("trained", c[1])) for c in cells if c[0] in other and ("trained", c[1]) in cells]
-    require(len(pairs) > 0, "entropy_vs_auroc.csv has no layer with the trained model and the compared variants")
+    require(len(pairs) > 0, f"{ENTROPY_VS_AUROC}.csv has no layer with the trained model and the compared variants")
     keys = list(dict.fromkeys(k for p in pairs for k in p))
     idx = [(keys.index(a), keys.index(b)) for a, b in pairs]
     est, lo, hi = inp.boot(
@@ -154,7 +152,7 @@ def entropy_control_higher(inp: Inputs) -> Result:
 def _depth_change(inp: Inputs, variants: Sequence[str], offset: int) -> tuple[float, float, float, list[int]]:
     cells = _by_cell(_latents(inp), "entropy_nats")
     layers = sorted({L for v, L in cells if v in variants})
-    require(len(layers) >= 2, "entropy_vs_auroc.csv has fewer than two layers")
+    require(len(layers) >= 2, f"{ENTROPY_VS_AUROC}.csv has fewer than two layers")
     first, deep = layers[0], layers[-1]
     vs = [v for v in variants if (v, first) in cells and (v, deep) in cells]
     require(len(vs) > 0, "no variant has latents at the first and the deepest layer")
@@ -186,11 +184,11 @@ def entropy_random_flat(inp: Inputs) -> Result:
 
 
 def entropy_auroc_corr(inp: Inputs) -> Result:
-    t = inp.table("entropy_vs_auroc", LATENT_COLS)
+    t = inp.table(ENTROPY_VS_AUROC)
     rand = t[t.variant.isin(random_variants(t.variant)) & (t.scorer == "fuzzing")].dropna(subset=["auroc"])
     llm = rand[rand.backend != TOKEN_BASELINE]
     d = llm if len(llm) >= inp.opt.min_corr_latents else rand[rand.backend == TOKEN_BASELINE]
-    require(len(d) >= 3, "entropy_vs_auroc.csv has fewer than 3 scored random-variant latents")
+    require(len(d) >= 3, f"{ENTROPY_VS_AUROC}.csv has fewer than 3 scored random-variant latents")
     xy = d[["entropy_nats", "auroc"]].to_numpy(float)
     est, lo, hi = inp.boot([xy], lambda g: spearmanr(g[0][:, 0], g[0][:, 1]).statistic, 5)
     v = R.below(lo, hi, inp.opt.corr_margin, what="Spearman correlation")
@@ -209,7 +207,7 @@ def entropy_auroc_corr(inp: Inputs) -> Result:
 def single_token_majority(inp: Inputs) -> Result:
     d = _latents(inp)
     cells = _by_cell(d[d.variant.isin(random_variants(d.variant))], "single_token")
-    require(len(cells) > 0, "entropy_vs_auroc.csv has no random-variant latents")
+    require(len(cells) > 0, f"{ENTROPY_VS_AUROC}.csv has no random-variant latents")
     est, lo, hi = inp.boot(list(cells.values()), lambda g: np.concatenate(g).mean(), 6)
     v = R.at_least(lo, hi, inp.opt.majority, what="single-token share")
     return Result(
@@ -238,7 +236,7 @@ def single_token_more(inp: Inputs) -> Result:
 
 # ----------------------------------------------------------------------------------------------------------- 08
 def _positional(inp: Inputs) -> pd.DataFrame:
-    t = inp.table("08_positional", ["variant", "layer", "boundary", "n_judged", "n_positional", "n_positional_control"])
+    t = inp.table(POSITIONAL)
     view = "exclude" if (t.boundary == "exclude").any() else t.boundary.iloc[0]
     return t[t.boundary == view]
 
@@ -255,7 +253,7 @@ def _flags(rows: pd.DataFrame, col: str) -> list[np.ndarray]:
 def _positional_excess(inp: Inputs, variants: Sequence[str], offset: int) -> tuple[float, float, float, int]:
     t = _positional(inp)
     rows = t[t.variant.isin(variants)]
-    require(len(rows) > 0 and rows.n_judged.sum() > 0, "08_positional.csv has no judged latents of these variants")
+    require(len(rows) > 0 and rows.n_judged.sum() > 0, f"{POSITIONAL}.csv has no judged latents of these variants")
     obs, ctl = _flags(rows, "n_positional"), _flags(rows, "n_positional_control")
     k = len(obs)
     est, lo, hi = inp.boot(obs + ctl, lambda g: np.concatenate(g[:k]).mean() - np.concatenate(g[k:]).mean(), offset)
@@ -282,7 +280,7 @@ def positional_random(inp: Inputs) -> Result:
     groups = []
     for variants in (random_variants(t.variant), ["trained"]):
         rows = t[t.variant.isin(variants)]
-        require(len(rows) > 0 and rows.n_judged.sum() > 0, "08_positional.csv has no judged latents of these variants")
+        require(len(rows) > 0 and rows.n_judged.sum() > 0, f"{POSITIONAL}.csv has no judged latents of these variants")
         groups.append((_flags(rows, "n_positional"), _flags(rows, "n_positional_control")))
     sizes = [len(g) for pair in groups for g in pair]
     edges = np.cumsum([0, *sizes])
@@ -306,9 +304,9 @@ def positional_random(inp: Inputs) -> Result:
 
 
 def _scorer_rows(inp: Inputs, scorer: str) -> pd.DataFrame:
-    t = inp.table("08_scorers", ["variant", "layer", "scorer", "auroc", "auroc_lo", "auroc_hi"])
+    t = inp.table(SCORERS)
     rows = t[(t.scorer == scorer) & t.variant.isin(random_variants(t.variant))].dropna(subset=["auroc"])
-    require(len(rows) > 0, f"08_scorers.csv has no {scorer!r} rows of random variants")
+    require(len(rows) > 0, f"{SCORERS}.csv has no {scorer!r} rows of random variants")
     return rows
 
 
@@ -328,7 +326,7 @@ def token_alone_above_chance(inp: Inputs) -> Result:
 
 def single_token_explainer(inp: Inputs) -> Result:
     rows = _scorer_rows(inp, "single-token detection").dropna(subset=["gap", "gap_lo", "gap_hi"])
-    require(len(rows) > 0, "08_scorers.csv has no gap of the single-token explainer")
+    require(len(rows) > 0, f"{SCORERS}.csv has no gap of the single-token explainer")
     sd = [sd_from_ci(a, b, inp.opt.ci_level) for a, b in zip(rows.gap_lo, rows.gap_hi)]
     est, lo, hi = mean_of_independent(rows.gap.to_numpy(float), sd, inp.opt.ci_level)
     v = R.similar(lo, hi, inp.opt.auroc_margin, what="AUROC gap")
@@ -343,13 +341,13 @@ def single_token_explainer(inp: Inputs) -> Result:
 
 
 def llm_beyond_tokens(inp: Inputs) -> Result:
-    g = inp.table("llm_minus_token_baseline", ["backend", "scorer", "variant", "gap", "gap_lo", "gap_hi"])
+    g = inp.table(LLM_MINUS_TOKEN_BASELINE)
     b = llm_backend(g)
     rows = g[(g.backend == b) & g.variant.isin(random_variants(g.variant))].dropna(subset=["gap_lo", "gap_hi"])
-    require(len(rows) > 0, "llm_minus_token_baseline.csv has no random-variant gap")
+    require(len(rows) > 0, f"{LLM_MINUS_TOKEN_BASELINE}.csv has no random-variant gap")
     sd = [sd_from_ci(a, c, inp.opt.ci_level) for a, c in zip(rows.gap_lo, rows.gap_hi)]
     est, lo, hi = mean_of_independent(rows.gap.to_numpy(float), sd, inp.opt.ci_level)
-    t = inp.table("auroc_vs_layer", AUROC_COLS)
+    t = inp.table(AUROC_VS_LAYER)
     ok, why = _informative(inp, t[t.backend == b], b)
     v = R.scale_gate(ok, why, R.similar(lo, hi, inp.opt.auroc_margin, what="LLM minus token-baseline AUROC"))
     return Result(

@@ -20,6 +20,7 @@ import pandas as pd
 
 import rsae_utils.claims.interp as I
 import rsae_utils.claims.toy_sae as T
+import rsae_utils.names as N
 from rsae_utils.claims.inputs import Inputs, MissingInput, Options, Result, fmt_num
 from rsae_utils.claims.rules import NOT_RUN, VERDICTS
 
@@ -54,21 +55,23 @@ class Claim:
     read: Callable[[Inputs], Result]
 
 
-def _c(id, claim, source, paper, notebook, figure, inputs, read) -> Claim:  # noqa: A002
-    return Claim(id, claim, source, paper, notebook, figure, tuple(inputs), read)
+def _c(id, claim, source, paper, figure, inputs, read) -> Claim:  # noqa: A002
+    """A claim read from ``inputs`` (registered tables, :mod:`rsae_utils.names`), linking the figure ``figure``;
+    its notebook is the one the registry names as their producer (one notebook per claim)."""
+    producers = {N.table_spec(n).producer() for n in (*inputs, figure)}
+    if len(producers) != 1:
+        raise ValueError(f"claim {id!r} reads the tables of several notebooks: {sorted(producers)}")
+    return Claim(id, claim, source, paper, producers.pop(), f"{figure}.png", tuple(inputs), read)
 
 
-_AUROC, _LAT = ("auroc_vs_layer",), ("entropy_vs_auroc",)
-_NB05 = "05_roc_entropy (after 04_autointerp)"
 CLAIMS: tuple[Claim, ...] = (
     _c(
         "toy-superposition",
         "A random 2-layer ReLU MLP keeps sparse, superposed features visible",
         HEAP_TOY,
         "qualitative (2-D demo figure); PAPER.md §1 Toy experiments",
-        "01_toy_superposition",
-        "01_toy_superposition.png",
-        ["01_toy_superposition"],
+        N.TOY_SUPERPOSITION,
+        (N.TOY_SUPERPOSITION,),
         T.toy_superposition,
     ),
     _c(
@@ -76,9 +79,8 @@ CLAIMS: tuple[Claim, ...] = (
         "An L1 band where the SAE recovers the true features (MMCS near 1), given enough latents",
         HEAP_TOY,
         "MMCS near 1 in a band of L1, 512-4096 latents; PAPER.md §1 Toy experiments",
-        "02_mmcs_goldilocks",
-        "02_mmcs_goldilocks.png",
-        ["02_mmcs_goldilocks"],
+        N.MMCS,
+        (N.MMCS,),
         partial(T.mmcs_band, condition="raw"),
     ),
     _c(
@@ -86,9 +88,8 @@ CLAIMS: tuple[Claim, ...] = (
         "The band survives a random 2-layer MLP",
         HEAP_TOY,
         "the band remains after a random MLP; PAPER.md §1 Toy experiments",
-        "02_mmcs_goldilocks",
-        "02_mmcs_goldilocks.png",
-        ["02_mmcs_goldilocks"],
+        N.MMCS,
+        (N.MMCS,),
         partial(T.mmcs_band, condition="mlp"),
     ),
     _c(
@@ -96,9 +97,8 @@ CLAIMS: tuple[Claim, ...] = (
         "A Gaussian control (data's mean and std) has no band: MMCS stays low",
         HEAP_TOY,
         "control condition of the sweep; PAPER.md §1 Toy experiments",
-        "02_mmcs_goldilocks",
-        "02_mmcs_goldilocks.png",
-        ["02_mmcs_goldilocks"],
+        N.MMCS,
+        (N.MMCS,),
         T.mmcs_control,
     ),
     _c(
@@ -106,9 +106,8 @@ CLAIMS: tuple[Claim, ...] = (
         "SAEs reach a better explained-variance/sparsity frontier on sparse toy data than on its Gaussian control",
         HEAP_TOY,
         "frontiers of sparse, MLP and Gaussian data (code; no number stated); PAPER.md §1 Toy code",
-        "02_mmcs_goldilocks",
-        "02_sparsity_frontier.png",
-        ["02_sparsity_frontier"],
+        N.SPARSITY_FRONTIER,
+        (N.SPARSITY_FRONTIER,),
         partial(T.frontier_above, source="raw", reference="gaussian"),
     ),
     _c(
@@ -116,9 +115,8 @@ CLAIMS: tuple[Claim, ...] = (
         "Token-embedding rows have sparse structure: a better frontier than a Gaussian with their covariance",
         HEAP_TOY,
         "the same sweep on GloVe and Pythia embedding matrices (code; no number stated); PAPER.md §1 Toy code",
-        "02_mmcs_goldilocks",
-        "02_sparsity_frontier.png",
-        ["02_sparsity_frontier"],
+        N.SPARSITY_FRONTIER,
+        (N.SPARSITY_FRONTIER,),
         partial(T.frontier_above, source="embedding", reference="embedding_gaussian"),
     ),
     _c(
@@ -126,9 +124,8 @@ CLAIMS: tuple[Claim, ...] = (
         "SAE explained variance is similar for trained and random models",
         HEAP,
         "broadly similar across variants and layers (v2 Fig. 2); PAPER.md §1 SAE quality metrics",
-        "03_sae_training",
-        "fig2_sae_metrics.png",
-        ["fig2_sae_metrics"],
+        N.SAE_METRICS,
+        (N.SAE_METRICS,),
         partial(T.sae_metric_similar, metric="explained_variance"),
     ),
     _c(
@@ -136,9 +133,8 @@ CLAIMS: tuple[Claim, ...] = (
         "SAE reconstruction cosine is similar for trained and random models",
         HEAP,
         "broadly similar across variants and layers (v2 Fig. 2); PAPER.md §1 SAE quality metrics",
-        "03_sae_training",
-        "fig2_sae_metrics.png",
-        ["fig2_sae_metrics"],
+        N.SAE_METRICS,
+        (N.SAE_METRICS,),
         partial(T.sae_metric_similar, metric="cos_sim"),
     ),
     _c(
@@ -147,9 +143,8 @@ CLAIMS: tuple[Claim, ...] = (
         "embedding scale, SAE tokens) closes most of the gap",
         OURS,
         "no such gap in the paper; PAPER.md §1 SAE quality metrics",
-        "06_why_default_differs",
-        "06_why_factors.png",
-        ["06_why_factors"],
+        N.WHY_FACTORS,
+        (N.WHY_FACTORS,),
         T.why_gap_closed,
     ),
     _c(
@@ -157,9 +152,8 @@ CLAIMS: tuple[Claim, ...] = (
         "Detection AUROC: random-model latents score about as well as trained",
         HEAP,
         "about as well, Llama-3.1-70B scorer (v1 Fig. 1); PAPER.md §1 Auto-interpretability",
-        _NB05,
-        "auroc_vs_layer.png",
-        _AUROC,
+        N.AUROC_VS_LAYER,
+        (N.AUROC_VS_LAYER,),
         partial(I.auroc_similar, backend=None, scorers=["detection"]),
     ),
     _c(
@@ -167,9 +161,8 @@ CLAIMS: tuple[Claim, ...] = (
         "Fuzzing AUROC: random-model latents score about as well as trained",
         HEAP,
         "about as well, Llama-3.1-70B scorer (v1 Fig. 1); PAPER.md §1 Auto-interpretability",
-        _NB05,
-        "auroc_vs_layer.png",
-        _AUROC,
+        N.AUROC_VS_LAYER,
+        (N.AUROC_VS_LAYER,),
         partial(I.auroc_similar, backend=None, scorers=["fuzzing"]),
     ),
     _c(
@@ -177,9 +170,8 @@ CLAIMS: tuple[Claim, ...] = (
         "A token-identity scorer rates random-model latents about as well as trained ones",
         CRIT,
         "auto-interp rewards single-token latents (no number); PAPER.md §3",
-        _NB05,
-        "auroc_vs_layer.png",
-        _AUROC,
+        N.AUROC_VS_LAYER,
+        (N.AUROC_VS_LAYER,),
         partial(I.auroc_similar, backend=I.TOKEN_BASELINE, scorers=["detection", "fuzzing"]),
     ),
     _c(
@@ -187,9 +179,8 @@ CLAIMS: tuple[Claim, ...] = (
         "The Control (fresh noise embeddings) scores near chance",
         HEAP,
         "near chance, AUROC ~0.5; PAPER.md §1 Model variants",
-        _NB05,
-        "auroc_vs_layer.png",
-        _AUROC,
+        N.AUROC_VS_LAYER,
+        (N.AUROC_VS_LAYER,),
         I.control_chance,
     ),
     _c(
@@ -197,9 +188,8 @@ CLAIMS: tuple[Claim, ...] = (
         "Token entropy is lower for random variants than for the trained model",
         HEAP,
         "random variants low and flat (v2); PAPER.md §1 Token-distribution entropy",
-        _NB05,
-        "entropy_vs_layer.png",
-        _LAT,
+        N.ENTROPY_VS_LAYER,
+        (N.ENTROPY_VS_AUROC,),
         I.entropy_random_lower,
     ),
     _c(
@@ -207,9 +197,8 @@ CLAIMS: tuple[Claim, ...] = (
         "The trained model's token entropy rises with depth",
         HEAP,
         "rises with depth (v2); PAPER.md §1 Token-distribution entropy",
-        _NB05,
-        "entropy_vs_layer.png",
-        _LAT,
+        N.ENTROPY_VS_LAYER,
+        (N.ENTROPY_VS_AUROC,),
         I.entropy_trained_rises,
     ),
     _c(
@@ -217,9 +206,8 @@ CLAIMS: tuple[Claim, ...] = (
         "Random variants' token entropy stays flat with depth",
         HEAP,
         "low and flat (v2); PAPER.md §1 Token-distribution entropy",
-        _NB05,
-        "entropy_vs_layer.png",
-        _LAT,
+        N.ENTROPY_VS_LAYER,
+        (N.ENTROPY_VS_AUROC,),
         I.entropy_random_flat,
     ),
     _c(
@@ -227,9 +215,8 @@ CLAIMS: tuple[Claim, ...] = (
         "Control latents have higher token entropy than the trained model's",
         HEAP,
         "high everywhere (v2); PAPER.md §1 Token-distribution entropy",
-        _NB05,
-        "entropy_vs_layer.png",
-        _LAT,
+        N.ENTROPY_VS_LAYER,
+        (N.ENTROPY_VS_AUROC,),
         I.entropy_control_higher,
     ),
     _c(
@@ -237,9 +224,8 @@ CLAIMS: tuple[Claim, ...] = (
         "Per latent, token entropy and AUROC correlate negatively for random variants",
         HEAP,
         "negative correlation (v2 per-latent scatter); PAPER.md §1 Token-distribution entropy",
-        _NB05,
-        "entropy_vs_auroc.png",
-        _LAT,
+        N.ENTROPY_VS_AUROC,
+        (N.ENTROPY_VS_AUROC,),
         I.entropy_auroc_corr,
     ),
     _c(
@@ -247,9 +233,8 @@ CLAIMS: tuple[Claim, ...] = (
         "Random-model latents are mostly single-token latents",
         CRIT,
         "many single-token latents on a random 1-layer model (no number); PAPER.md §3",
-        _NB05,
-        "entropy_vs_layer.png",
-        _LAT,
+        N.ENTROPY_VS_LAYER,
+        (N.ENTROPY_VS_AUROC,),
         I.single_token_majority,
     ),
     _c(
@@ -257,9 +242,8 @@ CLAIMS: tuple[Claim, ...] = (
         "Random variants have more single-token latents than the trained model",
         CRIT,
         "PAPER.md §3",
-        _NB05,
-        "entropy_vs_layer.png",
-        _LAT,
+        N.ENTROPY_VS_LAYER,
+        (N.ENTROPY_VS_AUROC,),
         I.single_token_more,
     ),
     _c(
@@ -267,9 +251,8 @@ CLAIMS: tuple[Claim, ...] = (
         "Token identity alone scores random-model latents above chance",
         CRIT,
         "'fires on token X' is the easiest explanation; PAPER.md §3",
-        "08_critique",
-        "08_scorers.png",
-        ["08_scorers"],
+        N.SCORERS,
+        (N.SCORERS,),
         I.token_alone_above_chance,
     ),
     _c(
@@ -277,9 +260,8 @@ CLAIMS: tuple[Claim, ...] = (
         "A one-token explanation scores random-model latents as well as the token profile",
         CRIT,
         "PAPER.md §3",
-        "08_critique",
-        "08_scorers.png",
-        ["08_scorers"],
+        N.SCORERS,
+        (N.SCORERS,),
         I.single_token_explainer,
     ),
     _c(
@@ -287,9 +269,8 @@ CLAIMS: tuple[Claim, ...] = (
         "The LLM's explanations add little beyond token identity on random-model latents",
         CRIT,
         "how much of the AUROC token identity already gets; PAPER.md §3",
-        _NB05,
-        "llm_minus_token_baseline.png",
-        ["llm_minus_token_baseline", "auroc_vs_layer"],
+        N.LLM_MINUS_TOKEN_BASELINE,
+        (N.LLM_MINUS_TOKEN_BASELINE, N.AUROC_VS_LAYER),
         I.llm_beyond_tokens,
     ),
     _c(
@@ -297,9 +278,8 @@ CLAIMS: tuple[Claim, ...] = (
         "Trained models have positional latents",
         CRIT,
         "trained models have latents random ones lack, e.g. positional; PAPER.md §3",
-        "08_critique",
-        "08_positional.png",
-        ["08_positional"],
+        N.POSITIONAL,
+        (N.POSITIONAL,),
         I.positional_trained,
     ),
     _c(
@@ -307,9 +287,8 @@ CLAIMS: tuple[Claim, ...] = (
         "Random variants have fewer positional latents than the trained model",
         CRIT,
         "trained models have latents random ones lack; PAPER.md §3",
-        "08_critique",
-        "08_positional.png",
-        ["08_positional"],
+        N.POSITIONAL,
+        (N.POSITIONAL,),
         I.positional_random,
     ),
     _c(
@@ -317,9 +296,8 @@ CLAIMS: tuple[Claim, ...] = (
         "SAEs differing only in seed share only part of their latents, ~30-40%",
         PB,
         "~30% (Llama-3-8B MLP, 131k latents), ~40% (Pythia-160M MLP, 32k); PAPER.md §2",
-        "07_seed_stability",
-        "07_seed_stability.png",
-        ["07_seed_stability"],
+        N.SEED_STABILITY,
+        (N.SEED_STABILITY,),
         T.seed_shared,
     ),
     _c(
@@ -327,9 +305,8 @@ CLAIMS: tuple[Claim, ...] = (
         "ReLU + L1 SAEs are more seed-stable than TopK at matched sparsity",
         PB,
         "ReLU more stable than TopK; PAPER.md §2",
-        "07_seed_stability",
-        "07_seed_stability.png",
-        ["07_seed_stability"],
+        N.SEED_STABILITY,
+        (N.SEED_STABILITY,),
         T.seed_relu_vs_topk,
     ),
     _c(
@@ -337,9 +314,8 @@ CLAIMS: tuple[Claim, ...] = (
         "Wider SAEs share fewer latents across seeds",
         PB,
         "wider SAEs share less; PAPER.md §2",
-        "07_seed_stability",
-        "07_seed_stability.png",
-        ["07_seed_stability"],
+        N.SEED_STABILITY,
+        (N.SEED_STABILITY,),
         T.seed_wider,
     ),
 )

@@ -12,6 +12,8 @@ import pandas as pd
 
 import rsae_utils.claims.rules as R
 from rsae_utils.claims.inputs import Inputs, Result, random_variants, require
+from rsae_utils.names import MMCS, SAE_METRICS, SEED_STABILITY, SPARSITY_FRONTIER, TOY_SUPERPOSITION, WHY_FACTORS
+from rsae_utils.sae.spec import RELU, TOPK
 from rsae_utils.studies.why.answer import MOST, best_per_factor, gap_table
 
 PAPER_MAX_DICT = 4096  # the largest dictionary of the paper's MMCS sweep (PAPER.md section 1, toy experiments)
@@ -20,7 +22,7 @@ PAPER_SHARED = (0.30, 0.40)  # Paulo & Belrose: ~30% (Llama-3-8B, 131k latents) 
 
 # ----------------------------------------------------------------------------------------------------- 01 / 02
 def toy_superposition(inp: Inputs) -> Result:
-    t = inp.table("01_toy_superposition", ["view", "angle_ratio"])
+    t = inp.table(TOY_SUPERPOSITION)
     lo, hi = float(t.angle_ratio.min()), float(t.angle_ratio.max())
     v = R.at_least(lo, hi, inp.opt.toy_ratio, what="control/data angle ratio (range over views)")
     return Result(
@@ -35,9 +37,9 @@ def toy_superposition(inp: Inputs) -> Result:
 
 
 def _mmcs_cells(inp: Inputs, condition: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    t = inp.table("02_mmcs_goldilocks", ["condition", "dict_size", "l1", "seed", "mmcs"])
+    t = inp.table(MMCS)
     t = t[t.condition == condition]
-    require(len(t) > 0, f"02_mmcs_goldilocks.csv has no {condition!r} rows")
+    require(len(t) > 0, f"{MMCS}.csv has no {condition!r} rows")
     means = t.groupby(["dict_size", "l1"], as_index=False).mmcs.mean()
     return t, means
 
@@ -94,22 +96,19 @@ def mmcs_control(inp: Inputs) -> Result:
     )
 
 
-FRONTIER = "02_sparsity_frontier"
-
-
 def frontier_above(inp: Inputs, source: str, reference: str) -> Result:
     """Notebook 02's explained-variance-against-sparsity frontiers: ``source``'s frontier minus ``reference``'s,
     the mean EV gap over their shared sparsity range, one value per sparsity measure (L0, L1, L1/sqrt(L2), Hoyer);
     the interval is the range over the measures. Reproduced when every measure's gap is above 0."""
-    inp.table(FRONTIER, ["condition"])
+    inp.table(SPARSITY_FRONTIER)
     rows = [
         r
-        for r in inp.manifest(FRONTIER).get("comparison") or []
+        for r in inp.manifest(SPARSITY_FRONTIER).get("comparison") or []
         if r.get("source") == source and r.get("reference") == reference
     ]
     gaps = np.array([r["gap"] for r in rows], dtype=float)
     gaps = gaps[np.isfinite(gaps)]
-    require(gaps.size > 0, f"{FRONTIER}.manifest.json compares no {source!r} frontier with {reference!r}")
+    require(gaps.size > 0, f"{SPARSITY_FRONTIER}.manifest.json compares no {source!r} frontier with {reference!r}")
     lo, hi = float(gaps.min()), float(gaps.max())
     v = R.above(lo, hi, inp.opt.metric_margin, what="frontier EV gap (range over sparsity measures)")
     return Result(
@@ -124,11 +123,11 @@ def frontier_above(inp: Inputs, source: str, reference: str) -> Result:
 
 # ----------------------------------------------------------------------------------------------------------- 03
 def sae_metric_similar(inp: Inputs, metric: str) -> Result:
-    t = inp.table("fig2_sae_metrics", ["variant", "layer", metric])
+    t = inp.table(SAE_METRICS, [metric])
     tr = t[t.variant == "trained"].set_index("layer")[metric]
-    require(len(tr) > 0, "fig2_sae_metrics.csv has no trained-model rows")
+    require(len(tr) > 0, f"{SAE_METRICS}.csv has no trained-model rows")
     r = t[t.variant.isin(random_variants(t.variant)) & t.layer.isin(tr.index)]
-    require(len(r) > 0, "fig2_sae_metrics.csv has no random-variant rows at the trained model's layers")
+    require(len(r) > 0, f"{SAE_METRICS}.csv has no random-variant rows at the trained model's layers")
     diffs = r[metric].to_numpy(float) - tr.loc[r.layer].to_numpy(float)
     est, lo, hi = inp.boot([diffs], lambda g: g[0].mean())
     # Each cell is one SAE: add the between-seed variance of (random - trained) per cell, averaged over n cells.
@@ -151,9 +150,9 @@ def sae_metric_similar(inp: Inputs, metric: str) -> Result:
 def why_gap_closed(inp: Inputs) -> Result:
     """Does one factor close most (>= ``why_answer.MOST``) of the random variants' explained-variance gap at every
     layer above 0? The interval is the range over those layers of the best (factor, value, variant)."""
-    t = inp.table("06_why_factors", ["factor", "value", "variant", "layer", "R", "explained_variance"])
-    p = inp.params("06_why_factors")
-    require("base_expansion" in p and "train_tokens" in p, "06_why_factors.manifest.json lacks its parameters")
+    t = inp.table(WHY_FACTORS)
+    p = inp.params(WHY_FACTORS)
+    require("base_expansion" in p and "train_tokens" in p, f"{WHY_FACTORS}.manifest.json lacks its parameters")
     # The baselines of notebook 06 (section 4): notebook 03's options at R = base_expansion.
     baselines = {
         "width": p["base_expansion"],
@@ -192,14 +191,11 @@ def why_gap_closed(inp: Inputs) -> Result:
 
 # ----------------------------------------------------------------------------------------------------------- 07
 def _seed_rows(inp: Inputs) -> tuple[pd.DataFrame, int, int]:
-    t = inp.table(
-        "07_seed_stability",
-        ["variant", "architecture", "R", "k", "seed_pair", "threshold", "shared_fraction", "dead_fraction"],
-    )
-    p = inp.params("07_seed_stability")
+    t = inp.table(SEED_STABILITY)
+    p = inp.params(SEED_STABILITY)
     t = t[np.isclose(t.threshold, float(p.get("threshold", 0.7))) & (t.variant == "trained")]
     require(len(t) > 0, "07_seed_stability.csv has no trained-model rows at the threshold")
-    topk = t[t.architecture == "topk"]
+    topk = t[t.architecture == TOPK]
     require(len(topk) > 0, "07_seed_stability.csv has no TopK rows")
     base_r = int(p.get("base_expansion", topk.R.min()))
     base_k = int(p.get("base_k", topk.k.max()))
@@ -222,7 +218,7 @@ def _dead_gate(inp: Inputs, cells: list[pd.DataFrame], v: R.Verdict) -> R.Verdic
 
 def seed_shared(inp: Inputs) -> Result:
     t, r, k = _seed_rows(inp)
-    c = _cell(t, "topk", r, k)
+    c = _cell(t, TOPK, r, k)
     require(len(c) > 0, f"07_seed_stability.csv has no TopK R={r}, k={k} rows")
     est, lo, hi = inp.boot([c.shared_fraction.to_numpy(float)], lambda g: g[0].mean())
     band = (PAPER_SHARED[0] - inp.opt.band_margin, PAPER_SHARED[1] + inp.opt.band_margin)
@@ -239,7 +235,7 @@ def seed_shared(inp: Inputs) -> Result:
 
 def seed_relu_vs_topk(inp: Inputs) -> Result:
     t, r, k = _seed_rows(inp)
-    topk, relu = _cell(t, "topk", r, k), t[(t.architecture == "relu") & (t["R"] == r)]
+    topk, relu = _cell(t, TOPK, r, k), t[(t.architecture == RELU) & (t["R"] == r)]
     require(len(topk) > 0 and len(relu) > 0, f"07_seed_stability.csv lacks a ReLU or TopK group at R={r}")
     est, lo, hi = inp.boot(
         [relu.shared_fraction.to_numpy(float), topk.shared_fraction.to_numpy(float)],
@@ -258,10 +254,10 @@ def seed_relu_vs_topk(inp: Inputs) -> Result:
 
 def seed_wider(inp: Inputs) -> Result:
     t, _, k = _seed_rows(inp)
-    topk = t[(t.architecture == "topk") & (t.k == k)]
+    topk = t[(t.architecture == TOPK) & (t.k == k)]
     widths = sorted(set(topk.R))
     require(len(widths) >= 2, f"07_seed_stability.csv has one TopK width at k={k}")
-    wide, narrow = _cell(t, "topk", widths[-1], k), _cell(t, "topk", widths[0], k)
+    wide, narrow = _cell(t, TOPK, widths[-1], k), _cell(t, TOPK, widths[0], k)
     est, lo, hi = inp.boot(
         [wide.shared_fraction.to_numpy(float), narrow.shared_fraction.to_numpy(float)],
         lambda g: g[0].mean() - g[1].mean(),

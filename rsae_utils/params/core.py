@@ -85,7 +85,7 @@ def one_of(choices: Iterable[Any]) -> Checker:
 
     def check(name: str, value: Any) -> None:
         if value not in choices:
-            hint = _suggest(value, [c for c in choices if isinstance(c, str)]) if isinstance(value, str) else ""
+            hint = suggest(value, [c for c in choices if isinstance(c, str)]) if isinstance(value, str) else ""
             _fail(name, allowed, value, hint)
 
     check.allowed = allowed  # type: ignore[attr-defined]
@@ -231,7 +231,8 @@ class Config(Mapping):
         return f"Config({self.notebook!r}, profile={self.profile!r}, {self._values!r})"
 
 
-def _suggest(name: str, allowed: Sequence[str]) -> str:
+def suggest(name: str, allowed: Sequence[str]) -> str:
+    """ " (did you mean 'x'?)" for the allowed name closest to a misspelt ``name``; "" when none is close."""
     close = difflib.get_close_matches(name, allowed, n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
@@ -239,7 +240,7 @@ def _suggest(name: str, allowed: Sequence[str]) -> str:
 def notebook_spec(notebook: str) -> Notebook:
     if notebook not in NOTEBOOKS:
         raise ParameterError(
-            f"unknown notebook {notebook!r}{_suggest(notebook, list(NOTEBOOKS))}; allowed: {', '.join(NOTEBOOKS)}"
+            f"unknown notebook {notebook!r}{suggest(notebook, list(NOTEBOOKS))}; allowed: {', '.join(NOTEBOOKS)}"
         )
     return NOTEBOOKS[notebook]
 
@@ -248,7 +249,7 @@ def check_profile(profile: str) -> None:
     if profile not in PROFILES:
         raise ParameterError(
             f"parameter 'PROFILE' must be one of {', '.join(map(repr, PROFILES))}; got {profile!r}"
-            f"{_suggest(str(profile), PROFILES)}"
+            f"{suggest(str(profile), PROFILES)}"
         )
 
 
@@ -261,7 +262,7 @@ def resolve(notebook: str, profile: str = "default", overrides: Mapping[str, Any
     for key in overrides:
         if key not in names:
             raise ParameterError(
-                f"unknown parameter {key!r} for notebook {notebook}{_suggest(key, names)}; allowed: {', '.join(names)}"
+                f"unknown parameter {key!r} for notebook {notebook}{suggest(key, names)}; allowed: {', '.join(names)}"
             )
     values = {p.name: overrides.get(p.name, p.value(profile)) for p in spec.params}
     for p in spec.params:

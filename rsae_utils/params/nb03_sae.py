@@ -19,13 +19,13 @@ from rsae_utils.params.core import (
     optional,
     register,
 )
-from rsae_utils.paths import work_dir
+from rsae_utils.paths import caches_root
+from rsae_utils.sae.spec import ARCHITECTURES, TRAINERS, check_trainer
 from rsae_utils.subject.corpus import probe_corpus
 from rsae_utils.subject.models import TINY_RANDOM_SHAPE, validate_model_name
 from rsae_utils.subject.variants import VARIANTS
 
 EXECUTORS = ("local", "slurm", "submitit-local")  # rsae_utils.sae.jobs.EXECUTORS (a test keeps them equal)
-TRAINERS = ("fast", "sae-lens")  # rsae_utils.sae.train.TRAINERS (the same test; importing sae-lens here is slow)
 
 # Models whose CPU harvest runs rsae_utils.sae.fastfwd's lean forward (harvest.planned_forward; a test keeps them equal)
 _LEAN_MODELS = ("smollm2-135m", "tiny-random")
@@ -68,21 +68,12 @@ def _check_03(cfg: Config) -> None:
                 f"got {list(cfg.layers)}"
             )
         d_sae = cfg.expansion * d_model
-        if cfg.architecture == "topk" and cfg.k >= d_sae:
+        if ARCHITECTURES[cfg.architecture].fixed_l0 and cfg.k >= d_sae:
             raise ParameterError(
                 f"parameter 'k' must be < the number of latents, expansion x d_model = {cfg.expansion} x {d_model} "
                 f"= {d_sae}; got {cfg.k}"
             )
-    if cfg.trainer == "fast" and cfg.architecture != "topk":
-        raise ParameterError(
-            f"parameter 'trainer' 'fast' trains TopK SAEs only; with architecture "
-            f"{cfg.architecture!r} set trainer='sae-lens'"
-        )
-    if cfg.trainer == "fast" and cfg.train_from == "stream":
-        raise ParameterError(
-            "parameter 'trainer' 'fast' trains from the cache only; with train_from='stream' set "
-            "trainer='sae-lens' (its MultiSAETrainer trains every layer in lockstep)"
-        )
+    check_trainer(cfg.trainer, cfg.architecture, streaming=cfg.train_from == "stream")
     if cfg.harvest_dtype != "float32" and (cfg.device != "cpu" or cfg.model.strip().lower() not in _LEAN_MODELS):
         raise ParameterError(
             f"parameter 'harvest_dtype' must be 'float32' unless device='cpu' and model is one of {_LEAN_MODELS} "
@@ -112,7 +103,7 @@ def _check_cache_fits(cfg: Config, n_layers: int, d_model: int) -> None:
     """Refuse, before any work, a run whose caches and SAEs cannot fit on the disk (at paper scale a cached training
     split is ~100 GB per layer), or whose memory need exceeds this machine's (caches already on disk count as
     space, since they are reused). A ``paper`` or ``gpu`` run prints its estimate first."""
-    caches = work_dir(cfg.profile) / "caches"
+    caches = caches_root(cfg.profile)
     existing = sum(f.stat().st_size for f in caches.rglob("*.safetensors")) if caches.exists() else 0
     budget = estimate_03(cfg, n_layers, d_model, cache_bytes_03(cfg, d_model))
     if cfg.profile in LARGE_PROFILES:
@@ -254,7 +245,7 @@ register(
                 "where a cached training split is ~100 GB per layer; only the test split is cached)",
                 gpu="stream",
             ),
-            Param("architecture", "topk", "topk", "topk", one_of(["topk", "relu"]), "SAE type: TopK or ReLU + L1"),
+            Param("architecture", "topk", "topk", "topk", one_of(list(ARCHITECTURES)), "SAE type: TopK or ReLU + L1"),
             Param(
                 "trainer",
                 "fast",

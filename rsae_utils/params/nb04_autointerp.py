@@ -1,4 +1,5 @@
-"""Parameters of notebook 04_autointerp."""
+"""Parameters of notebook 04_autointerp; the sampling and scoring block it shares with notebook 08 is declared in
+``params/sampling.py``."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from rsae_utils.params.core import (
     optional,
     register,
 )
+from rsae_utils.params.sampling import check_sampling, sampling_params
 from rsae_utils.store import load_table
 from rsae_utils.subject.variants import VARIANTS
 
@@ -47,13 +49,7 @@ def _check_llm_layers(cfg: Config) -> None:
 
 
 def _check_04(cfg: Config) -> None:
-    if cfg.explain_pool < cfg.n_explain:
-        raise ParameterError(f"parameter 'explain_pool' must be >= n_explain ({cfg.n_explain}); got {cfg.explain_pool}")
-    if cfg.min_examples < cfg.n_explain + cfg.n_bins:
-        raise ParameterError(
-            f"parameter 'min_examples' must be >= n_explain + n_bins ({cfg.n_explain + cfg.n_bins}) so every "
-            f"sampled latent has explainer examples and one window per quantile bin; got {cfg.min_examples}"
-        )
+    check_sampling(cfg)
     if "openai" in cfg.llm_backends:
         if cfg.endpoint_url is None or not re.match(_URL_RE, cfg.endpoint_url):
             raise ParameterError(
@@ -83,37 +79,8 @@ register(
                 "notebook 03 ran with train_from='cache')",
             ),
             Param("max_contexts", None, None, None, optional(is_int(1)), "cap on cached contexts read per SAE"),
-            Param("window_len", 32, 32, 32, is_int(2, 4096), "tokens per example window (the paper: 32)"),
-            Param("n_latents", 8, 100, 100, is_int(1), "latents sampled per SAE (the paper: 100)", gpu=100),
-            Param(
-                "min_examples",
-                4,
-                40,
-                200,
-                is_int(1),
-                "activating windows a latent needs to be sampled (the paper: 200 in a 10M-token cache)",
-            ),
-            Param("n_explain", 2, 8, 40, is_int(1), "explainer examples per latent (the paper: 40)"),
-            Param(
-                "explain_pool",
-                3,
-                16,
-                100,
-                is_int(1),
-                "explainer examples are drawn at random from this many top-activating windows",
-            ),
-            Param("n_bins", 2, 10, 10, is_int(1), "activation-quantile bins of the scoring positives (the paper: 10)"),
-            Param("per_bin", 1, 10, 10, is_int(1), "scoring positives drawn per bin (the paper: 10)"),
-            Param("n_negatives", 3, 50, 100, is_int(0), "non-activating scoring windows per latent (the paper: ~100)"),
+            *sampling_params(),
             Param("batch_size", 5, 5, 5, is_int(1, 50), "windows per scorer prompt (the paper: 5)"),
-            Param(
-                "mark_frac",
-                0.3,
-                0.3,
-                0.3,
-                is_float(0.0, 1.0),
-                "a token is marked active when its activation >= mark_frac x the window max (the paper: 0.3)",
-            ),
             Param(
                 "scorers",
                 ["detection", "fuzzing"],
@@ -121,15 +88,6 @@ register(
                 ["detection", "fuzzing"],
                 list_of(one_of(["detection", "fuzzing"]), unique=True),
                 "scorers to run",
-            ),
-            Param("top_k_tokens", 10, 10, 10, is_int(1), "token baseline: top tokens by activation mass it keeps"),
-            Param(
-                "single_token_threshold",
-                0.9,
-                0.9,
-                0.9,
-                is_float(0.0, 1.0),
-                "a latent is single-token when one token id holds at least this share of its activation mass",
             ),
             Param(
                 "llm_backends",

@@ -11,6 +11,7 @@ from __future__ import annotations
 from rsae_utils import paths
 from rsae_utils.errors import ArtifactError, ParameterError
 from rsae_utils.params.core import (
+    INHERIT,
     Config,
     Notebook,
     Param,
@@ -21,6 +22,7 @@ from rsae_utils.params.core import (
     optional,
     register,
 )
+from rsae_utils.params.sampling import check_sampling, sampling_params
 from rsae_utils.store import load_table
 from rsae_utils.subject.variants import VARIANTS
 
@@ -61,13 +63,7 @@ def _check_08(cfg: Config) -> None:
             f"parameter 'alpha' must be >= 1 / (n_perm + 1) = {floor:.4g}, the smallest permutation p-value with "
             f"n_perm={cfg.n_perm} (raise n_perm for a smaller alpha); got {cfg.alpha}"
         )
-    if cfg.explain_pool < cfg.n_explain:
-        raise ParameterError(f"parameter 'explain_pool' must be >= n_explain ({cfg.n_explain}); got {cfg.explain_pool}")
-    if cfg.min_examples < cfg.n_explain + cfg.n_bins:
-        raise ParameterError(
-            f"parameter 'min_examples' must be >= n_explain + n_bins ({cfg.n_explain + cfg.n_bins}) so every sampled "
-            f"latent has explainer examples and one window per quantile bin; got {cfg.min_examples}"
-        )
+    check_sampling(cfg)
     _check_against_index(cfg)
 
 
@@ -135,8 +131,7 @@ register(
             Param("n_levels", 2, 2, 2, is_int(2, 32), "activation levels of the position mutual information"),
             Param("max_lag", 4, 8, 8, is_int(1, 64), "lags of the autocorrelation along the context"),
             Param("top_n", 3, 5, 10, is_int(1), "most positional latents listed per variant"),
-            # example sets (as notebook 04)
-            Param("window_len", 32, 32, 32, is_int(2, 4096), "tokens per example window (the paper: 32)"),
+            # example sets and token profiles: notebook 04's block, smaller where the permutation tests cost time
             Param(
                 "max_contexts",
                 None,
@@ -146,29 +141,22 @@ register(
                 "cap on held-out contexts read per SAE (default: 96 of notebook 03's 400, ~12k tokens: the "
                 "permutation tests cost n_perm passes over every activation)",
             ),
-            Param("n_latents", 6, 60, 100, is_int(2), "latents sampled per SAE for the scorers (the paper: 100)"),
-            Param("min_examples", 4, 16, 200, is_int(1), "activating windows a latent needs to be sampled"),
-            Param(
-                "n_explain", 2, 8, 40, is_int(1), "explainer windows per latent (the token profile is read from them)"
-            ),
-            Param("explain_pool", 3, 16, 100, is_int(1), "explainer windows are drawn from this many strongest ones"),
-            Param("n_bins", 2, 5, 10, is_int(1), "activation-quantile bins of the scoring positives"),
-            Param("per_bin", 1, 4, 10, is_int(1), "scoring positives per bin"),
-            Param(
-                "n_negatives", 3, 20, 100, is_int(1), "random non-activating windows per latent (hard ones: as many)"
+            *sampling_params(
+                {
+                    # two at least: an intruder is an activating window of another sampled latent
+                    "n_latents": {"smoke": 6, "default": 60, "check": is_int(2), "gpu": INHERIT},
+                    "min_examples": {"default": 16},
+                    "n_bins": {"default": 5},
+                    "per_bin": {"default": 4},
+                    "n_negatives": {
+                        "default": 20,
+                        "check": is_int(1),
+                        "help": "random non-activating windows per latent (hard ones: as many)",
+                    },
+                }
             ),
             # scorers
-            Param("top_k_tokens", 10, 10, 10, is_int(1), "token baseline: top tokens by activation mass it keeps"),
-            Param("mark_frac", 0.3, 0.3, 0.3, is_float(0.0, 1.0), "a token is active at >= mark_frac x the window max"),
             Param("single_token_n", 1, 1, 1, is_int(1, 100), "tokens the single-token explanation names"),
-            Param(
-                "single_token_threshold",
-                0.9,
-                0.9,
-                0.9,
-                is_float(0.0, 1.0),
-                "a latent is single-token when one token id holds at least this share of its explainer mass",
-            ),
             Param("intruder_trials", 3, 10, 20, is_int(1), "intruder questions per latent"),
             Param("intruder_real", 2, 4, 4, is_int(1), "real windows beside the intruder in each question"),
             Param("n_neighbours", 3, 5, 5, is_int(1), "nearest decoder directions whose windows give hard negatives"),

@@ -10,18 +10,11 @@ other notebooks it does not need them all: a claim whose notebook has not run ge
 from __future__ import annotations
 
 from rsae_utils.errors import ParameterError
+from rsae_utils.names import TABLES
 from rsae_utils.params.core import Config, Notebook, Param, is_float, is_int, register
 
-UPSTREAM = [
-    "01_toy_superposition",
-    "02_mmcs_goldilocks",
-    "03_sae_training",
-    "04_autointerp",
-    "05_roc_entropy",
-    "06_why_default_differs",
-    "07_seed_stability",
-    "08_critique",
-]
+# The notebooks whose tables the claims read (rsae_utils.names.TABLES), and those they are made from.
+UPSTREAM = sorted({t.notebook for t in TABLES.values()} | {t.upstream for t in TABLES.values() if t.upstream})
 
 
 def _check_09(cfg: Config) -> None:

@@ -10,11 +10,16 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from rsae_utils.plots.style import SERIES_COLORS, use_paper_style, variant_color
+from rsae_utils.sae.spec import ARCHITECTURES, RELU, TOPK
 from rsae_utils.subject.variants import order_variants, variant_label
 
 Labels = Mapping[str, str] | None
-ARCH_NAMES = {"topk": "TopK", "relu": "ReLU + L1"}
-ARCH_STYLE = {"topk": "-", "relu": "--"}
+ARCH_NAMES = {a: arch.label for a, arch in ARCHITECTURES.items()}
+# How each architecture is drawn: TopK solid with filled circles, ReLU + L1 dashed with open squares and hatched bars.
+ARCH_STYLE = {TOPK: "-", RELU: "--"}
+ARCH_DASH = {TOPK: "solid", RELU: "dash"}  # plotly's name of the same line style
+ARCH_MARKER = {TOPK: "o", RELU: "s"}
+ARCH_OPEN = {TOPK: False, RELU: True}  # open markers, hatched and lighter bars
 
 
 def _label(v: str, labels: Labels) -> str:
@@ -30,7 +35,7 @@ def plot_overview(table: pd.DataFrame, base_r: int, base_k: int, threshold: floa
     (mean over seed pairs, band = min..max). Bottom: TopK shared fraction at ``threshold`` against R and against k
     (ReLU + L1 at the base cell as open markers)."""
     use_paper_style()
-    archs = [a for a in ("topk", "relu") if a in set(table.architecture)]
+    archs = [a for a in ARCHITECTURES if a in set(table.architecture)]
     fig, axes = plt.subplots(2, 2, figsize=(8.2, 6.2), squeeze=False)
     variants = order_variants(table.variant)
     base = _base(table, base_r, base_k)
@@ -69,8 +74,8 @@ def plot_overview(table: pd.DataFrame, base_r: int, base_k: int, threshold: floa
                     yerr=[m.values - g.min().values, g.max().values - m.values],
                     color=variant_color(v),
                     ls=ARCH_STYLE[arch],
-                    marker="o" if arch == "topk" else "s",
-                    mfc="none" if arch == "relu" else variant_color(v),
+                    marker=ARCH_MARKER[arch],
+                    mfc="none" if ARCH_OPEN[arch] else variant_color(v),
                     capsize=2,
                     ms=4,
                 )
@@ -82,9 +87,7 @@ def plot_overview(table: pd.DataFrame, base_r: int, base_k: int, threshold: floa
         )
     handles, names = axes[0][0].get_legend_handles_labels()
     handles += [
-        plt.Line2D(
-            [], [], color="k", ls=ARCH_STYLE[a], marker="o" if a == "topk" else "s", mfc="none" if a == "relu" else "k"
-        )
+        plt.Line2D([], [], color="k", ls=ARCH_STYLE[a], marker=ARCH_MARKER[a], mfc="none" if ARCH_OPEN[a] else "k")
         for a in archs
     ]
     names += [ARCH_NAMES[a] for a in archs]
@@ -111,7 +114,7 @@ def plotly_curves(table: pd.DataFrame, labels: Labels = None):
             mode="lines",
             text=text,
             name=f"{_label(v, labels)} | {ARCH_NAMES[arch]} R={r} k={k}",
-            line={"color": variant_color(v), "dash": "solid" if arch == "topk" else "dash"},
+            line={"color": variant_color(v), "dash": ARCH_DASH[arch]},
         )
     fig.update_layout(
         title="Fraction of latents shared between seeds against the cosine threshold",
@@ -130,7 +133,7 @@ def plot_latents(latents: pd.DataFrame, base_r: int, base_k: int, n_other: int, 
     lat = _base(latents, base_r, base_k)
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.4))
     variants = order_variants(lat.variant)
-    archs = [a for a in ("topk", "relu") if a in set(lat.architecture)]
+    archs = [a for a in ARCHITECTURES if a in set(lat.architecture)]
     width = 0.8 / max(1, len(variants) * len(archs))
     for i, (v, arch) in enumerate((v, a) for v in variants for a in archs):
         sel = lat[(lat.variant == v) & (lat.architecture == arch)]
@@ -140,8 +143,8 @@ def plot_latents(latents: pd.DataFrame, base_r: int, base_k: int, n_other: int, 
             counts,
             width,
             color=variant_color(v),
-            hatch="//" if arch == "relu" else None,
-            alpha=0.6 if arch == "relu" else 1.0,
+            hatch="//" if ARCH_OPEN[arch] else None,
+            alpha=0.6 if ARCH_OPEN[arch] else 1.0,
             label=f"{_label(v, labels)}, {ARCH_NAMES[arch]}",
         )
         live = sel[sel.freq > 0]

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from safetensors import safe_open
 
-from rsae_utils.errors import CacheError
+from rsae_utils.errors import CacheError, StageError
 from rsae_utils.repro import stable_hash
 from rsae_utils.store import file_record, read_json
 
@@ -33,7 +33,7 @@ FORMAT = "rsae-activation-cache/1"
 SPLITS = ("train", "test")
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 # Largest magnitude stored as float16 without overflow (the format's max is 65504); bigger raises.
-_FP16_MAX = 6.5e4
+FP16_MAX = 6.5e4
 _REBUILD = "rerun notebook 03 (make figures NB=03 FORCE=1): its cache stage rebuilds what is damaged"
 # The forward that made a cache, as recorded in its manifest: transformer-lens's, or rsae_utils.sae.fastfwd's.
 TL_FORWARD = "transformer-lens"
@@ -46,11 +46,13 @@ def hook_name(layer: int) -> str:
     return f"blocks.{layer}.hook_resid_post"
 
 
-def _shard_name(split: str, index: int) -> str:
+def shard_name(split: str, index: int) -> str:
+    """The file name of shard ``index`` of ``split`` (the harvest writes it, the manifest records it)."""
     return f"shard-{split}-{index:05d}.safetensors"
 
 
-def _tokens_digest(tokens: torch.Tensor) -> str:
+def tokens_digest(tokens: torch.Tensor) -> str:
+    """sha256 of a token tensor's bytes: the cache key and manifest name the exact windows by it."""
     return hashlib.sha256(tokens.contiguous().numpy().tobytes()).hexdigest()
 
 
@@ -186,7 +188,7 @@ class ActivationCache:
         records = list(self.manifest["shards"])
         if isinstance(self.manifest.get("tokens_file"), Mapping):
             records.append(self.manifest["tokens_file"])
-        return [rec["file"] for rec in records if not _shard_ok(self.root, rec, check_hash)]
+        return [rec["file"] for rec in records if not shard_ok(self.root, rec, check_hash)]
 
     def manifest_hash(self) -> str:
         """A short hash of what this cache holds (key + shard hashes): SAEs trained on it are keyed by it."""
@@ -206,7 +208,8 @@ def token_mask(tokens: torch.Tensor, exclude_tokens: Sequence[int] = ()) -> torc
     return ~torch.isin(tokens, torch.as_tensor(list(exclude_tokens), dtype=tokens.dtype))
 
 
-def _shard_ok(root: Path, shard: Mapping[str, Any], check_hash: bool) -> bool:
+def shard_ok(root: Path, shard: Mapping[str, Any], check_hash: bool) -> bool:
+    """True when the file a manifest record names is there with its recorded size (and sha256, with ``check_hash``)."""
     path = root / shard["file"]
     if not path.exists() or path.stat().st_size != shard["bytes"]:
         return False
@@ -274,7 +277,7 @@ def cache_key(
         {
             "meta": {k: meta.get(k) for k in fields},
             "layers": sorted(layers),
-            "tokens": {s: _tokens_digest(t) for s, t in sorted(tokens_by_split.items())},
+            "tokens": {s: tokens_digest(t) for s, t in sorted(tokens_by_split.items())},
             "dtype": dtype,
             "shard_windows": shard_windows,
             "format": FORMAT,
@@ -290,3 +293,32 @@ def is_complete(path: str | Path, key: str | None = None) -> bool:
     except CacheError:
         return False
     return key is None or cache.manifest.get("key") == key
+
+
+def require_caches(
+    pipeline: Any, variants: Sequence[str], layers: Sequence[int], profile: str, reader: str, *, plain: bool = False
+) -> dict[str, ActivationCache]:
+    """Notebook 03's caches of ``variants`` for a later notebook (``reader``, e.g. "07"), opened through
+    ``pipeline.cache`` and never harvested: each must hold ``layers`` and a cached training split and, with
+    ``plain``, be made without variant options (notebook 06's baseline). StageError naming notebook 03 otherwise."""
+    run03 = f"run notebook 03_sae_training (profile {profile!r})"
+    out = {}
+    for v in variants:
+        try:
+            cache = pipeline.cache(v)
+        except StageError as err:
+            raise StageError(f"notebook {reader} reads notebook 03's activation caches: {run03} first; {err}") from None
+        missing = [x for x in layers if x not in cache.layers]
+        if missing or "train" not in cache.manifest["n_windows"]:
+            raise StageError(
+                f"the cache of {v!r} ({cache.root}) has layers {cache.layers} and splits "
+                f"{list(cache.manifest['n_windows'])}; notebook {reader} needs layers {list(layers)} with a cached "
+                f"training split: {run03} with them and train_from='cache'"
+            )
+        if plain and cache.manifest.get("variant_options"):
+            raise StageError(
+                f"the cache of {v!r} was made with variant options {cache.manifest['variant_options']}; "
+                f"notebook {reader}'s baseline is notebook 03 with rerandomize_norms=True, embedding_scale=1.0"
+            )
+        out[v] = cache
+    return out

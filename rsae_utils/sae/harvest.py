@@ -26,21 +26,21 @@ from safetensors.torch import save_file as st_save_file
 from rsae_utils.errors import CacheError, ParameterError
 from rsae_utils.repro import provenance, stable_hash
 from rsae_utils.sae.cache import (
-    _FP16_MAX,
     DEFAULT_SHARD_WINDOWS,
     DTYPES,
     FORMAT,
+    FP16_MAX,
     MANIFEST,
     SPLITS,
     TL_FORWARD,
     TOKENS_FILE,
     ActivationCache,
-    _shard_name,
-    _shard_ok,
-    _tokens_digest,
     cache_key,
     hook_name,
+    shard_name,
+    shard_ok,
     token_mask,
+    tokens_digest,
 )
 from rsae_utils.sae.fastfwd import HARVEST_DTYPES, lean_layers, lean_ok, pack_blocks
 from rsae_utils.store import atomic_write_bytes, file_record, read_json, write_json
@@ -193,6 +193,170 @@ def _write_shard(root: Path, name: str, tensors: dict[str, torch.Tensor], record
     return {**record, **file_record(root / name)}
 
 
+def _checked_inputs(
+    model: Any, tokens_by_split: Mapping[str, torch.Tensor], layers: Sequence[int], dtype: str
+) -> tuple[list[int], dict[str, torch.Tensor], int]:
+    """(sorted layers, token windows by split in SPLITS order as contiguous int64 CPU tensors, ctx) after checking
+    the dtype, the layers against the model and that every split is (n_windows, ctx) of one ctx."""
+    if dtype not in DTYPES:
+        raise ParameterError(f"parameter 'dtype' must be one of {', '.join(map(repr, DTYPES))}; got {dtype!r}")
+    layers = sorted({int(x) for x in layers})
+    if not layers:
+        raise ParameterError("parameter 'layers' must name at least one layer")
+    n_layers = int(getattr(getattr(model, "cfg", None), "n_layers", max(layers) + 1))
+    if layers[0] < 0 or layers[-1] >= n_layers:
+        raise ParameterError(f"parameter 'layers' must be within 0..{n_layers - 1} for this model; got {layers}")
+    splits = [s for s in SPLITS if s in tokens_by_split] + [s for s in tokens_by_split if s not in SPLITS]
+    tokens_by_split = {s: torch.as_tensor(tokens_by_split[s]).long().cpu().contiguous() for s in splits}
+    ctxs = {t.shape[1] for t in tokens_by_split.values() if t.ndim == 2}
+    if len(ctxs) != 1 or any(t.ndim != 2 for t in tokens_by_split.values()):
+        raise ParameterError("tokens_by_split must map split names to (n_windows, ctx) tensors of one ctx")
+    return layers, tokens_by_split, ctxs.pop()
+
+
+def _previous_manifest(root: Path, key: str) -> dict[str, Any]:
+    """The manifest already in ``root`` when it is one we wrote with this ``key``; {} otherwise (warning when one
+    is there but unreadable or made with other parameters: the cache is rebuilt)."""
+    if not (root / MANIFEST).exists():
+        return {}
+    try:
+        old = read_json(root / MANIFEST)
+    except (OSError, json.JSONDecodeError) as err:
+        warnings.warn(f"{root / MANIFEST}: unreadable cache manifest ({err}); rebuilding the cache", stacklevel=3)
+        return {}
+    if not isinstance(old, dict) or not all(isinstance(s, dict) and "file" in s for s in old.get("shards", [])):
+        return {}  # not a manifest we wrote: start over
+    if old.get("key") != key:
+        if old:
+            warnings.warn(f"{root}: cache made with other parameters; rebuilding it", stacklevel=3)
+        return {}
+    return old
+
+
+def _new_manifest(
+    root: Path,
+    key: str,
+    meta: Mapping[str, Any],
+    layers: list[int],
+    tokens_by_split: dict[str, torch.Tensor],
+    settings: dict[str, Any],
+    old: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The manifest of a cache about to be (re)harvested, no shard recorded yet; writes the token windows' file
+    unless the one there is the previous manifest's. ``settings``: ctx, d_model, dtype, shard_windows, forward,
+    harvest_dtype. The harvest time so far is carried over from ``old``."""
+    tokens_path = root / TOKENS_FILE
+    if not tokens_path.exists() or old.get("tokens_file", {}).get("sha256") != file_record(tokens_path)["sha256"]:
+        atomic_write_bytes(tokens_path, st_save(dict(tokens_by_split)))
+    return {
+        "format": FORMAT,
+        "key": key,
+        "complete": False,
+        **{k: v for k, v in meta.items() if k not in ("layers",)},
+        "model": meta.get("model"),
+        "variant": meta.get("variant"),
+        "seed": int(meta.get("seed", 0) or 0),
+        "corpus_sha256": meta.get("corpus_sha256"),
+        "activation_source": (
+            "forward with fresh N(0,1) noise in place of every token embedding (control variant)"
+            if meta.get("variant") == "control"
+            else "ordinary forward"
+        ),
+        "layers": layers,
+        "hook_names": [hook_name(x) for x in layers],
+        "stop_at_layer": layers[-1] + 1,
+        "forward": settings["forward"],
+        "harvest_dtype": settings["harvest_dtype"],
+        "ctx": settings["ctx"],
+        "d_model": settings["d_model"],
+        "dtype": settings["dtype"],
+        "shard_windows": settings["shard_windows"],
+        "n_windows": {s: int(t.shape[0]) for s, t in tokens_by_split.items()},
+        "n_tokens": {s: int(t.numel()) for s, t in tokens_by_split.items()},
+        "tokens_sha256": {s: tokens_digest(t) for s, t in tokens_by_split.items()},
+        "tokens_file": {"file": TOKENS_FILE, **file_record(tokens_path)},
+        "shards": [],
+        "provenance": provenance(),
+        "harvest_seconds": float(old.get("harvest_seconds", 0.0)),
+    }
+
+
+@torch.no_grad()
+def _shard_tensors(
+    model: Any, tokens: torch.Tensor, layers: list[int], batch_size: int, shard_seed: int, how: dict[str, Any]
+) -> dict[str, torch.Tensor]:
+    """One shard's activations {hook name: (windows, ctx, d_model)} in the stored dtype, its forward seeded by
+    ``shard_seed`` (``how``: dtype, harvest_dtype, packed). CacheError when float16 would overflow."""
+    noise = getattr(model, "rsae_embedding_noise", None)  # the control variant's own noise generator
+    if noise is not None:
+        noise.generator.manual_seed(shard_seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(shard_seed)
+        acts = run_layers(model, tokens, layers, batch_size, how["harvest_dtype"], how["packed"])
+    t_dtype = DTYPES[how["dtype"]]
+    tensors = {}
+    for layer, a in acts.items():
+        if t_dtype == torch.float16 and a.abs().max().item() > FP16_MAX:
+            raise CacheError(f"layer {layer} has values beyond float16 range; use dtype='float32'")
+        tensors[hook_name(layer)] = a.to(t_dtype).contiguous()
+    return tensors
+
+
+def _harvest_shards(
+    model: Any,
+    tokens_by_split: dict[str, torch.Tensor],
+    layers: list[int],
+    root: Path,
+    manifest: dict[str, Any],
+    done: dict[str, dict[str, Any]],
+    how: dict[str, Any],
+) -> bool:
+    """Compute (or keep, from ``done``) every shard in order, recording each in ``manifest`` (written after each)
+    once it is on disk; False when ``how["max_shards"]`` new shards were made first. A shard is written and hashed
+    on a background thread while the next one is computed."""
+    n_new, shard_windows = 0, manifest["shard_windows"]
+    writer = ThreadPoolExecutor(max_workers=1)  # overlaps writing + hashing a shard with the next forward
+    pending: list[Any] = []  # at most one (future, message) whose shard is not yet in the manifest
+    t_mark = time.perf_counter()
+
+    def settle() -> None:  # record the shard being written (manifest order = shard order, which readers rely on)
+        nonlocal t_mark
+        for fut, message in pending:
+            manifest["shards"].append(fut.result())
+            now = time.perf_counter()
+            manifest["harvest_seconds"] += now - t_mark
+            t_mark = now
+            write_json(root / MANIFEST, manifest)
+            if how["progress"]:
+                print(message, flush=True)
+        pending.clear()
+
+    try:
+        for split, toks in tokens_by_split.items():
+            for index, start in enumerate(range(0, toks.shape[0], shard_windows)):
+                end = min(start + shard_windows, toks.shape[0])
+                name = shard_name(split, index)
+                if name in done and done[name]["windows"] == [start, end]:
+                    settle()
+                    manifest["shards"].append(done[name])
+                    continue
+                if how["max_shards"] is not None and n_new >= how["max_shards"]:
+                    settle()
+                    write_json(root / MANIFEST, manifest)
+                    return False
+                seed = _shard_seed(manifest["seed"], split, index)
+                tensors = _shard_tensors(model, toks[start:end], layers, how["batch_size"], seed, how)
+                settle()
+                record = {"split": split, "index": index, "file": name, "windows": [start, end]}
+                message = f"  {manifest.get('variant')}: {split} shard {index} ({end}/{toks.shape[0]} windows)"
+                pending.append((writer.submit(_write_shard, root, name, tensors, record), message))
+                n_new += 1
+        settle()
+    finally:
+        writer.shutdown(wait=True)  # an unrecorded shard left on disk is simply recomputed on resume
+    return True
+
+
 def harvest(
     model: Any,
     tokens_by_split: Mapping[str, torch.Tensor],
@@ -217,137 +381,38 @@ def harvest(
     compute dtype (``run_layers``); the forward used enters the key. A shard is written and hashed on a
     background thread while the next one is computed; it enters the manifest only once it is on disk.
     """
-    if dtype not in DTYPES:
-        raise ParameterError(f"parameter 'dtype' must be one of {', '.join(map(repr, DTYPES))}; got {dtype!r}")
-    layers = sorted({int(x) for x in layers})
-    if not layers:
-        raise ParameterError("parameter 'layers' must name at least one layer")
-    n_layers = int(getattr(getattr(model, "cfg", None), "n_layers", max(layers) + 1))
-    if layers[0] < 0 or layers[-1] >= n_layers:
-        raise ParameterError(f"parameter 'layers' must be within 0..{n_layers - 1} for this model; got {layers}")
-    splits = [s for s in SPLITS if s in tokens_by_split] + [s for s in tokens_by_split if s not in SPLITS]
-    tokens_by_split = {s: torch.as_tensor(tokens_by_split[s]).long().cpu().contiguous() for s in splits}
-    ctxs = {t.shape[1] for t in tokens_by_split.values() if t.ndim == 2}
-    if len(ctxs) != 1 or any(t.ndim != 2 for t in tokens_by_split.values()):
-        raise ParameterError("tokens_by_split must map split names to (n_windows, ctx) tensors of one ctx")
-    ctx = ctxs.pop()
-    d_model = int(model.cfg.d_model)
+    layers, tokens_by_split, ctx = _checked_inputs(model, tokens_by_split, layers, dtype)
     forward = harvest_forward(model, harvest_dtype)
     key = cache_key(meta, layers, tokens_by_split, dtype, shard_windows, forward)
     root = Path(out_dir)
     root.mkdir(parents=True, exist_ok=True)
 
-    old: dict[str, Any] = {}
-    if (root / MANIFEST).exists():
-        try:
-            old = read_json(root / MANIFEST)
-        except (OSError, json.JSONDecodeError) as err:
-            warnings.warn(f"{root / MANIFEST}: unreadable cache manifest ({err}); rebuilding the cache", stacklevel=2)
-            old = {}
-        if not isinstance(old, dict) or not all(isinstance(s, dict) and "file" in s for s in old.get("shards", [])):
-            old = {}  # not a manifest we wrote: start over
-        if old.get("key") != key:
-            if old:
-                warnings.warn(f"{root}: cache made with other parameters; rebuilding it", stacklevel=2)
-            old = {}
-    done = {s["file"]: s for s in old.get("shards", []) if _shard_ok(root, s, check_hash=True)}
+    old = _previous_manifest(root, key)
+    done = {s["file"]: s for s in old.get("shards", []) if shard_ok(root, s, check_hash=True)}
     tokens_rec = old.get("tokens_file")
-    tokens_ok = isinstance(tokens_rec, dict) and "file" in tokens_rec and _shard_ok(root, tokens_rec, check_hash=True)
+    tokens_ok = isinstance(tokens_rec, dict) and "file" in tokens_rec and shard_ok(root, tokens_rec, check_hash=True)
     if old and old.get("complete") and len(done) == len(old.get("shards", [])) and tokens_ok:
         return ActivationCache(root, old)
 
-    seed = int(meta.get("seed", 0) or 0)
-    tokens_path = root / TOKENS_FILE
-    if not tokens_path.exists() or old.get("tokens_file", {}).get("sha256") != file_record(tokens_path)["sha256"]:
-        atomic_write_bytes(tokens_path, st_save(dict(tokens_by_split)))
-    manifest: dict[str, Any] = {
-        "format": FORMAT,
-        "key": key,
-        "complete": False,
-        **{k: v for k, v in meta.items() if k not in ("layers",)},
-        "model": meta.get("model"),
-        "variant": meta.get("variant"),
-        "seed": seed,
-        "corpus_sha256": meta.get("corpus_sha256"),
-        "activation_source": (
-            "forward with fresh N(0,1) noise in place of every token embedding (control variant)"
-            if meta.get("variant") == "control"
-            else "ordinary forward"
-        ),
-        "layers": layers,
-        "hook_names": [hook_name(x) for x in layers],
-        "stop_at_layer": layers[-1] + 1,
-        "forward": forward,
-        "harvest_dtype": harvest_dtype,
+    settings = {
         "ctx": ctx,
-        "d_model": d_model,
+        "d_model": int(model.cfg.d_model),
         "dtype": dtype,
         "shard_windows": shard_windows,
-        "n_windows": {s: int(t.shape[0]) for s, t in tokens_by_split.items()},
-        "n_tokens": {s: int(t.numel()) for s, t in tokens_by_split.items()},
-        "tokens_sha256": {s: _tokens_digest(t) for s, t in tokens_by_split.items()},
-        "tokens_file": {"file": TOKENS_FILE, **file_record(tokens_path)},
-        "shards": [],
-        "provenance": provenance(),
-        "harvest_seconds": float(old.get("harvest_seconds", 0.0)),
+        "forward": forward,
+        "harvest_dtype": harvest_dtype,
     }
-
-    n_new = 0
-    t_dtype = DTYPES[dtype]
-    packed = pack_blocks(model, layers[-1] + 1, harvest_dtype) if forward != TL_FORWARD else None
-    writer = ThreadPoolExecutor(max_workers=1)  # overlaps writing + hashing a shard with the next forward
-    pending: list[Any] = []  # at most one (future, message) whose shard is not yet in the manifest
-    t_mark = time.perf_counter()
-
-    def settle() -> None:  # record the shard being written (manifest order = shard order, which readers rely on)
-        nonlocal t_mark
-        for fut, message in pending:
-            manifest["shards"].append(fut.result())
-            now = time.perf_counter()
-            manifest["harvest_seconds"] += now - t_mark
-            t_mark = now
-            write_json(root / MANIFEST, manifest)
-            if progress:
-                print(message, flush=True)
-        pending.clear()
-
-    try:
-        for split, toks in tokens_by_split.items():
-            for index, start in enumerate(range(0, toks.shape[0], shard_windows)):
-                end = min(start + shard_windows, toks.shape[0])
-                name = _shard_name(split, index)
-                if name in done and done[name]["windows"] == [start, end]:
-                    settle()
-                    manifest["shards"].append(done[name])
-                    continue
-                if max_shards is not None and n_new >= max_shards:
-                    settle()
-                    write_json(root / MANIFEST, manifest)
-                    return ActivationCache(root, manifest)
-                shard_seed = _shard_seed(seed, split, index)
-                noise = getattr(model, "rsae_embedding_noise", None)  # the control variant's own noise generator
-                if noise is not None:
-                    noise.generator.manual_seed(shard_seed)
-                with torch.random.fork_rng(devices=[]):
-                    torch.manual_seed(shard_seed)
-                    acts = run_layers(model, toks[start:end], layers, batch_size, harvest_dtype, packed)
-                tensors = {}
-                for layer, a in acts.items():
-                    if t_dtype == torch.float16 and a.abs().max().item() > _FP16_MAX:
-                        raise CacheError(f"layer {layer} has values beyond float16 range; use dtype='float32'")
-                    tensors[hook_name(layer)] = a.to(t_dtype).contiguous()
-                settle()
-                record = {"split": split, "index": index, "file": name, "windows": [start, end]}
-                pending.append(
-                    (
-                        writer.submit(_write_shard, root, name, tensors, record),
-                        f"  {meta.get('variant')}: {split} shard {index} ({end}/{toks.shape[0]} windows)",
-                    )
-                )
-                n_new += 1
-        settle()
-    finally:
-        writer.shutdown(wait=True)  # an unrecorded shard left on disk is simply recomputed on resume
+    manifest = _new_manifest(root, key, meta, layers, tokens_by_split, settings, old)
+    how = {
+        "batch_size": batch_size,
+        "dtype": dtype,
+        "harvest_dtype": harvest_dtype,
+        "packed": pack_blocks(model, layers[-1] + 1, harvest_dtype) if forward != TL_FORWARD else None,
+        "max_shards": max_shards,
+        "progress": progress,
+    }
+    if not _harvest_shards(model, tokens_by_split, layers, root, manifest, done, how):
+        return ActivationCache(root, manifest)
     manifest["complete"] = True
     manifest["harvest_tokens_per_s"] = round(
         sum(manifest["n_tokens"].values()) / max(manifest["harvest_seconds"], 1e-9), 1

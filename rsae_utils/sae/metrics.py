@@ -27,6 +27,7 @@ from sae_lens.evals import ExplainedVarianceCalculator
 
 from rsae_utils.sae import fastfwd
 from rsae_utils.sae.cache import token_mask
+from rsae_utils.sae.spec import TOPK
 from rsae_utils.sae.topk import topk_select
 
 # Order and meaning of the rows of the figure and table.
@@ -60,7 +61,7 @@ def plain_topk(sae: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torc
     cfg = getattr(sae, "cfg", None)
     try:
         ok = (
-            cfg.architecture() == "topk"
+            cfg.architecture() == TOPK  # sae-lens names its TopK SAEs as our registry does
             and getattr(cfg, "normalize_activations", "none") == "none"
             and getattr(cfg, "apply_b_dec_to_input", True)
         )

@@ -32,7 +32,8 @@ from rsae_utils.sae import metrics as metrics_mod
 from rsae_utils.sae.cache import DEFAULT_SHARD_WINDOWS, ActivationCache, cache_key, open_cache
 from rsae_utils.sae.codes import load_codes
 from rsae_utils.sae.harvest import harvest, planned_forward
-from rsae_utils.sae.train import SAESpec, load_record, load_sae, sae_name, train_sae, train_saes_streaming
+from rsae_utils.sae.spec import SAE_LENS, SAESpec, sae_name
+from rsae_utils.sae.train import load_record, load_sae, train_sae, train_saes_streaming
 from rsae_utils.store import cached_artifact, content_hash, load_table, save_table, verify_artifact
 from rsae_utils.subject.corpus import Corpus, load_corpus
 from rsae_utils.subject.models import LoadedModel, load_model, load_tokenizer
@@ -47,7 +48,7 @@ def spec_from_config(cfg: Any) -> SAESpec:
     """The SAE spec of a resolved notebook-03 Config (without the excluded tokens, which need the tokenizer)."""
     return SAESpec(
         architecture=cfg.architecture,
-        trainer=getattr(cfg, "trainer", "sae-lens"),
+        trainer=getattr(cfg, "trainer", SAE_LENS),
         expansion=int(cfg.expansion),
         k=int(cfg.k),
         l1_coefficient=float(cfg.l1_coefficient),
@@ -365,7 +366,7 @@ class SAEPipeline:
                         "cache_dir": str(self.cache_dir(variant).relative_to(root)),
                         "architecture": rec["architecture"],
                         "d_sae": rec["d_sae"],
-                        "k": self.spec.k if self.spec.architecture == "topk" else None,
+                        "k": self.spec.k if self.spec.arch.fixed_l0 else None,  # TopK's k; none for L1
                         "tokens_trained": rec["tokens_trained"],
                         "train_fvu_end": (rec.get("final") or {}).get("fvu"),
                         "runtime_s": rec["runtime_s"],

@@ -22,9 +22,9 @@ AuxK = min(n_dead / k_aux, 1) * |e_hat - e|^2 / variance with e the detached res
 (no bias) of the top k_aux = d_in // 2 dead latents' activations; a latent is dead after more than
 ``dead_tokens_threshold`` tokens without a positive activation. Decoder rows are unit norm: the gradient part
 parallel to each row is removed before Adam and the rows are renormalised after it. Adam, lr 2e-4 / sqrt(d_sae /
-2**14). One deliberate difference from sparsify 1.3.3: its fused encoder drops the AuxK gradient of the encoder,
-so there AuxK moves only dead decoder rows; here it reaches the encoder too (Gao et al. 2024, and sae-lens), which
-is what lets a dead latent fire again.
+2**14) (:func:`rsae_utils.sae.spec.paper_lr`). One deliberate difference from sparsify 1.3.3: its fused encoder
+drops the AuxK gradient of the encoder, so there AuxK moves only dead decoder rows; here it reaches the encoder too
+(Gao et al. 2024, and sae-lens), which is what lets a dead latent fire again.
 
 W_enc is (d_sae, d_in) like sparsify's encoder weight (sparse gradients touch contiguous rows); sae-lens's is its
 transpose, :func:`to_sae_lens` converts. On cores shared with other jobs, start Python with OMP_WAIT_POLICY=PASSIVE:
@@ -46,14 +46,10 @@ from sae_lens.saes.sae import SAEMetadata
 from sae_lens.saes.topk_sae import TopKSAE, TopKSAEConfig
 
 from rsae_utils.errors import ParameterError
+from rsae_utils.sae.spec import paper_lr
 
 Params = dict[str, torch.Tensor]  # W_enc (d_sae, d_in), b_enc (d_sae,), W_dec (d_sae, d_in), b_dec (d_in,)
 NAMES = ("W_enc", "b_enc", "W_dec", "b_dec")
-
-
-def paper_lr(d_sae: int) -> float:
-    """sparsify's learning-rate rule: 2e-4 / sqrt(d_sae / 2**14) (a wider SAE takes smaller steps)."""
-    return 2e-4 / math.sqrt(d_sae / 2**14)
 
 
 def _group_size(n: int, k: int) -> int:

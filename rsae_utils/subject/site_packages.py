@@ -18,7 +18,7 @@ import re
 import sysconfig
 from pathlib import Path
 
-from rsae_utils.paths import model_cache_dir
+from rsae_utils.paths import corpus_cache_dir
 from rsae_utils.repro import stable_hash
 from rsae_utils.store import cached_artifact, read_json, write_json
 from rsae_utils.subject.text import normalise, text_hash
@@ -347,6 +347,6 @@ def cached_site_packages(include_docstrings: bool, min_doc_chars: int) -> tuple[
         write_json(tmp / "texts.json", texts)
         return {"info": info}
 
-    path = cached_artifact(model_cache_dir() / "corpus" / f"site-packages-{stable_hash(params)}", params, build)
+    path = cached_artifact(corpus_cache_dir(stable_hash(params)), params, build)
     manifest = read_json(path / "manifest.json")
     return read_json(path / "texts.json"), dict(manifest["info"])

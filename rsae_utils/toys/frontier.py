@@ -35,7 +35,7 @@ from rsae_utils import store
 from rsae_utils.paths import frontier_sweep_dir
 from rsae_utils.subject.models import token_embedding
 from rsae_utils.toys import mmcs, sparsity, synthetic
-from rsae_utils.toys.synthetic import SparseFeatureWorld, SyntheticSpec, _gen
+from rsae_utils.toys.synthetic import SparseFeatureWorld, SyntheticSpec, seeded_generator
 
 # Sweep column -> (axis label, lower value = sparser?).
 MEASURES: dict[str, tuple[str, bool]] = {
@@ -58,7 +58,7 @@ ROW_COLUMNS = (
     "hoyer",
     "train_s",
 )
-_ROWS, _GAUSS, _EVAL = 307, 311, 313  # generator offsets (synthetic._gen) of this module's random streams
+_ROWS, _GAUSS, _EVAL = 307, 311, 313  # generator offsets (synthetic.seeded_generator) of this module's random streams
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -70,7 +70,7 @@ def prepare_rows(
     """(train rows, held-out rows, info): a random subset of ``n_rows`` rows of ``w`` (0: all), the first
     ``n_eval`` of them held out, both centred on the training mean and scaled to mean squared norm ``target_ms``."""
     w = w.float()
-    perm = torch.randperm(len(w), generator=_gen(_ROWS, seed))
+    perm = torch.randperm(len(w), generator=seeded_generator(_ROWS, seed))
     if n_rows:
         perm = perm[:n_rows]
     if not 0 < n_eval < len(perm):
@@ -122,7 +122,7 @@ class RowStream:
             raise ValueError(f"all sources must have one dimension; got {sorted(dims)}")
         self.d_model = dims.pop()
         self._gens = [
-            _gen(_GAUSS if isinstance(self.sources[c], GaussianLike) else _ROWS, s, 1 + i)
+            seeded_generator(_GAUSS if isinstance(self.sources[c], GaussianLike) else _ROWS, s, 1 + i)
             for i, (c, s) in enumerate(self.groups)
         ]
 
@@ -272,6 +272,78 @@ def verdict(share_above: float, share_below: float) -> str:
 
 
 # --------------------------------------------------------------------------------------------------------------
+# Notebook 02's comparison and its verdicts in words
+# --------------------------------------------------------------------------------------------------------------
+# (source, reference) pairs notebook 02 compares: each source with its own control first, then across families
+COMPARISONS = (
+    ("raw", "gaussian"),
+    ("mlp", "gaussian"),
+    (EMBEDDING, EMBEDDING_GAUSSIAN),
+    (EMBEDDING, "raw"),
+    (EMBEDDING, "gaussian"),
+)
+
+
+def points_table(toy: pd.DataFrame, embedding: pd.DataFrame) -> pd.DataFrame:
+    """Every SAE of the toy and the embedding sweeps in one table, with its explained variance ``ev`` = 1 - FVU."""
+    points = pd.concat([toy, embedding], ignore_index=True)
+    points["ev"] = 1.0 - points["fvu"]
+    return points
+
+
+def comparison_table(fronts: pd.DataFrame, pairs: Sequence[tuple[str, str]] = COMPARISONS) -> pd.DataFrame:
+    """:func:`compare_sources` with each row's :func:`verdict`."""
+    out = compare_sources(fronts, pairs)
+    out["verdict"] = [verdict(a, b) for a, b in zip(out["share_above"], out["share_below"], strict=True)]
+    return out
+
+
+def source_names(emb_model: str) -> dict[str, str]:
+    """Each source of the comparison in words (``emb_model``: whose embedding rows)."""
+    return {
+        "raw": "raw toy data",
+        "mlp": "toy data through the random MLP",
+        "gaussian": "the toy Gaussian control",
+        EMBEDDING: f"{emb_model} embedding rows",
+        EMBEDDING_GAUSSIAN: "their matched Gaussian",
+    }
+
+
+def _verdict_sentence(r, names: Mapping[str, str]) -> str:
+    label = MEASURES[r.measure][0].split(" (")[0]
+    if r.verdict.startswith("not comparable"):
+        return f"- against {label}: {names[r.source]} are not comparable with {names[r.reference]} (no shared range)."
+    return (
+        f"- against {label}: the frontier of {names[r.source]} is **{r.verdict}** that of {names[r.reference]} "
+        f"(mean EV difference {r.gap:+.3f}; higher over {r.share_above:.0%} and lower over {r.share_below:.0%} "
+        f"of {r.lo:.3g}..{r.hi:.3g})."
+    )
+
+
+def verdict_markdown(comparison: pd.DataFrame, names: Mapping[str, str]) -> str:
+    """The verdicts of a :func:`comparison_table` in words (markdown): per (source, reference) pair, on how many
+    measures the source is above, then one line per measure with its numbers."""
+    text = []
+    for (a, b), sub in comparison.groupby(["source", "reference"], sort=False):
+        above = int((sub["verdict"] == "above").sum())
+        text.append(f"**{names[a]} vs {names[b]}**: above on {above} of {len(sub)} measures.")
+        text += [_verdict_sentence(r, names) for r in sub.itertuples()]
+    return "\n".join(text)
+
+
+def sparse_structure_line(comparison: pd.DataFrame, names: Mapping[str, str]) -> str:
+    """One line: does each source with real sparse structure (raw toy data, embedding rows) lie above its Gaussian
+    control on every measure?"""
+    wins = comparison[
+        comparison["reference"].isin(["gaussian", EMBEDDING_GAUSSIAN]) & comparison["source"].isin(["raw", EMBEDDING])
+    ]
+    return "sources with real sparse structure above their Gaussian control on every measure: " + ", ".join(
+        f"{names[s]}: {'yes' if (g['verdict'] == 'above').all() else 'no'}"
+        for s, g in wins.groupby("source", sort=False)
+    )
+
+
+# --------------------------------------------------------------------------------------------------------------
 # Notebook 02 glue: the cached embedding sweep of a resolved config
 # --------------------------------------------------------------------------------------------------------------
 _EMB_KEYS = (
@@ -312,7 +384,7 @@ def embedding_sweep_from_config(cfg, path=None, force: bool = False) -> tuple[pd
         x_eval = {EMBEDDING: held}
         if cfg.emb_gaussian:
             sources[EMBEDDING_GAUSSIAN] = gauss = GaussianLike(train)
-            x_eval[EMBEDDING_GAUSSIAN] = gauss.sample(len(held), _gen(_EVAL, cfg.world_seed))
+            x_eval[EMBEDDING_GAUSSIAN] = gauss.sample(len(held), seeded_generator(_EVAL, cfg.world_seed))
         spec = mmcs.TrainSpec(
             steps=cfg.emb_steps, lr=cfg.lr, batch=cfg.batch, decay_frac=cfg.decay_frac, betas=(0.9, cfg.adam_beta2)
         )

@@ -20,6 +20,10 @@ check that the two agree and the benchmark measures the speed-up.
 Defaults of this module: tied initialisation (``W_enc = W_dec^T``, ``b_enc = 0``, atoms Gaussian then
 normalised), Adam (betas 0.9/0.999, eps 1e-8), constant learning rate with a linear decay to 0 over the last
 ``decay_frac`` of the steps.
+
+This trainer is the toy's own (notebooks 01, 02 and 07's toy part): it trains many tiny L1 SAEs at once on
+synthetic data. It is not one of the SAE stage's trainers (:mod:`rsae_utils.sae.trainers`), which train one SAE
+per layer of a transformer's activation cache.
 """
 
 from __future__ import annotations
@@ -37,7 +41,8 @@ from tqdm.auto import tqdm
 from rsae_utils import store
 from rsae_utils.paths import mmcs_sweep_dir
 from rsae_utils.toys import sparsity, synthetic
-from rsae_utils.toys.synthetic import DataStream, SparseFeatureWorld, SyntheticSpec, _gen
+from rsae_utils.toys.synthetic import DataStream, SparseFeatureWorld, SyntheticSpec, seeded_generator
+from rsae_utils.vectors import unit_rows
 
 # l1_norm, l1_over_sqrt_l2, hoyer: sparsity of the codes (toys.sparsity; "l1" is the coefficient here).
 SWEEP_COLUMNS = (
@@ -59,10 +64,6 @@ _INIT = 31
 # --------------------------------------------------------------------------------------------------------------
 # MMCS
 # --------------------------------------------------------------------------------------------------------------
-def _unit_rows(w: torch.Tensor) -> torch.Tensor:
-    return w / w.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-
-
 def mmcs(dictionary: torch.Tensor, features: torch.Tensor) -> float:
     """Mean over ground-truth features (rows of ``features``) of the max cosine similarity with any dictionary row."""
     return float(max_cosines(dictionary, features).mean())
@@ -70,13 +71,13 @@ def mmcs(dictionary: torch.Tensor, features: torch.Tensor) -> float:
 
 def max_cosines(dictionary: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
     """(G,) best cosine similarity of each feature with any dictionary atom (rows of a (d, h) dictionary)."""
-    return (_unit_rows(features.float()) @ _unit_rows(dictionary.float()).T).max(dim=1).values
+    return (unit_rows(features.float()) @ unit_rows(dictionary.float()).T).max(dim=1).values
 
 
 def mmcs_batched(w_dec: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
     """(M,) MMCS of each stacked dictionary ``w_dec`` (M, d, h) against ``features`` (G, h)."""
-    f = _unit_rows(features.float())
-    out = [(f @ _unit_rows(w).T).max(dim=1).values.mean() for w in w_dec]
+    f = unit_rows(features.float())
+    out = [(f @ unit_rows(w).T).max(dim=1).values.mean() for w in w_dec]
     return torch.stack(out)
 
 
@@ -108,8 +109,8 @@ class TrainSpec:
 
 def init_params(d_model: int, dict_size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(W_enc (h, d), b_enc (d,), W_dec (d, h)) of one SAE: unit Gaussian atoms, tied encoder, zero bias."""
-    gen = _gen(_INIT, dict_size, seed)
-    w_dec = _unit_rows(torch.randn(dict_size, d_model, generator=gen))
+    gen = seeded_generator(_INIT, dict_size, seed)
+    w_dec = unit_rows(torch.randn(dict_size, d_model, generator=gen))
     return w_dec.T.contiguous(), torch.zeros(dict_size), w_dec
 
 

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from rsae_utils.toys.synthetic import RandomMLP, _gen
+from rsae_utils.toys.synthetic import RandomMLP, seeded_generator
 
 VIEWS = ("sparse input", "dense projection", "MLP output", "sparse view of output")
 _TOY = 41
@@ -58,7 +58,7 @@ def run_toy(
     n_samples: int = 10_000, n_sparse: int = 3, n_dense: int = 2, hidden_mult: int = 4, seed: int = 0
 ) -> ToyDemo:
     """Draw the data, the projection and the random MLP from ``seed`` and compute every view."""
-    gen = _gen(_TOY, seed)
+    gen = seeded_generator(_TOY, seed)
     D = torch.randn(n_dense, n_sparse, generator=gen, dtype=torch.float64)
     mlp = RandomMLP(n_dense, hidden_mult * n_dense, gen)
     for name in ("w1", "b1", "w2", "b2"):

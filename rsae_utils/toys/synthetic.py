@@ -61,7 +61,7 @@ class SyntheticSpec:
         return asdict(self)
 
 
-def _gen(*parts: int) -> torch.Generator:
+def seeded_generator(*parts: int) -> torch.Generator:
     """A generator seeded from a tuple of small integers (stable across processes)."""
     seed = 0
     for p in parts:
@@ -95,7 +95,7 @@ class SparseFeatureWorld:
         spec = spec or SyntheticSpec(**kwargs)
         self.spec = spec
         G, h = spec.n_features, spec.d_model
-        gen = _gen(_WORLD, spec.world_seed)
+        gen = seeded_generator(_WORLD, spec.world_seed)
         # Unit feature directions: Gaussian vectors normalised (rows of ``directions``).
         d = torch.randn(G, h, generator=gen)
         self.directions = d / d.norm(dim=1, keepdim=True)
@@ -113,7 +113,7 @@ class SparseFeatureWorld:
         self.mlp = RandomMLP(h, spec.mlp_ratio * h, gen)
         self.mlp_zero = self.mlp(torch.zeros(1, h))[0]
         # Calibration set (its own stream): scales and moments the conditions are defined with.
-        _, x = self.sample_raw(spec.n_calib, _gen(_CALIB, spec.world_seed))
+        _, x = self.sample_raw(spec.n_calib, seeded_generator(_CALIB, spec.world_seed))
         raw_ms = float(x.pow(2).sum(1).mean())
         y = self.mlp(x) - self.mlp_zero
         self.mlp_scale = math.sqrt(raw_ms / float(y.pow(2).sum(1).mean()))
@@ -188,8 +188,8 @@ class DataStream:
         need_sparse = any(c in ("raw", "mlp") for c in conditions)
         need_gauss = "gaussian" in conditions
         ws = world.spec.world_seed
-        self._raw_gens = {s: _gen(_STREAM_RAW, ws, s) for s in seeds} if need_sparse else {}
-        self._gauss_gens = {s: _gen(_STREAM_GAUSS, ws, s) for s in seeds} if need_gauss else {}
+        self._raw_gens = {s: seeded_generator(_STREAM_RAW, ws, s) for s in seeds} if need_sparse else {}
+        self._gauss_gens = {s: seeded_generator(_STREAM_GAUSS, ws, s) for s in seeds} if need_gauss else {}
 
     def next(self) -> torch.Tensor:
         per_seed_raw = {s: self.world.sample_raw(self.batch, g)[1] for s, g in self._raw_gens.items()}
@@ -208,6 +208,6 @@ class DataStream:
         check_condition(condition)
         ws = self.world.spec.world_seed
         if condition == "gaussian":
-            return self.world.gaussian(n, _gen(_STREAM_GAUSS, ws, seed, 7))
-        x = self.world.sample_raw(n, _gen(_STREAM_RAW, ws, seed, 7))[1]
+            return self.world.gaussian(n, seeded_generator(_STREAM_GAUSS, ws, seed, 7))
+        x = self.world.sample_raw(n, seeded_generator(_STREAM_RAW, ws, seed, 7))[1]
         return x if condition == "raw" else self.world.mlp_transform(x)

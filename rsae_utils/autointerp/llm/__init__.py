@@ -10,6 +10,14 @@
 from rsae_utils.autointerp.llm.base import LLMBackend, Messages
 from rsae_utils.autointerp.llm.endpoint import OpenAIBackend
 from rsae_utils.autointerp.llm.local import LocalChatBackend
-from rsae_utils.autointerp.llm.spec import make_backend, parse_backend_spec
+from rsae_utils.autointerp.llm.spec import make_backend, make_backends, parse_backend_spec
 
-__all__ = ["LLMBackend", "Messages", "OpenAIBackend", "LocalChatBackend", "make_backend", "parse_backend_spec"]
+__all__ = [
+    "LLMBackend",
+    "Messages",
+    "OpenAIBackend",
+    "LocalChatBackend",
+    "make_backend",
+    "make_backends",
+    "parse_backend_spec",
+]

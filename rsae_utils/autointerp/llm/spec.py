@@ -2,12 +2,14 @@
 
 ``'local'`` (offline SmolLM2-135M-Instruct), ``'local:<path>'`` (a ``.gguf`` file or transformers folder),
 ``'openai:<base_url>:<model>'`` (an OpenAI-compatible endpoint). Parsing checks the form only: nothing loads and
-nothing connects until the backend is used.
+nothing connects until the backend is used. Every backend is built by :func:`make_backend`; notebook 04's
+parameters name theirs through :func:`make_backends`.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -75,3 +77,24 @@ def make_backend(spec: str, **kw: Any) -> LLMBackend:
     if not base_url or not model:
         bad_param("backend", f"{BACKEND_SPEC_HELP} ('openai' alone needs base_url= and model=)", spec)
     return OpenAIBackend(base_url, model, **kw)
+
+
+def endpoint_keywords(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """:func:`make_backend`'s keywords for ``'openai'`` from notebook 04's parameters: ``endpoint_url`` and
+    ``endpoint_model`` required; timeout, retries and structured decoding optional (a partial config in tests)."""
+    return {
+        "base_url": cfg["endpoint_url"],
+        "model": cfg["endpoint_model"],
+        "timeout": float(cfg.get("llm_timeout_s", 120.0)),
+        "max_retries": int(cfg.get("llm_max_retries", 4)),
+        "structured": cfg.get("endpoint_structured"),
+    }
+
+
+def make_backends(cfg: Mapping[str, Any]) -> list[LLMBackend]:
+    """The LLM backends ``cfg["llm_backends"]`` names ('local', 'openai'), each through :func:`make_backend`;
+    validated, nothing loaded yet."""
+    return [
+        make_backend(spec, **(endpoint_keywords(cfg) if spec == "openai" else {}))
+        for spec in cfg.get("llm_backends", [])
+    ]

@@ -23,15 +23,12 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from rsae_utils.vectors import unit_rows
+
 
 def _tensor(x) -> torch.Tensor:
     t = torch.as_tensor(x).detach()
     return t if t.is_floating_point() and t.dtype != torch.float16 and t.dtype != torch.bfloat16 else t.float()
-
-
-def _unit_rows(W: torch.Tensor) -> torch.Tensor:
-    # Zero rows stay zero (cosine 0 with everything) instead of producing NaN.
-    return W / W.norm(dim=1, keepdim=True).clamp_min(torch.finfo(W.dtype).tiny)
 
 
 def _enc_columns_as_rows(W_enc: torch.Tensor, d_sae: int, d_in: int) -> torch.Tensor:
@@ -54,7 +51,7 @@ def max_decoder_cosine(W_dec, block: int = 1024, absolute: bool = False) -> tupl
     n = W.shape[0]
     if n < 2:
         raise ValueError("need at least two latents")
-    unit = _unit_rows(W)
+    unit = unit_rows(W, torch.finfo(W.dtype).tiny)
     best = torch.empty(n, dtype=unit.dtype, device=unit.device)
     arg = torch.empty(n, dtype=torch.long, device=unit.device)
     for lo in range(0, n, block):
@@ -71,7 +68,7 @@ def encoder_decoder_cosine(W_enc, W_dec) -> torch.Tensor:
     """Cosine of latent i's encoder direction (column i of sae-lens's ``W_enc``) with its decoder row, per latent."""
     D = _tensor(W_dec)
     E = _enc_columns_as_rows(_tensor(W_enc).to(D.dtype), *D.shape)
-    return (_unit_rows(E) * _unit_rows(D)).sum(dim=1)
+    return (unit_rows(E, torch.finfo(E.dtype).tiny) * unit_rows(D, torch.finfo(D.dtype).tiny)).sum(dim=1)
 
 
 def relative_reconstruction_bias(x, x_hat) -> float:

@@ -16,7 +16,7 @@ latents random ones lack (positional ones among them). For one SAE of notebook 0
 * **diagnostics** (:func:`diagnostics_row`): max decoder cosine, encoder-decoder cosine, relative reconstruction
   bias and L2 ratio of the reconstruction (boundary tokens left out, as in notebook 03's metrics).
 
-:func:`critique_sae` stores the three as one artifact per SAE (``paths.critique_dir(profile, "saes", ...)``), keyed
+:func:`critique_sae` stores the three as one artifact per SAE (``paths.critique_sae_dir``), keyed
 by the content hashes of the SAE and the cache, the parameters and this code, so a rerun reuses finished SAEs.
 """
 
@@ -49,7 +49,7 @@ from rsae_utils.autointerp.token_scorers import (
     with_negatives,
 )
 from rsae_utils.errors import ArtifactError, StageError
-from rsae_utils.paths import slug
+from rsae_utils.paths import critique_sae_dir
 from rsae_utils.sae.cache import open_cache, token_mask
 from rsae_utils.sae.codes import load_codes, reconstruct_from_codes
 from rsae_utils.sae.metrics import reconstruct
@@ -110,6 +110,7 @@ CODE = (
     "rsae_utils.autointerp.scorers",
     "rsae_utils.autointerp.examples",
     "rsae_utils.autointerp.stats",
+    "rsae_utils.tokenstats",
     "rsae_utils.studies.critique.diagnostics",
     "rsae_utils.sae.codes",
 )
@@ -335,7 +336,7 @@ def critique_sae(
         "params": p,
         "exclude_tokens": [int(t) for t in exclude_tokens],
     }
-    path = Path(out_dir) / "saes" / slug(f"{model}__{variant}__L{layer}")
+    path = critique_sae_dir(out_dir, model, variant, layer)
 
     def build(tmp: Path) -> dict:
         timings: dict[str, float] = {}

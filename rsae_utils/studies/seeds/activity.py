@@ -15,10 +15,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from rsae_utils.autointerp.stats import token_entropy
 from rsae_utils.sae.cache import ActivationCache, token_mask
 from rsae_utils.sae.codes import encode_codes
 from rsae_utils.sae.train import load_sae
+from rsae_utils.tokenstats import token_entropy
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ same cache, bracketing then regula falsi on log L1 against log L0), and the achi
 reported next to the target.
 
 Everything is stored through the artifact store: SAEs (``paths.seed_sae_dir``), calibrations and matchings
-(``paths.seed_stability_dir``); a rerun trains and matches only what is missing.
+(``paths.seed_calibration_dir``, ``paths.seed_matching_dir``); a rerun trains and matches only what is missing.
 """
 
 from __future__ import annotations
@@ -26,9 +26,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from rsae_utils.errors import StageError
+from rsae_utils import paths
 from rsae_utils.sae.cache import ActivationCache
-from rsae_utils.sae.train import SAESpec, load_sae, train_sae
+from rsae_utils.sae.spec import ARCHITECTURES, RELU, SAE_LENS, TOPK, SAESpec, sae_name
+from rsae_utils.sae.train import load_sae, train_sae
 from rsae_utils.store import cached_artifact, read_json, write_json
 from rsae_utils.studies.seeds.activity import heldout_activity, measure_l0
 from rsae_utils.studies.seeds.matching import directions_from_sae
@@ -63,45 +64,20 @@ def grid_cells(
     """TopK at every R (with ``base_k``) and every k (with ``base_expansion``); ReLU + L1 at the base cell only
     (``relu="base"``), at every TopK cell (``"all"``) or nowhere (``"none"``)."""
     rk = sorted({(int(r), int(base_k)) for r in expansions} | {(int(base_expansion), int(k)) for k in ks})
-    cells = [Cell("topk", r, k) for r, k in rk]
+    cells = [Cell(TOPK, r, k) for r, k in rk]
     if relu == "all":
-        cells += [Cell("relu", r, k) for r, k in rk]
+        cells += [Cell(RELU, r, k) for r, k in rk]
     elif relu == "base":
-        cells.append(Cell("relu", int(base_expansion), int(base_k)))
+        cells.append(Cell(RELU, int(base_expansion), int(base_k)))
     elif relu != "none":
         raise ValueError(f"relu must be 'base', 'all' or 'none'; got {relu!r}")
     return cells
 
 
 def seed_sae_name(layer: int, spec: SAESpec, prefix: str = "") -> str:
-    """Folder name of one seed SAE: layer, architecture, R, k or L1, init seed, data seed, tokens."""
-    sparsity = f"k{spec.k}" if spec.architecture == "topk" else f"l1{spec.l1_coefficient:.6g}"
-    return (
-        f"{prefix}L{layer:02d}-{spec.architecture}-R{spec.expansion}-{sparsity}-s{spec.seed}"
-        f"-d{spec.batch_seed}-t{spec.n_tokens}"
-    )
-
-
-def require_caches(pipeline: Any, variants: Sequence[str], layer: int, profile: str) -> dict[str, ActivationCache]:
-    """Notebook 03's caches of ``variants`` (never harvested here); StageError naming notebook 03 when one is missing
-    or has no cached training split at ``layer``."""
-    out = {}
-    for v in variants:
-        try:
-            cache = pipeline.cache(v)
-        except StageError as err:
-            raise StageError(
-                f"notebook 07 reads notebook 03's activation caches: run notebook 03_sae_training "
-                f"(profile {profile!r}) first; {err}"
-            ) from None
-        if layer not in cache.layers or "train" not in cache.manifest["n_windows"]:
-            raise StageError(
-                f"the cache of {v!r} ({cache.root}) has layers {cache.layers} and splits "
-                f"{list(cache.manifest['n_windows'])}; notebook 07 needs layer {layer} with a cached training split: "
-                f"run notebook 03_sae_training (profile {profile!r}) with that layer and train_from='cache'"
-            )
-        out[v] = cache
-    return out
+    """Folder name of one seed SAE (:func:`rsae_utils.sae.spec.sae_name`, style "seed"): layer, architecture, R,
+    k or L1, init seed, data seed, tokens."""
+    return sae_name(layer, spec, prefix, style="seed")
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -297,9 +273,9 @@ def match_seeds(
 class SeedGrid:
     """Notebook 07's grid on one layer: every (variant, cell) group of seeds, trained, matched and tabulated.
 
-    ``sae_dir(variant, name)`` and ``analysis_dir(*parts)`` say where things go (``paths.seed_sae_dir`` and
-    ``paths.seed_stability_dir`` in the notebook); ``base`` holds what every SAE shares (tokens, batch, lr,
-    excluded tokens).
+    ``sae_dir(variant, name)`` says where SAEs go (``paths.seed_sae_dir`` in the notebook), ``analysis_root`` the
+    folder of calibrations and matchings (``paths.seed_stability_dir``); ``base`` holds what every SAE shares
+    (tokens, batch, lr, excluded tokens). :func:`rsae_utils.studies.seeds.run.seed_grid` wires it for notebook 07.
     """
 
     caches: dict[str, ActivationCache]
@@ -308,7 +284,7 @@ class SeedGrid:
     seeds: Sequence[int]
     data_seed: int
     sae_dir: Callable[[str, str], Path]
-    analysis_dir: Callable[..., Path]
+    analysis_root: Path
     thresholds: Sequence[float] = tuple(np.round(np.linspace(0, 1, 21), 6))
     threshold: float = 0.7
     calib_tokens: int = 20_480
@@ -317,7 +293,7 @@ class SeedGrid:
     top_n: int = 20
     # Trainer of the TopK cells (ReLU + L1 cells always use sae-lens's, the only one that trains them): "sae-lens"
     # its SAETrainer; "fast" the paper's (sparsify's) rule, FVU + AuxK, as notebook 03's SAEs.
-    topk_trainer: str = "sae-lens"
+    topk_trainer: str = SAE_LENS
     timings: dict[str, float] | None = None
 
     def _tick(self, stage: str, t0: float) -> None:
@@ -326,9 +302,10 @@ class SeedGrid:
 
     def spec(self, variant: str, cell: Cell) -> tuple[SAESpec, dict[str, Any] | None]:
         """The SAE spec of a cell (a ReLU cell's L1 coefficient calibrated first) and its calibration record."""
-        trainer = self.topk_trainer if cell.architecture == "topk" else "sae-lens"
+        arch = ARCHITECTURES[cell.architecture]
+        trainer = self.topk_trainer if arch.fixed_l0 else SAE_LENS
         spec = replace(self.base, architecture=cell.architecture, expansion=cell.expansion, k=cell.k, trainer=trainer)
-        if cell.architecture == "topk":
+        if arch.fixed_l0:  # L0 = k by construction: nothing to calibrate
             return spec, None
         t0 = time.perf_counter()
         cal = calibrate_l1(
@@ -337,7 +314,7 @@ class SeedGrid:
             replace(spec, seed=int(self.seeds[0]), data_seed=self.data_seed),
             cell.k,
             lambda name: self.sae_dir(variant, name),
-            self.analysis_dir("calibration", variant, f"L{self.layer}-R{cell.expansion}-k{cell.k}"),
+            paths.seed_calibration_dir(self.analysis_root, variant, self.layer, cell.expansion, cell.k),
             n_tokens=min(self.calib_tokens, spec.n_tokens),
             tol=self.calib_tol,
             max_iter=self.calib_max_iter,
@@ -357,7 +334,7 @@ class SeedGrid:
             dirs,
             cache,
             self.layer,
-            self.analysis_dir("matching", variant, dirs[0].name),
+            paths.seed_matching_dir(self.analysis_root, variant, dirs[0].name),
             self.thresholds,
             self.threshold,
             self.base.exclude_tokens,
@@ -370,7 +347,7 @@ class SeedGrid:
             "architecture": cell.architecture,
             "R": cell.expansion,
             "k": cell.k,
-            "l1_coefficient": spec.l1_coefficient if cell.architecture == "relu" else np.nan,
+            "l1_coefficient": np.nan if spec.arch.fixed_l0 else spec.l1_coefficient,
         }
         out = {name: df.assign(**tags) for name, df in out.items()}
         if cal is not None:

@@ -49,6 +49,8 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from scipy.sparse.csgraph import maximum_bipartite_matching, min_weight_full_bipartite_matching
 
+from rsae_utils.vectors import unit_rows
+
 DEFAULT_THRESHOLD = 0.7
 METHODS = ("auto", "dense", "sparse")
 # Largest SAE (latents of the bigger side) matched densely under method="auto". benchmarks/bench_matching.py at
@@ -89,11 +91,6 @@ def _as_tensor(x: Any, name: str) -> torch.Tensor:
     return t.to(device="cpu", dtype=torch.float32)
 
 
-def _unit_rows(w: torch.Tensor) -> torch.Tensor:
-    # A dead latent with an all-zero direction gets cosine 0 with everything instead of NaN.
-    return w / w.norm(dim=1, keepdim=True).clamp_min(1e-12)
-
-
 def unit_directions(W_enc: Any, W_dec: Any) -> Directions:
     """Unit directions from sae-lens weights: the columns of ``W_enc`` (d_in, d_sae), the rows of ``W_dec``."""
     enc, dec = _as_tensor(W_enc, "W_enc"), _as_tensor(W_dec, "W_dec")
@@ -102,7 +99,7 @@ def unit_directions(W_enc: Any, W_dec: Any) -> Directions:
             f"W_enc must be (d_in, d_sae) and W_dec (d_sae, d_in) of the same SAE; got W_enc {tuple(enc.shape)} "
             f"and W_dec {tuple(dec.shape)}"
         )
-    return Directions(enc=_unit_rows(enc.T.contiguous()), dec=_unit_rows(dec.contiguous()))
+    return Directions(enc=unit_rows(enc.T.contiguous()), dec=unit_rows(dec.contiguous()))
 
 
 def directions_from_sae(sae: Any) -> Directions:
@@ -110,12 +107,14 @@ def directions_from_sae(sae: Any) -> Directions:
     return unit_directions(sae.W_enc, sae.W_dec)
 
 
-def _check_pair(a: Directions, b: Directions) -> None:
+def check_pair(a: Directions, b: Directions) -> None:
+    """ValueError unless SAEs ``a`` and ``b`` read the same space (same d_in), so their latents can be compared."""
     if a.d_in != b.d_in:
         raise ValueError(f"SAEs a and b must have the same d_in to be compared; got a {a.d_in} and b {b.d_in}")
 
 
-def _check_threshold(threshold: float, name: str = "threshold") -> float:
+def check_threshold(threshold: float, name: str = "threshold") -> float:
+    """``threshold`` as a float cosine in [-1, 1]; ValueError naming ``name`` otherwise (NaN included)."""
     t = float(threshold)
     if not -1.0 <= t <= 1.0:  # also rejects NaN
         raise ValueError(f"{name} must be a cosine in [-1, 1]; got {threshold!r}")
@@ -124,7 +123,7 @@ def _check_threshold(threshold: float, name: str = "threshold") -> float:
 
 def cosine_matrices(a: Directions, b: Directions) -> tuple[np.ndarray, np.ndarray]:
     """Dense (n_a, n_b) float32 cosine matrices ``(encoder, decoder)`` between the latents of a and b."""
-    _check_pair(a, b)
+    check_pair(a, b)
     return (a.enc @ b.enc.T).numpy(), (a.dec @ b.dec.T).numpy()
 
 

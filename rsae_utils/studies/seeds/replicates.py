@@ -57,7 +57,7 @@ def replicate_table(
     04 made them with ``cfg04``'s sampling; otherwise, or when False, every seed is sampled and scored apart."""
     c3 = nb03.cfg
     variants = list(variants if variants is not None else c3.variants)
-    out_dir = Path(out_dir) if out_dir is not None else paths.seed_stability_dir(nb03.profile, "replicates")
+    out_dir = Path(out_dir) if out_dir is not None else paths.seed_replicates_dir(nb03.profile)
     nb04_dir = paths.autointerp_dir(nb03.profile)
     rows: list[dict[str, Any]] = []
     runs: list[dict[str, Any]] = []
@@ -104,10 +104,9 @@ def replicate_table(
             and int(seed) == int(c3.sae_seed)
             and all(records_ready(run, sampling, nb04_dir) for _, run in group.iterrows())
         )
-        work = nb04_dir if own else out_dir / f"seed{int(seed)}"
-        res = run_autointerp(
-            cfg04, group, (), work, progress=progress, tables_dir=out_dir / f"seed{int(seed)}" / "tables"
-        )
+        mine = paths.seed_replicate_dir(out_dir, seed)
+        work = nb04_dir if own else mine
+        res = run_autointerp(cfg04, group, (), work, progress=progress, tables_dir=paths.autointerp_tables_dir(mine))
         lat = res.latents[res.latents.backend == BASELINE]
         for (variant, scorer), g in lat.groupby(["variant", "scorer"], sort=True):
             rows.append(

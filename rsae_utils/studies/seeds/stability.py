@@ -17,9 +17,9 @@ from rsae_utils.studies.seeds.matching import (
     DEFAULT_TOP_M,
     Assignment,
     Directions,
-    _check_pair,
-    _check_threshold,
     assign,
+    check_pair,
+    check_threshold,
 )
 
 
@@ -90,18 +90,18 @@ class MatchResult:
 
     def shared_at(self, threshold: float) -> np.ndarray:
         """(n_a,) bool: shared at another threshold (the matchings do not depend on it)."""
-        t = _check_threshold(threshold)
+        t = check_threshold(threshold)
         with np.errstate(invalid="ignore"):  # NaN (unmatched) compares False, which is what we want
             return (self.dec.cos > t) & (self.enc.cos > t)
 
     def maxcos_shared_at(self, threshold: float) -> np.ndarray:
         """(n_a,) bool: best decoder and best encoder cosine with any latent of b both > threshold."""
-        t = _check_threshold(threshold)
+        t = check_threshold(threshold)
         return (self.dec.max_cos > t) & (self.enc.max_cos > t)
 
     def summary(self, threshold: float | None = None) -> SharedSummary:
         """Counts at ``threshold`` (default: the one the result was built with)."""
-        t = self.threshold if threshold is None else _check_threshold(threshold)
+        t = self.threshold if threshold is None else check_threshold(threshold)
         shared, n = self.shared_at(t), self.n_a
         with np.errstate(invalid="ignore"):
             dec_above, enc_above = int((self.dec.cos > t).sum()), int((self.enc.cos > t).sum())
@@ -145,8 +145,8 @@ def match_saes(
     top-``top_m`` candidate graph (exact and ``certified`` after the pricing check unless ``verify`` is off);
     "dense" or "sparse" force one.
     """
-    _check_pair(a, b)
-    t = _check_threshold(threshold)
+    check_pair(a, b)
+    t = check_threshold(threshold)
     kw = {
         "method": method,
         "dense_max": dense_max,
@@ -188,7 +188,7 @@ def shared_fraction_curve(
     """Shared fraction against threshold (default grid 0, 0.05, ..., 1); the matchings are computed once."""
     grid = np.linspace(0.0, 1.0, 21) if thresholds is None else np.asarray(thresholds, dtype=np.float64)
     for t in grid:
-        _check_threshold(t, "thresholds")
+        check_threshold(t, "thresholds")
     with np.errstate(invalid="ignore"):
         dec = result.dec.cos[None, :] > grid[:, None]
         enc = result.enc.cos[None, :] > grid[:, None]
@@ -246,7 +246,7 @@ def alignment_by_bins(
 
     Latents with NaN alignment or covariate, or a covariate outside the edges, are left out.
     """
-    t = _check_threshold(threshold)
+    t = check_threshold(threshold)
     align, cov, e = np.asarray(align, float), np.asarray(covariate, float), np.asarray(edges, float)
     if align.shape != cov.shape or align.ndim != 1:
         raise ValueError(f"align and covariate must be 1-D of the same length; got {align.shape} and {cov.shape}")

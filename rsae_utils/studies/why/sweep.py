@@ -10,11 +10,11 @@ notebook 03's setting and measures what changes:
   ~20x with depth, so the embedding's share of it shrinks);
 * ``train_tokens``: the SAE's training budget (optional);
 * ``architecture``: not a sweep of the SmolLM2 caches but a second model on the same windows, a GPT-NeoX of
-  Pythia-70m's shape at initialization (:mod:`rsae_utils.subject.neox_init`; ``neox_cache``, ``architecture_cells``).
+  Pythia-70m's shape at initialization (:mod:`rsae_utils.subject.neox_init`; ``architecture_cells``).
 
 Each (variant, options) pair is an activation cache: notebook 03's own for the default options (never harvested
-here), else one harvested once on the same token windows (``option_cache``). Residual-stream statistics come from
-:mod:`.residual_stats`; SAEs are trained with the fast TopK trainer (:mod:`rsae_utils.sae.topk`, the
+here), else one harvested once on the same token windows (:mod:`.caches`, with the residual-stream statistics).
+SAEs are trained with the fast TopK trainer (:mod:`rsae_utils.sae.topk`, the
 paper's sparsify rule) on the cached training split and measured on the held-out split with
 :func:`rsae_utils.sae.metrics.reconstruction_metrics` plus the critique's per-latent token statistics. Only the
 metrics are stored (``metrics.json`` per SAE, through the artifact store), not the weights: an R = 64 SAE of
@@ -23,11 +23,10 @@ SmolLM2 is ~170 MB.
 
 from __future__ import annotations
 
-import itertools
-import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -36,22 +35,22 @@ import numpy as np
 import pandas as pd
 import torch
 
-from rsae_utils.autointerp.stats import token_entropy, top_token_share
-from rsae_utils.errors import CacheError, StageError
-from rsae_utils.sae.cache import DEFAULT_SHARD_WINDOWS, ActivationCache, cache_key, open_cache, token_mask
-from rsae_utils.sae.harvest import harvest
+from rsae_utils import paths
+from rsae_utils.sae.cache import ActivationCache, token_mask
 from rsae_utils.sae.metrics import reconstruction_metrics
-from rsae_utils.sae.topk import to_sae_lens, train_topk
+from rsae_utils.sae.spec import FAST, SAESpec, paper_lr, sae_name
+from rsae_utils.sae.topk import to_sae_lens
 from rsae_utils.sae.train import RECORD, load_sae
+from rsae_utils.sae.trainers import fit_topk, trainer_for
 from rsae_utils.store import cached_artifact, content_hash, read_json, verify_artifact, write_json
-from rsae_utils.studies.why.residual_stats import residual_stats
-from rsae_utils.subject.neox_init import NEOX_NAME
 from rsae_utils.subject.rerandomize import options_tag
+from rsae_utils.tokenstats import token_entropy, top_token_share
 
 CODE = (
     "rsae_utils.studies.why.sweep",
     "rsae_utils.studies.why.residual_stats",
     "rsae_utils.sae.topk",
+    "rsae_utils.sae.trainers",
     "rsae_utils.sae.metrics",
 )
 FACTORS = ("width", "norm_gains", "embedding_scale", "train_tokens", "architecture")
@@ -68,190 +67,32 @@ def source_name(variant: str, options: Mapping[str, Any] | None = None) -> str:
 # --------------------------------------------------------------------------------------------------------------
 # Caches: notebook 03's, and variants made with other options on the same windows
 # --------------------------------------------------------------------------------------------------------------
-def require_base_caches(pipeline: Any, variants: Sequence[str], layers: Sequence[int], profile: str) -> dict:
-    """Notebook 03's caches of ``variants`` (opened, never harvested), each with ``layers``, a training split, and
-    made without variant options; StageError naming notebook 03 otherwise."""
-    out = {}
-    for v in variants:
-        try:
-            cache = pipeline.cache(v)
-        except StageError as err:
-            raise StageError(
-                f"notebook 06 reads notebook 03's activation caches: run notebook 03_sae_training "
-                f"(profile {profile!r}) first; {err}"
-            ) from None
-        missing = [x for x in layers if x not in cache.layers]
-        if missing or "train" not in cache.manifest["n_windows"]:
-            raise StageError(
-                f"the cache of {v!r} ({cache.root}) has layers {cache.layers} and splits "
-                f"{list(cache.manifest['n_windows'])}; notebook 06 needs layers {list(layers)} with a cached "
-                f"training split: run notebook 03_sae_training (profile {profile!r}) with them and train_from='cache'"
-            )
-        if cache.manifest.get("variant_options"):
-            raise StageError(
-                f"the cache of {v!r} was made with variant options {cache.manifest['variant_options']}; "
-                f"notebook 06's baseline is notebook 03 with rerandomize_norms=True, embedding_scale=1.0"
-            )
-        out[v] = cache
-    return out
-
-
-def base_windows(base: ActivationCache, test_windows: int | None = None) -> dict[str, torch.Tensor]:
-    """``base``'s token windows by split; the test split cut to its first ``test_windows`` (None or 0: all of it),
-    which is all the SAE metrics read when they are capped (``train_measure``)."""
-    out = {s: base.tokens(s) for s in base.manifest["n_windows"]}
-    if test_windows and "test" in out:
-        out["test"] = out["test"][: int(test_windows)]
-    return out
-
-
-def _harvest_once(
-    meta: dict,
-    layers: Sequence[int],
-    windows: Mapping[str, torch.Tensor],
-    dtype: str,
-    out_dir: Path,
-    make_model: Callable[[], tuple[Any, dict]],
-    harvest_batch: int,
-    forward: str | None = None,
-    harvest_dtype: str = "float32",
-) -> ActivationCache:
-    # forward: the one harvest() will use (a wrong guess only costs a model load: harvest keys by the real one)
-    key = cache_key(meta, layers, windows, dtype, DEFAULT_SHARD_WINDOWS, forward)
-    try:
-        done = open_cache(out_dir)
-        if done.manifest.get("key") == key:
-            return done
-    except CacheError:
-        pass
-    model, record = make_model()
-    return harvest(
-        model,
-        windows,
-        layers,
-        out_dir,
-        {**meta, "variant_record": record},
-        batch_size=int(harvest_batch),
-        dtype=dtype,
-        harvest_dtype=harvest_dtype,
-    )
-
-
-def option_cache(
-    base: ActivationCache,
-    options: Mapping[str, Any],
-    layers: Sequence[int],
-    out_dir: Path,
-    make_model: Callable[[], tuple[Any, dict]],
-    harvest_batch: int = 8,
-    test_windows: int | None = None,
-) -> ActivationCache:
-    """The cache of ``base``'s variant made with ``options``, on exactly ``base``'s token windows (train, and the
-    first ``test_windows`` of test), at ``layers``; harvested once (``make_model()`` is called only then) and
-    reused while its key holds."""
-    windows = base_windows(base, test_windows)
-    keep = ("model", "revision", "variant", "seed", "corpus_sha256", "corpus_source", "window_seed")
-    meta = {**{k: base.manifest.get(k) for k in keep}, "variant_options": dict(options)}
-    # the base cache's forward and compute dtype, so option caches differ from it only by the options
-    return _harvest_once(
-        meta,
-        layers,
-        windows,
-        base.manifest["dtype"],
-        out_dir,
-        make_model,
-        harvest_batch,
-        base.manifest.get("forward"),
-        str(base.manifest.get("harvest_dtype", "float32")),
-    )
-
-
-def neox_cache(
-    base: ActivationCache,
-    layers: Sequence[int],
-    out_dir: Path,
-    make_model: Callable[[], tuple[Any, dict]],
-    seed: int,
-    init: str,
-    harvest_batch: int = 8,
-    test_windows: int | None = None,
-) -> ActivationCache:
-    """The cache of the Pythia-shaped GPT-NeoX at initialization (``make_model()``: its HookedTransformer and
-    record) on ``base``'s windows, as :func:`option_cache`; recorded as variant ``NEOX``."""
-    # the initializer goes in as a variant option: cache_key reads those, so another init makes another cache
-    meta = {
-        "model": NEOX_NAME,
-        "revision": None,
-        "variant": NEOX,
-        "seed": int(seed),
-        "variant_options": {"init": init},
-        **{k: base.manifest.get(k) for k in ("corpus_sha256", "corpus_source", "window_seed")},
-    }
-    windows = base_windows(base, test_windows)
-    return _harvest_once(meta, layers, windows, base.manifest["dtype"], out_dir, make_model, harvest_batch)
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Residual-stream statistics
-# --------------------------------------------------------------------------------------------------------------
-def stats_table(
-    caches: Mapping[str, ActivationCache],
-    layers: Mapping[str, Sequence[int]],
-    out_dir: Path,
-    exclude_tokens: Sequence[int] = (),
-    split: str = "train",
-) -> pd.DataFrame:
-    """:func:`residual_stats` of every (source, layer), boundary tokens left out; one cached artifact per source."""
-    frames = []
-    for name, cache in caches.items():
-        params = {
-            "cache": cache.manifest_hash(),
-            "layers": sorted(int(x) for x in layers[name]),
-            "exclude": list(exclude_tokens),
-            "split": split,
-        }
-
-        def build(tmp: Path, cache: ActivationCache = cache, name: str = name) -> None:
-            toks = cache.tokens(split)
-            mask = token_mask(toks, exclude_tokens)
-            rows = [
-                {
-                    "source": name,
-                    "variant": cache.variant,
-                    "layer": int(x),
-                    **residual_stats(cache.acts(x, split), toks, mask),
-                }
-                for x in sorted(layers[name])
-            ]
-            pd.DataFrame(rows).to_csv(tmp / "stats.csv", index=False)
-
-        path = cached_artifact(out_dir / name, params, build, code=CODE)
-        frames.append(pd.read_csv(path / "stats.csv"))
-    return pd.concat(frames, ignore_index=True)
-
-
 # --------------------------------------------------------------------------------------------------------------
 # SAEs: train one, measure it, keep the numbers
 # --------------------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class SweepSpec:
-    """One TopK SAE of the sweep: width R, k, training tokens, batch, learning rate, seed (init and batch order)."""
+class SweepSpec(SAESpec):
+    """One SAE of the sweep: notebook 03's :class:`SAESpec` (read positionally as R, k, training tokens, batch,
+    learning rate, seed of init and batch order), a TopK SAE of the fast trainer; the sweep adds its own dead-latent
+    threshold (:meth:`dead_tokens`)."""
 
-    expansion: int
-    k: int
-    n_tokens: int
-    batch_size: int
-    lr: float
-    seed: int = 0
+    trainer: str = FAST
 
     @property
     def name(self) -> str:
-        return f"R{self.expansion}-k{self.k}-t{self.n_tokens}-b{self.batch_size}-lr{self.lr:.3g}-s{self.seed}"
+        """The spec's part of the SAE's folder name (:func:`sae_name`, style "sweep"; the layer goes before it)."""
+        return sae_name(None, self, style="sweep")
+
+    def dead_tokens(self) -> int:
+        """Tokens without firing after which the sweep's trainer counts a latent dead: an eighth of the run, at least
+        one batch (notebook 03's rule also keeps at least 5 batches and at most 10M tokens)."""
+        return max(self.batch_size, self.n_tokens // 8)
 
 
 def width_lr(lr: float, base_expansion: int, expansion: int) -> float:
-    """``lr`` at the base width, scaled by sparsify's rule (1 / sqrt(d_sae)) to another width."""
-    return float(f"{lr * math.sqrt(base_expansion / expansion):.6g}")
+    """``lr`` chosen at the base width carried to another width by the paper's rule (:func:`paper_lr`: 1 /
+    sqrt(d_sae); d_model is the same, so widths scale as R), rounded to 6 significant digits."""
+    return float(f"{paper_lr(expansion, lr, base_expansion):.6g}")
 
 
 @torch.no_grad()
@@ -289,9 +130,18 @@ def latent_token_stats(
     }
 
 
-def dead_threshold(spec: SweepSpec) -> int:
-    """Tokens without firing after which the sweep's trainer counts a latent dead: an eighth of the run."""
-    return max(spec.batch_size, spec.n_tokens // 8)
+# What else must agree for notebook 03's SAE to be the sweep's (the trainer and its dead-latent rule aside).
+SAME_SAE_FIELDS = (
+    "architecture",
+    "expansion",
+    "k",
+    "n_tokens",
+    "batch_size",
+    "lr",
+    "seed",
+    "lr_warm_up_steps",
+    "data_seed",
+)
 
 
 def nb03_sae(nb03: Any, cell: Cell, spec: SweepSpec) -> Path | None:
@@ -299,21 +149,17 @@ def nb03_sae(nb03: Any, cell: Cell, spec: SweepSpec) -> Path | None:
 
     That is: the variant's own cache (no options), a variant and layer notebook 03 trained, and ``spec`` equal to
     notebook 03's TopK spec for its fast trainer (same width, k, tokens, batch, learning rate, seed, dead-latent
-    threshold, no warm-up, one seed for init and batch order). Both notebooks then run ``train_topk`` on the same
+    threshold, no warm-up, one seed for init and batch order). Both notebooks then run ``fit_topk`` on the same
     batches from the same start, so the weights are the same (tests/test_why.py) and the cell reads notebook 03's
     SAE instead of training it again. None also when that folder is missing or damaged (the cell trains)."""
-    s = nb03.spec
+    s, trainer = nb03.spec, trainer_for(spec)
     same = (
         cell.source == cell.variant
         and cell.variant in nb03.cfg.variants
         and cell.layer in nb03.cfg.layers
-        and s.trainer == "fast"
-        and s.architecture == "topk"
-        and s.lr_warm_up_steps == 0
-        and s.data_seed is None
-        and (s.expansion, s.k, s.n_tokens, s.batch_size, s.lr, s.seed)
-        == (spec.expansion, spec.k, spec.n_tokens, spec.batch_size, spec.lr, spec.seed)
-        and s.dead_tokens() == dead_threshold(spec)
+        and trainer_for(s) is trainer
+        and all(getattr(s, f) == getattr(spec, f) for f in SAME_SAE_FIELDS)
+        and trainer.dead_tokens(s) == trainer.dead_tokens(spec)
     )
     if not same:
         return None
@@ -361,17 +207,7 @@ def train_measure(
                 d_sae=int(rec0["d_sae"]),
             )
         else:
-            steps = max(1, spec.n_tokens // spec.batch_size)
-            batches = cache.iter_batches(layer, spec.batch_size, seed=spec.seed, exclude_tokens=exclude_tokens)
-            res = train_topk(
-                itertools.islice(batches, steps),
-                d,
-                spec.expansion * d,
-                spec.k,
-                lr=spec.lr,
-                seed=spec.seed,
-                dead_tokens_threshold=dead_threshold(spec),
-            )
+            res = fit_topk(cache, layer, replace(spec, exclude_tokens=tuple(exclude_tokens)))
             sae = to_sae_lens(res)
         n_test = int(test_windows) if test_windows else None
         toks = cache.tokens("test")[:n_test]
@@ -520,3 +356,38 @@ def run_cells(
             }
         )
     return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Notebook 06's sweep: one call, every folder from paths
+# --------------------------------------------------------------------------------------------------------------
+def sweep_spec(cfg: Any, cell: Cell) -> SweepSpec:
+    """The TopK SAE of ``cell`` under notebook 06's ``cfg``: k, batch and seed shared, the learning rate scaled to
+    the cell's width (:func:`width_lr`)."""
+    lr = width_lr(cfg.lr, cfg.base_expansion, cell.expansion)
+    return SweepSpec(cell.expansion, cfg.k, cell.n_tokens, cfg.batch_size, lr, cfg.seed)
+
+
+def sweep_sae_dir(nb03: Any, cell: Cell, spec: SweepSpec) -> Path:
+    """Where the metrics of ``cell``'s SAE go (``paths.why_sweep_sae_dir``, beside notebook 03's model)."""
+    m3 = nb03.cfg
+    return paths.why_sweep_sae_dir(nb03.profile, m3.model, m3.revision, cell.source, cell.layer, spec.name)
+
+
+def run_sweep(
+    nb03: Any, cfg: Any, cells: Sequence[Cell], caches: Mapping[str, ActivationCache], reuse_nb03: bool = True
+) -> pd.DataFrame:
+    """:func:`run_cells` under notebook 06's ``cfg``, progress printed. ``reuse_nb03``: a cell that asks for exactly
+    notebook 03's SAE (its variant, layer and spec) reads it (:func:`nb03_sae`): the same trainer on the same
+    batches from the same seed gives the same weights, so it is not trained twice."""
+    return run_cells(
+        cells,
+        caches,
+        partial(sweep_spec, cfg),
+        partial(sweep_sae_dir, nb03),
+        nb03.exclude_tokens,
+        cfg.top_n,
+        log=print,
+        test_windows=cfg.test_windows,
+        reuse=partial(nb03_sae, nb03) if reuse_nb03 else None,
+    )
