@@ -4,7 +4,7 @@
 #   make figures NB="01 02" SET="seeds=[0, 1] variants=['trained']"   override parameters (NAME=VALUE, Python
 #                                                  literals; spaces inside quotes or brackets are kept)
 #   make figures NB=03 FORCE=1                     rerun even when nothing changed
-#   make test | make lint | make bench | make notebooks | make lab | make clean
+#   make test | make lint | make bench [QUICK=1] | make notebooks | make lab | make clean
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -42,8 +42,9 @@ lint: env
 	$(PY) -m ruff check rsae_utils notebooks tests benchmarks
 	$(PY) -m ruff format --check rsae_utils notebooks/*.py tests benchmarks
 
+# QUICK=1: every benchmark's --quick smoke run (seconds each; writes under build/, never the committed figures/).
 bench: env
-	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b $(if $(QUICK),--quick) || exit 1; done
 
 # Classic .ipynb copies of the percent-format notebooks (for Colab/Binder users who prefer them).
 notebooks: env

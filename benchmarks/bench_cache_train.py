@@ -9,6 +9,7 @@
 
     python benchmarks/bench_cache_train.py                      # SmolLM2-135M, layers 0,4,9,14, SAE at layer 9
     python benchmarks/bench_cache_train.py --model tiny-random --layers 0,1,3 --layer 3 --tokens 8192
+    python benchmarks/bench_cache_train.py --quick              # tiny-random, 2,048 tokens (seconds)
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import time
 from pathlib import Path
 
 import torch
+from _quick import quick_corpus, write_json
 
 
 def main() -> dict:
@@ -34,8 +36,20 @@ def main() -> dict:
     ap.add_argument("--expansion", type=int, default=4)
     ap.add_argument("--k", type=int, default=32)
     ap.add_argument("--train-batch", type=int, default=512)
+    ap.add_argument("--corpus", default="site-packages", help="corpus source (subject.corpus: site-packages, dir:...)")
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny-random, layers 0,1,3 (SAE at 3), ctx 32, 2,048 "
+        "tokens, a small corpus of this package's sources (a smoke run in seconds)",
+    )
     ap.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     args = ap.parse_args()
+    tmp_corpus = tempfile.TemporaryDirectory() if args.quick else None
+    if tmp_corpus is not None:
+        args.model, args.layers, args.layer, args.ctx = "tiny-random", "0,1,3", 3, 32
+        args.tokens, args.harvest_windows, args.expansion, args.k, args.train_batch = 2048, 16, 2, 8, 256
+        args.corpus = quick_corpus(Path(tmp_corpus.name))
 
     from rsae_utils.sae.cache import hook_name, open_cache
     from rsae_utils.sae.harvest import harvest
@@ -47,11 +61,12 @@ def main() -> dict:
     layers = [int(x) for x in args.layers.split(",")]
     loaded = load_model(args.model)
     model = loaded.model
-    corpus = load_corpus("site-packages")
+    corpus = load_corpus(args.corpus)
     n_train = max(args.harvest_windows, -(-args.tokens // args.ctx))
     windows = tokenize_windows(corpus, loaded.tokenizer, args.ctx, n_train, 1, 0)
     tokens = windows["train"]
     out: dict = {
+        "quick": args.quick,
         "model": args.model,
         "layers": layers,
         "sae_layer": args.layer,
@@ -128,7 +143,9 @@ def main() -> dict:
     )
     print(json.dumps(out, indent=2))
     if args.json:
-        args.json.write_text(json.dumps(out, indent=2) + "\n")
+        write_json(args.json, out)
+    if tmp_corpus is not None:
+        tmp_corpus.cleanup()
     return out
 
 

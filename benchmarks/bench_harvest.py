@@ -14,18 +14,19 @@ per-round ratios.
 
     python benchmarks/bench_harvest.py                        # SmolLM2-135M, layers 0,4,9,14, 128 windows x 128
     python benchmarks/bench_harvest.py --model tiny-random --layers 0,1,3 --windows 64
+    python benchmarks/bench_harvest.py --quick                # tiny-random, 16 windows of 32, one round (seconds)
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from _quick import quick_corpus, write_json
 
 
 def main() -> dict:
@@ -38,8 +39,19 @@ def main() -> dict:
     ap.add_argument("--batch", type=int, default=8, help="windows per forward (notebook 03's harvest_batch)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    ap.add_argument("--corpus", default="site-packages", help="corpus source (subject.corpus: site-packages, dir:...)")
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny-random, layers 0,1,3, 16 windows of 32 tokens, one "
+        "round, a small corpus of this package's sources (a smoke run in seconds)",
+    )
     ap.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     args = ap.parse_args()
+    tmp_corpus = tempfile.TemporaryDirectory() if args.quick else None
+    if tmp_corpus is not None:
+        args.model, args.layers, args.ctx, args.windows, args.rounds = "tiny-random", "0,1,3", 32, 16, 1
+        args.corpus = quick_corpus(Path(tmp_corpus.name))
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -54,7 +66,7 @@ def main() -> dict:
     model, _ = make_variant(loaded, args.variant, seed=42)
     hooked, _ = make_variant(loaded, args.variant, seed=42)
     hooked.blocks[0].hook_resid_pre.add_hook(lambda act, hook: None, is_permanent=True)  # lean_ok refuses: old path
-    corpus = load_corpus("site-packages")
+    corpus = load_corpus(args.corpus)
     tokens = tokenize_windows(corpus, loaded.tokenizer, args.ctx, args.windows, 1, 0)["train"][: args.windows]
     meta = {"model": args.model, "variant": args.variant, "seed": 42, "corpus_sha256": corpus.sha256}
     paths = {"hooked": (hooked, "float32"), "lean-float32": (model, "float32"), "lean-bfloat16": (model, "bfloat16")}
@@ -79,6 +91,7 @@ def main() -> dict:
                 errors.setdefault(-1 - layer, float((caches["lean-float32"].acts(layer) - ref).norm() / ref.norm()))
     base = rates["hooked"]
     out: dict = {
+        "quick": args.quick,
         "model": args.model,
         "variant": args.variant,
         "layers": layers,
@@ -112,7 +125,9 @@ def main() -> dict:
             + ", ".join(f"L{k} {v:.1e}" for k, v in errs.items())
         )
     if args.json:
-        args.json.write_text(json.dumps(out, indent=2) + "\n")
+        write_json(args.json, out)
+    if tmp_corpus is not None:
+        tmp_corpus.cleanup()
     return out
 
 

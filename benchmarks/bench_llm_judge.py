@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_llm_judge.py              # 30 detection prompts of 5 windows (~1-2 min)
     .venv/bin/python benchmarks/bench_llm_judge.py --prompts 60
+    .venv/bin/python benchmarks/bench_llm_judge.py --quick      # 2 prompts of 2 windows (seconds, after the load)
 
 One explanation's scoring prompts, as notebook 04 asks them (detection, 5 windows of 32 tokens each; the windows
 are cut from this repository's README, so the run is offline): every prompt shares the head that holds the
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _quick import write_json
 
 from rsae_utils.autointerp.llm.local import LocalChatBackend
 from rsae_utils.autointerp.prompts import detection_messages
@@ -36,7 +38,11 @@ def main() -> None:
     ap.add_argument("--prompts", type=int, default=30, help="scoring prompts of one explanation (notebook 04: 30)")
     ap.add_argument("--per-prompt", type=int, default=5, help="windows per prompt (notebook 04's batch_size)")
     ap.add_argument("--batch", type=int, default=32, help="prompts per forward of the batched path")
+    ap.add_argument("--quick", action="store_true", help="2 prompts of 2 windows, 2 per forward (a smoke run)")
+    ap.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     args = ap.parse_args()
+    if args.quick:
+        args.prompts, args.per_prompt, args.batch = 2, 2, 2
     judge = LocalChatBackend(batch=args.batch).load()
     texts = windows(judge._tok, args.prompts * args.per_prompt)
     many = [
@@ -58,6 +64,21 @@ def main() -> None:
     print(f"one at a time: {t_single:6.1f} s ({t_single / len(many):.2f} s per prompt)")
     print(f"batched:       {t_batched:6.1f} s ({t_batched / len(many):.2f} s per prompt, {args.batch} per forward)")
     print(f"speed-up: {t_single / t_batched:.2f}x; largest probability difference {diff:.1e}")
+    if args.json:
+        write_json(
+            args.json,
+            {
+                "quick": args.quick,
+                "prompts": len(many),
+                "per_prompt": args.per_prompt,
+                "batch": args.batch,
+                "threads": torch.get_num_threads(),
+                "single_s": t_single,
+                "batched_s": t_batched,
+                "speedup": t_single / t_batched,
+                "max_abs_diff": diff,
+            },
+        )
     if diff > 2e-5:
         raise SystemExit(f"the batched answers differ from the single ones by {diff:.1e} (> 2e-5)")
 

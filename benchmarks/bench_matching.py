@@ -1,7 +1,8 @@
 """Benchmark dense against sparse SAE latent matching (studies.seeds.matching) at 2,304, 9,216 and 36,864 latents.
 
     .venv/bin/python benchmarks/bench_matching.py            # full table (~15-25 min on 2 busy cores)
-    .venv/bin/python benchmarks/bench_matching.py --quick    # 1,152 and 2,304 latents only (~2-3 min)
+    .venv/bin/python benchmarks/bench_matching.py --quick    # 256 latents, cells in this process (seconds)
+    .venv/bin/python benchmarks/bench_matching.py --sizes 1152 2304   # the small end of the table (~2-3 min)
 
 Every cell is ``match_saes(a, b, method=...)`` -- decoder AND encoder matching, so two assignments -- run in a
 fresh subprocess so that its peak resident memory (``ru_maxrss``) is its own; ``extra`` is that peak minus the
@@ -37,13 +38,14 @@ from pathlib import Path
 import numpy as np
 import scipy
 import torch
+from _quick import ROOT, quick_json, write_json
 
 from rsae_utils.studies.seeds.matching import Directions
 from rsae_utils.studies.seeds.stability import match_saes
 
 D_IN = 576
 SIZES = (2304, 9216, 36864)
-QUICK_SIZES = (1152, 2304)
+QUICK_SIZES = (256,)
 STRUCTURES = ("random", "clustered_half", "near_duplicates")
 METHODS = ("dense", "sparse", "sparse_noverify")
 DENSE_BYTES_PER_PAIR = 12  # float32 cosines + scipy's float64 copy, one kind at a time
@@ -87,8 +89,8 @@ def _rss_gb() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**30
 
 
-def child(structure: str, n: int, method: str, top_m: int) -> dict:
-    """One cell, run in this (fresh) process."""
+def child(structure: str, n: int, method: str, top_m: int, own_process: bool = True) -> dict:
+    """One cell, run in this (fresh, when ``own_process``) process; memory is reported only then."""
     a, b = make_pair(structure, n)
     rss0 = _rss_gb()
     t0 = time.perf_counter()
@@ -107,8 +109,8 @@ def child(structure: str, n: int, method: str, top_m: int) -> dict:
         "n": n,
         "method": method,
         "seconds": round(seconds, 2),
-        "peak_rss_gb": round(peak, 2),
-        "extra_gb": round(peak - rss0, 2),
+        "peak_rss_gb": round(peak, 2) if own_process else None,
+        "extra_gb": round(peak - rss0, 2) if own_process else None,
         "frac_shared": s.frac_shared,
         "total_dec": r.dec.total,
         "total_enc": r.enc.total,
@@ -157,10 +159,8 @@ def _estimate(rows: list[dict], structure: str, n: int) -> tuple[float, str] | N
 def _fmt(r: dict) -> str:
     if "seconds" in r:
         cert = "" if r["method"] == "dense" else (" cert" if r["certified"] else " uncert")
-        return (
-            f"{r['seconds']:8.1f} s  {r['extra_gb']:5.2f} GB  shared {r['frac_shared']:.3f}"
-            f"  priced {r['n_priced_edges']:5d}{cert}"
-        )
+        mem = "  n/a GB" if r["extra_gb"] is None else f"{r['extra_gb']:5.2f} GB"
+        return f"{r['seconds']:8.1f} s  {mem}  shared {r['frac_shared']:.3f}  priced {r['n_priced_edges']:5d}{cert}"
     if "estimate_s" in r:
         return f"~{r['estimate_s']:7.0f} s est. ({r['estimate_basis']}); skipped: {r['skipped']}"
     return f"skipped: {r['skipped']}"
@@ -168,7 +168,12 @@ def _fmt(r: dict) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help=f"sizes {QUICK_SIZES} only")
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"sizes {QUICK_SIZES}, cells in this process (a smoke run in seconds; no memory figures)",
+    )
+    ap.add_argument("--in-process", action="store_true", help="run cells here, not in fresh processes (no memory)")
     ap.add_argument("--sizes", type=int, nargs="*", default=None, help=f"latents per SAE (default {SIZES})")
     ap.add_argument("--structures", nargs="*", default=list(STRUCTURES), choices=STRUCTURES)
     ap.add_argument("--top-m", type=int, default=16, help="candidate list length of the sparse solver")
@@ -191,11 +196,8 @@ def main() -> None:
         print(json.dumps(child(structure, int(n), method, args.top_m)))
         return
 
-    root = Path(__file__).resolve().parents[1]
     sizes = args.sizes or (QUICK_SIZES if args.quick else SIZES)
-    out = args.out or (
-        root / "build" / "bench_matching_quick.json" if args.quick else root / "figures" / "bench_matching.json"
-    )
+    out = args.out or (quick_json("bench_matching") if args.quick else ROOT / "figures" / "bench_matching.json")
     load0 = os.getloadavg()
     print(
         f"torch {torch.__version__} ({torch.get_num_threads()} threads), scipy {scipy.__version__}, "
@@ -218,6 +220,8 @@ def main() -> None:
                     est = _estimate(rows, structure, n)
                     if est:
                         r["estimate_s"], r["estimate_basis"] = round(est[0], 1), est[1]
+                elif args.quick or args.in_process:
+                    r = child(structure, n, method, args.top_m, own_process=False)
                 else:
                     r = run_cell(structure, n, method, args.top_m, args.timeout, args.threads)
                     r["load_avg_1min"] = round(os.getloadavg()[0], 2)
@@ -246,14 +250,14 @@ def main() -> None:
                 if r is None:
                     return ""
                 if "seconds" in r:
-                    return f"{r['seconds']:.1f} s, +{r['extra_gb']:.2f} GB"
+                    mem = "" if r["extra_gb"] is None else f", +{r['extra_gb']:.2f} GB"
+                    return f"{r['seconds']:.1f} s{mem}"
                 return f"~{r['estimate_s']:.0f} s (est.)" if "estimate_s" in r else "skipped"
 
             print(
                 f"| {structure} | {n} | {short(cells.get('dense'))} | {short(cells.get('sparse'))} | "
                 f"{short(cells.get('sparse_noverify'))} |"
             )
-    out.parent.mkdir(parents=True, exist_ok=True)
     meta = {
         "torch": torch.__version__,
         "scipy": scipy.__version__,
@@ -265,8 +269,9 @@ def main() -> None:
         "load_avg_start": load0,
         "load_avg_end": load1,
         "quick": args.quick,
+        "in_process": bool(args.quick or args.in_process),
     }
-    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
+    write_json(out, {"meta": meta, "rows": rows})
     print(f"wrote {out}")
 
 

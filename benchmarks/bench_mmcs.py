@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_mmcs.py            # the fixed slice below (~1-3 min on 2 cores)
     .venv/bin/python benchmarks/bench_mmcs.py --full     # also time the whole default sweep of notebook 02
+    .venv/bin/python benchmarks/bench_mmcs.py --quick    # the smoke profile's slice, 5 steps (seconds)
 
 Slice (``--profile default``): notebook 02's default profile restricted to the raw condition, seed 0, the
 1024-latent dictionary and all its L1 values, for ``--steps`` optimiser steps. ``--profile smoke`` takes the same
@@ -20,8 +21,10 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from pathlib import Path
 
 import torch
+from _quick import write_json
 
 from rsae_utils.params import resolve
 from rsae_utils.toys.mmcs import TrainSpec, run_sweep, torch_threads, train_batched, train_one
@@ -33,6 +36,7 @@ class Replay:
 
     def __init__(self, world: SparseFeatureWorld, batches: list[torch.Tensor]):
         self.world, self.batches, self.i = world, batches, 0
+        self.d_model = world.spec.d_model  # what train_batched reads, as from a DataStream
 
     def next(self) -> torch.Tensor:
         b = self.batches[self.i]
@@ -51,7 +55,11 @@ def main() -> None:
     ap.add_argument("--dict-size", type=int, default=None, help="latents (default: the profile's largest)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default, one per core)")
     ap.add_argument("--full", action="store_true", help="also run and time the profile's full sweep")
+    ap.add_argument("--quick", action="store_true", help="--profile smoke --steps 5 (a smoke run in seconds)")
+    ap.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     args = ap.parse_args()
+    if args.quick:
+        args.profile, args.steps, args.full = "smoke", 5, False
 
     cfg = resolve("02_mmcs_goldilocks", args.profile)
     with torch_threads(args.threads):
@@ -100,6 +108,20 @@ def main() -> None:
         print(f"speed-up of batched over one-by-one:        {t_single / t_batched:5.2f}x")
         print(f"speed-up of batched over batched-M=1 loop:  {t_m1 / t_batched:5.2f}x")
         print(f"max |W_dec batched - W_dec one-by-one| = {diff:.2e}")
+        out = {
+            "quick": args.quick,
+            "profile": args.profile,
+            "steps": args.steps,
+            "dict_size": d,
+            "n_l1": M,
+            "threads": torch.get_num_threads(),
+            "batched_s": t_batched,
+            "one_by_one_s": t_single,
+            "batched_m1_s": t_m1,
+            "speedup_vs_one_by_one": t_single / t_batched,
+            "speedup_vs_batched_m1": t_m1 / t_batched,
+            "max_abs_w_dec_diff": diff,
+        }
 
         n_models = len(cfg.conditions) * len(cfg.seeds) * len(l1)
         units = sum(n_models * s / d for s in cfg.dict_sizes)
@@ -123,6 +145,9 @@ def main() -> None:
                 n_eval=cfg.n_eval,
             )
             print(f"full {args.profile} sweep: {time.perf_counter() - t0:.1f} s wall ({len(df)} SAEs)")
+            out["full_sweep_s"] = time.perf_counter() - t0
+    if args.json:
+        write_json(args.json, out)
 
 
 if __name__ == "__main__":

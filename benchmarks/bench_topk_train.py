@@ -10,14 +10,13 @@ Trainers are timed in alternating rounds and each keeps its best round, so a bur
 all of them alike; the ratios in one run are what to compare across machines.
 
     python benchmarks/bench_topk_train.py            # R = 4, 16, 64; batch 4096; writes figures/bench_topk_train.json
-    python benchmarks/bench_topk_train.py --quick    # fewer steps and rounds
+    python benchmarks/bench_topk_train.py --quick    # R = 1, batch 256, one step: seconds; build/..._quick.json
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import platform
 import time
@@ -31,6 +30,7 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
+from _quick import ROOT, quick_json, write_json  # noqa: E402
 
 D_IN, K = 576, 32
 
@@ -49,12 +49,12 @@ def seconds_per_call(fn: Callable[[], object], device: str, reps: int) -> float:
     return (time.perf_counter() - t0) / reps
 
 
-def matmul_peak(device: str, reps: int) -> float:
-    """GFLOP/s of a 4096^3 fp32 product (the usual peak figure)."""
-    a, b = torch.randn(4096, 4096, device=device), torch.randn(4096, 4096, device=device)
-    c = torch.empty(4096, 4096, device=device)
+def matmul_peak(device: str, reps: int, n: int = 4096) -> float:
+    """GFLOP/s of an n^3 fp32 product (4096: the usual peak figure)."""
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    c = torch.empty(n, n, device=device)
     torch.mm(a, b, out=c)
-    return 2 * 4096**3 / min(seconds_per_call(lambda: torch.mm(a, b, out=c), device, reps) for _ in range(2)) / 1e9
+    return 2 * n**3 / min(seconds_per_call(lambda: torch.mm(a, b, out=c), device, reps) for _ in range(2)) / 1e9
 
 
 def encoder_gflops(d_sae: int, batch: int, device: str, reps: int) -> float:
@@ -151,7 +151,12 @@ def main() -> dict:
     ap.add_argument("--batch", type=int, default=4096)
     ap.add_argument("--steps", type=int, default=3, help="timed steps per round")
     ap.add_argument("--rounds", type=int, default=2)
-    ap.add_argument("--quick", action="store_true", help="batch 2048, 2 steps, 1 round")
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="R = 1, batch 256, 1 step, 1 round, a 256^3 peak product "
+        "(a smoke run in seconds); writes build/bench_topk_train_quick.json unless --json is given",
+    )
     ap.add_argument("--trainers", default="fast,sae_lens,sparsify")
     ap.add_argument("--devices", default=None, help="default: cpu, plus cuda when available")
     ap.add_argument(
@@ -161,17 +166,27 @@ def main() -> dict:
         help="torch CPU threads (default: torch's, all cores); 1 "
         "compares the trainers' work without OpenMP waits when other jobs share the cores",
     )
-    ap.add_argument("--json", type=Path, default=Path(__file__).resolve().parents[1] / "figures/bench_topk_train.json")
+    ap.add_argument(
+        "--json",
+        type=Path,
+        default=None,
+        help="default figures/bench_topk_train.json (--quick: build/bench_topk_train_quick.json)",
+    )
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.quick:
-        args.batch, args.steps, args.rounds = 2048, 2, 1
+    peak_n = 4096
+    if args.quick:  # the committed figures/bench_topk_train.json is never overwritten by a smoke run
+        args.ratios, args.batch, args.steps, args.rounds, peak_n = "1", 256, 1, 1, 256
+        args.json = args.json or quick_json("bench_topk_train")
+    args.json = args.json or ROOT / "figures" / "bench_topk_train.json"
     ratios = [int(r) for r in args.ratios.split(",")]
     trainers = [t for t in args.trainers.split(",") if t != "sparsify" or _has("sparsify")]
     devices = args.devices.split(",") if args.devices else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
     out: dict = {
+        "quick": args.quick,
+        "peak_matmul_n": peak_n,
         "d_in": D_IN,
         "k": K,
         "dtype": "float32",
@@ -187,12 +202,12 @@ def main() -> dict:
         "results": [],
     }
     for device in devices:
-        reps = 3 if device == "cpu" else 20
+        reps = (3 if device == "cpu" else 20) if not args.quick else 1
         if device.startswith("cuda"):
             out["gpu"] = torch.cuda.get_device_name()
         measured = []
         for R in ratios:  # products measured next to each width's trainers: the load of other jobs varies
-            square, enc = matmul_peak(device, reps), encoder_gflops(R * D_IN, args.batch, device, reps)
+            square, enc = matmul_peak(device, reps, peak_n), encoder_gflops(R * D_IN, args.batch, device, reps)
             measured.append((R, square, enc, bench_width(R, args.batch, device, args.steps, args.rounds, trainers)))
             print(f"{device} R={R}: " + ", ".join(f"{n} {v:.0f} tok/s" for n, v in measured[-1][3].items()), flush=True)
         peak = max(max(square, enc) for _, square, enc, _ in measured)  # the best product seen in this run
@@ -222,8 +237,7 @@ def main() -> dict:
         f"load average before {out['load_before']}, after {out['load_after']}; threads {out['threads']}, "
         f"OMP_WAIT_POLICY {out['omp_wait_policy']}"
     )
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(out, indent=1) + "\n")
+    write_json(args.json, out)
     print(f"wrote {args.json}")
     return out
 

@@ -5,7 +5,9 @@
 Every selected notebook's parameters are resolved and checked, and the output folders tested for writing, before
 any kernel starts. A notebook is skipped when its source, resolved parameters, the ``rsae_utils`` code and the
 stamps of the notebooks it reads are all unchanged since its last successful run *and* the figure files it wrote
-are still there, unchanged (``--force`` reruns anyway). After a run, figures the notebook made before but no longer
+and the artifacts it made or used (caches, SAEs, tables: recorded in its stamp) are still there, unchanged:
+sizes always, and the sha256 of any file whose modification time moved (``--force`` reruns anyway, and the rerun
+re-verifies every artifact's hashes before reusing it). After a run, figures the notebook made before but no longer
 makes are removed. Executed notebooks are kept in ``build/<profile>/executed/``; a failing one is kept there too,
 with the failing cell shown on the console. A successful default-profile run without overrides also writes the
 readers' copy ``notebooks/executed/<name>.ipynb``. Ctrl-C (or SIGTERM) stops the kernel too and keeps what finished.
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
+import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -28,7 +30,14 @@ from rsae_utils.params import NOTEBOOKS, parse_overrides, resolve
 from rsae_utils.params.core import check_profile, suggest
 from rsae_utils.paths import notebooks_dir, repo_root
 from rsae_utils.repro import stable_hash
-from rsae_utils.store import read_json, write_json
+from rsae_utils.store import (
+    ARTIFACT_LOG_ENV,
+    artifact_records,
+    artifacts_changed,
+    noted_artifacts,
+    read_json,
+    write_json,
+)
 
 
 class NotebookFailed(RuntimeError):
@@ -83,13 +92,31 @@ def _stamp_path(name: str, profile: str) -> Path:
     return executed_dir(profile) / f"{name}.stamp.json"
 
 
+def read_stamp(name: str, profile: str) -> dict | None:
+    """The runner's stamp of ``name``'s last successful run; None when there is none or it is damaged (either way
+    the notebook has to run again: :func:`stamp_state` says which)."""
+    try:
+        record = read_json(_stamp_path(name, profile))
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and isinstance(record.get("stamp"), str) else None
+
+
+def stamp_state(name: str, profile: str) -> str:
+    """'ok', 'missing' (never finished under ``profile``) or 'damaged' (unreadable: rerun that notebook)."""
+    if not _stamp_path(name, profile).exists():
+        return "missing"
+    return "ok" if read_stamp(name, profile) is not None else "damaged"
+
+
 def notebook_stamp(name: str, profile: str, overrides: Mapping[str, Any]) -> str:
-    """Hash of everything a notebook's results depend on: source, parameters, code, upstream stamps."""
+    """Hash of everything a notebook's results depend on: source, parameters, code, upstream stamps (a missing or
+    damaged upstream stamp counts as none)."""
     cfg = resolve(name, profile, overrides)
     upstream = {}
     for up in NOTEBOOKS[name].after if name in NOTEBOOKS else ():
-        sp = _stamp_path(up, profile)
-        upstream[up] = read_json(sp)["stamp"] if sp.exists() else None
+        record = read_stamp(up, profile)
+        upstream[up] = record["stamp"] if record else None
     return stable_hash(
         {
             "source": hashlib.sha256(available_notebooks()[name].read_bytes()).hexdigest(),
@@ -106,24 +133,33 @@ def stale_reason(name: str, profile: str, overrides: Mapping[str, Any] | None = 
     sp = _stamp_path(name, profile)
     if not sp.exists() or not (executed_dir(profile) / f"{name}.ipynb").exists():
         return "no finished run"
+    record = read_stamp(name, profile)
+    if record is None:
+        return f"unreadable stamp {sp}"
     try:
-        record = read_json(sp)
         if record["stamp"] != notebook_stamp(name, profile, overrides or {}):
             return "source, parameters, code or an upstream notebook changed"
-        return outputs.outputs_changed(paths.figures_dir(profile), record.get("outputs", {}))
-    except (KeyError, json.JSONDecodeError, TypeError):
-        return "unreadable stamp"
+        return outputs.outputs_changed(paths.figures_dir(profile), record.get("outputs", {})) or artifacts_changed(
+            record.get("artifacts", {}), paths.build_dir()
+        )
+    except (KeyError, ValueError, TypeError, AttributeError):
+        return f"unreadable stamp {sp}"
 
 
 def is_up_to_date(name: str, profile: str, overrides: Mapping[str, Any] | None = None) -> bool:
     return stale_reason(name, profile, overrides) is None
 
 
-def output_folders(profile: str) -> list[Path]:
-    """Where a run of ``profile`` writes: its build folder, its figures folder, and (default) the readers' copies."""
-    folders = [paths.work_dir(profile, create=False), paths.figures_dir(profile, create=False)]
+def output_folders(profile: str) -> list[tuple[Path, bool]]:
+    """Where a run of ``profile`` writes, as (folder, with its subfolders): its build folder, its figures folder
+    (the default profile's holds the other profiles' folders: its own top level only), and (default) the readers'
+    copies."""
+    folders = [
+        (paths.work_dir(profile, create=False), True),
+        (paths.figures_dir(profile, create=False), profile != "default"),
+    ]
     if profile == "default":
-        folders.append(outputs.executed_copies_dir())
+        folders.append((outputs.executed_copies_dir(), True))
     return folders
 
 
@@ -161,7 +197,11 @@ def run_notebook(
     out = executed_dir(profile) / f"{name}.ipynb"
     reason = None if force else stale_reason(name, profile, overrides)
     if not force and reason is None:
-        print(f"[nbrun] {name} ({profile}): up to date, not rerun")
+        n_art = len((read_stamp(name, profile) or {}).get("artifacts", {}))
+        print(
+            f"[nbrun] {name} ({profile}): up to date, not rerun (figures and {n_art} artifacts checked: sizes, "
+            "and hashes of files changed since; FORCE=1 reruns and re-verifies every hash)"
+        )
         _update_executed_copy(name, profile, overrides, out)
         return out
     stamp = notebook_stamp(name, profile, overrides)
@@ -174,6 +214,11 @@ def run_notebook(
     if session is not None:
         session.current_output = out
     t0, t0_ns = time.time(), time.time_ns()
+    # The kernel inherits the environment: the store notes there every artifact the notebook makes or reuses.
+    log = executed_dir(profile) / f".{name}.artifacts.tmp"
+    log.unlink(missing_ok=True)
+    saved_log = os.environ.get(ARTIFACT_LOG_ENV)
+    os.environ[ARTIFACT_LOG_ENV] = str(log)
     try:
         papermill.execute_notebook(
             nb,
@@ -187,11 +232,18 @@ def run_notebook(
         )
     except PapermillExecutionError as err:
         cell = f"cell {err.exec_count}:\n{err.source}\n" if getattr(err, "source", None) else ""
+        log.unlink(missing_ok=True)
         raise NotebookFailed(name, out, f"{cell}{err.ename}: {err.evalue}") from None
     finally:
+        if saved_log is None:
+            os.environ.pop(ARTIFACT_LOG_ENV, None)
+        else:
+            os.environ[ARTIFACT_LOG_ENV] = saved_log
         if session is not None:
             session.current_output = None
     runtime = time.time() - t0
+    artifacts = artifact_records(noted_artifacts(log), paths.build_dir())
+    log.unlink(missing_ok=True)
     figs = paths.figures_dir(profile)
     for gone in outputs.remove_stale_figures(figs, name, profile, t0_ns):
         print(f"[nbrun] {name}: removed {figs / gone} (an earlier run's figure this run no longer makes)")
@@ -204,6 +256,7 @@ def run_notebook(
             "stamp": stamp,
             "runtime_s": round(runtime, 1),
             "outputs": outputs.written_outputs(figs, t0_ns),
+            "artifacts": artifacts,
         },
     )
     _update_executed_copy(name, profile, overrides, out, fresh=True)
@@ -224,16 +277,27 @@ def run_many(names: Sequence[str], profile: str, sets: Mapping[str, Any], force:
         raise ParameterError("; ".join(_unused_message(k, names) for k in sorted(unused)))
     for n in names:
         resolve(n, profile, per_nb[n])
-    # Pull in upstream notebooks that never ran under this profile, since their outputs are needed.
+    # Pull in upstream notebooks that never ran under this profile (or whose stamp is damaged: nothing says their
+    # outputs are whole), since their outputs are needed.
     order = list(available_notebooks())
     todo = list(names)
     for n in names:
         pull = n in NOTEBOOKS and NOTEBOOKS[n].pull_upstream
-        for up in NOTEBOOKS[n].after if pull else ():
-            if up not in todo and not _stamp_path(up, profile).exists():
-                print(f"[nbrun] {n} reads {up}, which has not run under profile {profile!r}: running it first")
+        for up in NOTEBOOKS[n].after if n in NOTEBOOKS else ():
+            state = stamp_state(up, profile)
+            if up in todo or state == "ok":
+                continue
+            why = (
+                f"whose stamp {_stamp_path(up, profile)} is damaged"
+                if state == "damaged"
+                else f"which has not run under profile {profile!r}"
+            )
+            if pull:
+                print(f"[nbrun] {n} reads {up}, {why}: running it first")
                 todo.append(up)
                 per_nb.setdefault(up, {})
+            elif state == "damaged":
+                print(f"[nbrun] {n} reads {up}, {why}: rerun it (make figures NB={up[:2]} PROFILE={profile})")
     todo.sort(key=order.index)
     times = {}
     for n in todo:

@@ -24,20 +24,23 @@ def _visible_files(folder: Path) -> list[Path]:
 def written_outputs(folder: Path, since_ns: int) -> dict[str, str]:
     """``{file name: sha256}`` of the files at the top of ``folder`` written at or after ``since_ns``.
 
-    A figure's hashes come from its manifest (``save_figure`` records them); other files (the latent browser)
-    are hashed here.
+    A figure's hashes come from its manifest (``save_figure`` records them), with the shared files it needs
+    (``assets``: plotly.min.js, even when an earlier run wrote it); other files (the latent browser) are hashed
+    here.
     """
     fresh = [p for p in _visible_files(folder) if p.stat().st_mtime_ns >= since_ns]
     out: dict[str, str] = {}
     for p in fresh:
         if p.name.endswith(MANIFEST_SUFFIX):
             try:
-                files = read_json(p).get("files", {})
-            except (OSError, ValueError):
-                files = {}
-            for rec in files.values() if isinstance(files, dict) else ():
-                if isinstance(rec, dict) and "name" in rec and "sha256" in rec:
-                    out[rec["name"]] = rec["sha256"]
+                man = read_json(p)
+                groups = [man.get("files", {}), man.get("assets", {})]
+            except (OSError, ValueError, AttributeError):
+                groups = []
+            for files in groups:
+                for rec in files.values() if isinstance(files, dict) else ():
+                    if isinstance(rec, dict) and "name" in rec and "sha256" in rec:
+                        out[rec["name"]] = rec["sha256"]
     for p in fresh:
         out.setdefault(p.name, file_sha256(p))
     return dict(sorted(out.items()))

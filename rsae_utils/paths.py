@@ -272,6 +272,11 @@ def existing_sae_index(profile: str) -> Path | None:
     return path if path.exists() else None
 
 
+def rerun_03(profile: str) -> str:
+    """What rebuilds notebook 03's index and SAEs (for messages about them)."""
+    return f"rerun notebook 03: make figures NB=03 PROFILE={profile}"
+
+
 def metrics_table(profile: str) -> Path:
     """The tidy metrics table of notebook 03's last run."""
     return work_dir(profile) / "metrics.csv"

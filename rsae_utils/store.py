@@ -4,7 +4,12 @@ Every artifact is a folder with a ``manifest.json`` written *last*: it records t
 made the artifact (its *key*), provenance (versions, git revision), the runtime, and the sha256 and size of each
 file. A folder is reused only when its key matches and every file still has the recorded size and hash; a stale
 or corrupt folder is rebuilt with a warning, never silently used. Folders are built in a temporary sibling and
-renamed into place, so an interrupted run leaves either the old artifact or nothing.
+renamed into place, so an interrupted run leaves either the old artifact or nothing; once in place they get the
+modes a plain ``mkdir``/``open`` would give under the umask (a group sharing a build folder can read them).
+
+Inside a notebook run by the runner, every artifact made or reused (and every table and activation cache) is
+noted in the file ``$RSAE_ARTIFACT_LOG``; the runner records those artifacts' files in its stamp
+(:func:`artifact_records`) and checks them before it calls a notebook up to date (:func:`artifacts_changed`).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from rsae_utils.errors import ArtifactError
 from rsae_utils.repro import code_hash, jsonable, provenance, stable_hash
 
 MANIFEST = "manifest.json"
+ARTIFACT_LOG_ENV = "RSAE_ARTIFACT_LOG"  # set by the runner for a notebook's kernel: where artifacts are noted
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -38,6 +44,22 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def apply_umask(path: str | os.PathLike) -> None:
+    """Give ``path`` (and, for a folder, everything in it) the modes a plain mkdir/open would: mkdtemp makes
+    folders 0700 and some writers (safetensors) files 0600, which a group sharing the build folder cannot read."""
+    mask = _umask()
+    path = Path(path)
+    if not path.is_dir():
+        os.chmod(path, 0o666 & ~mask)
+        return
+    os.chmod(path, 0o777 & ~mask)
+    for root, dirs, files in os.walk(path):
+        for d in dirs:
+            os.chmod(Path(root) / d, 0o777 & ~mask)
+        for f in files:
+            os.chmod(Path(root) / f, 0o666 & ~mask)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -140,8 +162,8 @@ def verify_artifact(path: str | os.PathLike, key: str | None = None) -> tuple[bo
         manifest = read_json(manifest_path)
     except (OSError, ValueError) as err:
         return False, f"unreadable manifest {manifest_path} ({err})"
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("files", {}), dict):
-        return False, f"manifest {manifest_path} is not an artifact manifest"
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
+        return False, f"unreadable manifest {manifest_path} (not an artifact manifest: {str(manifest)[:60]})"
     if key is not None and manifest.get("key") != key:
         return False, f"made with other parameters or code (key {manifest.get('key')} != {key})"
     for name, rec in manifest.get("files", {}).items():
@@ -204,6 +226,7 @@ def cached_artifact(
     if not force and path.exists():
         ok, reason = verify_artifact(path, key)
         if ok:
+            note_artifact(path)
             return path
         warnings.warn(f"rebuilding {path}: {reason}", stacklevel=2)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -212,6 +235,7 @@ def cached_artifact(
         t0 = time.perf_counter()
         extra = build_fn(tmp)
         write_manifest(tmp, params, key, time.perf_counter() - t0, extra)
+        apply_umask(tmp)
         if path.exists():
             old = path.with_name(f".{path.name}.old-{os.getpid()}")
             os.replace(path, old)
@@ -222,6 +246,7 @@ def cached_artifact(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    note_artifact(path)
     return path
 
 
@@ -253,22 +278,122 @@ def save_table(df, path: str | os.PathLike, params: Any, note: str | None = None
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         },
     )
+    note_artifact(path)
     return path
 
 
-def load_table(path: str | os.PathLike):
-    """Read a table written by ``save_table``, refusing one whose contents no longer match its manifest."""
+def load_table(path: str | os.PathLike, rerun: str = ""):
+    """Read a table written by ``save_table``, refusing one whose contents no longer match its manifest;
+    ``rerun`` says what rebuilds it (default: the notebook that writes it)."""
     path = Path(path)
     man = path.with_name(path.name + ".manifest.json")
+    rerun = rerun or f"rerun the notebook that writes {path.name}"
     if not path.exists() or not man.exists():
-        raise ArtifactError(f"{path}: table or its manifest is missing")
+        raise ArtifactError(f"{path}: table or its manifest is missing; {rerun}")
     try:
         recorded = read_json(man)["sha256"]
     except (OSError, ValueError, KeyError, TypeError) as err:
-        raise ArtifactError(
-            f"{man}: unreadable table manifest ({type(err).__name__}: {err}); "
-            f"rerun the notebook that writes {path.name}"
-        ) from None
+        raise ArtifactError(f"{man}: unreadable table manifest ({type(err).__name__}: {err}); {rerun}") from None
     if recorded != file_sha256(path):
-        raise ArtifactError(f"{path}: contents do not match its manifest {man.name} (edited or corrupt)")
+        raise ArtifactError(f"{path}: contents do not match its manifest {man.name} (edited or corrupt); {rerun}")
     return pd.read_csv(path)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# What a notebook run used: noted in the kernel, recorded in the runner's stamp, checked before skipping a rerun
+# --------------------------------------------------------------------------------------------------------------
+def note_artifact(path: str | os.PathLike) -> None:
+    """Note ``path`` (an artifact folder, a table, an activation cache) in ``$RSAE_ARTIFACT_LOG`` when the runner
+    set it; nothing otherwise. One short appended line: appends of that size do not interleave."""
+    log = os.environ.get(ARTIFACT_LOG_ENV)
+    if log:
+        with open(log, "a", encoding="utf-8") as fh:
+            fh.write(str(Path(path).resolve()) + "\n")
+
+
+def noted_artifacts(log: str | os.PathLike) -> list[Path]:
+    """The distinct paths noted in ``log``, in first-noted order."""
+    try:
+        lines = Path(log).read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return []
+    return [Path(p) for p in dict.fromkeys(line.strip() for line in lines if line.strip())]
+
+
+def _manifest_of(path: Path) -> Path:
+    return path / MANIFEST if path.is_dir() else path.with_name(path.name + ".manifest.json")
+
+
+def manifest_files(path: str | os.PathLike) -> dict[str, tuple[int | None, str]]:
+    """``{file relative to the artifact's folder: (bytes or None, sha256)}`` as the manifest of ``path`` records
+    them: a store folder (``files``), an activation cache (``shards`` and ``tokens_file``) or a table (``sha256``).
+    ValueError when the manifest is unreadable or none of these."""
+    path = Path(path)
+    man = read_json(_manifest_of(path))  # OSError / ValueError: unreadable
+    out: dict[str, tuple[int | None, str]] = {}
+    if not isinstance(man, dict):
+        raise ValueError("not a manifest")
+    if path.is_dir() and isinstance(man.get("files"), dict):
+        recs = [{"file": name, **rec} for name, rec in man["files"].items() if isinstance(rec, dict)]
+    elif path.is_dir() and isinstance(man.get("shards"), list):
+        recs = [r for r in [*man["shards"], man.get("tokens_file")] if isinstance(r, dict)]
+    elif not path.is_dir() and isinstance(man.get("sha256"), str):
+        recs = [{"file": path.name, "sha256": man["sha256"]}]
+    else:
+        raise ValueError("not an artifact, cache or table manifest")
+    for rec in recs:
+        if not isinstance(rec.get("file"), str) or not isinstance(rec.get("sha256"), str):
+            raise ValueError(f"a record without file and sha256: {str(rec)[:80]}")
+        size = rec.get("bytes")
+        out[rec["file"]] = (int(size) if isinstance(size, int) else None, rec["sha256"])
+    return out
+
+
+def _stamp_key(path: Path, root: Path) -> str:
+    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+
+
+def artifact_records(noted: Iterable[Path], root: Path) -> dict[str, dict[str, list]]:
+    """What the runner's stamp keeps of the artifacts a notebook used: ``{path (relative to ``root`` when under
+    it): {file: [bytes, mtime_ns, sha256]}}``, sizes and hashes from each manifest, mtimes from the disk. An
+    artifact gone or damaged by the end of the run is left out (the run did not end up using it)."""
+    out: dict[str, dict[str, list]] = {}
+    for path in noted:
+        base = path if path.is_dir() else path.parent
+        try:
+            files = {}
+            for name, (size, sha) in manifest_files(path).items():
+                st = (base / name).stat()
+                if size is not None and st.st_size != size:
+                    raise ValueError(f"{name}: size differs from its manifest")
+                files[name] = [st.st_size, st.st_mtime_ns, sha]
+        except (OSError, ValueError):
+            continue
+        out[_stamp_key(path, root)] = files
+    return out
+
+
+def artifacts_changed(records: Mapping[str, Mapping[str, list]], root: Path) -> str | None:
+    """Why recorded artifacts no longer stand (a manifest unreadable or rewritten, a file missing, of another
+    size, or rewritten with other bytes), or None. Sizes are always checked; a file is hashed only when its
+    modification time moved, so an untouched build costs one stat per file."""
+    for key, files in records.items():
+        path = Path(key) if Path(key).is_absolute() else root / key
+        base = path if path.is_dir() else path.parent
+        try:
+            now = manifest_files(path)
+        except (OSError, ValueError) as err:
+            return f"artifact {path}: unreadable manifest ({err})"
+        for name, (size, mtime_ns, sha) in files.items():
+            f = base / name
+            if now.get(name, (None, None))[1] != sha:
+                return f"artifact {path}: its manifest no longer records {name} as this run left it"
+            try:
+                st = f.stat()
+            except OSError:
+                return f"artifact {path}: file {f} is missing"
+            if st.st_size != size:
+                return f"artifact {path}: file {f} has {st.st_size} bytes, {size} when recorded (damaged)"
+            if st.st_mtime_ns != mtime_ns and file_sha256(f) != sha:
+                return f"artifact {path}: file {f} was rewritten with other bytes (damaged)"
+    return None

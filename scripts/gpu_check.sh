@@ -34,7 +34,7 @@ if [ "${BENCH:-1}" = "1" ]; then
     t0=$SECONDS
     "$PY" benchmarks/bench_topk_train.py --devices cuda --json "$OUT/bench_topk_train.json"
     "$PY" benchmarks/bench_cache_train.py --json "$OUT/bench_cache_train.json"
-    "$PY" benchmarks/bench_matching.py --quick --out "$OUT/bench_matching.json"
+    "$PY" benchmarks/bench_matching.py --sizes 1152 2304 --out "$OUT/bench_matching.json"
     "$PY" benchmarks/bench_mmcs.py | tee "$OUT/bench_mmcs.txt"
     echo "== benchmarks: $((SECONDS - t0)) s"
 fi

@@ -123,3 +123,18 @@ def test_timeout_and_retries_come_from_the_parameters():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert resolve("04_autointerp", "smoke").max_unparsable_share == 0.5
+
+
+def test_preflight_checks_logprobs_once_before_the_first_request(stub, tmp_path):
+    """A server without logprobs is refused before anything is asked or cached (the explainer, which needs no
+    logprobs, would otherwise be answered and cached first); a good one costs one uncached probe."""
+    stub.mode = "no_logprobs"
+    c = _client(stub, tmp_path)
+    with pytest.raises(BackendError, match=r"checked before the run's first request: .*no token logprobs.*vLLM"):
+        c.preflight()
+    assert stub.requests == 1 and _cached(tmp_path) == []
+    stub.mode = "good"
+    good = _client(stub, tmp_path)
+    good.preflight()
+    assert stub.requests == 2 and _cached(tmp_path) == []  # the probe is never replayed from the cache
+    assert good.answer_probabilities(MSGS, 2) == pytest.approx([0.8, 0.2]) and stub.requests == 3

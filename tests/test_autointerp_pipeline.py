@@ -101,11 +101,16 @@ def test_tables_and_resume(world):
     for name in ("examples", "latents", "latent_stats", "unparsable"):
         assert (out / "tables" / f"{name}.csv").exists()
         assert (out / "tables" / f"{name}.csv.manifest.json").exists()
-    # rerun: every unit reused, the backend is never called, same tables
+    fresh = {n: (out / "tables" / f"{n}.csv").read_bytes() for n in ("examples", "latents", "latent_stats")}
+    assert fresh["examples"].startswith(b"model,variant,layer,latent,scorer,backend,window,kind,bin,label,")
+    # rerun: every unit reused, the backend is never called, same tables, byte for byte (replayed units hold
+    # their rows with sorted keys: the columns keep one order all the same)
     be2 = ScriptedBackend()
     res2 = run_autointerp(CFG, runs, [be2], out, decoders=lambda m: decode, loaders=loaders, progress=False)
     assert be2.calls == []
     pd.testing.assert_frame_equal(res.latents, res2.latents)
+    pd.testing.assert_frame_equal(res.examples, res2.examples)
+    assert {n: (out / "tables" / f"{n}.csv").read_bytes() for n in fresh} == fresh
 
 
 def test_interrupted_run_loses_nothing(world):
@@ -318,6 +323,9 @@ def test_endpoint_without_logprobs_fails_and_a_fixed_server_is_asked_again(world
         be = OpenAIBackend(stub.base_url, "stub-model", cache_dir=tmp_path / "llm")
         with pytest.raises(BackendError, match="no token logprobs"):
             run_autointerp(CFG, runs, [be], out, **kw)
+        # refused by the run's logprobs check, before the explainer was asked (or its answer cached)
+        assert stub.requests == 1 and not list((tmp_path / "llm").glob("??/*.json"))
+        assert not list(out.glob("units/**/*.explanation.json"))
         stub.mode = "good"  # the server is fixed (e.g. restarted with logprobs on)
         n_before = stub.requests
         res = run_autointerp(

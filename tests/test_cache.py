@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+
+import pytest
 import torch
 from _tiny_model import tiny_model, tiny_windows
 
@@ -166,3 +169,23 @@ def test_batches_leave_out_excluded_tokens(tmp_path):
         it = cache.iter_batches(2, n_keep, seed=0, buffer_tokens=buffer, exclude_tokens=drop)
         got = next(it)
         assert torch.equal(got[got[:, 0].argsort()], rows[keep][rows[keep][:, 0].argsort()])
+
+
+@pytest.mark.parametrize("text", ["null", '{"files": 5}', '{"key": "x", "shards": 3}'])
+def test_a_cache_manifest_that_is_no_manifest_is_rebuilt_with_a_warning(tmp_path, text):
+    path = tmp_path / "c"
+    good = {s["file"]: s["sha256"] for s in _harvest(path).manifest["shards"]}
+    (path / "manifest.json").write_text(text)
+    with pytest.warns(UserWarning, match="unreadable cache manifest") as seen:
+        redone = _harvest(path)
+    assert not any("other parameters" in str(w.message) for w in seen)
+    assert {s["file"]: s["sha256"] for s in redone.manifest["shards"]} == good
+
+
+def test_shards_get_the_umask_mode(tmp_path):
+    old = os.umask(0o022)
+    try:
+        cache = _harvest(tmp_path / "c")
+    finally:
+        os.umask(old)
+    assert {(cache.root / s["file"]).stat().st_mode & 0o777 for s in cache.manifest["shards"]} == {0o644}

@@ -65,7 +65,7 @@ def test_large_profiles_print_an_estimate_and_refuse_what_cannot_fit(monkeypatch
         resolve("03_sae_training", "gpu")
     assert resolve("03_sae_training", "gpu", {"layers": [0], "expansion": 8}).expansion == 8
     monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**10, 10**10 - 10**8, 10**8))  # 0.1 GB free
-    with pytest.raises(ParameterError, match="GB is free"):
+    with pytest.raises(ParameterError, match=r"but 100\.0 MB is free"):
         resolve("03_sae_training", "gpu", {"layers": [0], "expansion": 8})
 
 

@@ -51,6 +51,13 @@ def test_set_string_splits_outside_quotes_and_brackets():
         parse_overrides("steps=1 2")
     with pytest.raises(ParameterError, match="unclosed"):
         parse_overrides("corpus='dir:/x")
+    # an unclosed bracket is said as such, not as a missing quote
+    for text in ("seeds=[0, 1", "variants=['trained'", "x={'a': [1, 2]"):
+        with pytest.raises(ParameterError, match=r"the '[\[{]' bracket is never closed") as info:
+            parse_overrides(text)
+        assert "need quotes" not in str(info.value)
+    with pytest.raises(ParameterError, match="strings inside a list need quotes"):
+        parse_overrides(["variants=[trained]"])
 
 
 def test_make_passes_set_and_nb_untouched(tmp_path):
@@ -306,3 +313,172 @@ def test_sigterm_kills_a_sleeping_kernel(echo_nb, tmp_dirs):
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130 and err.strip().splitlines()[-1] == runguard.INTERRUPTED, err
     assert kernels and not any(runguard.is_alive(pid, start) for pid, start in kernels)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The lock: two runners released at one instant, exactly one enters
+# --------------------------------------------------------------------------------------------------------------
+def _contender(build: str, barrier, results, trials: int) -> None:
+    """One runner process: at each trial try the profile lock together with the other, hold it a moment, leave."""
+    os.environ["RSAE_BUILD_DIR"] = build
+    for _ in range(trials):
+        barrier.wait(timeout=60)  # both released at one instant
+        session = runguard.RunSession("smoke", handle_signals=False)
+        try:
+            session.__enter__()
+        except SetupError:
+            entered = False
+        else:
+            entered = True
+        barrier.wait(timeout=60)  # both have tried: whoever entered still holds the lock here
+        if entered:
+            session.__exit__(None, None, None)
+        results.put(entered)
+        barrier.wait(timeout=60)  # the lock is released before the next trial
+
+
+def test_two_runners_started_at_one_instant_never_both_hold_the_profile(tmp_dirs):
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")  # this process has imported everything already: quick to start
+    trials = 10
+    barrier, results = ctx.Barrier(2), ctx.Queue()
+    procs = [ctx.Process(target=_contender, args=(str(tmp_dirs[0]), barrier, results, trials)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=120)
+    assert all(p.exitcode == 0 for p in procs)
+    entered = [results.get(timeout=5) for _ in range(2 * trials)]
+    assert sum(entered) == trials, f"exactly one of two runners may enter each time; {sum(entered)} of {2 * trials}"
+    assert not (tmp_dirs[0] / "smoke" / runguard.LOCK_NAME).exists(), "the winner removes its own record"
+
+
+def test_a_run_removes_only_its_own_lock_record(tmp_dirs):
+    session = runguard.RunSession("smoke", handle_signals=False)
+    session.__enter__()
+    record = session.lock
+    other = {"pid": 1, "pid_start": None, "started": 0.0, "kernels": []}  # as if another run had written it
+    record.write_text(json.dumps(other))
+    session.__exit__(None, None, None)
+    assert json.loads(record.read_text()) == other
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Damaged stamps, read-only subfolders, leftovers of interrupted runs
+# --------------------------------------------------------------------------------------------------------------
+def test_a_damaged_upstream_stamp_means_rerun_that_notebook(tmp_dirs, monkeypatch, capsys):
+    """`echo '{"stamp": ' > 03's stamp`: no traceback; 03 is run again first, said in one line."""
+    stamp = nbrun.executed_dir("smoke") / "03_sae_training.stamp.json"
+    ran: list[str] = []
+    monkeypatch.setattr(nbrun, "run_notebook", lambda n, *a, **k: ran.append(n))
+    for damage in ('{"stamp": ', "null", '{"no": "stamp"}'):
+        stamp.write_text(damage + "\n")
+        assert isinstance(nbrun.notebook_stamp("04_autointerp", "smoke", {"llm_backends": []}), str)
+        ran.clear()
+        nbrun.run_many(["04_autointerp"], "smoke", {"llm_backends": []})
+        assert ran == ["03_sae_training", "04_autointerp"]
+        out = capsys.readouterr().out
+        assert f"{stamp} is damaged" in out and "running it first" in out
+
+
+def test_a_read_only_subfolder_is_refused_before_work(tmp_dirs, monkeypatch):
+    executed = nbrun.executed_dir("smoke")
+    (runguard.paths.work_dir("smoke") / "saes" / "m" / "v").mkdir(parents=True)
+    real_access = os.access
+
+    def access(path, mode, **kw):  # as a user without root rights sees `chmod a-w build/smoke/executed`
+        if Path(path) == executed and mode & os.W_OK:
+            return False
+        return real_access(path, mode, **kw)
+
+    monkeypatch.setattr(os, "access", access)
+    with pytest.raises(SetupError, match=f"output folder {executed} is not writable") as info:
+        runguard.check_writable(nbrun.output_folders("smoke"))
+    assert "\n" not in str(info.value) and "chmod" in str(info.value)
+    # figures/ of the default profile holds the other profiles' folders: they are not this run's to check
+    figs = runguard.paths.figures_dir("default")
+    (figs / "smoke").mkdir(parents=True, exist_ok=True)
+    monkeypatch.setattr(os, "access", lambda p, m, **kw: Path(p) != figs / "smoke" and real_access(p, m, **kw))
+    runguard.check_writable(nbrun.output_folders("default"))
+
+
+def test_old_artifact_folders_of_dead_runs_and_stale_llm_cache_temps_are_cleaned(tmp_dirs, monkeypatch):
+    dead = subprocess.Popen([PY, "-c", "pass"])
+    dead.wait()
+    saes = runguard.paths.work_dir("smoke") / "saes"
+    old_dead, old_live = saes / f".sae.old-{dead.pid}", saes / f".sae.old-{os.getpid()}"
+    for d in (old_dead, old_live):
+        (d / "sub").mkdir(parents=True)
+        (d / "sub" / "w.bin").write_bytes(b"x")
+    llm = runguard.paths.llm_response_cache_dir()
+    stale_tmp, fresh_tmp = llm / "ab" / ".abc.json.x1.tmp", llm / "ab" / ".abd.json.x2.tmp"
+    stale_tmp.parent.mkdir(parents=True)
+    for p in (stale_tmp, fresh_tmp):
+        p.write_text("half")
+    os.utime(stale_tmp, (time.time() - 2 * runguard.UNOWNED_GRACE_S,) * 2)
+    # a runner that died a minute ago: what changed in its profile since then was its, but not the shared LLM cache
+    lock = runguard.paths.work_dir("smoke") / runguard.LOCK_NAME
+    lock.write_text(json.dumps({"pid": dead.pid, "pid_start": None, "started": time.time() - 60, "kernels": []}))
+    with runguard.RunSession("smoke", handle_signals=False):
+        pass
+    assert not old_dead.exists() and old_live.exists(), "only a dead run's .old folder goes"
+    assert not stale_tmp.exists() and fresh_tmp.exists(), "another profile's run may be writing a fresh one"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# "Up to date" checks the artifacts a notebook made or used, not only its stamp
+# --------------------------------------------------------------------------------------------------------------
+_ARTIFACT_NB = """# %% tags=["parameters"]
+PROFILE = "default"
+OVERRIDES = {}
+
+# %%
+import json, os, pathlib
+import pandas as pd
+from rsae_utils import paths
+from rsae_utils.store import cached_artifact, save_table
+log = pathlib.Path(os.environ["RSAE_BUILD_DIR"]) / "art_runs.json"
+log.write_text(json.dumps((json.loads(log.read_text()) if log.exists() else []) + [1]))
+def build(tmp):
+    (tmp / "weights.bin").write_bytes(bytes(range(256)) * 64)
+cached_artifact(paths.work_dir(PROFILE) / "saes" / "one", {"n": 1}, build)
+save_table(pd.DataFrame({"layer": [0, 1]}), paths.work_dir(PROFILE) / "sae_runs.csv", {"n": 1})
+"""
+
+
+@pytest.mark.slow
+def test_up_to_date_verifies_the_artifacts_the_run_recorded(echo_nb, tmp_dirs, monkeypatch, capsys):
+    from rsae_utils.params import core as P
+
+    (Path(os.environ["RSAE_NOTEBOOKS_DIR"]) / "97_art.py").write_text(_ARTIFACT_NB)
+    monkeypatch.setitem(P.NOTEBOOKS, "97_art", P.Notebook(params=[P.Param("n", 1, 1, 1, P.is_int())]))
+    runs = tmp_dirs[0] / "art_runs.json"
+    nbrun.run_notebook("97", "smoke", progress=False)
+    stamp = json.loads((nbrun.executed_dir("smoke") / "97_art.stamp.json").read_text())
+    assert set(stamp["artifacts"]) == {"smoke/saes/one", "smoke/sae_runs.csv"}
+    weights = tmp_dirs[0] / "smoke" / "saes" / "one" / "weights.bin"
+    assert stamp["artifacts"]["smoke/saes/one"]["weights.bin"][0] == weights.stat().st_size == 256 * 64
+    assert nbrun.stale_reason("97_art", "smoke") is None
+    nbrun.run_notebook("97", "smoke", progress=False)
+    assert "up to date" in capsys.readouterr().out and json.loads(runs.read_text()) == [1]
+
+    os.utime(weights)  # touched, same bytes: still up to date (hashed once, found equal)
+    assert nbrun.stale_reason("97_art", "smoke") is None
+    data = bytearray(weights.read_bytes())
+    data[100] ^= 0xFF  # same size, other bytes: what a bad disk does
+    weights.write_bytes(bytes(data))
+    assert "was rewritten with other bytes (damaged)" in nbrun.stale_reason("97_art", "smoke")
+    weights.write_bytes(bytes(data[:-1]))
+    assert f"file {weights} has {256 * 64 - 1} bytes" in nbrun.stale_reason("97_art", "smoke")
+    table = tmp_dirs[0] / "smoke" / "sae_runs.csv"
+    nbrun.run_notebook("97", "smoke", progress=False)  # rerun: the damaged SAE is rebuilt (with a warning)
+    assert json.loads(runs.read_text()) == [1, 1] and nbrun.stale_reason("97_art", "smoke") is None
+    table.write_text(table.read_text().replace("1", "7"))
+    assert f"artifact {table}: file {table} was rewritten" in nbrun.stale_reason("97_art", "smoke")
+    # what reads the damaged table says what to run
+    from rsae_utils.errors import ArtifactError
+    from rsae_utils.sae.pipeline import trained_runs
+
+    with pytest.raises(ArtifactError, match=r"corrupt\); rerun notebook 03: make figures NB=03 PROFILE=smoke"):
+        trained_runs("smoke")

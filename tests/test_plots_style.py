@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import time
 
 import matplotlib.pyplot as plt
 import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
+from rsae_utils import outputs
 from rsae_utils.params import core as P
 from rsae_utils.plots import style as plotting
+from rsae_utils.store import file_sha256
 from rsae_utils.subject import variants
 
 
@@ -31,13 +34,26 @@ def test_save_figure_writes_all_formats_and_manifest(tmp_dirs, cfg):
     assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert paths["pdf"].read_bytes()[:5] == b"%PDF-"
     html = paths["html"].read_text()
-    assert '<script src="http' not in html and len(html) > 1_000_000, "HTML must carry plotly.js to work offline"
+    # offline without a copy of plotly.js (~4.6 MB) in every figure: the one beside them, which exists
+    assert 'src="http' not in html and len(html) < 100_000, "the HTML must not embed plotly.js nor use a CDN"
+    assert '<script charset="utf-8" src="plotly.min.js">' in html
+    js = figs / "smoke" / "plotly.min.js"
+    assert js.stat().st_size > 1_000_000 and b"plotly" in js.read_bytes()[:2000].lower()
     assert "small default, not the paper" in html
     assert pd.read_csv(paths["csv"]).equals(table)
     man = json.loads(paths["manifest"].read_text())
     assert man["params"] == {"n": 9} and man["profile"] == "smoke" and man["notebook"] == "96_fig"
     assert man["runtime_s"] >= 0 and "git_rev" in man["provenance"]
     assert set(man["files"]) == {"png", "pdf", "html", "csv"}
+    assert man["assets"]["plotly.min.js"]["sha256"] == file_sha256(js)
+    # a second figure shares the file (not rewritten), and the runner records it among the figure's outputs
+    mtime = js.stat().st_mtime_ns
+    plotting.save_figure(fig, "demo2", cfg, plotly_fig=pfig)
+    assert js.stat().st_mtime_ns == mtime
+    assert outputs.written_outputs(figs / "smoke", mtime + 1)["plotly.min.js"] == file_sha256(js)
+    # a figure no longer made is removed, the shared plotly.js is not
+    assert "plotly.min.js" not in outputs.remove_stale_figures(figs / "smoke", "96_fig", "smoke", time.time_ns())
+    assert js.exists() and not (figs / "smoke" / "demo2.html").exists()
 
 
 def test_variant_colours_are_distinct_and_cover_all_variants():

@@ -137,3 +137,33 @@ def test_provenance_ignores_rewritten_figures_but_not_edited_code(tmp_path, monk
     (tmp_path / "code.py").write_text("x = 2\n")  # the code that made it was edited
     assert dirty() is True
     repro.git_revision.cache_clear()
+
+
+def test_artifacts_get_the_umask_modes_so_a_group_can_read_them(tmp_path):
+    """mkdtemp makes the folder 0700 and safetensors writes 0600: after the rename, modes follow the umask."""
+    import torch
+    from safetensors.torch import save_file
+
+    def build(tmp: Path):
+        save_file({"w": torch.zeros(4)}, str(tmp / "sae_weights.safetensors"))
+        (tmp / "sub").mkdir(mode=0o700)
+        (tmp / "sub" / "cfg.json").write_text("{}")
+
+    old = os.umask(0o022)
+    try:
+        d = store.cached_artifact(tmp_path / "art", {"n": 1}, build)
+    finally:
+        os.umask(old)
+    modes = {str(p.relative_to(d)): p.stat().st_mode & 0o777 for p in d.rglob("*")}
+    assert d.stat().st_mode & 0o777 == 0o755
+    assert modes == {"sae_weights.safetensors": 0o644, "sub": 0o755, "sub/cfg.json": 0o644, "manifest.json": 0o644}
+
+
+@pytest.mark.parametrize("text", ["null", '{"files": 5}', "[]"])
+def test_a_manifest_that_is_no_manifest_is_called_unreadable(tmp_path, text):
+    calls: list = []
+    d = store.cached_artifact(tmp_path / "art", {"n": 1}, _builder(calls))
+    (d / store.MANIFEST).write_text(text)
+    with pytest.warns(UserWarning, match="rebuilding .*: unreadable manifest"):
+        store.cached_artifact(tmp_path / "art", {"n": 1}, _builder(calls))
+    assert len(calls) == 2

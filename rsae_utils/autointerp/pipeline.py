@@ -37,7 +37,7 @@ from rsae_utils.autointerp.examples import LatentRecord
 from rsae_utils.autointerp.llm.base import LLMBackend
 from rsae_utils.autointerp.prompts import Decode, TokenDecoder
 from rsae_utils.autointerp.records import load_or_build_records
-from rsae_utils.autointerp.scorers import SCORERS, explain, score_with_backend
+from rsae_utils.autointerp.scorers import ROW_COLUMNS, SCORERS, explain, score_with_backend
 from rsae_utils.autointerp.tables import latent_stats_row, per_latent_table, unparsable_table
 from rsae_utils.errors import AnswersUnparsable, ParameterError
 from rsae_utils.paths import (
@@ -113,6 +113,15 @@ def _unit(path: Path, compute: Callable[[], dict], keep: Callable[[dict], bool] 
     if keep(result):
         write_json(path, result, compact=True)
     return result
+
+
+def examples_frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """The scored rows as one table in one column order: model, variant, layer, then ``scorers.ROW_COLUMNS``,
+    then any other column alphabetically. Without it the order would be that of the first row's keys, which a
+    replayed unit stores sorted: the same content in other bytes on a resumed run."""
+    df = pd.DataFrame(list(rows))
+    first = [c for c in (*RUN_COLUMNS[:3], *ROW_COLUMNS) if c in df.columns]
+    return df[first + sorted(c for c in df.columns if c not in first)]
 
 
 def _answered(unit: dict) -> bool:
@@ -316,7 +325,7 @@ class AutointerpRun:
     def result(self, tables_dir: Path, t0: float) -> AutointerpResult:
         """The run's tables, written to ``tables_dir``; :class:`AnswersUnparsable` (after writing them) when a
         backend's share of unparsable answers exceeds ``max_unparsable_share``."""
-        examples = pd.DataFrame(self.ex_rows)
+        examples = examples_frame(self.ex_rows)
         latent_stats = pd.DataFrame(self.stat_rows)
         latents = per_latent_table(examples, latent_stats, self.explanations)
         unparsable = unparsable_table(examples)

@@ -25,6 +25,14 @@ FLOPS = {"cuda": 3e13, "mps": 3e12, "cpu": 5e10}
 BYTES_PER_TOKEN_ID = 40  # a token id in tokenize_windows' Python lists (pointer + int object), before the tensor
 
 
+def human_bytes(n: float) -> str:
+    """``n`` bytes with a unit that fits (kB, MB, GB, TB; powers of 1000): a 3 MB cache is not "0.0 GB"."""
+    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if abs(n) >= size:
+            return f"{n / size:,.1f} {unit}"
+    return f"{n:,.0f} bytes"
+
+
 @dataclass(frozen=True)
 class Budget:
     disk_bytes: int
@@ -33,11 +41,10 @@ class Budget:
     hours: float
 
     def text(self, cfg: Config) -> str:
-        gb = 1e9
-        gpu = f"~{self.gpu_bytes / gb:,.1f} GB GPU memory" if cfg.device != "cpu" else "no GPU (device='cpu')"
+        gpu = f"~{human_bytes(self.gpu_bytes)} GPU memory" if cfg.device != "cpu" else "no GPU (device='cpu')"
         return (
-            f"[budget] 03_sae_training ({cfg.profile}): ~{self.disk_bytes / gb:,.1f} GB disk, "
-            f"~{self.host_bytes / gb:,.1f} GB host memory, {gpu}, ~{self.hours:,.1f} h on {cfg.device} "
+            f"[budget] 03_sae_training ({cfg.profile}): ~{human_bytes(self.disk_bytes)} disk, "
+            f"~{human_bytes(self.host_bytes)} host memory, {gpu}, ~{self.hours:,.1f} h on {cfg.device} "
             f"(rough; rsae_utils.params.budget)"
         )
 
@@ -99,19 +106,20 @@ def check_budget(cfg: Config, budget: Budget, existing_cache_bytes: int = 0) -> 
         hints += ["fewer windows or layers"] + (["cache_dtype='float16'"] if cfg.cache_dtype == "float32" else [])
         raise ParameterError(
             f"parameter 'n_train_windows' / 'train_from': the activation caches and SAEs would take "
-            f"{budget.disk_bytes / 1e9:,.1f} GB ({len(cfg.variants)} variants x windows x {cfg.ctx} tokens x "
-            f"{len(cfg.layers)} layers, {cfg.cache_dtype}) but {free / 1e9:,.1f} GB is free under {root}; use "
+            f"{human_bytes(budget.disk_bytes)} ({len(cfg.variants)} variants x windows x {cfg.ctx} tokens x "
+            f"{len(cfg.layers)} layers, {cfg.cache_dtype}) but {human_bytes(free)} is free under {root}; use "
             f"{', or '.join(hints)}"
         )
     ram = host_memory_bytes()
     if ram and budget.host_bytes > 0.9 * ram:
         raise ParameterError(
-            f"parameters 'n_train_windows' / 'max_corpus_chars' / 'ctx': the run needs ~{budget.host_bytes / 1e9:,.1f}"
-            f" GB of host memory but this machine has {ram / 1e9:,.1f} GB; use fewer windows or a smaller corpus cap"
+            f"parameters 'n_train_windows' / 'max_corpus_chars' / 'ctx': the run needs "
+            f"~{human_bytes(budget.host_bytes)} of host memory but this machine has {human_bytes(ram)}; use fewer "
+            "windows or a smaller corpus cap"
         )
     vram = gpu_memory_bytes(cfg.device)
     if vram is not None and budget.gpu_bytes > 0.9 * vram:
         raise ParameterError(
-            f"parameters 'expansion' / 'layers' / 'batch_size': the run needs ~{budget.gpu_bytes / 1e9:,.1f} GB of "
-            f"GPU memory but the GPU has {vram / 1e9:,.1f} GB; use a smaller expansion or batch, or fewer layers"
+            f"parameters 'expansion' / 'layers' / 'batch_size': the run needs ~{human_bytes(budget.gpu_bytes)} of "
+            f"GPU memory but the GPU has {human_bytes(vram)}; use a smaller expansion or batch, or fewer layers"
         )

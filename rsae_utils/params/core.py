@@ -291,6 +291,9 @@ def parse_override(text: str) -> tuple[str, Any]:
     try:
         value = ast.literal_eval(raw.strip())
     except (ValueError, SyntaxError):
+        unclosed = _unclosed_bracket(raw)
+        if unclosed:
+            raise ParameterError(f"override {key}={raw}: the {unclosed!r} bracket is never closed") from None
         # A bracketed value was meant as a list or dict: a bare word inside it is the usual slip.
         if raw.strip()[:1] in "[({":
             raise ParameterError(
@@ -302,6 +305,21 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 
 _OPEN, _CLOSE = "[({", "])}"
+
+
+def _unclosed_bracket(text: str) -> str | None:
+    """The first bracket of ``text`` (outside quotes) that is never closed, or None."""
+    stack, quote = [], ""
+    for ch in text:
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch in _OPEN:
+            stack.append(ch)
+        elif ch in _CLOSE and stack and _OPEN.index(stack[-1]) == _CLOSE.index(ch):
+            stack.pop()
+    return stack[0] if stack else None
 
 
 def split_overrides(text: str) -> list[str]:

@@ -35,7 +35,7 @@ def _check_llm_layers(cfg: Config) -> None:
     if index is None:
         return  # notebook 03 has not run: the runner orders it first, and the notebook says so
     try:
-        runs = load_table(index)
+        runs = load_table(index, rerun=paths.rerun_03(cfg.profile))
     except ArtifactError as err:
         raise ParameterError(f"cannot check parameter 'llm_layers': {err}") from None
     chosen = runs[runs["variant"].isin(cfg.llm_variants)] if "variant" in runs else runs

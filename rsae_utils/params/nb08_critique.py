@@ -36,7 +36,7 @@ def _check_against_index(cfg: Config) -> None:
     if index is None:
         return
     try:
-        runs = load_table(index)
+        runs = load_table(index, rerun=paths.rerun_03(cfg.profile))
     except ArtifactError as err:
         raise ParameterError(f"cannot check parameters 'variants' and 'layers': {err}") from None
     trained_v = sorted(set(runs.get("variant", [])))

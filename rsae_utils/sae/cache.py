@@ -25,7 +25,7 @@ from safetensors import safe_open
 
 from rsae_utils.errors import CacheError, StageError
 from rsae_utils.repro import stable_hash
-from rsae_utils.store import file_record, read_json
+from rsae_utils.store import file_record, note_artifact, read_json
 
 MANIFEST = "manifest.json"
 TOKENS_FILE = "tokens.safetensors"
@@ -251,6 +251,7 @@ def open_cache(path: str | Path, check_hash: bool = True) -> ActivationCache:
         raise CacheError(
             f"{root}: files damaged or missing (size or sha256 differs from {MANIFEST}): {bad}; {_REBUILD}"
         )
+    note_artifact(root)
     return cache
 
 

@@ -43,7 +43,7 @@ from rsae_utils.sae.cache import (
     tokens_digest,
 )
 from rsae_utils.sae.fastfwd import HARVEST_DTYPES, lean_layers, lean_ok, pack_blocks
-from rsae_utils.store import atomic_write_bytes, file_record, read_json, write_json
+from rsae_utils.store import apply_umask, atomic_write_bytes, file_record, note_artifact, read_json, write_json
 
 
 def _shard_seed(seed: int, split: str, index: int) -> int:
@@ -189,6 +189,7 @@ def _write_shard(root: Path, name: str, tensors: dict[str, torch.Tensor], record
     """Write one shard atomically (temporary file, then rename) and return its manifest record with size + sha256."""
     tmp = root / f".{name}.tmp"
     st_save_file(tensors, tmp)
+    apply_umask(tmp)  # safetensors writes 0600 whatever the umask
     tmp.replace(root / name)
     return {**record, **file_record(root / name)}
 
@@ -224,8 +225,15 @@ def _previous_manifest(root: Path, key: str) -> dict[str, Any]:
     except (OSError, json.JSONDecodeError) as err:
         warnings.warn(f"{root / MANIFEST}: unreadable cache manifest ({err}); rebuilding the cache", stacklevel=3)
         return {}
-    if not isinstance(old, dict) or not all(isinstance(s, dict) and "file" in s for s in old.get("shards", [])):
-        return {}  # not a manifest we wrote: start over
+    shards = old.get("shards") if isinstance(old, dict) else None
+    if old != {} and not (isinstance(shards, list) and all(isinstance(x, dict) and "file" in x for x in shards)):
+        # null, {"files": 5}, ...: not a manifest harvest wrote, whatever it holds; start over, and say so
+        warnings.warn(
+            f"{root / MANIFEST}: unreadable cache manifest (not an activation cache manifest: "
+            f"{str(old)[:60]}); rebuilding the cache",
+            stacklevel=3,
+        )
+        return {}
     if old.get("key") != key:
         if old:
             warnings.warn(f"{root}: cache made with other parameters; rebuilding it", stacklevel=3)
@@ -392,6 +400,7 @@ def harvest(
     tokens_rec = old.get("tokens_file")
     tokens_ok = isinstance(tokens_rec, dict) and "file" in tokens_rec and shard_ok(root, tokens_rec, check_hash=True)
     if old and old.get("complete") and len(done) == len(old.get("shards", [])) and tokens_ok:
+        note_artifact(root)
         return ActivationCache(root, old)
 
     settings = {
@@ -418,4 +427,5 @@ def harvest(
         sum(manifest["n_tokens"].values()) / max(manifest["harvest_seconds"], 1e-9), 1
     )
     write_json(root / MANIFEST, manifest)
+    note_artifact(root)
     return ActivationCache(root, manifest)

@@ -428,7 +428,7 @@ class SAEPipeline:
 def trained_runs(profile: str) -> pd.DataFrame:
     """The SAEs notebook 03 trained under ``profile``: model, variant, label, layer, sae_dir, cache_dir (absolute)."""
     root = paths.work_dir(profile)
-    df = load_table(paths.sae_index(profile))
+    df = load_table(paths.sae_index(profile), rerun=paths.rerun_03(profile))
     for col in ("sae_dir", "cache_dir"):
         df[col] = [str(root / p) for p in df[col]]
     return df

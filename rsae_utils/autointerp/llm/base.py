@@ -1,4 +1,5 @@
-"""The answer format of the scorers, and the backend protocol every LLM backend implements.
+"""The answer format of the scorers, the backend protocol every LLM backend implements, and what counts as a
+usable chat completion (:func:`completion_problem`).
 
 Answer format
 -------------
@@ -178,3 +179,28 @@ def n_answers_list(many: list, n_answers: int | Sequence[int]) -> list[int]:
     for n in ns:
         check_n_answers(n)
     return ns
+
+
+# Which servers give the token log-probabilities the scorers read (said whenever a server gives none).
+LOGPROB_SERVERS = (
+    "vLLM and the llama.cpp server return them for logprobs=true; Ollama's OpenAI endpoint returns them in recent "
+    "versions; `transformers serve` does not (python -m rsae_utils.autointerp.llm.serve is a local server that does)"
+)
+
+
+def completion_problem(data: Any, want_logprobs: bool) -> str | None:
+    """Why ``data`` is not a usable chat completion (None when it is one): no choices, no message, or no
+    ``logprobs.content`` where they were asked for."""
+    if not isinstance(data, dict):
+        return "the body is not a JSON object"
+    choices = data.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        return "it has no 'choices'"
+    message = choices[0].get("message")
+    if not isinstance(message, dict) or not isinstance(message.get("content") or "", str):
+        return "its first choice has no 'message' with text 'content'"
+    if want_logprobs:
+        lp = choices[0].get("logprobs")
+        if not isinstance(lp, dict) or not isinstance(lp.get("content"), list) or not lp["content"]:
+            return "it has no token logprobs ('choices[0].logprobs.content' is empty or missing)"
+    return None

@@ -7,7 +7,9 @@ The transport is the official ``openai`` package (timeouts, retries with exponen
 * an on-disk response cache keyed by the endpoint and the exact request body, so an interrupted run resumes
   without paying twice (:class:`ResponseCache`);
 * one quick health check (``GET /models``) before the first request that is not cached, so a server that is
-  down fails the run at once with a message that says how to start one;
+  down fails the run at once with a message that says how to start one; before a run (:meth:`preflight`) also
+  one tiny answer request with logprobs, so a server that gives none is refused before anything is asked or
+  cached (the explainer needs no logprobs, the scorers do);
 * only usable completions are stored or replayed: a reply without choices, or without logprobs where they were
   asked for, raises :class:`BackendError` (naming the servers that give logprobs) and is never cached;
 * the log-prob answer parsing (:mod:`rsae_utils.autointerp.llm.base`), and counters of requests, cache hits and
@@ -33,11 +35,13 @@ import httpx2
 import openai
 
 from rsae_utils.autointerp.llm.base import (
+    LOGPROB_SERVERS,
     Messages,
     answer_list_regex,
     bad_param,
     check_messages,
     check_n_answers,
+    completion_problem,
     n_answers_list,
     probabilities_from_response,
     response_text,
@@ -85,29 +89,8 @@ class ResponseCache:
         return self._source_marker(source).exists()
 
 
-# Which servers give the token log-probabilities the scorers read (said whenever a server gives none).
-LOGPROB_SERVERS = (
-    "vLLM and the llama.cpp server return them for logprobs=true; Ollama's OpenAI endpoint returns them in recent "
-    "versions; `transformers serve` does not (python -m rsae_utils.autointerp.llm.serve is a local server that does)"
-)
-
-
-def completion_problem(data: Any, want_logprobs: bool) -> str | None:
-    """Why ``data`` is not a usable chat completion (None when it is one): no choices, no message, or no
-    ``logprobs.content`` where they were asked for."""
-    if not isinstance(data, dict):
-        return "the body is not a JSON object"
-    choices = data.get("choices")
-    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-        return "it has no 'choices'"
-    message = choices[0].get("message")
-    if not isinstance(message, dict) or not isinstance(message.get("content") or "", str):
-        return "its first choice has no 'message' with text 'content'"
-    if want_logprobs:
-        lp = choices[0].get("logprobs")
-        if not isinstance(lp, dict) or not isinstance(lp.get("content"), list) or not lp["content"]:
-            return "it has no token logprobs ('choices[0].logprobs.content' is empty or missing)"
-    return None
+# The logprobs probe of a run's preflight: a one-answer question any chat model can answer.
+_PROBE = [{"role": "user", "content": "Example 1: yes\nIs example 1 a word? Answer with a list of 0/1, e.g. [1]."}]
 
 
 def _retried(status: int) -> bool:
@@ -292,6 +275,15 @@ class OpenAIBackend:
             warnings.warn(f"{err} Replaying cached answers; a request that is not cached will fail.", stacklevel=2)
             return
         self._checked = True
+        self.check_logprobs()
+
+    def check_logprobs(self) -> None:
+        """One one-answer request with logprobs, never cached (a server can be restarted without them):
+        :class:`BackendError` naming the servers that give them when the reply has none."""
+        try:
+            self._post({**self.extra_body, **self.answer_body(_PROBE, 1)})
+        except BackendError as err:
+            raise type(err)(f"checked before the run's first request: {err}") from err
 
     @property
     def _source(self) -> str:
@@ -319,6 +311,15 @@ class OpenAIBackend:
                 self._count("cache_hits")
                 return hit
         self._ensure_checked()
+        data = self._post(body)
+        if self.cache:
+            self.cache.put(key, body, data, source=self._source)
+        return data
+
+    def _post(self, body: Mapping[str, Any]) -> dict:
+        """POST one body (retried) and return the reply when it is a usable completion; BackendError otherwise."""
+        url = f"{self.base_url}/chat/completions"
+        want_logprobs = bool(body.get("logprobs"))
         try:
             # The raw response, so that our own checks (below) decide what counts as a completion.
             r = self._client.post("/chat/completions", body=body, cast_to=httpx2.Response)
@@ -347,8 +348,6 @@ class OpenAIBackend:
             # Never stored: an answer without logprobs would be unparsable on every rerun, even after a fix.
             hint = f" The scorers need them: {LOGPROB_SERVERS}." if "logprobs" in problem else ""
             raise BackendError(f"{url} ({self.model}) answered HTTP 200 but {problem}: {str(data)[:300]}.{hint}")
-        if self.cache:
-            self.cache.put(key, body, data, source=self._source)
         return data
 
     def _map(self, fn, items: Sequence[Any]) -> list[Any]:
