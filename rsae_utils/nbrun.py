@@ -184,7 +184,11 @@ def run_notebook(
     force: bool = False,
     progress: bool = True,
 ) -> Path:
-    """Execute one notebook with papermill and return the executed ``.ipynb``; skip it when up to date."""
+    """Execute one notebook with papermill and return the executed ``.ipynb``; skip it when up to date.
+
+    Long because it is one transaction: checks, the up-to-date skip, the stamp removed before the kernel starts and
+    written only after it succeeded, the figures it wrote recorded; split, the order of those steps would be spread
+    over helpers that each need the others' state."""
     # Deferred: papermill and jupytext take seconds to import, and a bad parameter must fail before that.
     import jupytext
     import papermill

@@ -8,6 +8,7 @@ names the offending line.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 PKG = Path(__file__).resolve().parents[1] / "rsae_utils"
@@ -144,3 +145,33 @@ def test_every_package_folder_is_a_regular_package():
     for folder in [PKG, *[p for p in PKG.rglob("*") if p.is_dir() and p.name != "__pycache__"]]:
         if any(folder.glob("*.py")):
             assert (folder / "__init__.py").exists(), folder
+
+
+MAX_FUNCTION_LINES = 80
+
+
+def test_long_functions_say_why_in_their_docstring():
+    """A function over ~80 lines is a sign of several steps in one; where it is one step, its docstring says why
+    ("Long because ...")."""
+    long = []
+    for name, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                n = node.end_lineno - node.lineno + 1
+                if n > MAX_FUNCTION_LINES and "Long because" not in (ast.get_docstring(node) or ""):
+                    long.append(f"{name}.{node.name}: {n} lines")
+    assert not long, long
+
+
+def test_no_fmt_skip_markers():
+    """Code is formatted by ruff format; lines are not packed by hand behind ``# fmt: skip``."""
+    root = PKG.parent
+    hits = [
+        f"{p.relative_to(root)}:{i}"
+        for folder in ("rsae_utils", "tests", "benchmarks", "notebooks")
+        for p in (root / folder).glob("**/*.py")
+        if "executed" not in p.parts
+        for i, line in enumerate(p.read_text().splitlines(), 1)
+        if p.name != "test_layout.py" and re.search(r"#\s*fmt:\s*(skip|off)", line)
+    ]
+    assert not hits, hits

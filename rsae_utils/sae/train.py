@@ -122,7 +122,8 @@ def train_saes_streaming(
     For runs too large to cache (the paper's 100M tokens per SAE). One forward per batch of windows feeds every
     layer's SAE (sae-lens's ``MultiSAETrainer``); each SAE is saved like :func:`train_sae` (sae-lens format,
     ``training_record.json``, manifest) and keyed by :func:`stream_sae_params`, so finished layers are reused and
-    only the missing ones are trained. Each SAE's initialisation is seeded as in :func:`train_sae`.
+    only the missing ones are trained. Each SAE's initialisation is seeded as in :func:`train_sae`. Long because it
+    drives sae-lens's ``MultiSAETrainer`` loop, whose set-up, buffer and save steps share the same local state.
 
     ``model`` may be a callable returning the model, called only when some layer needs training (with
     ``d_model`` given, nothing is loaded when every SAE is already there).

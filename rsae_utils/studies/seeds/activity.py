@@ -2,7 +2,7 @@
 strongest activations, L0 and dead fraction (notebook 07's matching tables and L1 calibration).
 
 A plain TopK SAE is read through its (tokens, k) codes (:func:`encode_test_topk`), any other through the dense
-(tokens, d_sae) latent tensor (:func:`encode_test`); both give the same numbers (tests/test_seeds.py).
+(tokens, d_sae) latent tensor (:func:`encode_test`); both give the same numbers (tests/studies/test_seeds.py).
 """
 
 from __future__ import annotations

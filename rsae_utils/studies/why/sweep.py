@@ -150,8 +150,9 @@ def nb03_sae(nb03: Any, cell: Cell, spec: SweepSpec) -> Path | None:
     That is: the variant's own cache (no options), a variant and layer notebook 03 trained, and ``spec`` equal to
     notebook 03's TopK spec for its fast trainer (same width, k, tokens, batch, learning rate, seed, dead-latent
     threshold, no warm-up, one seed for init and batch order). Both notebooks then run ``fit_topk`` on the same
-    batches from the same start, so the weights are the same (tests/test_why.py) and the cell reads notebook 03's
-    SAE instead of training it again. None also when that folder is missing or damaged (the cell trains)."""
+    batches from the same start, so the weights are the same (tests/studies/test_why.py) and the cell reads
+    notebook 03's SAE instead of training it again. None also when that folder is missing or damaged (the cell
+    trains)."""
     s, trainer = nb03.spec, trainer_for(spec)
     same = (
         cell.source == cell.variant

@@ -36,7 +36,7 @@ def _files(build: Path) -> dict[str, int]:
 
 def test_submitit_local_jobs_write_the_local_runs_artifacts_and_rerun_a_failed_task(tmp_dirs, monkeypatch):
     assert jobs.EXECUTORS == nb03_sae.EXECUTORS
-    tests_dir = str(Path(__file__).parent)
+    tests_dir = str(Path(__file__).resolve().parents[1])  # the helper modules live in tests/
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([tests_dir, os.environ.get("PYTHONPATH", "")]))
     monkeypatch.setenv("RSAE_TEST_FAIL_ONCE", "control")
     build, _ = tmp_dirs
