@@ -125,6 +125,7 @@ def _llm_latents(figs, trained_auroc: float) -> None:
 
 def test_the_entropy_auroc_correlation_needs_a_scorer_that_could_fail(tmp_path):
     figs = tmp_path / "figures"
+    figs.mkdir()
     write_latents(figs)
     r = _one(figs, "entropy-auroc-corr")
     assert (r.verdict, r.qualifier) == (R.NOT_DECIDABLE, R.BY_CONSTRUCTION) and "token-baseline" in r.measure
