@@ -26,15 +26,25 @@
 # | claim shape | reproduced | not reproduced | otherwise |
 # |---|---|---|---|
 # | *no difference* ("scores about as well", "similar metrics", "near chance" = no difference from 0.5) | the whole interval of the difference lies within +- margin | the whole interval lies outside +- margin | not decidable: the interval is too wide (a wide interval that merely contains 0 is **not** evidence of no difference) |
-# | *a direction* ("lower", "rises", "negative correlation") | the interval excludes 0 on the claimed side | the interval excludes every change of margin or more in the claimed direction | not decidable |
+# | *a direction* ("lower", "rises", "negative correlation"), with the margin as its minimum effect | the whole interval lies beyond the margin on the claimed side (an interval that merely excludes 0 is a direction without a size) | the interval excludes a change of the margin on the claimed side: **(negligible)** when it lies within +- margin, **(opposite)** when it lies on the other side of 0 | not decidable: the interval straddles the margin |
 # | *a level* ("mostly single-token": >= 0.5; "MMCS near 1": >= 0.9) | the interval lies on the claimed side of the threshold | it lies on the other side | not decidable |
 # | *a number* ("~30-40% shared") | the interval lies inside the band (+- `band_margin`) | it misses the band | not decidable |
+#
+# **Reachability.** Every rule can be told what its measure can reach in this run: a difference of shares cannot
+# fall below minus the smaller share (the wider SAEs cannot share fewer latents than none; random variants cannot have
+# fewer positional latents than the trained model's few). When one of the rule's outcomes is out of reach, the number
+# cannot decide the claim: **not decidable (out of reach)**, with what the number alone would give.
+#
+# **Results built into the scorer** are marked **not decidable (by construction)** and never count as reproduced: a
+# token-identity scorer cannot beat chance on the Control, whose embeddings are fresh noise on every forward, and it
+# must favour low-entropy latents, so the per-latent entropy-AUROC correlation needs an LLM that beats chance. A
+# one-token explanation is compared with the token profile only where the profile beats chance.
 #
 # A **scale gate** comes first where a claim is about a regime this run may not reach: an auto-interp claim needs a
 # scorer that beats chance on the trained model (else the scores say nothing about explanations); a seed-stability
 # claim needs SAEs with at most `max_dead_fraction` dead latents; a *missing* MMCS band needs the paper's largest
-# dictionary (4,096 latents). Outside the regime the verdict is **not decidable at this scale**, and the reason
-# gives what the number alone would say.
+# dictionary (4,096 latents) unless a larger dictionary already stopped raising the MMCS. Outside the regime the
+# verdict is **not decidable at this scale**, and the reason gives what the number alone would say.
 #
 # Intervals: the ones the tables carry where they have them (notebook 05's pooled example-level bootstrap of the
 # AUROC, notebook 08's bootstrap over latents then examples), combined over cells as independent normal estimates;
@@ -90,9 +100,9 @@ cfg
 figures = paths.figures_dir(PROFILE)
 root = paths.figure_links_root()  # links are relative to the repository (figures/...)
 table = build_claims(figures, Options.from_mapping(cfg), PROFILE, root)
-print(f"{len(table)} claims from {figures}: {verdict_counts(table)}")
+print(f"{len(table)} claims from {figures}: {verdict_counts(table, qualified=True)}")
 with pd.option_context("display.max_colwidth", 80, "display.width", 200):
-    display(table[["id", "source", "value", "lo", "hi", "interval_over", "verdict"]].round(3))
+    display(table[["id", "source", "value", "lo", "hi", "interval_over", "verdict", "qualifier"]].round(3))
 
 # %% [markdown]
 # ## 2. The table, with the reasons and the figures
@@ -112,7 +122,7 @@ out = save_report(
     table,
     texts={"md": md},
     note="claims table: verdicts by stated rules",
-    extra={"verdicts": verdict_counts(table)},
+    extra={"verdicts": verdict_counts(table), "qualified_verdicts": verdict_counts(table, qualified=True)},
 )
 print({k: str(v) for k, v in out.items()})
 display(Markdown(md))

@@ -2,10 +2,24 @@
 ``interp``, sharing ``inputs``), and the table builder with its markdown (``table``)."""
 
 from rsae_utils.claims.inputs import MissingInput, Options, Result
-from rsae_utils.claims.rules import NOT_DECIDABLE, NOT_REPRODUCED, NOT_RUN, REPRODUCED, VERDICTS, Verdict
+from rsae_utils.claims.rules import (
+    BY_CONSTRUCTION,
+    NEGLIGIBLE,
+    NOT_DECIDABLE,
+    NOT_REPRODUCED,
+    NOT_RUN,
+    OPPOSITE,
+    OUT_OF_REACH,
+    QUALIFIERS,
+    REPRODUCED,
+    VERDICTS,
+    Bounds,
+    Verdict,
+)
 from rsae_utils.claims.table import CLAIMS, COLUMNS, build_claims, claims_markdown, readme_block, verdict_counts
 
 __all__ = [
+    "BY_CONSTRUCTION",
     "CLAIMS",
     "COLUMNS",
     "NOT_DECIDABLE",
@@ -13,6 +27,11 @@ __all__ = [
     "NOT_RUN",
     "REPRODUCED",
     "VERDICTS",
+    "NEGLIGIBLE",
+    "OPPOSITE",
+    "OUT_OF_REACH",
+    "QUALIFIERS",
+    "Bounds",
     "MissingInput",
     "Options",
     "Result",

@@ -78,7 +78,20 @@ def auroc_similar(inp: Inputs, backend: str | None, scorers: Sequence[str]) -> R
     )
 
 
+# Results built into a scorer (rules.by_construction): said in the verdict, never counted as reproduced.
+CONTROL_BUILT_IN = (
+    "the Control's embeddings are fresh noise on every forward, so no token predicts its latents and a "
+    "token-identity scorer cannot beat chance on it"
+)
+ENTROPY_BUILT_IN = (
+    "the token-identity baseline predicts a latent from its top tokens, so it must score latents whose activations "
+    "sit on few tokens (low entropy) higher: a negative correlation is built into the scorer"
+)
+
+
 def control_chance(inp: Inputs) -> Result:
+    """The Control's AUROC within 0.5 +- chance_margin, with a scorer that could fail: an LLM that beats chance on
+    the trained model. The token baseline cannot fail on the Control (``CONTROL_BUILT_IN``)."""
     t = inp.table(AUROC_VS_LAYER)
     ctl = t[t.variant == "control"]
     require(len(ctl) > 0, "notebook 04 scored no Control latents")
@@ -88,6 +101,10 @@ def control_chance(inp: Inputs) -> Result:
     sv, seeds = _seeds(inp, b)
     est, lo, hi = mean_auroc(rows, inp.opt.ci_level, seed_var=sv)
     v = R.near(lo, hi, 0.5, inp.opt.chance_margin, what="Control AUROC")
+    if b == TOKEN_BASELINE:
+        v = R.by_construction(CONTROL_BUILT_IN, v)
+    else:
+        v = R.scale_gate(*_informative(inp, t[t.backend == b], b), v)
     return Result(
         est,
         lo,
@@ -183,7 +200,23 @@ def entropy_random_flat(inp: Inputs) -> Result:
     )
 
 
+def _beats_chance_per_latent(inp: Inputs, t: pd.DataFrame, backend: str) -> tuple[bool, str]:
+    """:func:`_informative` on per-latent rows: the backend's mean fuzzing AUROC on the trained model's latents
+    (bootstrap over latents) above 0.5 + chance_margin."""
+    x = t[(t.variant == "trained") & (t.backend == backend) & (t.scorer == "fuzzing")].auroc.dropna()
+    need = 0.5 + inp.opt.chance_margin
+    if len(x) < 3:
+        return False, f"{backend} scored fewer than 3 trained-model latents: whether it beats chance is unknown"
+    est, lo, hi = inp.boot([x.to_numpy(float)], lambda g: g[0].mean(), 10)
+    return lo > need, (
+        f"{backend} does not beat chance on the trained model (fuzzing AUROC {est:.3g} [{lo:.3g}, {hi:.3g}] over "
+        f"{len(x)} latents, needs > {need:g}): its scores say nothing about explanations"
+    )
+
+
 def entropy_auroc_corr(inp: Inputs) -> Result:
+    """Spearman(token entropy, fuzzing AUROC) over random-variant latents, below -corr_margin. Only an LLM's scores
+    can test it (gated on the LLM beating chance); the token baseline's are negative by construction."""
     t = inp.table(ENTROPY_VS_AUROC)
     rand = t[t.variant.isin(random_variants(t.variant)) & (t.scorer == "fuzzing")].dropna(subset=["auroc"])
     llm = rand[rand.backend != TOKEN_BASELINE]
@@ -191,8 +224,13 @@ def entropy_auroc_corr(inp: Inputs) -> Result:
     require(len(d) >= 3, f"{ENTROPY_VS_AUROC}.csv has fewer than 3 scored random-variant latents")
     xy = d[["entropy_nats", "auroc"]].to_numpy(float)
     est, lo, hi = inp.boot([xy], lambda g: spearmanr(g[0][:, 0], g[0][:, 1]).statistic, 5)
-    v = R.below(lo, hi, inp.opt.corr_margin, what="Spearman correlation")
+    v = R.below(lo, hi, inp.opt.corr_margin, what="Spearman correlation", bounds=R.Bounds(-1.0, 1.0, "a correlation"))
     b = d.backend.iloc[0]
+    v = (
+        R.by_construction(ENTROPY_BUILT_IN, v)
+        if b == TOKEN_BASELINE
+        else R.scale_gate(*_beats_chance_per_latent(inp, t, b), v)
+    )
     return Result(
         est,
         lo,
@@ -291,7 +329,19 @@ def positional_random(inp: Inputs) -> Result:
 
     flat = [x for pair in groups for g in pair for x in g]
     est, lo, hi = inp.boot(flat, excess_gap, 9)
-    v = R.below(lo, hi, inp.opt.share_margin, what="random minus trained positional share beyond the control")
+    # The random variants' share cannot fall below 0: their excess over the trained model's is at least minus
+    # (the trained excess + the random control share), so a decrease of the margin may be out of reach.
+    (r_obs, r_ctl), (t_obs, t_ctl) = ([np.concatenate(g).mean() for g in pair] for pair in groups)
+    floor = -(t_obs - t_ctl) - r_ctl
+    bounds = R.Bounds(
+        floor,
+        floor + 1.0,
+        f"the trained model's positional share beyond its control is {t_obs - t_ctl:.3g} (random control "
+        f"{r_ctl:.3g}): the random variants cannot have more than {-floor:.3g} fewer",
+    )
+    v = R.below(
+        lo, hi, inp.opt.share_margin, what="random minus trained positional share beyond the control", bounds=bounds
+    )
     n = int(t[t.variant.isin([*random_variants(t.variant), "trained"])].n_judged.sum())
     return Result(
         est,
@@ -325,16 +375,38 @@ def token_alone_above_chance(inp: Inputs) -> Result:
 
 
 def single_token_explainer(inp: Inputs) -> Result:
+    """The one-token explanation's gap to the token profile within +-auroc_margin, on the random-variant cells where
+    the profile beats chance (its interval above 0.5 + chance_margin): elsewhere both are near chance and "as well"
+    is built in (not decidable when no cell has that signal)."""
     rows = _scorer_rows(inp, "single-token detection").dropna(subset=["gap", "gap_lo", "gap_hi"])
     require(len(rows) > 0, f"{SCORERS}.csv has no gap of the single-token explainer")
-    sd = [sd_from_ci(a, b, inp.opt.ci_level) for a, b in zip(rows.gap_lo, rows.gap_hi)]
-    est, lo, hi = mean_of_independent(rows.gap.to_numpy(float), sd, inp.opt.ci_level)
-    v = R.similar(lo, hi, inp.opt.auroc_margin, what="AUROC gap")
+    ref = str(rows.reference.iloc[0]) if "reference" in rows else "token-baseline detection"
+    prof = _scorer_rows(inp, ref).set_index(["variant", "layer"])
+    edge = 0.5 + inp.opt.chance_margin
+    keys = list(zip(rows.variant, rows.layer))
+    signal = np.array([k in prof.index and float(prof.loc[k, "auroc_lo"]) > edge for k in keys])
+    use = rows[signal] if signal.any() else rows
+    sd = [sd_from_ci(a, b, inp.opt.ci_level) for a, b in zip(use.gap_lo, use.gap_hi)]
+    est, lo, hi = mean_of_independent(use.gap.to_numpy(float), sd, inp.opt.ci_level)
+    lead = float(np.mean([prof.loc[k, "auroc"] for k in zip(use.variant, use.layer) if k in prof.index])) - 0.5
+    why = f"a one-token explanation scores at least chance, so it can lose at most the profile's lead ({lead:.3g})"
+    bounds = R.Bounds(-lead, 1.0, why) if 0.0 <= lead <= 0.5 else None  # NaN or a profile below chance: unbounded
+    v = R.similar(lo, hi, inp.opt.auroc_margin, what="AUROC gap", bounds=bounds)
+    # Where the profile itself is near chance, both scorers are, and their gap says nothing about explanations.
+    v = R.scale_gate(
+        bool(signal.any()),
+        f"no random-variant cell's token profile beats chance by more than {inp.opt.chance_margin:g} (its interval "
+        f"above {edge:g}): both scorers are near chance, so 'as well' is built in",
+        v,
+    )
+    cells = f"{len(use)} of {len(rows)} variant x layer cells" + (
+        f", those where the profile beats {edge:g}" if signal.any() else ""
+    )
     return Result(
         est,
         lo,
         hi,
-        f"latents, then examples ({len(rows)} variant x layer cells)",
+        f"latents, then examples ({cells})",
         v,
         "random variants: 'fires on token X' detection minus the 10-token profile's, mean over cells",
     )

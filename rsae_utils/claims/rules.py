@@ -1,21 +1,31 @@
 """The verdict rules of the claims table, and the bootstrap that gives each number its interval.
 
 Every rule takes an estimate's interval ``[lo, hi]`` (and a margin or threshold, a parameter of notebook 09) and
-returns a :class:`Verdict`: one of ``reproduced``, ``not reproduced``, ``not decidable at this scale``, with the
-reason in words and numbers. No verdict is written by hand.
+returns a :class:`Verdict`: one of ``reproduced``, ``not reproduced``, ``not decidable at this scale``, with a
+qualifier where one says more (``negligible``, ``opposite``, ``out of reach``, ``by construction``) and the reason in
+words and numbers. No verdict is written by hand.
 
 * :func:`similar` -- a claim of *no difference* ("random scores about as well as trained"). Reproduced when the whole
   interval of the difference lies within ``ref +- margin`` (an equivalence test: a wide interval that merely contains
   0 does not count, or every underpowered run would reproduce every "no difference" claim); not reproduced when the
   whole interval lies outside it; otherwise the interval is too wide to tell. ``near chance`` is ``similar`` with
   ``ref = 0.5``.
-* :func:`below` / :func:`above` -- a claim of a *direction* ("random variants have lower entropy"). Reproduced when
-  the interval excludes ``ref`` on the claimed side; not reproduced when it excludes any change of ``margin`` or more
-  in the claimed direction (no effect, or the opposite one); otherwise not decidable.
+* :func:`below` / :func:`above` -- a claim of a *direction* ("random variants have lower entropy"), with ``margin``
+  as its minimum effect: reproduced only when the whole interval lies beyond ``ref -+ margin`` on the claimed side
+  (an interval that merely excludes ``ref`` is a direction without a size); not reproduced when it excludes an effect
+  of ``margin`` on the claimed side, qualified *negligible* when it lies within ``ref +- margin`` and *opposite* when
+  it lies on the other side of ``ref``; otherwise (it straddles ``ref -+ margin``) not decidable.
 * :func:`at_least` / :func:`at_most` -- a claim about a level ("mostly single-token": a share >= 0.5). Reproduced
   when the interval lies on the claimed side of the threshold, not reproduced when it lies on the other side.
 * :func:`in_band` -- a claim of a number ("~30-40% shared"): reproduced when the interval lies inside the band, not
   reproduced when it misses it entirely.
+* Reachability: every rule takes the :class:`Bounds` the measure can reach in this run (a difference of shares
+  cannot fall below minus the smaller share; a one-token explanation cannot lose more than its reference's lead over
+  chance). When one of the rule's outcomes lies outside them, the number cannot decide the claim: *not decidable*,
+  qualified *out of reach*, saying which outcome is unreachable and what the number alone would give.
+* :func:`by_construction` -- a measure that cannot fail, because its scorer or its variant builds the result in (a
+  token-identity scorer on a model whose embeddings are fresh noise): *not decidable*, qualified *by construction*,
+  never counted as reproduced.
 * :func:`scale_gate` -- a precondition: when the run is outside the regime the claim is about (a scorer at chance on
   the trained model, SAEs whose latents are mostly dead), the verdict is *not decidable at this scale*, whatever the
   number says. Boundaries are inclusive on the reproduced side throughout; an interval with a NaN end is not
@@ -37,11 +47,53 @@ NOT_DECIDABLE = "not decidable at this scale"
 NOT_RUN = "not run"
 VERDICTS = (REPRODUCED, NOT_REPRODUCED, NOT_DECIDABLE, NOT_RUN)
 
+NEGLIGIBLE = "negligible"  # not reproduced: the interval lies within the minimum effect either side
+OPPOSITE = "opposite"  # not reproduced: the interval lies on the other side of the reference
+OUT_OF_REACH = "out of reach"  # not decidable: an outcome of the rule lies outside what the measure can reach here
+BY_CONSTRUCTION = "by construction"  # not decidable: the scorer or the variant builds the result in
+# Each qualifier goes with one verdict only ("" with any): a result built in can never read "reproduced".
+QUALIFIERS = {
+    "": VERDICTS,
+    NEGLIGIBLE: (NOT_REPRODUCED,),
+    OPPOSITE: (NOT_REPRODUCED,),
+    OUT_OF_REACH: (NOT_DECIDABLE,),
+    BY_CONSTRUCTION: (NOT_DECIDABLE,),
+}
+
 
 @dataclass(frozen=True)
 class Verdict:
     verdict: str
     reason: str
+    qualifier: str = ""
+
+    def __post_init__(self) -> None:
+        if self.verdict not in VERDICTS:
+            raise ValueError(f"verdict must be one of {VERDICTS}; got {self.verdict!r}")
+        if self.qualifier not in QUALIFIERS:
+            raise ValueError(f"qualifier must be one of {tuple(QUALIFIERS)}; got {self.qualifier!r}")
+        if self.verdict not in QUALIFIERS[self.qualifier]:
+            raise ValueError(
+                f"qualifier {self.qualifier!r} goes with {QUALIFIERS[self.qualifier]}, not {self.verdict!r}"
+            )
+
+    @property
+    def label(self) -> str:
+        """The verdict with its qualifier, as the table reads: "not reproduced (negligible)"."""
+        return f"{self.verdict} ({self.qualifier})" if self.qualifier else self.verdict
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """The values a claim's measure can take in this run (``floor`` to ``ceiling``), and ``why`` in words."""
+
+    floor: float = -math.inf
+    ceiling: float = math.inf
+    why: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.floor <= self.ceiling:
+            raise ValueError(f"Bounds: floor ({self.floor}) must be <= ceiling ({self.ceiling})")
 
 
 def _f(x: float) -> str:
@@ -56,94 +108,163 @@ def _nan(*xs: float) -> bool:
     return any(x is None or not math.isfinite(float(x)) for x in xs)
 
 
-def similar(lo: float, hi: float, margin: float, ref: float = 0.0, what: str = "difference") -> Verdict:
+def _no_interval(what: str) -> Verdict:
+    return Verdict(NOT_DECIDABLE, f"no interval for the {what}")
+
+
+def _reach(v: Verdict, bounds: Bounds | None, can_pass: bool, can_fail: bool) -> Verdict:
+    """``v`` when the measure can reach both the rule's outcomes, else not decidable (out of reach), saying which
+    outcome cannot happen: a rule that can only say one thing says nothing."""
+    if bounds is None or (can_pass and can_fail):
+        return v
+    lost = " or ".join(repr(x) for x, ok in ((REPRODUCED, can_pass), (NOT_REPRODUCED, can_fail)) if not ok)
+    return Verdict(
+        NOT_DECIDABLE,
+        f"{bounds.why or 'the measure is bounded'}: it can only lie in {_iv(bounds.floor, bounds.ceiling)} here, "
+        f"so {lost} is out of reach; the number alone would give {v.label!r}: {v.reason}",
+        OUT_OF_REACH,
+    )
+
+
+def by_construction(why: str, verdict: Verdict) -> Verdict:
+    """A measure that cannot fail by construction of its scorer or variant (``why``): not decidable, whatever it
+    says, with what the number alone would give."""
+    return Verdict(
+        NOT_DECIDABLE,
+        f"by construction: {why}; the number alone would give {verdict.label!r}: {verdict.reason}",
+        BY_CONSTRUCTION,
+    )
+
+
+def similar(
+    lo: float, hi: float, margin: float, ref: float = 0.0, what: str = "difference", bounds: Bounds | None = None
+) -> Verdict:
     """No difference from ``ref``: the interval inside ``ref +- margin`` (equivalence), or entirely outside it."""
     band = f"{_f(ref)} +- {_f(margin)}"
     if _nan(lo, hi):
-        return Verdict(NOT_DECIDABLE, f"no interval for the {what}")
+        return _no_interval(what)
     if lo >= ref - margin and hi <= ref + margin:
-        return Verdict(REPRODUCED, f"the interval of the {what}, {_iv(lo, hi)}, lies within {band}")
-    if lo > ref + margin or hi < ref - margin:
-        return Verdict(NOT_REPRODUCED, f"the interval of the {what}, {_iv(lo, hi)}, lies outside {band}")
-    return Verdict(NOT_DECIDABLE, f"the interval of the {what}, {_iv(lo, hi)}, is too wide to tell: it crosses {band}")
+        v = Verdict(REPRODUCED, f"the interval of the {what}, {_iv(lo, hi)}, lies within {band}")
+    elif lo > ref + margin or hi < ref - margin:
+        v = Verdict(NOT_REPRODUCED, f"the interval of the {what}, {_iv(lo, hi)}, lies outside {band}")
+    else:
+        v = Verdict(NOT_DECIDABLE, f"the interval of the {what}, {_iv(lo, hi)}, is too wide to tell: it crosses {band}")
+    if bounds is None:
+        return v
+    b = bounds
+    return _reach(
+        v, b, b.floor <= ref + margin and b.ceiling >= ref - margin, b.floor < ref - margin or b.ceiling > ref + margin
+    )
 
 
-def near(lo: float, hi: float, target: float, margin: float, what: str = "value") -> Verdict:
+def near(
+    lo: float, hi: float, target: float, margin: float, what: str = "value", bounds: Bounds | None = None
+) -> Verdict:
     """``similar`` to a level (``near chance``: target 0.5)."""
-    return similar(lo, hi, margin, ref=target, what=what)
+    return similar(lo, hi, margin, ref=target, what=what, bounds=bounds)
 
 
-def below(lo: float, hi: float, margin: float, ref: float = 0.0, what: str = "difference") -> Verdict:
-    """Below ``ref``: reproduced when ``hi < ref``; not reproduced when ``lo > ref - margin`` (no decrease of
-    ``margin`` or more is compatible with the data); otherwise not decidable."""
+def _direction(lo: float, hi: float, margin: float, ref: float, what: str, up: bool, bounds: Bounds | None) -> Verdict:
+    """:func:`above` (``up``) or :func:`below`, computed in the frame where the claimed side is up."""
     if _nan(lo, hi):
-        return Verdict(NOT_DECIDABLE, f"no interval for the {what}")
-    if hi < ref:
-        return Verdict(REPRODUCED, f"the interval of the {what}, {_iv(lo, hi)}, lies below {_f(ref)}")
-    if lo > ref - margin:
-        return Verdict(
-            NOT_REPRODUCED,
-            f"the interval of the {what}, {_iv(lo, hi)}, excludes a decrease of {_f(margin)} or more below {_f(ref)}",
+        return _no_interval(what)
+    s = 1.0 if up else -1.0
+    a, b, r = min(s * lo, s * hi), max(s * lo, s * hi), s * ref
+    change, side, other = ("an increase", "above", "below") if up else ("a decrease", "below", "above")
+    iv, target = f"the interval of the {what}, {_iv(lo, hi)},", _f(ref + s * margin)
+    if a >= r + margin:
+        v = Verdict(
+            REPRODUCED, f"{iv} lies at or {side} {target}: {change} of at least the minimum effect {_f(margin)}"
         )
-    return Verdict(
-        NOT_DECIDABLE,
-        f"the interval of the {what}, {_iv(lo, hi)}, contains {_f(ref)} and decreases beyond the margin {_f(margin)}",
-    )
-
-
-def above(lo: float, hi: float, margin: float, ref: float = 0.0, what: str = "difference") -> Verdict:
-    """Above ``ref``: the mirror image of :func:`below`."""
-    if _nan(lo, hi):
-        return Verdict(NOT_DECIDABLE, f"no interval for the {what}")
-    if lo > ref:
-        return Verdict(REPRODUCED, f"the interval of the {what}, {_iv(lo, hi)}, lies above {_f(ref)}")
-    if hi < ref + margin:
-        return Verdict(
+    elif b < r + margin and a >= r - margin:
+        v = Verdict(
             NOT_REPRODUCED,
-            f"the interval of the {what}, {_iv(lo, hi)}, excludes an increase of {_f(margin)} or more above {_f(ref)}",
+            f"{iv} lies within {_f(ref)} +- {_f(margin)}: smaller than the minimum effect {_f(margin)}",
+            NEGLIGIBLE,
         )
-    return Verdict(
-        NOT_DECIDABLE,
-        f"the interval of the {what}, {_iv(lo, hi)}, contains {_f(ref)} and increases beyond the margin {_f(margin)}",
-    )
+    elif b < r:
+        v = Verdict(NOT_REPRODUCED, f"{iv} lies {other} {_f(ref)}: the opposite direction", OPPOSITE)
+    elif b < r + margin:
+        v = Verdict(NOT_REPRODUCED, f"{iv} excludes {change} of {_f(margin)} or more {side} {_f(ref)}")
+    else:
+        v = Verdict(
+            NOT_DECIDABLE,
+            f"{iv} reaches {target} but does not lie beyond it: {change} of the minimum effect {_f(margin)} is "
+            f"neither shown nor excluded",
+        )
+    if bounds is None:
+        return v
+    floor, ceiling = sorted((s * bounds.floor, s * bounds.ceiling))
+    return _reach(v, bounds, ceiling >= r + margin, floor < r + margin)
 
 
-def at_least(lo: float, hi: float, threshold: float, what: str = "value") -> Verdict:
+def below(
+    lo: float, hi: float, margin: float, ref: float = 0.0, what: str = "difference", bounds: Bounds | None = None
+) -> Verdict:
+    """Below ``ref`` by at least ``margin`` (the minimum effect): reproduced when ``hi <= ref - margin``; not
+    reproduced when ``lo > ref - margin`` (negligible: inside ``ref +- margin``; opposite: above ``ref``);
+    otherwise not decidable. Out of reach when ``bounds`` rule out either outcome."""
+    return _direction(lo, hi, margin, ref, what, False, bounds)
+
+
+def above(
+    lo: float, hi: float, margin: float, ref: float = 0.0, what: str = "difference", bounds: Bounds | None = None
+) -> Verdict:
+    """Above ``ref`` by at least ``margin``: the mirror image of :func:`below`."""
+    return _direction(lo, hi, margin, ref, what, True, bounds)
+
+
+def at_least(lo: float, hi: float, threshold: float, what: str = "value", bounds: Bounds | None = None) -> Verdict:
     if _nan(lo, hi):
-        return Verdict(NOT_DECIDABLE, f"no interval for the {what}")
+        return _no_interval(what)
     if lo >= threshold:
-        return Verdict(REPRODUCED, f"the interval of the {what}, {_iv(lo, hi)}, lies at or above {_f(threshold)}")
-    if hi < threshold:
-        return Verdict(NOT_REPRODUCED, f"the interval of the {what}, {_iv(lo, hi)}, lies below {_f(threshold)}")
-    return Verdict(NOT_DECIDABLE, f"the interval of the {what}, {_iv(lo, hi)}, contains {_f(threshold)}")
+        v = Verdict(REPRODUCED, f"the interval of the {what}, {_iv(lo, hi)}, lies at or above {_f(threshold)}")
+    elif hi < threshold:
+        v = Verdict(NOT_REPRODUCED, f"the interval of the {what}, {_iv(lo, hi)}, lies below {_f(threshold)}")
+    else:
+        v = Verdict(NOT_DECIDABLE, f"the interval of the {what}, {_iv(lo, hi)}, contains {_f(threshold)}")
+    if bounds is None:
+        return v
+    return _reach(v, bounds, bounds.ceiling >= threshold, bounds.floor < threshold)
 
 
-def at_most(lo: float, hi: float, threshold: float, what: str = "value") -> Verdict:
+def at_most(lo: float, hi: float, threshold: float, what: str = "value", bounds: Bounds | None = None) -> Verdict:
     if _nan(lo, hi):
-        return Verdict(NOT_DECIDABLE, f"no interval for the {what}")
+        return _no_interval(what)
     if hi <= threshold:
-        return Verdict(REPRODUCED, f"the interval of the {what}, {_iv(lo, hi)}, lies at or below {_f(threshold)}")
-    if lo > threshold:
-        return Verdict(NOT_REPRODUCED, f"the interval of the {what}, {_iv(lo, hi)}, lies above {_f(threshold)}")
-    return Verdict(NOT_DECIDABLE, f"the interval of the {what}, {_iv(lo, hi)}, contains {_f(threshold)}")
+        v = Verdict(REPRODUCED, f"the interval of the {what}, {_iv(lo, hi)}, lies at or below {_f(threshold)}")
+    elif lo > threshold:
+        v = Verdict(NOT_REPRODUCED, f"the interval of the {what}, {_iv(lo, hi)}, lies above {_f(threshold)}")
+    else:
+        v = Verdict(NOT_DECIDABLE, f"the interval of the {what}, {_iv(lo, hi)}, contains {_f(threshold)}")
+    if bounds is None:
+        return v
+    return _reach(v, bounds, bounds.floor <= threshold, bounds.ceiling > threshold)
 
 
-def in_band(lo: float, hi: float, band_lo: float, band_hi: float, what: str = "value") -> Verdict:
+def in_band(
+    lo: float, hi: float, band_lo: float, band_hi: float, what: str = "value", bounds: Bounds | None = None
+) -> Verdict:
     band = _iv(band_lo, band_hi)
     if _nan(lo, hi):
-        return Verdict(NOT_DECIDABLE, f"no interval for the {what}")
+        return _no_interval(what)
     if band_lo <= lo and hi <= band_hi:
-        return Verdict(REPRODUCED, f"the interval of the {what}, {_iv(lo, hi)}, lies inside {band}")
-    if hi < band_lo or lo > band_hi:
-        return Verdict(NOT_REPRODUCED, f"the interval of the {what}, {_iv(lo, hi)}, misses {band}")
-    return Verdict(NOT_DECIDABLE, f"the interval of the {what}, {_iv(lo, hi)}, overlaps {band} only in part")
+        v = Verdict(REPRODUCED, f"the interval of the {what}, {_iv(lo, hi)}, lies inside {band}")
+    elif hi < band_lo or lo > band_hi:
+        v = Verdict(NOT_REPRODUCED, f"the interval of the {what}, {_iv(lo, hi)}, misses {band}")
+    else:
+        v = Verdict(NOT_DECIDABLE, f"the interval of the {what}, {_iv(lo, hi)}, overlaps {band} only in part")
+    if bounds is None:
+        return v
+    b = bounds
+    return _reach(v, b, b.floor <= band_hi and b.ceiling >= band_lo, b.floor < band_lo or b.ceiling > band_hi)
 
 
 def scale_gate(ok: bool, why: str, verdict: Verdict) -> Verdict:
     """``verdict`` when the run is in the claim's regime (``ok``), else not decidable, saying ``why`` not."""
     if ok:
         return verdict
-    return Verdict(NOT_DECIDABLE, f"{why}; the number alone would give {verdict.verdict!r}: {verdict.reason}")
+    return Verdict(NOT_DECIDABLE, f"{why}; the number alone would give {verdict.label!r}: {verdict.reason}")
 
 
 # --------------------------------------------------------------------------------------------------------------

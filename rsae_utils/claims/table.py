@@ -38,6 +38,7 @@ COLUMNS = [
     "hi",
     "interval_over",
     "verdict",
+    "qualifier",
     "reason",
     "figure",
 ]
@@ -358,12 +359,12 @@ def build_claims(
                     "hi": math.nan,
                     "interval_over": "",
                     "verdict": NOT_RUN,
+                    "qualifier": "",
                     "reason": why,
                     "figure": figure,
                 }
             )
             continue
-        assert r.verdict.verdict in VERDICTS, r.verdict
         rows.append(
             {
                 **base,
@@ -373,11 +374,18 @@ def build_claims(
                 "hi": r.hi,
                 "interval_over": r.interval_over,
                 "verdict": r.verdict.verdict,
+                "qualifier": r.verdict.qualifier,
                 "reason": r.verdict.reason,
                 "figure": figure,
             }
         )
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _qualifier(row: pd.Series) -> str:
+    """The row's qualifier ("" when none; a CSV read back gives NaN for an empty one)."""
+    q = row.get("qualifier", "")
+    return q if isinstance(q, str) else ""
 
 
 def _cell(text: str) -> str:
@@ -411,7 +419,7 @@ def claims_markdown(table: pd.DataFrame, link_from: Path | str = ".", root: Path
             r.paper,
             f"{val}<br>{r.measure}" if val else "",
             r.interval_over,
-            f"**{r.verdict}**",
+            f"**{r.verdict}**" + (f" ({_qualifier(r)})" if _qualifier(r) else ""),
             r.reason,
             f"[{name}]({link})",
         ]
@@ -419,8 +427,16 @@ def claims_markdown(table: pd.DataFrame, link_from: Path | str = ".", root: Path
     return "\n".join(lines) + "\n"
 
 
-def verdict_counts(table: pd.DataFrame) -> dict[str, int]:
-    return {v: int((table.verdict == v).sum()) for v in VERDICTS if (table.verdict == v).any()}
+def verdict_counts(table: pd.DataFrame, qualified: bool = False) -> dict[str, int]:
+    """Rows per verdict, in the order of ``VERDICTS`` (a result built into its scorer is "not decidable", never
+    "reproduced"); ``qualified`` counts each verdict with its qualifier apart ("not reproduced (negligible)")."""
+    counts: dict[str, int] = {}
+    for v in VERDICTS:
+        rows = table[table.verdict == v]
+        quals = [_qualifier(r) if qualified else "" for _, r in rows.iterrows()]
+        for q in sorted(set(quals)):
+            counts[f"{v} ({q})" if q else v] = quals.count(q)
+    return counts
 
 
 def readme_block(md: str, figures_rel: str = "figures") -> str:

@@ -44,10 +44,22 @@ def _mmcs_cells(inp: Inputs, condition: str) -> tuple[pd.DataFrame, pd.DataFrame
     return t, means
 
 
+def _dictionary_trend(means: pd.DataFrame) -> tuple[bool, str]:
+    """(does the best MMCS still rise with the dictionary, in words): the largest dictionary's best MMCS against the
+    next smaller one's. With one size only, more latents may help."""
+    sizes = sorted(set(means.dict_size))
+    if len(sizes) < 2:
+        return True, f"one dictionary size ({int(sizes[0])} latents) only"
+    best = {d: float(means[means.dict_size == d].mmcs.max()) for d in sizes[-2:]}
+    (d0, b0), (d1, b1) = best.items()
+    return b1 > b0, f"best MMCS {b0:.3g} at {int(d0)} latents, {b1:.3g} at {int(d1)}"
+
+
 def mmcs_band(inp: Inputs, condition: str) -> Result:
     """A band of L1 with MMCS near 1 at the largest dictionary: the best L1's MMCS (bootstrap over seeds) at least
-    ``mmcs_high``, the best L1 inside the sweep and both ends lower by ``mmcs_drop``. A miss with a dictionary
-    smaller than the paper's largest is not decidable ("given enough latents")."""
+    ``mmcs_high``, the best L1 inside the sweep and both ends lower by ``mmcs_drop``. A miss is not decidable
+    ("given enough latents") only while the dictionary is smaller than the paper's largest *and* the best MMCS still
+    rises with it; otherwise the gate lets the number's verdict through, either way."""
     t, means = _mmcs_cells(inp, condition)
     big = int(means.dict_size.max())
     m = means[means.dict_size == big].sort_values("l1")
@@ -57,19 +69,24 @@ def mmcs_band(inp: Inputs, condition: str) -> Result:
     seeds = t[(t.dict_size == big) & np.isclose(t.l1, best.l1)].mmcs.to_numpy(float)
     est, lo, hi = inp.boot([seeds], lambda g: g[0].mean())
     v = R.at_least(lo, hi, inp.opt.mmcs_high, what=f"best MMCS (L1 {best.l1:.3g})")
+    shape = f"the MMCS at the sweep's ends ({ends[0]:.3g}, {ends[-1]:.3g})"
     if v.verdict == R.REPRODUCED and not interior:
         v = R.Verdict(
             R.NOT_REPRODUCED,
-            f"MMCS {est:.3g} at L1 {best.l1:.3g}, but the MMCS at the sweep's ends "
-            f"({ends[0]:.3g}, {ends[-1]:.3g}) is not {inp.opt.mmcs_drop:g} lower: no band",
+            f"MMCS {est:.3g} at L1 {best.l1:.3g}, but {shape} is not {inp.opt.mmcs_drop:g} lower: no band",
         )
-    elif v.verdict == R.REPRODUCED:
-        v = R.Verdict(R.REPRODUCED, f"{v.reason}; the ends of the sweep are lower ({ends[0]:.3g}, {ends[-1]:.3g})")
+    elif v.verdict != R.NOT_DECIDABLE:
+        band = "lower: a band" if interior else f"not {inp.opt.mmcs_drop:g} lower: no band"
+        v = R.Verdict(v.verdict, f"{v.reason}; {shape} is {band}")
+    rising, trend = _dictionary_trend(means)
     v = R.scale_gate(
-        v.verdict == R.REPRODUCED or big >= PAPER_MAX_DICT,
-        f"the largest dictionary here has {big} latents, the paper's {PAPER_MAX_DICT}",
+        v.verdict == R.REPRODUCED or big >= PAPER_MAX_DICT or not rising,
+        f"the largest dictionary here has {big} latents, the paper's {PAPER_MAX_DICT}, and the best MMCS still "
+        f"rises with the dictionary ({trend})",
         v,
     )
+    if v.verdict == R.NOT_REPRODUCED and big < PAPER_MAX_DICT:
+        v = R.Verdict(v.verdict, f"{v.reason}; more latents did not raise it ({trend})")
     return Result(
         est,
         lo,
@@ -241,7 +258,10 @@ def seed_relu_vs_topk(inp: Inputs) -> Result:
         [relu.shared_fraction.to_numpy(float), topk.shared_fraction.to_numpy(float)],
         lambda g: g[0].mean() - g[1].mean(),
     )
-    v = _dead_gate(inp, [topk, relu], R.above(lo, hi, inp.opt.share_margin, what="ReLU minus TopK shared fraction"))
+    base = float(topk.shared_fraction.mean())
+    bounds = R.Bounds(-base, 1.0 - base, f"TopK SAEs share {base:.3g} of their latents")
+    v = R.above(lo, hi, inp.opt.share_margin, what="ReLU minus TopK shared fraction", bounds=bounds)
+    v = _dead_gate(inp, [topk, relu], v)
     return Result(
         est,
         lo,
@@ -262,7 +282,11 @@ def seed_wider(inp: Inputs) -> Result:
         [wide.shared_fraction.to_numpy(float), narrow.shared_fraction.to_numpy(float)],
         lambda g: g[0].mean() - g[1].mean(),
     )
-    v = _dead_gate(inp, [wide, narrow], R.below(lo, hi, inp.opt.share_margin, what="wide minus narrow shared fraction"))
+    # A wider SAE cannot share fewer than none: a decrease of the margin needs the narrow share above the margin.
+    base = float(narrow.shared_fraction.mean())
+    bounds = R.Bounds(-base, 1.0 - base, f"the narrower SAEs share {base:.3g} of their latents")
+    v = R.below(lo, hi, inp.opt.share_margin, what="wide minus narrow shared fraction", bounds=bounds)
+    v = _dead_gate(inp, [wide, narrow], v)
     return Result(
         est,
         lo,

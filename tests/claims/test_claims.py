@@ -47,34 +47,42 @@ def test_near_is_similar_to_a_level():
 
 
 @pytest.mark.parametrize(
-    "lo, hi, expected",
+    "lo, hi, expected, qualifier",
     [
-        (-0.5, -0.01, R.REPRODUCED),
-        (-0.5, 0.0, R.NOT_DECIDABLE),  # touching 0 is not below it
-        (-0.05, 0.1, R.NOT_DECIDABLE),  # lo at -margin: a decrease of the margin is still possible
-        (-0.04, 0.1, R.NOT_REPRODUCED),
-        (0.2, 0.4, R.NOT_REPRODUCED),  # no decrease / the opposite direction
-        (math.nan, math.nan, R.NOT_DECIDABLE),
+        (-0.5, -0.05, R.REPRODUCED, ""),  # the whole interval at or beyond the minimum effect (inclusive)
+        (-0.5, -0.01, R.NOT_DECIDABLE, ""),  # excludes 0 but not a decrease smaller than the minimum effect
+        (-0.5, 0.0, R.NOT_DECIDABLE, ""),
+        (-0.05, 0.1, R.NOT_DECIDABLE, ""),  # lo at -margin: a decrease of the margin is still possible
+        (-0.03, 0.02, R.NOT_REPRODUCED, R.NEGLIGIBLE),  # inside +- the minimum effect
+        (-0.04, -0.01, R.NOT_REPRODUCED, R.NEGLIGIBLE),  # the claimed direction, but smaller than the effect
+        (-0.04, 0.1, R.NOT_REPRODUCED, ""),  # no decrease of the margin, an increase not excluded
+        (0.2, 0.4, R.NOT_REPRODUCED, R.OPPOSITE),
+        (0.01, 0.03, R.NOT_REPRODUCED, R.NEGLIGIBLE),  # the other side, but inside the margin: negligible first
+        (math.nan, math.nan, R.NOT_DECIDABLE, ""),
     ],
 )
-def test_below(lo, hi, expected):
-    assert _v(R.below(lo, hi, 0.05)) == expected
+def test_below_needs_the_minimum_effect(lo, hi, expected, qualifier):
+    v = R.below(lo, hi, 0.05)
+    assert (v.verdict, v.qualifier) == (expected, qualifier)
+    assert v.label == (f"{expected} ({qualifier})" if qualifier else expected)
 
 
 @pytest.mark.parametrize(
-    "lo, hi, expected",
+    "lo, hi, expected, qualifier",
     [
-        (0.01, 0.5, R.REPRODUCED),
-        (0.0, 0.5, R.NOT_DECIDABLE),
-        (-0.1, 0.05, R.NOT_DECIDABLE),
-        (-0.1, 0.04, R.NOT_REPRODUCED),
-        (-0.4, -0.2, R.NOT_REPRODUCED),
+        (0.05, 0.5, R.REPRODUCED, ""),
+        (0.01, 0.5, R.NOT_DECIDABLE, ""),
+        (0.0, 0.5, R.NOT_DECIDABLE, ""),
+        (-0.1, 0.05, R.NOT_DECIDABLE, ""),
+        (-0.1, 0.04, R.NOT_REPRODUCED, ""),
+        (-0.02, 0.03, R.NOT_REPRODUCED, R.NEGLIGIBLE),
+        (-0.4, -0.2, R.NOT_REPRODUCED, R.OPPOSITE),
+        (-0.4, -0.01, R.NOT_REPRODUCED, R.OPPOSITE),
     ],
 )
-def test_above_mirrors_below(lo, hi, expected):
-    assert _v(R.above(lo, hi, 0.05)) == expected
-    assert _v(R.below(-hi, -lo, 0.05)) == expected
-    assert _v(R.above(lo + 0.5, hi + 0.5, 0.05, ref=0.5)) == expected
+def test_above_mirrors_below(lo, hi, expected, qualifier):
+    for v in (R.above(lo, hi, 0.05), R.below(-hi, -lo, 0.05), R.above(lo + 0.5, hi + 0.5, 0.05, ref=0.5)):
+        assert (v.verdict, v.qualifier) == (expected, qualifier), v
 
 
 def test_levels_and_band():
@@ -178,20 +186,32 @@ def test_seed_claims_are_gated_on_dead_latents(tmp_path):
     r = _one(tmp_path, "seed-shared")
     assert r.verdict == R.NOT_DECIDABLE and "70%" in r.reason and "'reproduced'" in r.reason
     assert _one(tmp_path, "seed-shared", Options(n_boot=200, max_dead_fraction=0.8)).verdict == R.REPRODUCED
+    write_seeds(tmp_path / "figures", shared={("topk", 2, 32): 0.35, ("topk", 4, 32): 0.2})
+    got = build_claims(tmp_path / "figures", OPT).set_index("id")
+    assert got.loc["seed-wider", "verdict"] == R.REPRODUCED
+    assert got.loc["seed-relu-vs-topk", "verdict"] == NOT_RUN  # no ReLU group
+    # the narrow SAEs share 4%: a decrease of the margin (5 points) cannot happen, whatever the number says
     write_seeds(tmp_path / "figures", shared={("topk", 2, 32): 0.04, ("topk", 4, 32): 0.02})
     got = build_claims(tmp_path / "figures", OPT).set_index("id")
     assert got.loc["seed-shared", "verdict"] == R.NOT_REPRODUCED
-    assert got.loc["seed-wider", "verdict"] == R.REPRODUCED
-    assert got.loc["seed-relu-vs-topk", "verdict"] == NOT_RUN  # no ReLU group
+    r = got.loc["seed-wider"]
+    assert (r.verdict, r.qualifier) == (R.NOT_DECIDABLE, R.OUT_OF_REACH)
+    assert "share 0.04" in r.reason and "'reproduced' is out of reach" in r.reason
 
 
 def test_llm_at_chance_on_the_trained_model_is_not_decidable(tmp_path):
     write_auroc(tmp_path / "figures", llm={("detection", "trained"): 0.5, ("detection", "step0"): 0.5})
     r = _one(tmp_path, "autointerp-detection")
     assert r.verdict == R.NOT_DECIDABLE and "does not beat chance" in r.reason
-    # the Control with no LLM rows falls back to the token baseline and says so
+    # the Control with no LLM rows falls back to the token baseline, says so, and calls the result built in
     write_auroc(tmp_path / "figures", control=None)
-    assert "no LLM scored the Control" in _one(tmp_path, "control-chance").measure
+    r = _one(tmp_path, "control-chance")
+    assert "no LLM scored the Control" in r.measure
+    assert (r.verdict, r.qualifier) == (R.NOT_DECIDABLE, R.BY_CONSTRUCTION) and "fresh noise" in r.reason
+    # an LLM at chance on the trained model cannot test the Control either
+    write_auroc(tmp_path / "figures", llm={("detection", "trained"): 0.5, ("detection", "step0"): 0.5}, control=0.5)
+    r = _one(tmp_path, "control-chance")
+    assert r.verdict == R.NOT_DECIDABLE and r.qualifier != R.BY_CONSTRUCTION and "does not beat chance" in r.reason
 
 
 def test_markdown_links_and_cells(tmp_path):
@@ -202,6 +222,7 @@ def test_markdown_links_and_cells(tmp_path):
     lines = md.strip().splitlines()
     assert len(lines) == 2 + len(table) and all(ln.count(" | ") >= 7 for ln in lines[2:])
     assert "(01_toy_superposition.png)" in md and "**reproduced**" in md and "**not run**" in md
+    assert "**not reproduced** (negligible)" in md and "**not decidable at this scale** (by construction)" in md
     readme = claims_markdown(table, link_from=tmp_path, root=tmp_path)
     assert "(figures/01_toy_superposition.png)" in readme
     table.loc[0, "reason"] = "a | b"
@@ -234,17 +255,19 @@ def test_notebook_09_does_not_pull_the_pipeline(tmp_dirs, monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "trained, random, expected",
+    "trained, random, expected, qualifier",
     [
-        ((20, 1), (2, 1), R.REPRODUCED),  # 19% beyond the control against 1%
-        ((2, 1), (20, 1), R.NOT_REPRODUCED),  # the random variants have more
-        ((3, 1), (3, 1), R.NOT_REPRODUCED),  # the same small share: no decrease of the margin (0.05) is compatible
+        ((20, 1), (2, 1), R.REPRODUCED, ""),  # 19% beyond the control against 1%
+        ((10, 1), (30, 1), R.NOT_REPRODUCED, R.OPPOSITE),  # the random variants have more
+        # the trained model has 1-2% beyond its control: 5 points fewer cannot happen, so nothing is decided
+        ((2, 1), (20, 1), R.NOT_DECIDABLE, R.OUT_OF_REACH),
+        ((3, 1), (3, 1), R.NOT_DECIDABLE, R.OUT_OF_REACH),
     ],
 )
-def test_random_variants_have_fewer_positional_latents_than_trained(tmp_path, trained, random, expected):
+def test_random_variants_have_fewer_positional_latents_than_trained(tmp_path, trained, random, expected, qualifier):
     write_positional(tmp_path / "figures", trained=trained, random=random)
     r = _one(tmp_path, "positional-random")
-    assert r.verdict == expected
+    assert (r.verdict, r.qualifier if isinstance(r.qualifier, str) else "") == (expected, qualifier)
     assert r.value == pytest.approx((random[0] - random[1]) / 100 - (trained[0] - trained[1]) / 100)
     assert r.lo <= r.value <= r.hi
 
