@@ -69,6 +69,19 @@ def test_bin_edges_and_bad_input():
         R.rate_test(_acts(np.ones((1, 2, 8), dtype=bool)), 2, min_expected=0)
 
 
+def test_circular_pair_counts_match_a_dense_count():
+    rng = np.random.default_rng(4)
+    fired = np.concatenate([_bursty(rng, 3), _iid(rng, 2, [0.3, 0.02])])[:, :20]
+    fired[0, 0, [0, 1, CTX - 1]] = True  # pairs across the end of the context
+    pa = _acts(fired)
+    for max_lag in (1, 15, CTX // 2):
+        got = R.circular_pair_counts(pa, max_lag)
+        want = [[(fired & np.roll(fired, -d, axis=2)).sum(axis=(1, 2))] for d in range(1, max_lag + 1)]
+        assert np.array_equal(got, np.concatenate(want).T)
+    with pytest.raises(ValueError, match="max_lag"):
+        R.circular_pair_counts(pa, CTX // 2 + 1)
+
+
 def test_null_mean_is_the_circular_shift_mean():
     """The exact null mean equals a Monte Carlo average of Q over random per-context rotations (a bursty latent, a
     latent firing once per context, one firing everywhere), and the dispersion is 1 with one fire per context."""

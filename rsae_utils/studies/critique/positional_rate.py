@@ -51,32 +51,53 @@ def bin_edges(ctx: int, n_bins: int) -> np.ndarray:
 
 
 def _sorted_keys(pa: PositionalActs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(latent, pos, key) of the fires (non-zero entries), sorted by key = (latent, context, position)."""
+    """(latent, pos, group) of the fires (non-zero entries), sorted by (latent, context, position); group =
+    latent * n_ctx + context."""
     fire = pa.value != 0
-    lat, ctx_, pos = pa.latent[fire], pa.context[fire], pa.pos[fire]
-    key = (lat * pa.n_ctx + ctx_) * pa.ctx + pos
+    lat, pos = pa.latent[fire], pa.pos[fire]
+    grp = lat * pa.n_ctx + pa.context[fire]
+    key = grp * pa.ctx + pos
     if key.size and not (np.diff(key) >= 0).all():  # e.g. PositionalActs.with_positions leaves entries unsorted
         order = np.argsort(key, kind="stable")
-        lat, pos, key = lat[order], pos[order], key[order]
-    return lat, pos, key
+        lat, pos, grp = lat[order], pos[order], grp[order]
+    return lat, pos, grp
 
 
 def circular_pair_counts(pa: PositionalActs, max_lag: int) -> np.ndarray:
     """(n_latents, max_lag): A[l, d-1] = fires of latent l whose position + d (mod ctx) in the same context also
-    fires, d = 1..max_lag; A(d) = A(ctx - d), so lags up to ctx / 2 describe every pair."""
+    fires, d = 1..max_lag <= ctx / 2; A(d) = A(ctx - d), so these lags describe every pair up to that distance."""
+    if not 0 <= max_lag <= pa.ctx // 2:
+        raise ValueError(f"max_lag must be in [0, ctx // 2 = {pa.ctx // 2}]; got {max_lag}")
     return _pair_counts(*_sorted_keys(pa), pa.n_latents, pa.ctx, max_lag)
 
 
-def _pair_counts(lat: np.ndarray, pos: np.ndarray, key: np.ndarray, L: int, P: int, max_lag: int) -> np.ndarray:
-    out = np.zeros((L, max_lag))
-    if key.size == 0:
-        return out
-    for d in range(1, max_lag + 1):
-        # The partner's key differs only in its position; the keys are sorted, so one search finds it.
-        partner = key - pos + (pos + d) % P
-        j = np.minimum(np.searchsorted(key, partner), key.size - 1)
-        out[:, d - 1] = np.bincount(lat[key[j] == partner], minlength=L)
-    return out
+def _forward_pairs(lat: np.ndarray, pos: np.ndarray, grp: np.ndarray, L: int, D: int, keep=None) -> np.ndarray:
+    """(L, D + 1) counts of ordered pairs (i, j), same group, pos_j - pos_i = d in 1..D, entries sorted within groups
+    by position; ``keep(i_mask, j_mask)`` optionally filters pairs. Positions in a group are distinct, so a partner d
+    ahead is at most d entries ahead: D shifted comparisons find them all."""
+    out = np.zeros(L * (D + 1))
+    for j in range(1, min(D, max(pos.size - 1, 0)) + 1):
+        dpos = pos[j:] - pos[:-j]
+        m = (grp[j:] == grp[:-j]) & (dpos <= D)
+        if keep is not None:
+            m &= keep(slice(None, -j), slice(j, None))
+        out += np.bincount(lat[:-j][m] * (D + 1) + dpos[m], minlength=L * (D + 1))
+    return out.reshape(L, D + 1)
+
+
+def _pair_counts(lat: np.ndarray, pos: np.ndarray, grp: np.ndarray, L: int, P: int, D: int) -> np.ndarray:
+    if D == 0 or lat.size == 0:
+        return np.zeros((L, D))
+    direct = _forward_pairs(lat, pos, grp, L, D)
+    # Pairs across the end of the context: the last D positions moved to -D..-1 before the first D ones.
+    end, start = pos >= P - D, pos < D
+    sel = np.r_[np.flatnonzero(end), np.flatnonzero(start)]
+    w_pos = np.r_[pos[end] - P, pos[start]]
+    order = np.lexsort((w_pos, grp[sel]))
+    sel, w_pos = sel[order], w_pos[order]
+    moved = w_pos < 0
+    wrap = _forward_pairs(lat[sel], w_pos, grp[sel], L, D, keep=lambda i, j: moved[i] & ~moved[j])
+    return (direct + wrap)[:, 1:]
 
 
 def null_mean(n_fires: np.ndarray, sum_sq: np.ndarray, pairs: np.ndarray, widths: np.ndarray, ctx: int) -> np.ndarray:
@@ -135,15 +156,14 @@ def rate_test(pa: PositionalActs, n_bins: int = 8, min_expected: float = 5.0) ->
     edges = bin_edges(P, n_bins)
     widths = np.diff(edges)
     bin_of = np.repeat(np.arange(n_bins), widths)
-    lat, pos, key = _sorted_keys(pa)
+    lat, pos, grp = _sorted_keys(pa)
     counts = np.bincount(lat * n_bins + bin_of[pos], minlength=L * n_bins).reshape(L, n_bins).astype(float)
     n_fire = counts.sum(axis=1)
-    # Fires per (latent, context): run lengths of the sorted (latent, context) part of the key.
-    grp = key // P
+    # Fires per (latent, context): run lengths of the sorted groups.
     starts = np.flatnonzero(np.r_[True, grp[1:] != grp[:-1]]) if grp.size else np.zeros(0, dtype=np.int64)
     per_group = np.diff(np.r_[starts, grp.size]).astype(float)
     sum_sq = np.bincount(grp[starts] // pa.n_ctx, weights=per_group**2, minlength=L)
-    pairs = _pair_counts(lat, pos, key, L, P, min(int(widths.max()) - 1, P // 2))
+    pairs = _pair_counts(lat, pos, grp, L, P, min(int(widths.max()) - 1, P // 2))
     expected = n_fire[:, None] * widths / P
     with np.errstate(divide="ignore", invalid="ignore"):
         q = ((counts - expected) ** 2 / expected).sum(axis=1)
