@@ -121,12 +121,12 @@ register(
             ),
             Param(
                 "rate_min_expected",
-                5.0,
-                5.0,
-                5.0,
+                2.0,
+                2.0,
+                2.0,
                 is_float(1.0, 1000.0),
-                "a latent is judged when every bin expects at least this many of its fires (Cochran's rule for the "
-                "chi-square approximation)",
+                "a latent is judged when every bin expects at least this many of its fires (the test's false-positive "
+                "rate is measured at alpha down to 2, tests/studies/test_positional_rate.py)",
             ),
             Param(
                 "min_tv",

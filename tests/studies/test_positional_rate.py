@@ -122,6 +122,17 @@ def test_false_positive_rate_on_null_latents_is_alpha():
     assert flagged.sum() <= (iid.p[iid.judged] <= ALPHA).sum()
 
 
+def test_false_positive_rate_holds_down_to_two_expected_fires_per_bin():
+    """Rare iid latents (16-50 fires at the default profile's size): judged at min_expected=2, the share with
+    p <= alpha is still alpha within a binomial tolerance; min_expected=5 judges fewer of them."""
+    rng = np.random.default_rng(6)
+    fired = _iid(rng, 1500, rng.uniform(0.0015, 0.004, 1500))
+    rt = R.rate_test(_acts(fired), 8, min_expected=2.0)
+    rate, n = _fpr(rt)
+    assert n > 1200 and _within(rate, n), (rate, n)
+    assert R.rate_test(_acts(fired), 8, min_expected=5.0).judged.sum() < 0.7 * n
+
+
 def test_power_on_known_positional_profiles_where_eta2_has_none():
     """Latents with known profiles at the default size: fires only in the second half (4% overall), at one fixed
     position in every context, never in the first 16 positions: all flagged; the eta^2 rule (excess >= 0.1) misses

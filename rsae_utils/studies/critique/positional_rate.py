@@ -19,7 +19,8 @@ eta^2 floor. This test asks instead whether the latent fires more often in some 
   degrees of freedom, ``dispersion = E_null[Q] / (n_bins - 1)`` (first-moment matching, as a quasi-likelihood
   deviance is scaled: 1 for a latent firing at most once per context, > 1 for bursty ones). Asymptotic rather than
   permutation p-values because they resolve the p < alpha / n_latents that a correction over thousands of latents
-  needs; a latent is judged only where every bin expects at least ``min_expected`` fires (Cochran's rule).
+  needs; a latent is judged only where every bin expects at least ``min_expected`` fires (Pearson's statistic with
+  the dispersion keeps its false-positive rate at alpha down to ~2 expected fires per bin, which the tests check).
 * **effect**: ``tv`` = total variation distance between the latent's fires over the bins and the bins' widths, i.e.
   the share of its fires that would have to move for it to fire uniformly over position (0.5 for a latent firing
   only in the second half, 1 - 1/n_bins at one position); ``peak_ratio`` = its busiest bin's rate over its overall
@@ -148,7 +149,7 @@ def _mutual_information(counts: np.ndarray, widths: np.ndarray, n_ctx: int) -> n
     return np.maximum(terms.sum(axis=(1, 2)), 0.0)
 
 
-def rate_test(pa: PositionalActs, n_bins: int = 8, min_expected: float = 5.0) -> RateTest:
+def rate_test(pa: PositionalActs, n_bins: int = 8, min_expected: float = 2.0) -> RateTest:
     """The binned firing-rate test of every latent in ``pa`` (see the module docstring), vectorised over latents."""
     if min_expected <= 0:
         raise ValueError(f"min_expected must be > 0; got {min_expected}")
