@@ -67,7 +67,9 @@ TABLES: dict[str, Table] = {
     ),
     SEED_REPLICATES: Table("07_seed_stability", ("variant", "layer", "seed", "metric", "value")),
     POSITIONAL: Table(
-        "08_critique", ("variant", "layer", "boundary", "n_judged", "n_positional", "n_positional_control")
+        # control_test_share: written by the binned firing-rate test only, so a table from the eta^2 rule is refused
+        "08_critique",
+        ("variant", "layer", "boundary", "n_judged", "n_positional", "n_positional_control", "control_test_share"),
     ),
     SCORERS: Table("08_critique", ("variant", "layer", "scorer", "auroc", "auroc_lo", "auroc_hi")),
 }

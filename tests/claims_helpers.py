@@ -258,6 +258,7 @@ def write_positional(folder, trained=(20, 1), random=(2, 1), n_judged=100, layer
                         "positional_share": (pos + extra) / n_judged,
                         "n_positional_control": ctl,
                         "control_share": ctl / n_judged,
+                        "control_test_share": 0.01,
                         "boundary_latent_share": 0.0,
                         "positional_not_boundary_share": pos / n_judged,
                         "eta2_excess_median": 0.0,

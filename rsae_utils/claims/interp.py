@@ -289,6 +289,9 @@ def _flags(rows: pd.DataFrame, col: str) -> list[np.ndarray]:
 
 
 def _positional_excess(inp: Inputs, variants: Sequence[str], offset: int) -> tuple[float, float, float, int]:
+    """Share of judged latents the binned firing-rate test calls positional minus the share on position-shuffled
+    activations (the test's false-positive rate with its effect floor), pooled over the variants' layers; bootstrap
+    over latents."""
     t = _positional(inp)
     rows = t[t.variant.isin(variants)]
     require(len(rows) > 0 and rows.n_judged.sum() > 0, f"{POSITIONAL}.csv has no judged latents of these variants")
@@ -307,7 +310,8 @@ def positional_trained(inp: Inputs) -> Result:
         hi,
         f"latents ({n} judged)",
         v,
-        "trained model: positional share minus the shuffled-position control's, pooled over layers",
+        "trained model: positional share (binned firing-rate test) minus the shuffled-position control's, pooled over "
+        "layers",
     )
 
 
@@ -349,7 +353,7 @@ def positional_random(inp: Inputs) -> Result:
         hi,
         f"latents ({n} judged)",
         v,
-        "positional share beyond the shuffled control: random variants minus trained, pooled",
+        "positional share (binned firing-rate test) beyond the shuffled control: random variants minus trained, pooled",
     )
 
 

@@ -1,9 +1,10 @@
 """Parameters of notebook 08_critique (the critique of Heap et al. measured on notebook 03's SAEs, no LLM).
 
 ``default`` is sized for ~2-3 minutes on a 2-core CPU: notebook 03's 20 SAEs (5 variants x 4 layers, 2,304 latents
-each) on their 4,096 held-out tokens; positional statistics of every live latent (100 permutations, both boundary
-views, with the shuffled control) and the token-identity scorers on 60 sampled latents per SAE. ``paper`` takes
-delphi's example counts (notebook 04's paper profile), which need notebook 03's paper-scale held-out caches.
+each) on their 4,096 held-out tokens; positional statistics of every live latent (the binned firing-rate test and
+the eta^2 rule with 100 permutations, both boundary views, with the shuffled control) and the token-identity
+scorers on 60 sampled latents per SAE. ``paper`` takes delphi's example counts (notebook 04's paper profile),
+which need notebook 03's paper-scale held-out caches.
 """
 
 from __future__ import annotations
@@ -102,7 +103,47 @@ register(
                 "n_perm", 20, 100, 200, is_int(1, 100_000), "within-context position shuffles of the permutation test"
             ),
             Param(
-                "alpha", 0.05, 0.01, 0.01, is_float(0.0, 1.0), "a positional latent's permutation p-value is <= alpha"
+                "alpha",
+                0.05,
+                0.01,
+                0.01,
+                is_float(0.0, 1.0),
+                "per-latent level of both positional rules: the firing-rate test's p-value (and the eta^2 rule's "
+                "permutation p-value) is <= alpha",
+            ),
+            Param(
+                "rate_bins",
+                8,
+                8,
+                8,
+                is_int(2, 64),
+                "equal position bins of the context whose firing rates the positional test compares",
+            ),
+            Param(
+                "rate_min_expected",
+                2.0,
+                2.0,
+                2.0,
+                is_float(1.0, 1000.0),
+                "a latent is judged when every bin expects at least this many of its fires (the test's false-positive "
+                "rate is measured at alpha down to 2, tests/studies/test_positional_rate.py)",
+            ),
+            Param(
+                "min_tv",
+                0.1,
+                0.1,
+                0.1,
+                is_float(0.0, 1.0),
+                "... and a positional latent has at least this share of its fires away from a uniform profile over "
+                "the bins (total variation distance)",
+            ),
+            Param(
+                "fdr_q",
+                0.05,
+                0.05,
+                0.05,
+                is_float(1e-6, 0.5),
+                "false discovery rate of the Benjamini-Hochberg list of positional latents (per SAE and view)",
             ),
             Param(
                 "min_excess",
@@ -110,7 +151,7 @@ register(
                 0.1,
                 0.1,
                 is_float(0.0, 1.0),
-                "... and its eta^2 exceeds the shuffled control's by at least this much",
+                "the earlier eta^2 rule (reported beside the test): eta^2 beyond the shuffled control by this much",
             ),
             Param(
                 "min_firing_rate",

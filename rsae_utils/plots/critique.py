@@ -53,8 +53,9 @@ def _empty(text: str):
 
 
 def plot_positional(summary: pd.DataFrame, labels: Labels = None):
-    """Share of judged latents called positional, a bar per (layer, variant), a panel per boundary view; the
-    share the same rule gives on position-shuffled activations (its false-positive rate) as a black tick."""
+    """Share of judged latents the binned firing-rate test calls positional, a bar per (layer, variant), a panel per
+    boundary view; the share the same rule gives on position-shuffled activations (its false-positive rate) as a
+    black tick."""
     if summary.empty:
         return _empty("no live latents")
     use_paper_style()

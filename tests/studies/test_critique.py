@@ -24,6 +24,10 @@ P = dict(
     alpha=0.05,
     min_excess=0.1,
     min_firing_rate=0.0,
+    rate_bins=8,
+    rate_min_expected=2.0,
+    min_tv=0.1,
+    fdr_q=0.05,
     boundary_min_share=0.9,
     window_len=32,
     max_contexts=None,
@@ -109,16 +113,29 @@ def test_positional_table_finds_the_positional_and_the_boundary_latent(sp):
     assert obs.loc[("exclude", 7), "positional"] and obs.loc[("include", 7), "positional"]
     assert obs.loc[("include", 6), "boundary_latent"] and obs.loc[("include", 6), "positional"]
     assert obs.loc[("exclude", 7), "peak_position"] == 5 and obs.loc[("include", 6), "peak_position"] == 0
-    assert not obs.loc[("exclude", [0, 1, 2, 3, 4, 5]), "positional"].any()  # token and random latents
+    assert obs.loc[("exclude", 7), "positional_fdr"] and obs.loc[("include", 6), "positional_fdr"]
+    # token and random latents: position plays no part, so none survives the false-discovery correction
+    assert not obs.loc[("exclude", [0, 1, 2, 3, 4, 5]), "positional_fdr"].any()
     # a latent that fires only at position 0 has nothing left to judge once the boundary is excluded
     assert ("exclude", 6) not in obs.index or not obs.loc[("exclude", 6), "judged"]
-    ctl = tab[tab.control]
-    assert not ctl.positional.any()
+    ctl = tab[tab.control].set_index(["boundary", "latent"])
+    assert not ctl.loc[("exclude", 7), "positional"] and not ctl.loc[("include", 6), "positional"]
+    assert (ctl.judged == obs.judged.reindex(ctl.index)).all()  # shuffling keeps every latent's fires
+    # the earlier eta^2 rule is still there for comparison: it finds the deterministic position-5 latent too
+    assert obs.loc[("exclude", 7), "positional_eta2"]
     summary = T.positional_summary(tab)
     assert set(summary.boundary) == {"exclude", "include"}
-    assert summary.positional_share.between(0, 1).all() and (summary.control_share == 0).all()
+    for col in ("positional_share", "control_share", "control_test_share", "positional_share_eta2"):
+        assert summary[col].between(0, 1).all(), col
+    assert (summary.control_share <= summary.control_test_share + 1e-12).all()  # the floor only removes flags
+    assert (summary.n_positional_fdr <= summary.n_judged).all()
     top = T.top_positional(tab, 1, "exclude")
     assert list(top.latent) == [7]
+
+
+def test_positional_table_refuses_more_bins_than_positions(sp):
+    with pytest.raises(ParameterError, match="'rate_bins'.*63"):
+        C.positional_table(sp, {**P, "rate_bins": 64})
 
 
 def test_scorer_latents_on_token_latents(sp):

@@ -4,11 +4,12 @@ The critique of Heap et al. (PAPER.md section 3) holds that random-model latents
 that auto-interp scores them well *because* "fires on token X" is easy to explain, and that trained models have
 latents random ones lack (positional ones among them). For one SAE of notebook 03 this module measures:
 
-* **positional latents** (:func:`positional_table`): every live latent's eta^2 of activation against position, with
-  the within-context shuffled control, its lag autocorrelation, and the rules :func:`is_positional` and
-  :func:`is_boundary`; once per boundary view (position 0 of every context, the document-boundary token, left out
-  or kept), and once more on activations whose positions were shuffled beforehand: the share of latents the rule
-  calls positional there is its false-positive rate;
+* **positional latents** (:func:`positional_table`): every live latent's binned firing-rate test
+  (:mod:`rsae_utils.studies.critique.positional_rate`: does it fire more often in some parts of the context?), the
+  earlier eta^2 rule beside it (``*_eta2`` columns), its lag autocorrelation and :func:`is_boundary`; once per
+  boundary view (position 0 of every context, the document-boundary token, left out or kept), and once more on
+  activations whose positions were shuffled beforehand: the share of latents a rule flags there is its
+  false-positive rate;
 * **token-identity scorers** (:func:`scorer_latents`) on a seeded sample of latents (the example sets of notebook
   04): intruder, detection and fuzzing with hard negatives (windows of the nearest decoder directions), active-token
   marking, the single-token explainer, and the token baseline itself; per latent its AUROC and ``example_boot``
@@ -48,7 +49,7 @@ from rsae_utils.autointerp.token_scorers import (
     single_token_explanation,
     with_negatives,
 )
-from rsae_utils.errors import ArtifactError, StageError
+from rsae_utils.errors import ArtifactError, ParameterError, StageError
 from rsae_utils.paths import critique_sae_dir
 from rsae_utils.sae.cache import open_cache, token_mask
 from rsae_utils.sae.codes import load_codes, reconstruct_from_codes
@@ -58,6 +59,7 @@ from rsae_utils.sae.train import load_sae
 from rsae_utils.store import cached_artifact, read_json, write_json
 from rsae_utils.studies.critique.diagnostics import l2_ratio, relative_reconstruction_bias, weight_summary
 from rsae_utils.studies.critique.positional import PositionalActs, from_sparse
+from rsae_utils.studies.critique.positional_rate import rate_columns, rate_test
 from rsae_utils.studies.critique.positional_stats import is_boundary, is_positional, positional_stats
 
 BOUNDARY_VIEWS = {"exclude": (False,), "include": (True,), "both": (False, True)}
@@ -80,6 +82,10 @@ PARAM_KEYS = (
     "alpha",
     "min_excess",
     "min_firing_rate",
+    "rate_bins",
+    "rate_min_expected",
+    "min_tv",
+    "fdr_q",
     "boundary_min_share",
     "window_len",
     "max_contexts",
@@ -105,6 +111,7 @@ CODE = (
     "rsae_utils.studies.critique.run",
     "rsae_utils.studies.critique.positional",
     "rsae_utils.studies.critique.positional_stats",
+    "rsae_utils.studies.critique.positional_rate",
     "rsae_utils.autointerp.token_scorers",
     "rsae_utils.autointerp.baseline",
     "rsae_utils.autointerp.scorers",
@@ -160,12 +167,19 @@ def latent_token_info(sp: SparseActs, include_boundary: bool = True) -> pd.DataF
 
 
 def positional_table(sp: SparseActs, p: Mapping[str, Any], meta: Mapping[str, Any] | None = None) -> pd.DataFrame:
-    """One row per (boundary view, control, live latent): :meth:`PositionalStats.rows` plus ``judged`` (fires
-    often enough to be judged), ``positional``, ``boundary_latent`` and the token/position info of
-    :func:`latent_token_info` (in the same view). ``control=True`` rows are measured on position-shuffled
-    activations. The mutual information is measured without its own shuffled control (the rule reads eta^2 only)."""
+    """One row per (boundary view, control, live latent): :meth:`PositionalStats.rows`, the firing-rate test's
+    :func:`rate_columns` (``judged``, ``significant``, ``positional``, ``positional_fdr``, ``rate_*``; judged latents
+    also fire on at least ``min_firing_rate`` of the tokens), the earlier eta^2 rule as ``judged_eta2`` and
+    ``positional_eta2``, ``boundary_latent`` and the token/position info of :func:`latent_token_info` (in the same
+    view). ``control=True`` rows are measured on position-shuffled activations. The eta^2 view's mutual information
+    is measured without its own shuffled control (its rule reads eta^2 only)."""
     live = np.flatnonzero(np.bincount(sp.latent, minlength=sp.n_latents) > 0)
     pa = from_sparse(sp, live)
+    if not 2 <= int(p["rate_bins"]) <= pa.ctx - 1:
+        raise ParameterError(
+            f"parameter 'rate_bins' must be in [2, {pa.ctx - 1}] (positions per context without the "
+            f"boundary token); got {p['rate_bins']}"
+        )
     rng = np.random.default_rng([int(p["seed"]), 808])
     frames = []
     for include in BOUNDARY_VIEWS[p["boundary"]]:
@@ -183,10 +197,15 @@ def positional_table(sp: SparseActs, p: Mapping[str, Any], meta: Mapping[str, An
             df = pd.DataFrame(
                 st.rows({**(meta or {}), "boundary": "include" if include else "exclude", "control": control})
             )
-            with np.errstate(invalid="ignore"):
-                df["judged"] = np.isfinite(st.eta2) & (st.firing_rate >= float(p["min_firing_rate"]))
+            frequent = st.firing_rate >= float(p["min_firing_rate"])
+            rt = rate_test(
+                data if include else data.without_boundary(), int(p["rate_bins"]), float(p["rate_min_expected"])
+            )
+            alpha, tv, q = float(p["alpha"]), float(p["min_tv"]), float(p["fdr_q"])
+            df = df.assign(**rate_columns(rt, frequent, alpha, tv, q))
+            df["judged_eta2"] = np.isfinite(st.eta2) & frequent
             df["eta2_excess"] = st.eta2_excess
-            df["positional"] = is_positional(st, float(p["min_excess"]), float(p["alpha"]), float(p["min_firing_rate"]))
+            df["positional_eta2"] = is_positional(st, float(p["min_excess"]), alpha, float(p["min_firing_rate"]))
             df["boundary_latent"] = is_boundary(st, float(p["boundary_min_share"]))
             frames.append(df.merge(latent_token_info(sp, include), on="latent", how="left"))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

@@ -1,9 +1,11 @@
 """Notebook 08's tables, from the per-latent results of :mod:`rsae_utils.studies.critique.run`, and the findings its
 closing cell prints (sentences computed from the tables, so they hold for whatever profile ran).
 
-* :func:`positional_summary`: per (variant, layer, boundary view) the share of judged latents the rule calls
-  positional, on the data and on the position-shuffled control, and the share of boundary latents;
-* :func:`top_positional`: each variant's most position-dependent latents (largest eta^2 beyond the control);
+* :func:`positional_summary`: per (variant, layer, boundary view) the share of judged latents the binned
+  firing-rate test calls positional, on the data and on the position-shuffled control, the earlier eta^2 rule's
+  shares beside them, and the share of boundary latents;
+* :func:`top_positional`: each variant's most position-dependent latents (flagged after the false-discovery
+  correction, largest departure from a uniform firing profile first);
 * :func:`scorer_summary`: per (variant, layer, scorer) the mean per-latent AUROC with a two-stage bootstrap
   interval (latents, then examples) and the paired gap to the token baseline's scorer it is compared with;
 * :func:`single_token_summary`, :func:`diagnostics_table`, :func:`findings`.
@@ -27,7 +29,14 @@ TOP_COLUMNS = [
     "layer",
     "latent",
     "positional",
+    "positional_fdr",
     "boundary_latent",
+    "n_fires",
+    "rate_p",
+    "rate_tv",
+    "rate_peak_ratio",
+    "rate_dispersion",
+    "positional_eta2",
     "eta2",
     "eta2_null",
     "eta2_excess",
@@ -47,33 +56,58 @@ def _variant_order(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def positional_summary(pos: pd.DataFrame) -> pd.DataFrame:
-    """One row per (model, variant, layer, boundary): live and judged latents, ``positional_share`` (positional /
-    judged), ``control_share`` (the same rule on position-shuffled activations: its false-positive rate),
+    """One row per (model, variant, layer, boundary), for the binned firing-rate test
+    (:mod:`rsae_utils.studies.critique.positional_rate`): live and judged latents; ``positional_share`` (positional
+    / judged: p <= alpha per latent and the effect floor); ``control_share``, the same rule on position-shuffled
+    activations (its false-positive rate, what "beyond the control" subtracts); ``control_test_share``, the share
+    of control latents with p <= alpha alone (the test's false-positive rate: about alpha when it is calibrated);
+    ``n_positional_fdr`` (Benjamini-Hochberg over the judged latents, and the floor) and its control count;
     ``boundary_latent_share`` and ``positional_not_boundary_share`` (positional, with < the boundary share threshold
-    of their mass at position 0)."""
+    of their mass at position 0). The earlier eta^2 rule, for comparison: ``n_judged_eta2``,
+    ``positional_share_eta2``, ``control_share_eta2``, ``eta2_excess_median``."""
     if pos.empty:
         return pd.DataFrame()
-    g = pos.assign(pos_nb=pos.positional & ~pos.boundary_latent).groupby(KEYS + ["boundary", "control"])
-    s = g.agg(
-        n_live=("latent", "size"),
-        n_judged=("judged", "sum"),
-        n_positional=("positional", "sum"),
-        n_boundary=("boundary_latent", "sum"),
-        n_pos_nb=("pos_nb", "sum"),
-        eta2_excess_median=("eta2_excess", "median"),
-    ).reset_index()
+    d = pos.assign(pos_nb=pos.positional & ~pos.boundary_latent)
+    s = (
+        d.groupby(KEYS + ["boundary", "control"])
+        .agg(
+            n_live=("latent", "size"),
+            n_judged=("judged", "sum"),
+            n_significant=("significant", "sum"),
+            n_positional=("positional", "sum"),
+            n_positional_fdr=("positional_fdr", "sum"),
+            n_boundary=("boundary_latent", "sum"),
+            n_pos_nb=("pos_nb", "sum"),
+            n_judged_eta2=("judged_eta2", "sum"),
+            n_positional_eta2=("positional_eta2", "sum"),
+            eta2_excess_median=("eta2_excess", "median"),
+        )
+        .reset_index()
+    )
     judged = s.n_judged.where(s.n_judged > 0)
     s["share"] = s.n_positional / judged
+    s["test_share"] = s.n_significant / judged
+    s["share_eta2"] = s.n_positional_eta2 / s.n_judged_eta2.where(s.n_judged_eta2 > 0)
     s["boundary_latent_share"] = s.n_boundary / s.n_live.where(s.n_live > 0)
     s["positional_not_boundary_share"] = s.n_pos_nb / judged
     obs = s[~s.control.astype(bool)].drop(columns="control")
-    ctl = s[s.control.astype(bool)][KEYS + ["boundary", "share", "n_positional"]]
+    ctl = s[s.control.astype(bool)][
+        KEYS + ["boundary", "share", "n_positional", "test_share", "n_positional_fdr", "share_eta2"]
+    ]
     out = obs.merge(
-        ctl.rename(columns={"share": "control_share", "n_positional": "n_positional_control"}),
+        ctl.rename(
+            columns={
+                "share": "control_share",
+                "n_positional": "n_positional_control",
+                "test_share": "control_test_share",
+                "n_positional_fdr": "n_positional_fdr_control",
+                "share_eta2": "control_share_eta2",
+            }
+        ),
         on=KEYS + ["boundary"],
         how="left",
     )
-    out = out.rename(columns={"share": "positional_share"})
+    out = out.rename(columns={"share": "positional_share", "share_eta2": "positional_share_eta2"})
     cols = KEYS + [
         "boundary",
         "n_live",
@@ -82,20 +116,29 @@ def positional_summary(pos: pd.DataFrame) -> pd.DataFrame:
         "positional_share",
         "n_positional_control",
         "control_share",
+        "control_test_share",
+        "n_positional_fdr",
+        "n_positional_fdr_control",
         "boundary_latent_share",
         "positional_not_boundary_share",
+        "n_judged_eta2",
+        "positional_share_eta2",
+        "control_share_eta2",
         "eta2_excess_median",
     ]
     return _variant_order(out[cols]).reset_index(drop=True)
 
 
 def top_positional(pos: pd.DataFrame, n: int, boundary: str) -> pd.DataFrame:
-    """Each variant's ``n`` latents (over all layers) with the largest eta^2 beyond the shuffled control, in the
-    ``boundary`` view, measured on the data (not the control); judged latents only."""
+    """Each variant's ``n`` most position-dependent latents (over all layers) in the ``boundary`` view, measured on
+    the data (not the control), judged latents only: those the test flags after the false-discovery correction
+    first, then by the share of their fires off a uniform profile (``rate_tv``)."""
     if pos.empty:
         return pd.DataFrame(columns=TOP_COLUMNS)
     d = pos[(pos.boundary == boundary) & ~pos.control.astype(bool) & pos.judged.astype(bool)]
-    d = d.sort_values(["eta2_excess", "layer", "latent"], ascending=[False, True, True], kind="stable")
+    d = d.sort_values(
+        ["positional_fdr", "rate_tv", "layer", "latent"], ascending=[False, False, True, True], kind="stable"
+    )
     top = d.groupby("variant", sort=False).head(n)
     return _variant_order(top)[TOP_COLUMNS].reset_index(drop=True)
 
@@ -186,6 +229,38 @@ def _fmt_range(s: pd.Series, fmt: str = ".2f") -> str:
     return lo if lo == hi else f"{lo} to {hi}"
 
 
+def _positional_findings(pos_sum: pd.DataFrame, lab, boundary: str, alpha: float | None) -> list[str]:
+    p = pos_sum[pos_sum.boundary == boundary]
+    excess = p.assign(x=p.positional_share - p.control_share).groupby("variant", sort=False).x.mean()
+    best, worst = excess.idxmax(), excess.idxmin()
+    test_fpr = p.control_test_share.mean()
+    level = f" (nominal {alpha:g})" if alpha is not None else ""
+    out = [
+        f"Positional latents (binned firing-rate test, boundary token {boundary}d), share of judged latents beyond "
+        f"the position-shuffled control, mean over layers: {lab(best)} the largest ({excess[best]:.1%}), "
+        f"{lab(worst)} the smallest ({excess[worst]:.1%}). On the shuffled control the test alone flags "
+        f"{test_fpr:.1%} of latents{level} and the rule with its effect floor {p.control_share.mean():.1%}.",
+    ]
+    if "trained" in excess and len(excess) > 1:
+        rest = excess.drop("trained")
+        more = excess["trained"] > rest.max()
+        out.append(
+            f"The trained model has {'more' if more else 'not more'} positional latents beyond the control than "
+            f"every random variant ({excess['trained']:.1%} against {_fmt_range(rest, '.1%')}); the earlier eta^2 "
+            f"rule called {p.positional_share_eta2.mean():.1%} of latents positional (control "
+            f"{p.control_share_eta2.mean():.1%})."
+        )
+    other = pos_sum[pos_sum.boundary != boundary]
+    if len(other):
+        out.append(
+            f"With the boundary token {other.boundary.iloc[0]}d the positional share is "
+            f"{other.positional_share.mean():.1%} on average (against {p.positional_share.mean():.1%}); "
+            f"{other.boundary_latent_share.mean():.1%} of live latents put >= the threshold share of "
+            f"their mass on position 0."
+        )
+    return out
+
+
 def findings(
     pos_sum: pd.DataFrame,
     scores: pd.DataFrame,
@@ -193,36 +268,12 @@ def findings(
     diag: pd.DataFrame,
     labels: Mapping[str, str],
     boundary: str,
+    alpha: float | None = None,
 ) -> list[str]:
-    """What the tables say, one sentence per measure, for the notebook's closing cell."""
+    """What the tables say, one sentence per measure, for the notebook's closing cell (``alpha``: the positional
+    test's per-latent level, quoted beside its false-positive rate on the control)."""
     lab = lambda v: labels.get(v, v)  # noqa: E731
-    out = []
-    if len(pos_sum):
-        p = pos_sum[pos_sum.boundary == boundary]
-        by_v = p.groupby("variant", sort=False).positional_share.mean()
-        ctl = p.control_share.mean()
-        best, worst = by_v.idxmax(), by_v.idxmin()
-        out.append(
-            f"Positional latents (boundary token {boundary}d): {lab(best)} has the largest share "
-            f"({by_v[best]:.1%} of judged latents, mean over layers), {lab(worst)} the smallest ({by_v[worst]:.1%}); "
-            f"the shuffled-position control gives {ctl:.1%}, so the rule's false positives are "
-            f"{'negligible' if ctl < 0.25 * max(by_v.max(), 1e-9) else 'comparable to the signal'}."
-        )
-        if "trained" in by_v and len(by_v) > 1:
-            rest = by_v.drop("trained")
-            more = by_v["trained"] > rest.max()
-            out.append(
-                f"The trained model has {'more' if more else 'not more'} positional latents than every random "
-                f"variant ({by_v['trained']:.1%} against {_fmt_range(rest, '.1%')})."
-            )
-        other = pos_sum[pos_sum.boundary != boundary]
-        if len(other):
-            out.append(
-                f"With the boundary token {other.boundary.iloc[0]}d the positional share is "
-                f"{other.positional_share.mean():.1%} on average (against {p.positional_share.mean():.1%}); "
-                f"{other.boundary_latent_share.mean():.1%} of live latents put >= the threshold share of "
-                f"their mass on position 0."
-            )
+    out = _positional_findings(pos_sum, lab, boundary, alpha) if len(pos_sum) else []
     if len(single):
         st = single.groupby("variant", sort=False).single_token_share.mean()
         out.append(
