@@ -256,6 +256,6 @@ def plot_counts(at: pd.DataFrame, threshold: float = 0.7, labels: Labels = None)
     axes[0][0].set_ylabel(f"shared at cos > {threshold}")
     axes[1][0].set_ylabel(f"encoder cos > {threshold}")
     for row in (0, 1):
-        axes[row][-1].legend(fontsize=6, loc="upper right")
+        axes[row][-1].legend(fontsize=6, loc="best")
     fig.tight_layout()
     return fig
