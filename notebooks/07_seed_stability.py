@@ -76,7 +76,14 @@ from IPython.display import display
 
 from rsae_utils import names
 from rsae_utils.params import resolve
-from rsae_utils.plots.seeds import plot_latents, plot_overview, plot_replicates, plot_toy, plotly_curves
+from rsae_utils.plots.seeds import (
+    plot_counts,
+    plot_latents,
+    plot_overview,
+    plot_replicates,
+    plot_toy,
+    plotly_curves,
+)
 from rsae_utils.plots.style import save_figure
 from rsae_utils.sae.cache import require_caches
 from rsae_utils.session import cache_labels, start_session
@@ -146,7 +153,33 @@ print({k: str(v) for k, v in out.items()})
 fig
 
 # %% [markdown]
-# ## 4. Which latents are shared?
+# ## 4. Counted three ways: all latents, live latents, the same partner
+# The paper's count (`shared_fraction`) divides by **all** latents, so a latent that never fires on held-out
+# tokens (dead) counts as not shared, and an SAE with many dead latents looks less stable than its live latents
+# are. The table also counts:
+#
+# * `shared_live_fraction`: of the reference seed's **live** latents, those shared with a latent that is live in
+#   the other seed (live in both SAEs of the pair);
+# * `same_partner_fraction` (all latents) and `same_partner_live_fraction` (live latents): shared, **and** the
+#   decoder matching and the encoder matching pick the same latent of the other seed. Two matchings that pick
+#   different partners say that the latent's directions resemble two different latents, not that the other seed has
+#   it;
+# * the encoder-collapse check: `enc_pc1_share` is the share of the encoder directions' variance (uncentred: their
+#   common mean is what is looked for) in their top principal component, about 1/d_model for unrelated directions
+#   and near 1 when they all lean on one shared component. `enc_pc1_removed_fraction` is the share of latents whose
+#   matched encoder cosine exceeds the threshold after that component (of both SAEs) is projected out of both
+#   SAEs' encoders: encoder matches that survive it tell the latents apart, those that vanish only shared the
+#   common component.
+
+# %%
+counts = ["shared", "shared_live", "same_partner", "same_partner_live", "enc", "enc_pc1_removed", "enc_pc1_share"]
+display(at[["variant", "architecture", "R", "k", *counts, "dead_fraction"]].round(3))
+fig = plot_counts(at, cfg.threshold, labels=labels)
+save_figure(fig, "07_seed_counts", cfg, table=with_variant_labels(at, labels), note=note)
+fig
+
+# %% [markdown]
+# ## 5. Which latents are shared?
 # For the reference seed at the base cell: how many of the other seeds share each latent, and its alignment
 # (min of the matched decoder and encoder cosine, mean over the other seeds) against how often it fires and
 # against the token entropy of its strongest activations (low = a single-token latent, the critique's measure,
@@ -161,7 +194,7 @@ display(corr.round(3))
 fig
 
 # %% [markdown]
-# ## 5. Toy data: are shared latents the true features?
+# ## 6. Toy data: are shared latents the true features?
 # L1 SAEs on notebook 02's synthetic world (known feature directions), raw and through a random MLP, one data
 # stream for all seeds. For the reference seed's live latents: the best cosine with any true feature, for the
 # latents every other seed shares against the rest.
@@ -188,22 +221,23 @@ else:
     fig
 
 # %% [markdown]
-# ## 6. What the numbers show
+# ## 7. What the numbers show
 # The cell below prints the comparison for whatever profile ran; the README quotes the committed default run next to
 # Paulo & Belrose's numbers. What to look for: the shared fraction at cos > 0.7 for each variant (the paper: ~30-40%
 # for TopK on trained models), whether the trained model's SAEs share more than the random variants' (TopK and
-# ReLU + L1 separately: the ReLU matchings often pair near-duplicate directions, so check `same_partner`), and, on
-# the toy data, whether the shared latents are the true features.
+# ReLU + L1 separately: the ReLU matchings often pair near-duplicate directions, so check `same_partner_live` and
+# the encoder-collapse check of section 4), whether counting live latents only changes an ordering (wider against
+# narrower), and, on the toy data, whether the shared latents are the true features.
 
 # %%
 base_at = at[at.R.eq(cfg.base_expansion) & at.k.eq(cfg.base_k)].set_index(["variant", "architecture"])
 print(f"shared fraction at cos > {cfg.threshold}, R={cfg.base_expansion}, k={cfg.base_k} (mean over seed pairs):")
-print(base_at[["shared", "shared_min", "shared_max", "same_partner", "l0"]].round(3).to_string())
+print(base_at[["shared", "shared_min", "shared_max", "shared_live", "same_partner_live", "l0"]].round(3).to_string())
 spread = base_at["shared"].groupby("architecture").agg(["min", "max"])
 print("range across variants, by architecture:", spread.round(3).to_dict("index"))
 
 # %% [markdown]
-# ## 7. Seed replicates of notebook 03's SAEs: the spread behind every headline number
+# ## 8. Seed replicates of notebook 03's SAEs: the spread behind every headline number
 #
 # Notebooks 03-05 train one SAE per (variant, layer), and their intervals cover examples (and latents) only. A
 # rerun with another SAE seed, or on another CPU where float differences grow through training, gives another SAE
@@ -231,7 +265,7 @@ display(spread.pivot_table(index="variant", columns="metric", values="sd").round
 fig
 
 # %% [markdown]
-# ## 8. Runtime
+# ## 9. Runtime
 
 # %%
 print(f"notebook 07 ({cfg.profile}): {run.elapsed_s():.0f} s in all; by stage (s): {grid.timings}")

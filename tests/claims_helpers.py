@@ -331,8 +331,10 @@ def write_llm_gap(folder, gap=(-0.01, -0.03, 0.01)):
     return _csv(folder, "llm_minus_token_baseline", rows)
 
 
-def write_seeds(folder, shared=None, dead=0.1, base=(2, 32)):
-    """``shared``: {(architecture, R, k): shared fraction at 0.7} of the trained model (3 seed pairs, +-0.01)."""
+def write_seeds(folder, shared=None, dead=0.1, base=(2, 32), live=None):
+    """``shared``: {(architecture, R, k): shared fraction at 0.7} of the trained model (3 seed pairs, +-0.01);
+    ``live``: {(architecture, R, k): (shared_live, same_partner_live) fractions} adds notebook 07's live-latent
+    columns (the same value for every pair and threshold)."""
     shared = shared or {("topk", 2, 32): 0.35, ("topk", 4, 32): 0.36, ("relu", 2, 32): 0.5}
     rows = []
     for (arch, R, k), s in shared.items():
@@ -362,6 +364,8 @@ def write_seeds(folder, shared=None, dead=0.1, base=(2, 32)):
                         "dead_fraction": dead,
                     }
                 )
+                if live is not None:
+                    rows[-1]["shared_live_fraction"], rows[-1]["same_partner_live_fraction"] = live[(arch, R, k)]
     return _csv(
         folder, "07_seed_stability", rows, params={"threshold": 0.7, "base_expansion": base[0], "base_k": base[1]}
     )

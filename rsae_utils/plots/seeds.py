@@ -220,3 +220,42 @@ def plot_replicates(reps: pd.DataFrame, labels: Labels = None):
     fig.suptitle(f"notebook 03's SAEs retrained with other seeds (layer {layer}): one dot per seed", fontsize=10)
     fig.tight_layout()
     return fig
+
+
+# What plot_counts draws: (column of notebook 07's at-threshold table, label), per row of panels.
+COUNT_BARS = (
+    ("shared", "of all latents"),
+    ("shared_live", "of live latents"),
+    ("same_partner_live", "of live, same partner"),
+)
+ENCODER_BARS = (("enc", "encoder match"), ("enc_pc1_removed", "encoder match, top PC removed"))
+
+
+def plot_counts(at: pd.DataFrame, threshold: float = 0.7, labels: Labels = None):
+    """Notebook 07's cells counted three ways, a column of panels per variant. Top: the shared fraction of all
+    latents, of live latents, and of live latents whose decoder and encoder matchings pick the same partner.
+    Bottom: the share of latents whose matched encoder cosine exceeds ``threshold``, before and after the top
+    principal component of the encoder directions is projected out (the number above: its variance share)."""
+    use_paper_style()
+    variants = order_variants(at.variant)
+    fig, axes = plt.subplots(2, len(variants), figsize=(3.4 * len(variants), 5.4), squeeze=False, sharey="row")
+    for col, v in enumerate(variants):
+        sel = at[at.variant == v]
+        sel = sel.iloc[np.lexsort((sel.k, sel.R, sel.architecture.map(list(ARCHITECTURES).index)))]
+        x = np.arange(len(sel))
+        ticks = [f"{ARCH_NAMES[a]}\nR={r} k={k}" for a, r, k in zip(sel.architecture, sel.R, sel.k)]
+        for row, bars in enumerate((COUNT_BARS, ENCODER_BARS)):
+            ax = axes[row][col]
+            width = 0.8 / len(bars)
+            for i, (name, label) in enumerate(bars):
+                ax.bar(x - 0.4 + width * (i + 0.5), sel[name], width, color=SERIES_COLORS[i + 2 * row], label=label)
+            ax.set_xticks(x, ticks, fontsize=6)
+            ax.set_title(_label(v, labels), fontsize=9)
+        for xi, share, top in zip(x, sel.enc_pc1_share, sel[["enc", "enc_pc1_removed"]].max(axis=1)):
+            axes[1][col].text(xi, top, f"PC1 {share:.2f}", ha="center", va="bottom", fontsize=6)
+    axes[0][0].set_ylabel(f"shared at cos > {threshold}")
+    axes[1][0].set_ylabel(f"encoder cos > {threshold}")
+    for row in (0, 1):
+        axes[row][-1].legend(fontsize=6, loc="best")
+    fig.tight_layout()
+    return fig

@@ -199,6 +199,27 @@ def test_seed_claims_are_gated_on_dead_latents(tmp_path):
     assert "share 0.04" in r.reason and "'reproduced' is out of reach" in r.reason
 
 
+def test_seed_claims_report_live_latents_and_relu_rests_on_the_same_partner_share(tmp_path):
+    """ReLU shares far more latents the paper's way (0.5 against 0.35), but with the same partner required, of
+    live latents, only 0.21 against 0.2: the claim reads the latter. The live counts reach every seed claim's
+    description, and the wider SAE's live share is reported next to its all-latent one."""
+    live = {("topk", 2, 32): (0.4, 0.2), ("topk", 4, 32): (0.45, 0.22), ("relu", 2, 32): (0.55, 0.19)}
+    write_seeds(tmp_path / "figures", live=live)
+    relu = _one(tmp_path, "seed-relu-vs-topk")
+    assert relu.verdict == R.NOT_REPRODUCED and relu.value == pytest.approx(-0.01, abs=1e-9)
+    assert "live latents shared with the same partner" in relu.measure and "paper's count" in relu.measure
+    assert "0.15" in relu.measure  # the two-matching difference of all latents, 0.5 - 0.35
+    shared = _one(tmp_path, "seed-shared")
+    assert "of live latents 0.4, with the same decoder and encoder partner 0.2" in shared.measure
+    assert "of live latents 0.05" in _one(tmp_path, "seed-wider").measure
+    # a table from before the live columns: the same-partner share of all latents, and a note to rerun
+    write_seeds(tmp_path / "figures")
+    relu = _one(tmp_path, "seed-relu-vs-topk")
+    assert "share of all latents shared with the same partner" in relu.measure
+    assert relu.value == pytest.approx((0.5 - 0.35) / 2, abs=1e-9)
+    assert "rerun notebook 07" in _one(tmp_path, "seed-shared").measure
+
+
 def test_llm_at_chance_on_the_trained_model_is_not_decidable(tmp_path):
     write_auroc(tmp_path / "figures", llm={("detection", "trained"): 0.5, ("detection", "step0"): 0.5})
     r = _one(tmp_path, "autointerp-detection")

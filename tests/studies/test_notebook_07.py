@@ -37,9 +37,14 @@ def test_smoke_run_writes_the_seed_table(smoke_run, smoke_env):
     assert set(table.variant) == set(cfg.variants) and set(table.architecture) == {"topk", "relu"}
     assert set(table.layer) == {cfg.layer}
     assert len(set(table.seed_a) | set(table.seed_b)) == 3 and table.seed_pair.nunique() == 3
-    for col in ("shared_fraction", "same_partner_fraction"):
+    for col in ("shared_fraction", "same_partner_fraction", "enc_pc1_removed_fraction", "enc_pc1_share"):
         assert table[col].between(0, 1).all()
     assert (table.same_partner_fraction <= table.shared_fraction + 1e-12).all()
+    # counted of live latents (NaN only where a seed has none) and with the same partner required
+    live = table.dropna(subset=["shared_live_fraction"])
+    assert len(live) > 0 and live.shared_live_fraction.between(0, 1).all()
+    assert (live.same_partner_live_fraction <= live.shared_live_fraction + 1e-12).all()
+    assert (figures / "smoke" / "07_seed_counts.png").stat().st_size > 0
     assert set(table[table.architecture == "topk"].R) == set(cfg.expansions)
     assert set(table[table.architecture == "topk"].k) == set(cfg.ks)
     topk = table[table.architecture == "topk"]

@@ -84,6 +84,10 @@ def test_identical_saes_share_every_latent_and_seeds_share_fewer(cache, tmp_path
     out = match_seeds([a, b], cache, 1, tmp_path / "m_same", THRESHOLDS)
     at7 = out["pairs"].set_index("threshold").loc[0.7]
     assert at7.shared == 1.0 and at7.same_partner == 1.0 and at7.dec == 1.0 and at7.enc == 1.0
+    # counted the other ways: every live latent shared with its live twin; the same after the top-PC removal
+    assert at7.shared_live == 1.0 and at7.same_partner_live == 1.0
+    assert at7.enc_pc1_removed == 1.0 and at7.shared_pc1_removed == 1.0
+    assert out["seeds"].enc_pc1_share.nunique() == 1 and out["seeds"].enc_pc1_share.between(0, 1).all()
     assert (out["latents"].n_sharing == 1).all() and np.allclose(out["latents"].align_mean, 1.0, atol=1e-5)
 
     dirs = train_seeds(cache, 1, BASE, [0, 1, 2], data_seed=0, sae_dir=lambda name: tmp_path / name)
@@ -94,6 +98,12 @@ def test_identical_saes_share_every_latent_and_seeds_share_fewer(cache, tmp_path
         assert pairs[col].between(0, 1).all()
     assert (pairs[pairs.threshold == 0.7].shared < 1.0).all()  # other init seeds: not everything is shared
     assert (pairs.shared <= np.minimum(pairs.dec, pairs.enc) + 1e-12).all()
+    # of live latents: the same-partner ones are among the shared ones, and the live shared latents (a's live
+    # fraction times their share) are among the shared latents of all
+    assert (pairs.same_partner_live <= pairs.shared_live + 1e-12).all()
+    live_a = 1 - pairs.seed_a.map(out["seeds"].set_index("seed").dead_fraction)
+    assert (pairs.shared_live * live_a <= pairs.shared + 1e-9).all()
+    assert pairs.enc_pc1_removed.between(0, 1).all() and (pairs.shared_pc1_removed <= pairs.enc_pc1_removed).all()
     assert set(out["latents"].n_sharing) <= {0, 1, 2}
     assert out["seeds"].l0.tolist() == pytest.approx([4.0, 4.0, 4.0])
 
@@ -204,11 +214,18 @@ def test_seed_grid_tables(cache, tmp_path):
         "shared_fraction",
         "same_partner_fraction",
         "l0",
+        "shared_live_fraction",
+        "same_partner_live_fraction",
+        "enc_pc1_removed_fraction",
+        "shared_pc1_removed_fraction",
+        "enc_pc1_share",
+        "dec_pc1_share",
     } <= set(table.columns)
     assert set(table.architecture) == {"topk", "relu"} and table.seed_pair.nunique() == 3
     assert table.shared_fraction.between(0, 1).all() and table.same_partner_fraction.between(0, 1).all()
     at = at_threshold(table).set_index("architecture")
     assert at.loc["topk", "l0"] == pytest.approx(4.0) and (at.pairs == 3).all()
+    assert {"shared_live", "same_partner_live", "enc", "enc_pc1_removed", "enc_pc1_share"} <= set(at.columns)
     assert len(res["calibration"]) == 1 and res["calibration"].target_l0.iloc[0] == 4
     # TopK cells train with sae-lens's trainer unless told otherwise; ReLU cells always (the one that has them)
     records = tmp_path.glob("trained/*/training_record.json")

@@ -94,15 +94,25 @@ def heldout_activity(
 ) -> tuple[dict[str, float], pd.DataFrame | None]:
     """(:func:`activity` of the SAE on the held-out split, and its :func:`latent_stats` over ``top_n`` strongest
     activations, None when ``top_n`` is None): from the TopK codes when the SAE is plain TopK, else dense."""
+    return heldout_live(sae, cache, layer, exclude_tokens, top_n)[:2]
+
+
+def heldout_live(
+    sae: Any, cache: ActivationCache, layer: int, exclude_tokens: Sequence[int] = (), top_n: int | None = None
+) -> tuple[dict[str, float], pd.DataFrame | None, np.ndarray]:
+    """:func:`heldout_activity` plus the (d_sae,) bool mask of the latents that fire at least once on the held-out
+    split (live; its complement is what ``dead_fraction`` counts)."""
     codes = encode_test_topk(sae, cache, layer, exclude_tokens)
     if codes is not None:
         vals, idx, tok = codes
         pos = vals > 0
-        act = activity(pos.sum(1), torch.bincount(idx[pos], minlength=sae.cfg.d_sae) > 0)
-        return act, None if top_n is None else latent_stats_topk(vals, idx, tok, sae.cfg.d_sae, top_n)
+        fired = torch.bincount(idx[pos], minlength=sae.cfg.d_sae) > 0
+        stats = None if top_n is None else latent_stats_topk(vals, idx, tok, sae.cfg.d_sae, top_n)
+        return activity(pos.sum(1), fired), stats, fired.numpy()
     z, tok = encode_test(sae, cache, layer, exclude_tokens)
     active = z > 0
-    return activity(active.sum(1), active.any(0)), None if top_n is None else latent_stats(z, tok, top_n)
+    fired = active.any(0)
+    return activity(active.sum(1), fired), None if top_n is None else latent_stats(z, tok, top_n), fired.numpy()
 
 
 def measure_l0(path: Path, cache: ActivationCache, layer: int, exclude_tokens: Sequence[int] = ()) -> float:

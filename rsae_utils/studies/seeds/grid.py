@@ -31,15 +31,17 @@ from rsae_utils.sae.cache import ActivationCache
 from rsae_utils.sae.spec import ARCHITECTURES, RELU, SAE_LENS, TOPK, SAESpec, sae_name
 from rsae_utils.sae.train import load_sae, train_sae
 from rsae_utils.store import cached_artifact, read_json, write_json
-from rsae_utils.studies.seeds.activity import heldout_activity, measure_l0
+from rsae_utils.studies.seeds.activity import heldout_live, measure_l0
+from rsae_utils.studies.seeds.counts import pair_rows, top_pc
 from rsae_utils.studies.seeds.matching import directions_from_sae
-from rsae_utils.studies.seeds.stability import alignment, match_saes, n_seeds_sharing, shared_fraction_curve
+from rsae_utils.studies.seeds.stability import alignment, match_saes, n_seeds_sharing
 
 CODE = (
     "rsae_utils.studies.seeds.grid",
     "rsae_utils.studies.seeds.stability",
     "rsae_utils.studies.seeds.matching",
     "rsae_utils.studies.seeds.activity",
+    "rsae_utils.studies.seeds.counts",
     "rsae_utils.sae.metrics",
 )
 DirFn = Callable[[str], Path]  # SAE folder name -> folder
@@ -199,10 +201,13 @@ def match_seeds(
 ) -> dict[str, pd.DataFrame]:
     """Match every pair of the SAEs in ``dirs`` (seed order); cached. Returns three tables:
 
-    ``pairs``: (seed_a, seed_b, threshold, shared, same_partner, dec, enc, maxcos_shared) fractions of a's latents;
+    ``pairs``: (seed_a, seed_b, threshold, shared, same_partner, dec, enc, maxcos_shared) fractions of a's latents,
+    plus (shared_live, same_partner_live) over a's live latents and (enc_pc1_removed, shared_pc1_removed)
+    after the encoders' top principal components are projected out (:mod:`rsae_utils.studies.seeds.counts`);
     ``latents``: per latent of the first SAE (the reference), its alignment (min of matched decoder and encoder
     cosine) with each other seed, their mean, how many other seeds share it at ``threshold``, firing frequency and
-    token entropy on the held-out split; ``seeds``: L0 and dead fraction of every SAE on the held-out split.
+    token entropy on the held-out split; ``seeds``: L0, dead fraction and the encoder's and decoder's top-PC share
+    (``enc_pc1_share``, ``dec_pc1_share``) of every SAE on the held-out split.
     """
     if len(dirs) < 2:
         raise ValueError(f"need at least 2 seeds to match; got {len(dirs)}")
@@ -220,39 +225,29 @@ def match_seeds(
         saes = [load_sae(d) for d in dirs]
         seeds = [int(read_json(Path(d) / "training_record.json")["seed"]) for d in dirs]
         dirs_ = [directions_from_sae(s) for s in saes]
-        rows, ref = [], {}
-        for i in range(len(saes)):
-            for j in range(i + 1, len(saes)):
-                res = match_saes(dirs_[i], dirs_[j], threshold=threshold)
-                if i == 0:
-                    ref[j] = res
-                c = shared_fraction_curve(res, thresholds)
-                for t_i, t in enumerate(c.thresholds):
-                    rows.append(
-                        {
-                            "seed_a": seeds[i],
-                            "seed_b": seeds[j],
-                            "threshold": round(float(t), 6),
-                            "shared": c.shared[t_i],
-                            "same_partner": c.shared_same_partner[t_i],
-                            "dec": c.dec[t_i],
-                            "enc": c.enc[t_i],
-                            "maxcos_shared": c.maxcos_shared[t_i],
-                        }
-                    )
-        pd.DataFrame(rows).to_csv(tmp / "pairs.csv", index=False)
-        srows, lat = [], None
-        for s, sae, d in zip(seeds, saes, dirs):
-            act, stats = heldout_activity(sae, cache, layer, exclude_tokens, top_n if lat is None else None)
+        srows, lat, live = [], None, []
+        for s, sae, d, dd in zip(seeds, saes, dirs, dirs_):
+            act, stats, fired = heldout_live(sae, cache, layer, exclude_tokens, top_n if lat is None else None)
             lat = stats if lat is None else lat  # the reference (first) seed's per-latent table
+            live.append(fired)
             srows.append(
                 {
                     "seed": s,
                     **act,
                     "d_sae": int(sae.cfg.d_sae),
                     "tokens_trained": read_json(Path(d) / "training_record.json")["tokens_trained"],
+                    "enc_pc1_share": top_pc(dd.enc)[0],
+                    "dec_pc1_share": top_pc(dd.dec)[0],
                 }
             )
+        rows, ref = [], {}
+        for i in range(len(saes)):
+            for j in range(i + 1, len(saes)):
+                res = match_saes(dirs_[i], dirs_[j], threshold=threshold)
+                if i == 0:
+                    ref[j] = res
+                rows += pair_rows(res, seeds[i], seeds[j], live[i], live[j], dirs_[i], dirs_[j], thresholds)
+        pd.DataFrame(rows).to_csv(tmp / "pairs.csv", index=False)
         for j, res in ref.items():
             lat[f"align_s{seeds[j]}"] = alignment(res)
         lat["dec_cos_mean"] = np.nanmean([r.dec.cos for r in ref.values()], axis=0)
@@ -380,17 +375,19 @@ class SeedGrid:
 
 def summary_table(res: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """The tidy table of notebook 07: one row per (variant, layer, architecture, R, k, seed pair, threshold) with
-    the shared and same-partner fractions, and the mean held-out L0 of the two SAEs (and the ReLU target)."""
+    the shared and same-partner fractions of all of a's latents (``shared_fraction``, ``same_partner_fraction``)
+    and of its live latents (``shared_live_fraction``, ``same_partner_live_fraction``), the encoder and shared
+    fractions with the encoders' top principal components removed, and per pair the mean held-out L0, dead
+    fraction and encoder / decoder top-PC share of the two SAEs (and the ReLU target)."""
     keys = ["variant", "layer", "architecture", "R", "k"]
-    l0 = res["seeds"][[*keys, "seed", "l0", "dead_fraction"]]
-    pairs = res["pairs"].merge(
-        l0.rename(columns={"seed": "seed_a", "l0": "l0_a", "dead_fraction": "dead_a"}), on=[*keys, "seed_a"]
-    )
-    pairs = pairs.merge(
-        l0.rename(columns={"seed": "seed_b", "l0": "l0_b", "dead_fraction": "dead_b"}), on=[*keys, "seed_b"]
-    )
-    pairs["l0"] = (pairs.pop("l0_a") + pairs.pop("l0_b")) / 2
-    pairs["dead_fraction"] = (pairs.pop("dead_a") + pairs.pop("dead_b")) / 2
+    per_seed = ["l0", "dead_fraction", "enc_pc1_share", "dec_pc1_share"]  # averaged over the pair's two SAEs
+    seeds = res["seeds"][[*keys, "seed", *per_seed]]
+    pairs = res["pairs"]
+    for side in ("a", "b"):
+        names = {"seed": f"seed_{side}", **{c: f"{c}_{side}" for c in per_seed}}
+        pairs = pairs.merge(seeds.rename(columns=names), on=[*keys, f"seed_{side}"])
+    for c in per_seed:
+        pairs[c] = (pairs.pop(f"{c}_a") + pairs.pop(f"{c}_b")) / 2
     pairs["seed_pair"] = pairs.seed_a.astype(str) + "-" + pairs.seed_b.astype(str)
     pairs["target_l0"] = pairs["k"]
     cols = [
@@ -408,20 +405,21 @@ def summary_table(res: dict[str, pd.DataFrame]) -> pd.DataFrame:
         "l0",
         "target_l0",
         "dead_fraction",
+        # Counted other ways (rsae_utils.studies.seeds.counts): of a's live latents, and without the encoders' top PC.
+        "shared_live",
+        "same_partner_live",
+        "enc_pc1_removed",
+        "shared_pc1_removed",
+        "enc_pc1_share",
+        "dec_pc1_share",
     ]
-    return pairs[cols].rename(
-        columns={
-            "shared": "shared_fraction",
-            "same_partner": "same_partner_fraction",
-            "dec": "dec_fraction",
-            "enc": "enc_fraction",
-            "maxcos_shared": "maxcos_shared_fraction",
-        }
-    )
+    renamed = ("shared", "same_partner", "dec", "enc", "maxcos_shared", *cols[-6:-2])
+    return pairs[cols].rename(columns={c: f"{c}_fraction" for c in renamed})
 
 
 def at_threshold(table: pd.DataFrame, threshold: float = 0.7) -> pd.DataFrame:
-    """Mean (and min/max over seed pairs) shared fraction per (variant, architecture, R, k) at ``threshold``."""
+    """Mean (and min/max over seed pairs) shared fraction per (variant, architecture, R, k) at ``threshold``, with
+    the means of the other counts (of live latents, same partner, encoder before and after the top-PC removal)."""
     sel = table[np.isclose(table.threshold, threshold)]
     g = sel.groupby(["variant", "architecture", "R", "k"], sort=False)
     return g.agg(
@@ -429,6 +427,11 @@ def at_threshold(table: pd.DataFrame, threshold: float = 0.7) -> pd.DataFrame:
         shared_min=("shared_fraction", "min"),
         shared_max=("shared_fraction", "max"),
         same_partner=("same_partner_fraction", "mean"),
+        shared_live=("shared_live_fraction", "mean"),
+        same_partner_live=("same_partner_live_fraction", "mean"),
+        enc=("enc_fraction", "mean"),
+        enc_pc1_removed=("enc_pc1_removed_fraction", "mean"),
+        enc_pc1_share=("enc_pc1_share", "mean"),
         l0=("l0", "mean"),
         dead_fraction=("dead_fraction", "mean"),
         pairs=("seed_pair", "nunique"),
