@@ -1,6 +1,6 @@
 """Each concept of the SAE stage is written once (static, read with ``ast``; nothing is imported):
 
-* no module of the package imports another module's private name (``from rsae_utils.x import _name``);
+* no module of the package imports another module's private name (``from <module> import _name``);
 * no architecture or trainer is chosen by comparing its name with a string (``spec.trainer == "fast"``): call
   sites ask the registries (``sae.spec.ARCHITECTURES``, ``sae.trainers.trainer_for``);
 * the learning-rate rule, the SAE folder name, ``unit_rows`` and the check of notebook 03's caches are each
