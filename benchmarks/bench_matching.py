@@ -1,4 +1,4 @@
-"""Benchmark dense against sparse SAE latent matching (studies.seeds.matching) at 2,304, 9,216 and 36,864 latents.
+"""Benchmark dense against sparse SAE latent matching (sae.matching) at 2,304, 9,216 and 36,864 latents.
 
     .venv/bin/python benchmarks/bench_matching.py            # full table (~15-25 min on 2 busy cores)
     .venv/bin/python benchmarks/bench_matching.py --quick    # 256 latents, cells in this process (seconds)
@@ -40,7 +40,7 @@ import scipy
 import torch
 from _quick import ROOT, quick_json, write_json
 
-from rsae_utils.studies.seeds.matching import Directions
+from rsae_utils.sae.matching import Directions
 from rsae_utils.studies.seeds.stability import match_saes
 
 D_IN = 576

@@ -1,13 +1,14 @@
 """Benchmark: TopK SAE training throughput against the hardware limit, sae-lens and sparsify, in one process.
 
 For each width R (d_sae = R * 576, SmolLM2-135M's d_model; k 32, fp32, Adam) it times a training step of
-``rsae_utils.sae.topk.TopKTrainer``, sae-lens's ``SAETrainer.step`` on a ``TopKTrainingSAE``
-(``training_forward_pass`` + backward + grad clipping + Adam, as ``fit`` runs it) and, when ``eai-sparsify`` is
-installed, sparsify's ``SparseCoder`` loop (forward, FVU backward, decoder-parallel gradient removal, Adam, unit
-rows). The limit is one dense encoder product per token: peak / (2 d_in d_sae) tokens/s, the peak being the best
-fp32 product measured in the run (a 4096^3 one and the encoder product itself, next to each width's trainers).
-Trainers are timed in alternating rounds and each keeps its best round, so a burst of load from other jobs hurts
-all of them alike; the ratios in one run are what to compare across machines.
+``rsae_utils.sae.topk.TopKTrainer`` (fp32, and "fast_bf16": ``matmul_dtype="bfloat16"``, the top-k chosen from a
+bf16 encoder product, all else fp32; the bf16 / fp32 ratio is printed per width), sae-lens's ``SAETrainer.step`` on
+a ``TopKTrainingSAE`` (``training_forward_pass`` + backward + grad clipping + Adam, as ``fit`` runs it) and, when
+``eai-sparsify`` is installed, sparsify's ``SparseCoder`` loop (forward, FVU backward, decoder-parallel gradient
+removal, Adam, unit rows). The limit is one dense encoder product per token: peak / (2 d_in d_sae) tokens/s, the
+peak being the best fp32 product measured in the run (a 4096^3 one and the encoder product itself, next to each
+width's trainers). Trainers are timed in alternating rounds and each keeps its best round, so a burst of load from
+other jobs hurts all of them alike; the ratios in one run are what to compare across machines.
 
     python benchmarks/bench_topk_train.py            # R = 4, 16, 64; batch 4096; writes figures/bench_topk_train.json
     python benchmarks/bench_topk_train.py --quick    # R = 1, batch 256, one step: seconds; build/..._quick.json
@@ -66,10 +67,10 @@ def encoder_gflops(d_sae: int, batch: int, device: str, reps: int) -> float:
     return 2 * batch * D_IN * d_sae / s / 1e9
 
 
-def make_fast(d_sae: int, device: str):
+def make_fast(d_sae: int, device: str, matmul_dtype: str = "float32"):
     from rsae_utils.sae.topk import TopKTrainer
 
-    trainer = TopKTrainer(D_IN, d_sae, K, device=device, seed=0)
+    trainer = TopKTrainer(D_IN, d_sae, K, device=device, seed=0, matmul_dtype=matmul_dtype)
     return trainer.step
 
 
@@ -90,7 +91,7 @@ def make_sae_lens(d_sae: int, batch: int, device: str):
     )
     torch.manual_seed(0)
     sae = make_training_sae(spec, D_IN).to(device)
-    trainer = SAETrainer(cfg=trainer_config(spec, 1, device=device), sae=sae, data_provider=iter(()))
+    trainer = SAETrainer(cfg=trainer_config(spec, D_IN, 1, device=device), sae=sae, data_provider=iter(()))
     return trainer.step
 
 
@@ -126,6 +127,7 @@ def bench_width(R: int, batch: int, device: str, steps: int, rounds: int, traine
     xs = [(torch.randn(batch, D_IN, generator=gen) * scale + 0.5).to(device) for _ in range(steps)]
     makers = {
         "fast": lambda: make_fast(d_sae, device),
+        "fast_bf16": lambda: make_fast(d_sae, device, "bfloat16"),
         "sae_lens": lambda: make_sae_lens(d_sae, batch, device),
         "sparsify": lambda: make_sparsify(d_sae, device),
     }
@@ -157,7 +159,7 @@ def main() -> dict:
         help="R = 1, batch 256, 1 step, 1 round, a 256^3 peak product "
         "(a smoke run in seconds); writes build/bench_topk_train_quick.json unless --json is given",
     )
-    ap.add_argument("--trainers", default="fast,sae_lens,sparsify")
+    ap.add_argument("--trainers", default="fast,fast_bf16,sae_lens,sparsify")
     ap.add_argument("--devices", default=None, help="default: cpu, plus cuda when available")
     ap.add_argument(
         "--threads",
@@ -173,6 +175,8 @@ def main() -> dict:
         help="default figures/bench_topk_train.json (--quick: build/bench_topk_train_quick.json)",
     )
     args = ap.parse_args()
+    from rsae_utils.sae.topk import bf16_is_fast
+
     if args.threads:
         torch.set_num_threads(args.threads)
     peak_n = 4096
@@ -222,6 +226,7 @@ def main() -> dict:
                 "matmul_4096_gflops": round(square, 1),
                 "encoder_gflops": round(enc, 1),
                 "limit_tok_s": round(limit, 1),
+                "bf16_is_fast": bf16_is_fast(device),
             }
             for name, v in tok_s.items():
                 row[f"{name}_tok_s"] = round(v, 1)
@@ -230,6 +235,8 @@ def main() -> dict:
                 for name, v in tok_s.items():
                     if name != "sae_lens":
                         row[f"{name}_vs_sae_lens"] = round(v / tok_s["sae_lens"], 2)
+            if "fast" in tok_s and "fast_bf16" in tok_s:
+                row["bf16_vs_fp32"] = round(tok_s["fast_bf16"] / tok_s["fast"], 2)
             out["results"].append(row)
             print(_line(row, trainers), flush=True)
     out["load_after"] = os.getloadavg()
@@ -252,6 +259,8 @@ def _line(row: dict, trainers: list[str]) -> str:
         cell = f" {name} {row[f'{name}_tok_s']:8.0f} tok/s ({100 * row[f'{name}_frac_of_limit']:4.1f}%"
         cell += f", x{row[f'{name}_vs_sae_lens']:.2f} sae-lens)" if f"{name}_vs_sae_lens" in row else ")"
         cells.append(cell)
+    if "bf16_vs_fp32" in row:
+        cells.append(f" fast bf16/fp32 x{row['bf16_vs_fp32']:.2f} (bf16 native: {row['bf16_is_fast']})")
     return head + " |".join(cells)
 
 

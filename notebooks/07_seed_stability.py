@@ -245,7 +245,7 @@ print("range across variants, by architecture:", spread.round(3).to_dict("index"
 # `replicate_seeds` (notebook 03's own seed is reused, not retrained), and each replicate is measured as notebooks
 # 03 and 04 measure it: held-out explained variance and cosine, and the mean token-baseline AUROC over a fresh
 # sample of latents (notebook 04's protocol). The SD across seeds per (variant, metric) goes into the intervals
-# of notebook 09's claims table, assuming other layers vary as much as this one.
+# of notebook 10's claims table, assuming other layers vary as much as this one.
 
 # %%
 cfg04 = resolve("04_autointerp", PROFILE)

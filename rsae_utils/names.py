@@ -1,5 +1,5 @@
 """The figures and tables one notebook writes and another reads, named once: the producing notebook saves under
-the constant here (``save_figure(fig, names.AUROC_VS_LAYER, ...)``) and the claims (notebook 09) open the table
+the constant here (``save_figure(fig, names.AUROC_VS_LAYER, ...)``) and the claims (notebook 10) open the table
 through :data:`TABLES`, which says which columns they read and which notebook to rerun when it is missing.
 
 Imports nothing of ours, so every producer (notebooks, ``plots``, ``studies``) and ``claims`` can import it.
@@ -47,6 +47,10 @@ SEED_REPLICATES = "07_seed_replicates"
 # notebook 08
 POSITIONAL = "08_positional"
 SCORERS = "08_scorers"
+# notebook 09
+BUDGET = "09_training_budget"  # every snapshot's measures (the figure's table)
+BUDGET_CURVES = "09_budget_curves"  # per (variant, layer, measure): last value, change over the last 4x, settled
+BUDGET_GAPS = "09_budget_gaps"  # per (layer, measure, variant): trained-minus-variant gap and its trend
 
 _NB05 = {"notebook": "05_roc_entropy", "upstream": "04_autointerp"}
 TABLES: dict[str, Table] = {
@@ -72,6 +76,10 @@ TABLES: dict[str, Table] = {
         ("variant", "layer", "boundary", "n_judged", "n_positional", "n_positional_control", "control_test_share"),
     ),
     SCORERS: Table("08_critique", ("variant", "layer", "scorer", "auroc", "auroc_lo", "auroc_hi")),
+    BUDGET_CURVES: Table(
+        "09_training_budget", ("variant", "layer", "measure", "tokens_last", "change_last_step", "settled")
+    ),
+    BUDGET_GAPS: Table("09_training_budget", ("layer", "measure", "variant", "gap_first", "gap_last", "trend")),
 }
 
 

@@ -256,6 +256,26 @@ def why_gaps_table(profile: str) -> Path:
     return why_default_dir(profile) / "gaps.csv"
 
 
+def budget_dir(profile: str) -> Path:
+    """The training-budget study's SAE snapshots and measures (its caches live under :func:`caches_root`)."""
+    return work_dir(profile) / "budget"
+
+
+def budget_cache_dir(profile: str, model: str, revision: str | None, variant: str, variant_seed: int) -> Path:
+    """The training-budget study's activation cache of one variant (its own corpus and windows)."""
+    return caches_root(profile) / "budget" / model_slug(model, revision) / _variant_part(variant, variant_seed)
+
+
+def budget_sae_dir(profile: str, model: str, revision: str | None, variant: str, name: str) -> Path:
+    """One SAE snapshot of the training-budget study; ``name`` from ``studies.budget.run.snapshot_name``."""
+    return budget_dir(profile) / "saes" / model_slug(model, revision) / slug(variant) / slug(name)
+
+
+def budget_measures_dir(sae: Path) -> Path:
+    """The measures of one budget-study SAE (beside it, one artifact per SAE)."""
+    return Path(sae).with_name(Path(sae).name + ".measures")
+
+
 def metrics_dir(profile: str, model: str, revision: str | None, variant: str, variant_seed: int) -> Path:
     """Held-out metrics of every SAE of one variant."""
     return work_dir(profile) / "metrics" / model_slug(model, revision) / _variant_part(variant, variant_seed)

@@ -24,7 +24,7 @@ DEFERRED = {
     ("rsae_utils.subject.hf_text", "datasets"): "only hub corpora need it",
     ("rsae_utils.sae.jobs", "submitit"): "only executor != 'local' needs it (an optional dependency)",
     # transformer-lens takes ~3 s to import; the parameter module (every notebook's first cell) reads the model
-    # names' checks from here, and notebooks 01, 02 and 09 never load a model.
+    # names' checks from here, and notebooks 01, 02 and 10 never load a model.
     ("rsae_utils.subject.models", "transformer_lens"): "only loading a model or a hub name's check needs it",
     ("rsae_utils.subject.models", "transformer_lens.pretrained.weight_conversions"): "same",
     ("rsae_utils.subject.models", "transformers"): "same (AutoTokenizer, for a hub model's tokenizer)",

@@ -240,10 +240,10 @@ def test_producers_save_under_the_registered_names():
             assert f'"{table}"' not in text, f"notebook {stem} spells the table {table!r}: use rsae_utils.names"
 
 
-def test_notebook_09_reruns_after_every_producer():
+def test_notebook_10_reruns_after_every_producer():
     from rsae_utils.params import NOTEBOOKS as PARAMS
 
-    after = set(PARAMS["09_claims"].after)
+    after = set(PARAMS["10_claims"].after)
     assert {t.notebook for t in TABLES.values()} <= after and {
         t.upstream for t in TABLES.values() if t.upstream
     } <= after

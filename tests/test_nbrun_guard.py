@@ -110,7 +110,7 @@ def test_misspelt_names_get_a_suggestion(capsys):
     assert nbrun.main(["--profile", "smoke", "--nb", "01", "--set-string", "n_sampels=5"]) == 2
     assert "did you mean 'n_samples'" in capsys.readouterr().err
     assert nbrun.main(["--profile", "smoke", "--nb", "01", "--set-string", "n_boot=5"]) == 2
-    assert "belongs to 05_roc_entropy, 08_critique, 09_claims, none of which is selected" in capsys.readouterr().err
+    assert "belongs to 05_roc_entropy, 08_critique, 10_claims, none of which is selected" in capsys.readouterr().err
     assert nbrun.main(["--profile", "smoke", "--nb", "01", "--set-string", "browser_latents=5"]) == 2
     assert "belongs to 05_roc_entropy, which is not selected" in capsys.readouterr().err
 

@@ -158,7 +158,7 @@ def test_readme_links_open_the_executed_copies_of_this_repository():
 
 
 def test_readme_shows_the_committed_claims_table():
-    """The README's claims table is notebook 09's ``figures/claims.md`` of the committed default run, links and all."""
+    """The README's claims table is notebook 10's ``figures/claims.md`` of the committed default run, links and all."""
     readme = (ROOT / "README.md").read_text()
     assert readme.count("<!-- claims.md -->") == 1 and readme.count("<!-- /claims.md -->") == 1
     shown = readme.split("<!-- claims.md -->")[1].split("<!-- /claims.md -->")[0].strip() + "\n"

@@ -1,4 +1,4 @@
-"""Notebook 09's claims table: the verdict rules (``rules``), the readers of each notebook's tables (``toy_sae``,
+"""Notebook 10's claims table: the verdict rules (``rules``), the readers of each notebook's tables (``toy_sae``,
 ``interp``, sharing ``inputs``), and the table builder with its markdown (``table``)."""
 
 from rsae_utils.claims.inputs import MissingInput, Options, Result

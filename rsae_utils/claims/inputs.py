@@ -1,4 +1,4 @@
-"""What the claim readers share: the options (notebook 09's margins), the figures folder they read, the result of
+"""What the claim readers share: the options (notebook 10's margins), the figures folder they read, the result of
 one claim, and the reductions several readers use (random variants, paired cells, combined intervals).
 """
 
@@ -28,7 +28,7 @@ class MissingInput(Exception):
 
 @dataclass(frozen=True)
 class Options:
-    """Notebook 09's parameters that the rules and intervals use (see ``rsae_utils/params/nb09_claims.py``)."""
+    """Notebook 10's parameters that the rules and intervals use (see ``rsae_utils/params/nb10_claims.py``)."""
 
     auroc_margin: float = 0.05
     metric_margin: float = 0.05

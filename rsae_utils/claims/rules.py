@@ -1,6 +1,6 @@
 """The verdict rules of the claims table, and the bootstrap that gives each number its interval.
 
-Every rule takes an estimate's interval ``[lo, hi]`` (and a margin or threshold, a parameter of notebook 09) and
+Every rule takes an estimate's interval ``[lo, hi]`` (and a margin or threshold, a parameter of notebook 10) and
 returns a :class:`Verdict`: one of ``reproduced``, ``not reproduced``, ``not decidable at this scale``, with a
 qualifier where one says more (``negligible``, ``opposite``, ``out of reach``, ``by construction``) and the reason in
 words and numbers. No verdict is written by hand.
@@ -51,6 +51,7 @@ NEGLIGIBLE = "negligible"  # not reproduced: the interval lies within the minimu
 OPPOSITE = "opposite"  # not reproduced: the interval lies on the other side of the reference
 OUT_OF_REACH = "out of reach"  # not decidable: an outcome of the rule lies outside what the measure can reach here
 BY_CONSTRUCTION = "by construction"  # not decidable: the scorer or the variant builds the result in
+TRAINING_BUDGET = "training budget"  # not decidable: the difference changes sign across the study's budgets
 # Each qualifier goes with one verdict only ("" with any): a result built in can never read "reproduced".
 QUALIFIERS = {
     "": VERDICTS,
@@ -58,6 +59,7 @@ QUALIFIERS = {
     OPPOSITE: (NOT_REPRODUCED,),
     OUT_OF_REACH: (NOT_DECIDABLE,),
     BY_CONSTRUCTION: (NOT_DECIDABLE,),
+    TRAINING_BUDGET: (NOT_DECIDABLE,),
 }
 
 

@@ -23,6 +23,7 @@ import rsae_utils.claims.toy_sae as T
 import rsae_utils.names as N
 from rsae_utils.claims.inputs import Inputs, MissingInput, Options, Result, fmt_num
 from rsae_utils.claims.rules import NOT_RUN, VERDICTS
+from rsae_utils.claims.training import gate
 
 HEAP, HEAP_TOY = "Heap et al. 2025", "Heap et al. 2025 (toy)"
 PB, CRIT, OURS = "Paulo & Belrose 2025", "critique (Towards Monosemanticity; comments)", "this project (default run)"
@@ -37,6 +38,8 @@ COLUMNS = [
     "lo",
     "hi",
     "interval_over",
+    "sae_tokens",
+    "settled",
     "verdict",
     "qualifier",
     "reason",
@@ -348,6 +351,7 @@ def build_claims(
                     f"({', '.join(n + '.csv' for n in missing)} missing)"
                 )
             r = c.read(inp)
+            r, sae_tokens, settled = gate(c.id, c.notebook, r, inp)
         except MissingInput as err:
             why = str(err) if missing else f"notebook {c.notebook} (profile {profile!r}) did not measure this: {err}"
             rows.append(
@@ -358,6 +362,8 @@ def build_claims(
                     "lo": math.nan,
                     "hi": math.nan,
                     "interval_over": "",
+                    "sae_tokens": math.nan,
+                    "settled": "",
                     "verdict": NOT_RUN,
                     "qualifier": "",
                     "reason": why,
@@ -373,6 +379,8 @@ def build_claims(
                 "lo": r.lo,
                 "hi": r.hi,
                 "interval_over": r.interval_over,
+                "sae_tokens": sae_tokens,
+                "settled": settled,
                 "verdict": r.verdict.verdict,
                 "qualifier": r.verdict.qualifier,
                 "reason": r.verdict.reason,
@@ -386,6 +394,15 @@ def _qualifier(row: pd.Series) -> str:
     """The row's qualifier ("" when none; a CSV read back gives NaN for an empty one)."""
     q = row.get("qualifier", "")
     return q if isinstance(q, str) else ""
+
+
+def _training_cell(row: pd.Series) -> str:
+    """ "61,440; settled by ..." for a claim on SAEs, "" otherwise (a CSV read back gives NaN for empty cells)."""
+    tokens, settled = row.get("sae_tokens", math.nan), row.get("settled", "")
+    settled = settled if isinstance(settled, str) else ""
+    if not isinstance(tokens, int | float) or not math.isfinite(tokens):
+        return settled
+    return f"{tokens:,.0f}" + (f"; {settled}" if settled else "")
 
 
 def _cell(text: str) -> str:
@@ -402,6 +419,7 @@ def claims_markdown(table: pd.DataFrame, link_from: Path | str = ".", root: Path
         "paper (PAPER.md)",
         "this run [95% interval]",
         "interval over",
+        "SAE training tokens; settled in the study?",
         "verdict",
         "why",
         "figure",
@@ -419,6 +437,7 @@ def claims_markdown(table: pd.DataFrame, link_from: Path | str = ".", root: Path
             r.paper,
             f"{val}<br>{r.measure}" if val else "",
             r.interval_over,
+            _training_cell(r),
             f"**{r.verdict}**" + (f" ({_qualifier(r)})" if _qualifier(r) else ""),
             r.reason,
             f"[{name}]({link})",

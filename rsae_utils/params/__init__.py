@@ -16,7 +16,8 @@ from rsae_utils.params import (  # noqa: F401 - registers
     nb06_why,
     nb07_seeds,
     nb08_critique,
-    nb09_claims,
+    nb09_budget,
+    nb10_claims,
 )
 from rsae_utils.params.core import (
     NOTEBOOKS,

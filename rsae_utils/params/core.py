@@ -18,7 +18,7 @@ from typing import Any
 
 from rsae_utils.errors import ParameterError
 
-PROFILES = ("smoke", "default", "paper", "gpu")
+PROFILES = ("smoke", "default", "paper", "gpu", "long")
 # Profiles whose runs are sized for a GPU machine: an estimate of their resources is printed before they start.
 LARGE_PROFILES = ("paper", "gpu")
 
@@ -163,10 +163,14 @@ class Param:
     check: Checker
     help: str = ""
     gpu: Any = INHERIT  # the gpu profile's value; INHERIT: the default profile's
+    # The long profile's (a CPU run of hours: the training-budget study further up the curve); INHERIT: default's.
+    long: Any = INHERIT
 
     def value(self, profile: str) -> Any:
         if profile == "gpu":
             return self.default if self.gpu is INHERIT else self.gpu
+        if profile == "long":
+            return self.default if self.long is INHERIT else self.long
         return {"smoke": self.smoke, "default": self.default, "paper": self.paper}[profile]
 
 
@@ -179,7 +183,7 @@ class Notebook:
     after: Sequence[str] = ()
     title: str = ""
     # Whether the runner first runs an ``after`` notebook that never ran under the profile. False for a notebook
-    # that reports a missing input itself (09_claims marks its claims "not run") rather than needing every one.
+    # that reports a missing input itself (10_claims marks its claims "not run") rather than needing every one.
     pull_upstream: bool = True
 
     def names(self) -> list[str]:

@@ -136,13 +136,15 @@ class ActivationCache:
         seed: int = 0,
         buffer_tokens: int = 1 << 20,
         exclude_tokens: Sequence[int] = (),
+        n_windows: int | None = None,
     ) -> Iterator[torch.Tensor]:
         """Endless iterator of shuffled float32 (batch_size, d_model) rows of one layer.
 
         Epoch after epoch: shards in a seeded random order, ``buffer_tokens`` worth loaded at a time, rows
         shuffled inside the buffer (a split that fits in the buffer is loaded once and fully reshuffled every
         epoch). Positions holding a token of ``exclude_tokens`` are left out. The same ``seed`` gives the same
-        sequence of batches.
+        sequence of batches. ``n_windows``: only the split's first that many windows (fewer unique tokens, more
+        epochs: what repetition costs); they must fit in the buffer.
         """
         gen = torch.Generator().manual_seed(int(seed))
         shards = self._shards(self._split(split))
@@ -151,7 +153,16 @@ class ActivationCache:
         total = self.n_tokens(split)
         keep = token_mask(self.tokens(split), exclude_tokens).reshape(-1)
         resident = None
-        if total <= buffer_tokens:
+        if n_windows is not None:
+            n = int(n_windows)
+            if not 0 < n <= self.n_windows(split) or n * self.ctx > buffer_tokens:
+                raise CacheError(
+                    f"parameter 'n_windows' must be in 1..{self.n_windows(split)} and fit the buffer "
+                    f"({buffer_tokens // self.ctx} windows); got {n_windows}"
+                )
+            rows = self.acts(layer, split)[:n].reshape(-1, self.d_model)
+            resident = rows[keep[: n * self.ctx]]
+        elif total <= buffer_tokens:
             resident = self.acts(layer, split).reshape(-1, self.d_model)[keep]
         carry = torch.empty(0, self.d_model)
         while True:

@@ -33,6 +33,7 @@ from rsae_utils.sae.cache import DEFAULT_SHARD_WINDOWS, ActivationCache, cache_k
 from rsae_utils.sae.codes import load_codes
 from rsae_utils.sae.harvest import harvest, planned_forward
 from rsae_utils.sae.spec import SAE_LENS, SAESpec, sae_name
+from rsae_utils.sae.topk import bf16_is_fast
 from rsae_utils.sae.train import load_record, load_sae, train_sae, train_saes_streaming
 from rsae_utils.store import cached_artifact, content_hash, load_table, save_table, verify_artifact
 from rsae_utils.subject.corpus import Corpus, load_corpus
@@ -41,7 +42,7 @@ from rsae_utils.subject.rerandomize import make_variant, variant_options
 from rsae_utils.subject.variants import labels_from_pairs, variant_label
 from rsae_utils.subject.windows import boundary_token_id, tokenize_windows
 
-__all__ = ["SAEPipeline", "spec_from_config", "trained_runs", "run_labels"]
+__all__ = ["SAEPipeline", "resolved_dtype", "spec_from_config", "trained_runs", "run_labels"]
 
 
 def spec_from_config(cfg: Any) -> SAESpec:
@@ -56,7 +57,16 @@ def spec_from_config(cfg: Any) -> SAESpec:
         batch_size=int(cfg.batch_size),
         lr=float(cfg.lr),
         seed=int(cfg.sae_seed),
+        matmul_dtype=resolved_dtype(getattr(cfg, "matmul_dtype", "float32"), cfg.device),
     )
+
+
+def resolved_dtype(value: str, device: str) -> str:
+    """A dtype choice with "auto" resolved on this machine ("bfloat16" where :func:`bf16_is_fast`, else
+    "float32"): artifact keys then say which arithmetic made them."""
+    if value == "auto":
+        return "bfloat16" if bf16_is_fast(device) else "float32"
+    return value
 
 
 class SAEPipeline:

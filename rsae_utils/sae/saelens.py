@@ -84,8 +84,11 @@ class RecordingMultiTrainer(MultiSAETrainer):
         }
 
 
-def trainer_config(spec: SAESpec, n_batches_for_norm_estimate: int, device: str = "cpu") -> SAETrainerConfig:
-    """sae-lens's trainer settings for ``spec`` (constant lr, wandb off, the spec's dead-latent window)."""
+def trainer_config(
+    spec: SAESpec, d_model: int, n_batches_for_norm_estimate: int, device: str = "cpu"
+) -> SAETrainerConfig:
+    """sae-lens's trainer settings for ``spec`` on ``d_model`` inputs (constant lr, wandb off, the spec's
+    dead-latent window)."""
     return SAETrainerConfig(
         total_training_samples=int(spec.n_tokens),
         train_batch_size_samples=int(spec.batch_size),
@@ -93,8 +96,8 @@ def trainer_config(spec: SAESpec, n_batches_for_norm_estimate: int, device: str 
         lr_end=spec.lr,
         lr_warm_up_steps=spec.lr_warm_up_steps,
         device=device,
-        dead_feature_window=spec.dead_window_steps(),
-        feature_sampling_window=spec.dead_window_steps(),
+        dead_feature_window=spec.dead_window_steps(d_model),
+        feature_sampling_window=spec.dead_window_steps(d_model),
         n_batches_for_norm_estimate=max(1, int(n_batches_for_norm_estimate)),
         logger=LoggingConfig(log_to_wandb=False),
     )

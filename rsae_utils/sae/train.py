@@ -68,18 +68,27 @@ def train_sae(cache: ActivationCache, layer: int, spec: SAESpec, out_dir: str | 
 
     def build(tmp: Path) -> dict[str, Any]:
         seed_everything(spec.seed)
-        metadata = {
-            "model_name": cache.model,
-            "hook_name": hook_name(layer),
-            "context_size": cache.ctx,
-            "prepend_bos": False,
-            "dataset_path": str(cache.manifest.get("corpus_source") or cache.manifest.get("corpus_sha256")),
-            "rsae_variant": cache.variant,
-        }
-        write_json(tmp / RECORD, {**params, **trainer.train(cache, layer, spec, tmp, metadata)})
+        write_json(tmp / RECORD, {**params, **trainer.train(cache, layer, spec, tmp, sae_metadata(cache, layer))})
         return {"training_record": RECORD}
 
-    return cached_artifact(out_dir, params, build, code=("rsae_utils.sae.train", *trainer.code), force=force)
+    return cached_artifact(out_dir, params, build, code=sae_code(spec), force=force)
+
+
+def sae_code(spec: SAESpec) -> tuple[str, ...]:
+    """The modules whose source is part of the artifact key of an SAE of ``spec``."""
+    return ("rsae_utils.sae.train", *trainer_for(spec).code)
+
+
+def sae_metadata(cache: ActivationCache, layer: int) -> dict[str, Any]:
+    """sae-lens metadata of an SAE trained on ``cache``'s layer."""
+    return {
+        "model_name": cache.model,
+        "hook_name": hook_name(layer),
+        "context_size": cache.ctx,
+        "prepend_bos": False,
+        "dataset_path": str(cache.manifest.get("corpus_source") or cache.manifest.get("corpus_sha256")),
+        "rsae_variant": cache.variant,
+    }
 
 
 def _resolve(model: Any) -> Any:
@@ -169,7 +178,7 @@ def train_saes_streaming(
         device = str(next(model.parameters()).device)
         n_norm = min(50, max(1, available // spec.batch_size))
         multi = RecordingMultiTrainer(
-            cfg=trainer_config(spec, n_norm, device=device),
+            cfg=trainer_config(spec, d_model, n_norm, device=device),
             saes=saes,
             hook_names={names[x]: hook_name(x) for x in todo},
             data_provider=batches,

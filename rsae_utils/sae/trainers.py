@@ -25,7 +25,7 @@ class Trainer(Protocol):
     kind: TrainerKind  # its name, the architectures it trains, whether it streams (spec.TRAINERS)
     code: tuple[str, ...]  # the modules whose source decides the SAEs it trains (part of their artifact key)
 
-    def dead_tokens(self, spec: SAESpec) -> int:
+    def dead_tokens(self, spec: SAESpec, d_model: int) -> int:
         """Its dead-latent rule: tokens without a positive activation after which a latent counts as dead."""
         ...
 
@@ -37,9 +37,10 @@ class Trainer(Protocol):
         ...
 
 
-def cache_fields(cache: ActivationCache, tokens_trained: int) -> dict[str, Any]:
-    """The record fields that say which cache an SAE trained on and how many epochs over it."""
-    available = cache.n_tokens("train")
+def cache_fields(cache: ActivationCache, tokens_trained: int, train_windows: int | None = None) -> dict[str, Any]:
+    """The record fields that say which cache an SAE trained on (its first ``train_windows`` training windows
+    when given) and how many epochs over it."""
+    available = cache.n_tokens("train") if train_windows is None else int(train_windows) * cache.ctx
     return {
         "cache_dir": str(cache.root),
         "cache_key": cache.manifest["key"],
@@ -54,15 +55,15 @@ class SaeLensTrainer:
     kind = TRAINERS[SAE_LENS]
     code = ("rsae_utils.sae.saelens",)
 
-    def dead_tokens(self, spec: SAESpec) -> int:
-        return spec.dead_window_steps() * spec.batch_size  # sae-lens counts its window in steps
+    def dead_tokens(self, spec: SAESpec, d_model: int) -> int:
+        return spec.dead_tokens(d_model)  # sae-lens counts its window in steps: whole batches
 
     def train(
         self, cache: ActivationCache, layer: int, spec: SAESpec, out: Path, metadata: dict[str, Any]
     ) -> dict[str, Any]:
         t0 = time.perf_counter()
         sae = make_training_sae(spec, cache.d_model, metadata)
-        cfg = trainer_config(spec, min(50, cache.n_tokens("train") // spec.batch_size))
+        cfg = trainer_config(spec, cache.d_model, min(50, cache.n_tokens("train") // spec.batch_size))
         batches = cache.iter_batches(layer, spec.batch_size, seed=spec.batch_seed, exclude_tokens=spec.exclude_tokens)
         trainer = RecordingTrainer(cfg=cfg, sae=sae, data_provider=batches, log_every=spec.log_every)
         trained = trainer.fit()
@@ -77,10 +78,12 @@ class SaeLensTrainer:
 
 def fit_topk(cache: ActivationCache, layer: int, spec: SAESpec) -> TopKResult:
     """The fast trainer's SAE of ``spec`` (TopK) on ``cache``'s layer, in memory: ``spec.n_tokens`` cached tokens
-    in whole batches (at least one), batch order ``spec.batch_seed``, dead after ``spec.dead_tokens()`` tokens.
+    in whole batches (at least one), batch order ``spec.batch_seed``, dead after ``spec.dead_tokens(d_model)`` tokens.
     Notebook 06's sweep calls it too, so its SAEs and notebook 03's are the same from the same spec."""
     steps = max(1, spec.n_tokens // spec.batch_size)
-    batches = cache.iter_batches(layer, spec.batch_size, seed=spec.batch_seed, exclude_tokens=spec.exclude_tokens)
+    batches = cache.iter_batches(
+        layer, spec.batch_size, seed=spec.batch_seed, exclude_tokens=spec.exclude_tokens, n_windows=spec.train_windows
+    )
     return train_topk(
         itertools.islice(batches, steps),
         cache.d_model,
@@ -88,9 +91,10 @@ def fit_topk(cache: ActivationCache, layer: int, spec: SAESpec) -> TopKResult:
         spec.k,
         lr=spec.lr,
         seed=spec.seed,
-        dead_tokens_threshold=spec.dead_tokens(),
+        dead_tokens_threshold=spec.dead_tokens(cache.d_model),
         lr_warmup_steps=spec.lr_warm_up_steps,
         log_every=spec.log_every,
+        matmul_dtype=spec.matmul_dtype,
     )
 
 
@@ -101,9 +105,9 @@ class FastTrainer:
     kind = TRAINERS[FAST]
     code = ("rsae_utils.sae.topk",)
 
-    def dead_tokens(self, spec: SAESpec) -> int:
-        # An eighth of the run without firing (sae-lens's window, in whole batches; sparsify: 10M tokens).
-        return spec.dead_tokens()
+    def dead_tokens(self, spec: SAESpec, d_model: int) -> int:
+        # DEAD_ACTIVATIONS expected activations without firing (sparsify's 10M tokens at the paper's width and k).
+        return spec.dead_tokens(d_model)
 
     def train(
         self, cache: ActivationCache, layer: int, spec: SAESpec, out: Path, metadata: dict[str, Any]
@@ -111,22 +115,29 @@ class FastTrainer:
         t0 = time.perf_counter()
         res = fit_topk(cache, layer, spec)
         to_sae_lens(res, metadata).save_model(out)
-        n_dead = int((res.tokens_since_fired > self.dead_tokens(spec)).sum())
-        return {
-            "d_sae": res.d_sae,
-            "architecture": spec.architecture,
-            "seed": spec.seed,
-            "tokens_trained": res.tokens,
-            "steps": res.steps,
-            "final": res.curve[-1] if res.curve else None,
-            "dead_latents_at_end": n_dead,
-            "dead_fraction_at_end": n_dead / res.d_sae,
-            "loss_curve": res.curve,
-            "tokens_per_s": round(res.tokens / max(res.seconds, 1e-9), 1),
-            **cache_fields(cache, res.tokens),
-            "trainer": "rsae_utils.sae.topk (fast TopK: FVU + AuxK)",
-            "runtime_s": round(time.perf_counter() - t0, 3),
-        }
+        return fast_record(res, spec, cache, time.perf_counter() - t0)
+
+
+def fast_record(res: TopKResult, spec: SAESpec, cache: ActivationCache, runtime_s: float) -> dict[str, Any]:
+    """The training-record fields of a fast-trainer SAE (``res``: the trainer's result at the end of its run, or
+    at a snapshot of a longer one, :mod:`rsae_utils.sae.snapshots`)."""
+    n_dead = int((res.tokens_since_fired > spec.dead_tokens(cache.d_model)).sum())
+    return {
+        "d_sae": res.d_sae,
+        "architecture": spec.architecture,
+        "seed": spec.seed,
+        "tokens_trained": res.tokens,
+        "steps": res.steps,
+        "final": res.curve[-1] if res.curve else None,
+        "dead_latents_at_end": n_dead,
+        "dead_fraction_at_end": n_dead / res.d_sae,
+        "loss_curve": res.curve,
+        "tokens_per_s": round(res.tokens / max(res.seconds, 1e-9), 1),
+        "matmul_dtype": res.matmul_dtype,
+        **cache_fields(cache, res.tokens, spec.train_windows),
+        "trainer": "rsae_utils.sae.topk (fast TopK: FVU + AuxK)",
+        "runtime_s": round(runtime_s, 3),
+    }
 
 
 TRAINER_CODE: dict[str, Trainer] = {SAE_LENS: SaeLensTrainer(), FAST: FastTrainer()}

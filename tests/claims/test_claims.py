@@ -1,5 +1,5 @@
-"""The claims table (notebook 09): each verdict rule at its edges, the intervals, the readers on small synthetic tables
-with known answers, missing inputs giving "not run", the markdown, and notebook 09's parameters."""
+"""The claims table (notebook 10): each verdict rule at its edges, the intervals, the readers on small synthetic tables
+with known answers, missing inputs giving "not run", the markdown, and notebook 10's parameters."""
 
 from __future__ import annotations
 
@@ -251,8 +251,8 @@ def test_markdown_links_and_cells(tmp_path):
 
 
 # ----------------------------------------------------------------------------------------------- parameters
-def test_nb09_parameters_are_validated():
-    cfg = resolve("09_claims", "default")
+def test_nb10_parameters_are_validated():
+    cfg = resolve("10_claims", "default")
     assert Options.from_mapping(cfg).auroc_margin == cfg.auroc_margin
     for over, name in [
         ({"auroc_margin": 0.0}, "auroc_margin"),
@@ -261,15 +261,15 @@ def test_nb09_parameters_are_validated():
         ({"n_boot": 10}, "n_boot"),
     ]:
         with pytest.raises(ParameterError, match=name):
-            resolve("09_claims", "smoke", over)
+            resolve("10_claims", "smoke", over)
 
 
-def test_notebook_09_does_not_pull_the_pipeline(tmp_dirs, monkeypatch):
+def test_notebook_10_does_not_pull_the_pipeline(tmp_dirs, monkeypatch):
     ran = []
     monkeypatch.setattr(nbrun, "run_notebook", lambda n, *a, **k: ran.append(n))
-    assert set(NOTEBOOKS["09_claims"].after) >= {"03_sae_training", "07_seed_stability", "08_critique"}
-    nbrun.run_many(["09_claims"], "smoke", {})
-    assert ran == ["09_claims"]
+    assert set(NOTEBOOKS["10_claims"].after) >= {"03_sae_training", "07_seed_stability", "08_critique"}
+    nbrun.run_many(["10_claims"], "smoke", {})
+    assert ran == ["10_claims"]
     ran.clear()
     nbrun.run_many(["07_seed_stability"], "smoke", {})
     assert ran == ["03_sae_training", "07_seed_stability"]  # the others still pull theirs

@@ -177,7 +177,7 @@ def test_fast_trainer_equals_train_topk_on_the_same_batches_and_loads_in_sae_len
             6,
             lr=4e-3,
             seed=3,
-            dead_tokens_threshold=FAST.dead_window_steps() * 128,
+            dead_tokens_threshold=FAST.dead_tokens(32),
         )
     )
     for name in ("W_enc", "b_enc", "W_dec", "b_dec"):

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from rsae_utils.sae.matching import Directions, unit_directions
 from rsae_utils.studies.seeds.counts import (
     encoder_without_top_pc,
     live_curves,
@@ -15,7 +16,6 @@ from rsae_utils.studies.seeds.counts import (
     removed_curves,
     top_pc,
 )
-from rsae_utils.studies.seeds.matching import Directions, unit_directions
 from rsae_utils.studies.seeds.stability import match_saes, shared_fraction_curve
 
 D_IN, N = 128, 40  # 2 * N orthonormal rows must fit in D_IN

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from rsae_utils.studies.seeds.matching import Assignment, Directions, assign, check_pair, check_threshold
+from rsae_utils.sae.matching import Assignment, Directions, assign, check_pair, check_threshold
 from rsae_utils.studies.seeds.stability import MatchResult, shared_fraction_curve
 from rsae_utils.vectors import unit_rows
 

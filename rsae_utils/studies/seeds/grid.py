@@ -28,18 +28,18 @@ import pandas as pd
 
 from rsae_utils import paths
 from rsae_utils.sae.cache import ActivationCache
+from rsae_utils.sae.matching import directions_from_sae
 from rsae_utils.sae.spec import ARCHITECTURES, RELU, SAE_LENS, TOPK, SAESpec, sae_name
 from rsae_utils.sae.train import load_sae, train_sae
 from rsae_utils.store import cached_artifact, read_json, write_json
 from rsae_utils.studies.seeds.activity import heldout_live, measure_l0
 from rsae_utils.studies.seeds.counts import pair_rows, top_pc
-from rsae_utils.studies.seeds.matching import directions_from_sae
 from rsae_utils.studies.seeds.stability import alignment, match_saes, n_seeds_sharing
 
 CODE = (
     "rsae_utils.studies.seeds.grid",
     "rsae_utils.studies.seeds.stability",
-    "rsae_utils.studies.seeds.matching",
+    "rsae_utils.sae.matching",
     "rsae_utils.studies.seeds.activity",
     "rsae_utils.studies.seeds.counts",
     "rsae_utils.sae.metrics",

@@ -8,7 +8,7 @@ variant is trained again with other seeds (same cache, spec, token budget; the s
 order) and each replicate goes through the same measurements: held-out explained variance and cosine (notebook
 03's ``reconstruction_metrics``, boundary token left out) and the mean token-baseline AUROC of each scorer over a
 fresh sample of its latents (notebook 04's pipeline and protocol). The standard deviation across seeds, per
-(variant, metric), is the between-seed component that notebook 09 adds to the intervals of the claims; a cell at
+(variant, metric), is the between-seed component that notebook 10 adds to the intervals of the claims; a cell at
 another layer is assumed to vary as much as this layer's (the one assumption, stated wherever it is used).
 """
 

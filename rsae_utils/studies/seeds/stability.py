@@ -1,6 +1,6 @@
 """Seed stability (Paulo & Belrose 2025): the encoder and decoder matchings of two SAEs, which latents they share,
 and the analyses of the paper (fraction shared against threshold, how many seeds share a latent, alignment against
-firing frequency or score). The assignment itself lives in :mod:`rsae_utils.studies.seeds.matching`.
+firing frequency or score). The assignment itself lives in :mod:`rsae_utils.sae.matching`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from rsae_utils.studies.seeds.matching import (
+from rsae_utils.sae.matching import (
     DEFAULT_DENSE_MAX,
     DEFAULT_THRESHOLD,
     DEFAULT_TOP_M,

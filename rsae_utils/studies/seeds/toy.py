@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 
 from rsae_utils import store
-from rsae_utils.studies.seeds.matching import unit_directions
+from rsae_utils.sae.matching import unit_directions
 from rsae_utils.studies.seeds.stability import alignment, match_saes
 from rsae_utils.toys import mmcs, synthetic
 from rsae_utils.toys.mmcs import TrainSpec, evaluate_one, max_cosines, torch_threads, train_batched
@@ -125,7 +125,7 @@ def toy_from_params(params: dict, path: str | Path, threads: int | None = None) 
         mmcs,
         synthetic,
         "rsae_utils.studies.seeds.stability",
-        "rsae_utils.studies.seeds.matching",
+        "rsae_utils.sae.matching",
     )
     out = store.cached_artifact(path, dict(params), build, code=code)
     return pd.read_csv(out / "latents.csv"), pd.read_csv(out / "seeds.csv")

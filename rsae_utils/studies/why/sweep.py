@@ -73,8 +73,8 @@ def source_name(variant: str, options: Mapping[str, Any] | None = None) -> str:
 @dataclass(frozen=True)
 class SweepSpec(SAESpec):
     """One SAE of the sweep: notebook 03's :class:`SAESpec` (read positionally as R, k, training tokens, batch,
-    learning rate, seed of init and batch order), a TopK SAE of the fast trainer; the sweep adds its own dead-latent
-    threshold (:meth:`dead_tokens`)."""
+    learning rate, seed of init and batch order), a TopK SAE of the fast trainer with notebook 03's dead-latent
+    window."""
 
     trainer: str = FAST
 
@@ -82,11 +82,6 @@ class SweepSpec(SAESpec):
     def name(self) -> str:
         """The spec's part of the SAE's folder name (:func:`sae_name`, style "sweep"; the layer goes before it)."""
         return sae_name(None, self, style="sweep")
-
-    def dead_tokens(self) -> int:
-        """Tokens without firing after which the sweep's trainer counts a latent dead: an eighth of the run, at least
-        one batch (notebook 03's rule also keeps at least 5 batches and at most 10M tokens)."""
-        return max(self.batch_size, self.n_tokens // 8)
 
 
 def width_lr(lr: float, base_expansion: int, expansion: int) -> float:
@@ -130,8 +125,11 @@ def latent_token_stats(
     }
 
 
-# What else must agree for notebook 03's SAE to be the sweep's (the trainer and its dead-latent rule aside).
+# What else must agree for notebook 03's SAE to be the sweep's (the trainer aside; the dead-latent window follows
+# from width, k, batch and dead_feature_window).
 SAME_SAE_FIELDS = (
+    "dead_feature_window",
+    "matmul_dtype",
     "architecture",
     "expansion",
     "k",
@@ -160,7 +158,6 @@ def nb03_sae(nb03: Any, cell: Cell, spec: SweepSpec) -> Path | None:
         and cell.layer in nb03.cfg.layers
         and trainer_for(s) is trainer
         and all(getattr(s, f) == getattr(spec, f) for f in SAME_SAE_FIELDS)
-        and trainer.dead_tokens(s) == trainer.dead_tokens(spec)
     )
     if not same:
         return None
@@ -362,11 +359,12 @@ def run_cells(
 # --------------------------------------------------------------------------------------------------------------
 # Notebook 06's sweep: one call, every folder from paths
 # --------------------------------------------------------------------------------------------------------------
-def sweep_spec(cfg: Any, cell: Cell) -> SweepSpec:
+def sweep_spec(cfg: Any, matmul_dtype: str, cell: Cell) -> SweepSpec:
     """The TopK SAE of ``cell`` under notebook 06's ``cfg``: k, batch and seed shared, the learning rate scaled to
-    the cell's width (:func:`width_lr`)."""
+    the cell's width (:func:`width_lr`), notebook 03's encoder-product dtype (so a cell that asks for notebook
+    03's SAE can read it)."""
     lr = width_lr(cfg.lr, cfg.base_expansion, cell.expansion)
-    return SweepSpec(cell.expansion, cfg.k, cell.n_tokens, cfg.batch_size, lr, cfg.seed)
+    return SweepSpec(cell.expansion, cfg.k, cell.n_tokens, cfg.batch_size, lr, cfg.seed, matmul_dtype=matmul_dtype)
 
 
 def sweep_sae_dir(nb03: Any, cell: Cell, spec: SweepSpec) -> Path:
@@ -384,7 +382,7 @@ def run_sweep(
     return run_cells(
         cells,
         caches,
-        partial(sweep_spec, cfg),
+        partial(sweep_spec, cfg, nb03.spec.matmul_dtype),
         partial(sweep_sae_dir, nb03),
         nb03.exclude_tokens,
         cfg.top_n,

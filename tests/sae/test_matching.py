@@ -1,4 +1,4 @@
-"""SAE latent matching (studies.seeds.matching): known answers, dense == sparse, analyses and input checks."""
+"""SAE latent matching (sae.matching): known answers, dense == sparse, analyses and input checks."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from rsae_utils.studies.seeds.matching import (
+from rsae_utils.sae.matching import (
     Directions,
     assign,
     cosine_matrices,

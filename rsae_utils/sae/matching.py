@@ -366,6 +366,12 @@ def _sparse_assignment(
     )
 
 
+def nearest(x: torch.Tensor, y: torch.Tensor, block: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    """(max cosine, argmax) over the unit rows of ``y`` for every unit row of ``x``, ``block`` rows at a time (the
+    full matrix never exists): the not-one-to-one match."""
+    return _row_max(x.float(), y.float(), block)
+
+
 def _row_max(x: torch.Tensor, y: torch.Tensor, block: int) -> tuple[np.ndarray, np.ndarray]:
     vals, idx = [], []
     for s in range(0, x.shape[0], block):

@@ -1,10 +1,10 @@
-"""Parameters of notebook 09_claims (the claims table): the margins and thresholds of the verdict rules
+"""Parameters of notebook 10_claims (the claims table): the margins and thresholds of the verdict rules
 (``rsae_utils/claims/rules.py``) and the bootstrap behind the intervals. Every profile uses the same margins, so a
 verdict means the same thing at every scale; only the bootstrap size differs.
 
 It reads the figures of notebooks 01-08 (``after``, so the runner reruns it when one of them changes). Unlike the
 other notebooks it does not need them all: a claim whose notebook has not run gets the verdict "not run", so
-``pull_upstream`` is off and ``make figures NB=09`` alone never starts the whole pipeline.
+``pull_upstream`` is off and ``make figures NB=10`` alone never starts the whole pipeline.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from rsae_utils.params.core import Config, Notebook, Param, is_float, is_int, re
 UPSTREAM = sorted({t.notebook for t in TABLES.values()} | {t.upstream for t in TABLES.values() if t.upstream})
 
 
-def _check_09(cfg: Config) -> None:
+def _check_10(cfg: Config) -> None:
     if cfg.mmcs_low >= cfg.mmcs_high:
         raise ParameterError(f"parameter 'mmcs_low' must be < mmcs_high ({cfg.mmcs_high}); got {cfg.mmcs_low}")
 
@@ -27,7 +27,7 @@ def _same(name: str, value, check, help: str) -> Param:
 
 
 register(
-    "09_claims",
+    "10_claims",
     Notebook(
         title="The claims table: every claim of the three works, this run's number, and a verdict by a stated rule",
         params=[
@@ -85,7 +85,7 @@ register(
             _same("seed", 0, is_int(0), "bootstrap seed"),
             _same("ci_level", 0.95, is_float(0.5, 0.999), "confidence level of the intervals"),
         ],
-        checks=[_check_09],
+        checks=[_check_10],
         after=UPSTREAM,
         pull_upstream=False,
     ),

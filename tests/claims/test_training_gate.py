@@ -1,0 +1,55 @@
+"""The training gate of the claims table: the SAEs' budget and the study's "settled" on every claim that rests on
+SAEs; a difference whose sign flips across the study's budgets makes the claim not decidable (training budget)."""
+
+from __future__ import annotations
+
+import math
+
+from claims_helpers import write_all, write_budget
+
+from rsae_utils.claims import Options, build_claims
+from rsae_utils.claims import rules as R
+from rsae_utils.claims.training import GATED, NOT_STUDIED
+
+OPT = Options()
+
+
+def _row(tmp_path, claim_id):
+    return build_claims(tmp_path / "figures", OPT).set_index("id").loc[claim_id]
+
+
+def test_every_gated_claim_exists():
+    from rsae_utils.claims import CLAIMS
+
+    ids = {c.id for c in CLAIMS}
+    assert set(GATED) <= ids and set(NOT_STUDIED) <= ids and not set(GATED) & set(NOT_STUDIED)
+
+
+def test_a_steady_gap_keeps_the_verdict_and_reports_budget_and_settled(tmp_path):
+    write_all(tmp_path / "figures")
+    before = _row(tmp_path, "sae-explained-variance")
+    write_budget(tmp_path / "figures", ev_gaps=(0.3, 0.4), settled=True)
+    row = _row(tmp_path, "sae-explained-variance")
+    assert row.verdict == before.verdict and row.qualifier == before.qualifier
+    assert row.sae_tokens == 61_440 and row.settled.startswith("settled by 1,048,576")
+
+
+def test_a_gap_that_flips_sign_is_not_decidable_at_this_budget(tmp_path):
+    write_all(tmp_path / "figures")
+    write_budget(tmp_path / "figures", ev_gaps=(-0.2, 0.3), settled=False)
+    row = _row(tmp_path, "sae-explained-variance")
+    assert row.verdict == R.NOT_DECIDABLE and row.qualifier == R.TRAINING_BUDGET
+    assert "changes sign" in row.reason and "-0.2 at 4,096" in row.reason and "+0.3 at 1,048,576" in row.reason
+    assert row.settled.startswith("not settled") and "+0.05" in row.settled
+    # a gap that is ~0 at one end is no flip
+    write_budget(tmp_path / "figures", ev_gaps=(0.0, 0.3))
+    assert _row(tmp_path, "sae-explained-variance").qualifier != R.TRAINING_BUDGET
+
+
+def test_without_the_study_the_claims_say_so(tmp_path):
+    write_all(tmp_path / "figures")
+    row = _row(tmp_path, "sae-cosine")
+    assert "has not run" in row.settled
+    toy = _row(tmp_path, "mmcs-band-raw")  # not on SAEs of a transformer: no budget, no settled
+    assert math.isnan(toy.sae_tokens) and toy.settled in ("", None) or isinstance(toy.settled, float)
+    assert _row(tmp_path, "positional-trained").settled == NOT_STUDIED["positional-trained"]
