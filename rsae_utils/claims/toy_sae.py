@@ -159,8 +159,23 @@ def sae_metric_similar(inp: Inputs, metric: str) -> Result:
         hi,
         f"variant x layer cells ({len(diffs)}, one SAE each) {inp.seed_note()}",
         v,
-        f"random variant minus trained {metric.replace('_', ' ')}, mean over variants and layers",
+        f"random variant minus trained {metric.replace('_', ' ')}, mean over variants and layers"
+        + _beside(t, r, tr.index, BESIDE.get(metric)),
     )
+
+
+# Reported beside a metric's difference: the same difference of a measure a few directions cannot decide.
+BESIDE = {"explained_variance": ("ev_top_pcs_out", "with the top 3 principal directions projected out")}
+
+
+def _beside(t, r, layers, beside: tuple[str, str] | None) -> str:
+    """ "; <what>: <mean difference>" of the ``beside`` metric over the same cells ("" when the table lacks it)."""
+    if beside is None or beside[0] not in t or t[beside[0]].isna().all():
+        return ""
+    col, what = beside
+    tr = t[t.variant == "trained"].set_index("layer")[col]
+    diff = (r[col].to_numpy(float) - tr.loc[r.layer].to_numpy(float)).mean()
+    return f"; {what}: {diff:+.3f}"
 
 
 # ----------------------------------------------------------------------------------------------------------- 06

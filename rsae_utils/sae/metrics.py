@@ -38,6 +38,9 @@ METRICS = {
     "l0": "L0 (active latents per token)",
     "l1": "L1 norm of latents",
     "dead_fraction": "dead latents (never fire on held-out tokens)",
+    "ev_top_pcs_out": "explained variance with the top 3 principal directions of the training activations "
+    "projected out of input and reconstruction (what a few massive-activation directions do not carry)",
+    "median_token_fvu": "median over tokens of |x - x_hat|^2 / |x - mean|^2 (every token weighs the same)",
     "ce_loss_score": "CE-loss score",
     "kl_div": "KL(clean || SAE spliced), nats/token",
     "ce_clean": "CE clean",
@@ -108,11 +111,36 @@ def reconstruct(sae: Any, x: torch.Tensor, batch_tokens: int = 4096) -> torch.Te
     return torch.cat(out) if out else torch.empty(0, x.shape[-1])
 
 
+N_TOP_PCS = 3  # principal directions projected out for "ev_top_pcs_out"
+
+
+def top_directions(x: torch.Tensor, n: int = N_TOP_PCS) -> torch.Tensor:
+    """The top ``n`` principal directions (n, d), unit rows, of rows ``x`` (..., d) around their mean (float64)."""
+    x = _as_rows(x).float()
+    xc = x - x.double().mean(0).float()
+    # The (d, d) product in float32 (a 250k-row float64 one takes ~10 s here), its eigenvectors in float64.
+    _, vecs = torch.linalg.eigh((xc.T @ xc).double())  # ascending eigenvalues
+    return vecs[:, vecs.shape[1] - n :].flip(1).T.contiguous().float()
+
+
+def project_out(x: torch.Tensor, dirs: torch.Tensor) -> torch.Tensor:
+    """``x`` without its components along the orthonormal rows ``dirs``."""
+    return x - (x @ dirs.T) @ dirs if dirs.shape[0] else x
+
+
 @torch.no_grad()
 def reconstruction_metrics(
-    sae: Any, acts: torch.Tensor, batch_tokens: int = 4096, mask: torch.Tensor | None = None, codes: Any = None
+    sae: Any,
+    acts: torch.Tensor,
+    batch_tokens: int = 4096,
+    mask: torch.Tensor | None = None,
+    codes: Any = None,
+    dirs: torch.Tensor | None = None,
 ) -> dict[str, float]:
-    """FVU, explained variance, cosine similarity, L0, L1 and dead fraction of ``sae`` on ``acts`` (..., d).
+    """FVU, explained variance, cosine similarity, L0, L1, dead fraction and median per-token FVU of ``sae`` on
+    ``acts`` (..., d); with ``dirs`` (orthonormal rows, e.g. :func:`top_directions` of the training activations)
+    also ``ev_top_pcs_out``, the explained variance with those directions projected out of input and
+    reconstruction alike.
 
     ``mask`` (acts.shape[:-1], bool) keeps only the positions where it is True. ``codes``: the SAE's
     :class:`rsae_utils.sae.codes.TopKCodes` on ``acts`` (a plain TopK SAE), read instead of encoding again.
@@ -120,6 +148,8 @@ def reconstruction_metrics(
     rows = _as_rows(acts)
     if mask is not None:
         rows = rows[mask.reshape(-1)]
+    mean = rows.mean(0)
+    extra = _Extra(mean, dirs)
     ev = ExplainedVarianceCalculator()
     cos_sum = l0_sum = l1_sum = 0.0
     fired = None
@@ -136,6 +166,7 @@ def reconstruction_metrics(
                 acts, idx = topk_encode(parts, x)
             x_hat = topk_decode(parts, acts, idx)
             ev.add_batch(sae_output=x_hat, hidden_acts=x)
+            extra.add(x, x_hat)
             cos_sum += F.cosine_similarity(x, x_hat, dim=-1, eps=1e-8).double().sum().item()
             active = acts > 0
             l0_sum += active.sum().item()
@@ -149,6 +180,7 @@ def reconstruction_metrics(
             z = z.to_dense()
         x_hat = sae.decode(z)
         ev.add_batch(sae_output=x_hat.float(), hidden_acts=x)
+        extra.add(x, x_hat.float())
         cos_sum += torch.nn.functional.cosine_similarity(x, x_hat.float(), dim=-1, eps=1e-8).double().sum().item()
         active = z != 0
         l0_sum += active.sum().item()
@@ -165,7 +197,30 @@ def reconstruction_metrics(
         "l1": l1_sum / n,
         "dead_fraction": 1.0 - fired.float().mean().item() if fired is not None else float("nan"),
         "n_tokens": float(n),
+        **extra.result(),
     }
+
+
+class _Extra:
+    """The per-token FVU and the EV with ``dirs`` projected out, accumulated batch by batch."""
+
+    def __init__(self, mean: torch.Tensor, dirs: torch.Tensor | None):
+        self.mean, self.dirs = mean, dirs
+        self.per_token: list[torch.Tensor] = []
+        self.err_out = self.var_out = 0.0
+
+    def add(self, x: torch.Tensor, x_hat: torch.Tensor) -> None:
+        e, c = x - x_hat, x - self.mean
+        self.per_token.append(e.pow(2).sum(1) / c.pow(2).sum(1).clamp_min(1e-12))
+        if self.dirs is not None:
+            self.err_out += project_out(e, self.dirs).double().pow(2).sum().item()
+            self.var_out += project_out(c, self.dirs).double().pow(2).sum().item()
+
+    def result(self) -> dict[str, float]:
+        out = {"median_token_fvu": float(torch.cat(self.per_token).median()) if self.per_token else float("nan")}
+        if self.dirs is not None:
+            out["ev_top_pcs_out"] = 1.0 - self.err_out / max(self.var_out, 1e-30)
+        return out
 
 
 def _next_token_ce(log_probs: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
@@ -179,6 +234,15 @@ def _kl(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
+def training_directions(cache: Any, layer: int, mask_of: Any, n: int = N_TOP_PCS) -> torch.Tensor | None:
+    """:func:`top_directions` of the cache's training activations at ``layer`` (positions ``mask_of(tokens)``
+    keeps); None when the cache holds no training split (streamed training)."""
+    if not cache.manifest["n_windows"].get("train"):
+        return None
+    acts, tokens = cache.acts(layer, "train"), cache.tokens("train")
+    return top_directions(acts[mask_of(tokens)], n)
+
+
 def spliced_metrics(
     model: Any,
     saes: Mapping[int, Any],
@@ -274,10 +338,17 @@ def evaluate_variant(
     layers = sorted(saes)
     tokens = cache.tokens(split)
     mask = token_mask(tokens, exclude_tokens)
+
+    def mask_of(t: torch.Tensor) -> torch.Tensor:
+        return token_mask(t, exclude_tokens)
+
     resid = {layer: cache.acts(layer, split) for layer in layers}
-    per_layer = {
-        layer: reconstruction_metrics(saes[layer], resid[layer], mask=mask, codes=codes.get(layer)) for layer in layers
-    }
+    per_layer = {}
+    for layer in layers:
+        dirs = training_directions(cache, layer, mask_of)
+        per_layer[layer] = reconstruction_metrics(
+            saes[layer], resid[layer], mask=mask, codes=codes.get(layer), dirs=dirs
+        )
     if model is not None:
         n = tokens.shape[0] if n_spliced_windows is None else min(n_spliced_windows, tokens.shape[0])
         deepest = max(cache.layers)

@@ -188,7 +188,10 @@ class SAESpec:
 # at the average rate k / d_sae fires ~9,766 times in it. The window here is that many expected activations at any
 # width and k: a latent is dead only after it missed ~10k chances to fire. (An eighth of the run, the earlier rule,
 # declared latents dead after ~27 expected activations at 61k tokens and R = 16, so AuxK ran from the start and
-# left 18% of latents dead on held-out tokens against 0.3% without it.)
+# left 18% of latents dead on held-out tokens against 0.3% without it.) The rest of AuxK is sparsify 1.3.3's
+# (sparse_coder.py: k_aux = d_in // 2, scale min(n_dead / k_aux, 1), auxk_alpha 1/32, the residual detached) with
+# two differences, both Gao et al.'s: the dead latents' decoding has no b_dec (sparsify's decode adds it, so there
+# AuxK also moves b_dec), and AuxK's gradient reaches the encoder (sparsify's fused encoder drops it).
 DEAD_ACTIVATIONS = 10_000_000 * 32 // 32_768
 
 

@@ -53,3 +53,19 @@ def test_without_the_study_the_claims_say_so(tmp_path):
     toy = _row(tmp_path, "mmcs-band-raw")  # not on SAEs of a transformer: no budget, no settled
     assert math.isnan(toy.sae_tokens) and toy.settled in ("", None) or isinstance(toy.settled, float)
     assert _row(tmp_path, "positional-trained").settled == NOT_STUDIED["positional-trained"]
+
+
+def test_explained_variance_claim_reports_ev_without_the_top_directions(tmp_path):
+    import pandas as pd
+
+    figs = tmp_path / "figures"
+    write_all(figs)
+    plain = _row(tmp_path, "sae-explained-variance")
+    assert "principal directions" not in plain.measure
+    t = pd.read_csv(figs / "fig2_sae_metrics.csv")
+    # trained keeps 0.5 without its top directions, every random variant 0.2: the difference beside is -0.3
+    t["ev_top_pcs_out"] = [0.5 if v == "trained" else 0.2 for v in t.variant]
+    t.to_csv(figs / "fig2_sae_metrics.csv", index=False)
+    row = _row(tmp_path, "sae-explained-variance")
+    assert "with the top 3 principal directions projected out: -0.300" in row.measure
+    assert row.value == plain.value and row.verdict == plain.verdict  # the verdict still reads the EV

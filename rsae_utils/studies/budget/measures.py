@@ -25,62 +25,32 @@ from rsae_utils.autointerp.baseline import score_baseline
 from rsae_utils.autointerp.examples import encode_sparse, explain_token_stats, sample_latents
 from rsae_utils.autointerp.stats import auroc
 from rsae_utils.sae.matching import directions_from_sae, nearest
-from rsae_utils.sae.metrics import plain_topk, reconstruction_metrics, topk_decode, topk_encode
+from rsae_utils.sae.metrics import reconstruction_metrics
 from rsae_utils.tokenstats import is_single_token, token_entropy
 
 SAMPLING_KEYS = ("window_len", "n_latents", "min_examples", "n_explain", "explain_pool", "n_bins", "per_bin")
 
 
-def top_directions(x: torch.Tensor, n: int) -> torch.Tensor:
-    """The top ``n`` principal directions (n, d), unit rows, of rows ``x`` (N, d) around their mean (float64)."""
-    x = x.reshape(-1, x.shape[-1]).double()
-    xc = x - x.mean(0)
-    _, vecs = torch.linalg.eigh(xc.T @ xc)  # ascending eigenvalues
-    return vecs[:, vecs.shape[1] - n :].flip(1).T.contiguous().float()
-
-
-def project_out(x: torch.Tensor, dirs: torch.Tensor) -> torch.Tensor:
-    """``x`` without its components along the unit rows ``dirs`` (orthonormal)."""
-    return x - (x @ dirs.T) @ dirs if dirs.shape[0] else x
-
-
 @torch.no_grad()
 def reconstruction_measures(
-    sae: Any, x: torch.Tensor, dirs: torch.Tensor, batch_tokens: int = 4096
+    sae: Any, x: torch.Tensor, dirs: torch.Tensor, mask: torch.Tensor | None = None, codes: Any = None
 ) -> dict[str, float]:
-    """Explained variance, cosine, dead fraction (from :func:`reconstruction_metrics`), the median per-token FVU
-    and the EV with the unit rows ``dirs`` projected out, of a plain TopK ``sae`` on rows ``x`` (N, d) (module
-    docstring)."""
-    base = reconstruction_metrics(sae, x, batch_tokens=batch_tokens)
-    parts = plain_topk(sae)
-    if parts is None:
-        raise ValueError("reconstruction_measures needs a plain TopK SAE")
-    err_out = var_out = 0.0
-    per_token = []
-    test_mean = x.mean(0)
-    for s in range(0, x.shape[0], batch_tokens):
-        xb = x[s : s + batch_tokens]
-        acts, idx = topk_encode(parts, xb)
-        e = xb - topk_decode(parts, acts, idx)
-        c = xb - test_mean
-        per_token.append(e.pow(2).sum(1) / c.pow(2).sum(1).clamp_min(1e-12))
-        err_out += project_out(e, dirs).double().pow(2).sum().item()
-        var_out += project_out(c, dirs).double().pow(2).sum().item()  # around the held-out mean, as the EV
-    return {
-        "explained_variance": base["explained_variance"],
-        "cos_sim": base["cos_sim"],
-        "dead_fraction": base["dead_fraction"],
-        "median_token_fvu": float(torch.cat(per_token).median()),
-        "ev_top_pcs_out": 1.0 - err_out / max(var_out, 1e-30),
-    }
+    """Explained variance, the EV with the unit rows ``dirs`` projected out, median per-token FVU, cosine and dead
+    fraction of ``sae`` on ``x`` (..., d) where ``mask`` holds: notebook 03's :func:`reconstruction_metrics`
+    (``codes``: the SAE's codes on ``x``, read instead of encoding again)."""
+    m = reconstruction_metrics(sae, x, mask=mask, codes=codes, dirs=dirs)
+    keys = ("explained_variance", "ev_top_pcs_out", "median_token_fvu", "cos_sim", "dead_fraction")
+    return {k: m[k] for k in keys}
 
 
-def latent_measures(sae: Any, acts: torch.Tensor, tokens: torch.Tensor, p: Mapping[str, Any]) -> dict[str, float]:
+def latent_measures(
+    sae: Any, acts: torch.Tensor, tokens: torch.Tensor, p: Mapping[str, Any], codes: Any = None
+) -> dict[str, float]:
     """Token-baseline detection and fuzzing AUROC (pooled over the sampled latents' rows), median token entropy
     and single-token share of ``sae``'s latents sampled as notebook 04 samples them from held-out ``acts``
     (n_seq, ctx, d) with ``tokens`` (n_seq, ctx); ``p`` holds :data:`SAMPLING_KEYS`, ``mark_frac``,
-    ``top_k_tokens``, ``single_token_threshold`` and ``seed``."""
-    sp = encode_sparse(sae, acts, tokens, window_len=int(p["window_len"]), chunk_tokens=2048)
+    ``top_k_tokens``, ``single_token_threshold`` and ``seed``; ``codes``: the SAE's codes on ``acts``."""
+    sp = encode_sparse(sae, acts, tokens, window_len=int(p["window_len"]), chunk_tokens=2048, codes=codes)
     counts = {k: int(p[k]) for k in ("n_explain", "explain_pool", "n_bins", "per_bin")}
     recs = sample_latents(sp, int(p["n_latents"]), int(p["min_examples"]), seed=int(p["seed"]), **counts)
     out: dict[str, float] = {"n_latents_scored": float(len(recs))}

@@ -24,6 +24,8 @@ from tqdm.auto import tqdm
 from rsae_utils import paths
 from rsae_utils.params import resolve
 from rsae_utils.sae.cache import ActivationCache, token_mask
+from rsae_utils.sae.codes import encode_codes
+from rsae_utils.sae.metrics import top_directions
 from rsae_utils.sae.pipeline import SAEPipeline, resolved_dtype
 from rsae_utils.sae.snapshots import geometric_budgets, train_snapshots
 from rsae_utils.sae.spec import FAST, SAESpec
@@ -35,7 +37,6 @@ from rsae_utils.studies.budget.measures import (
     latent_measures,
     reconstruction_measures,
     seed_shared,
-    top_directions,
 )
 
 # The notebook-03 parameters the study sets from its own (the rest keep notebook 03's value in the profile).
@@ -181,11 +182,10 @@ class BudgetStudy:
         return out
 
     def _held_out(self, variant: str, layer: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(held-out windows (n, ctx, d), their tokens, the rows SAE metrics use: boundary tokens left out)."""
+        """(held-out windows (n, ctx, d), their tokens, the positions SAE metrics use: boundary tokens left out)."""
         cache = self.pipe.cache(variant)
         acts, tokens = cache.acts(layer, "test"), cache.tokens("test")
-        keep = token_mask(tokens, self.pipe.exclude_tokens)
-        return acts, tokens, acts[keep]
+        return acts, tokens, token_mask(tokens, self.pipe.exclude_tokens)
 
     def _train_rows(self, variant: str, layer: int, n_windows: int) -> torch.Tensor:
         cache = self.pipe.cache(variant)
@@ -201,27 +201,34 @@ class BudgetStudy:
         by_cell: dict[tuple[str, int], list[tuple[Run, int, Path]]] = {}
         for (r, b), path in saes.items():
             by_cell.setdefault((r.variant, r.layer), []).append((r, b, path))
-        for (variant, layer), items in tqdm(
-            sorted(by_cell.items()), desc="budget study: measures", disable=not progress
-        ):
-            acts, tokens, rows_test = self._held_out(variant, layer)
-            rep_rows = self._train_rows(variant, layer, self.repeat_windows)
+        cells = tqdm(sorted(by_cell.items()), desc="budget study: measures", disable=not progress)
+        for (variant, layer), items in cells:
+            held = self._held_out(variant, layer)
             dirs = top_directions(self._train_rows(variant, layer, int(c.n_train_windows)), int(c.n_top_pcs))
+            rep = self._train_rows(variant, layer, self.repeat_windows) if layer in c.repeat_layers else None
             for r, b, path in sorted(items, key=lambda t: (t[0].seed, t[0].run, t[1])):
-                rows.append(self._measure_one(r, b, path, p, acts, tokens, rows_test, rep_rows, dirs))
+                # FVU on the repetition run's windows only where the pair is compared (the repeat budget)
+                rep_rows = rep if b == int(c.repeat_budget) and r.seed == 0 else None
+                rows.append(self._measure_one(r, b, path, p, held, rep_rows, dirs))
         table = pd.DataFrame(rows)
         self._tick("measure", t0)
         return self._with_seed_shared(table, saes)
 
-    def _measure_one(self, r, b, path, p, acts, tokens, rows_test, rep_rows, dirs) -> dict[str, Any]:
+    def _measure_one(self, r, b, path, p, held, rep_rows, dirs) -> dict[str, Any]:
+        acts, tokens, mask = held
         sae_key = load_manifest(path)["key"]
         params = {"sae": sae_key, "measures": p, "test_key": self.pipe.cache(r.variant).manifest["key"]}
+        params["repeat_fvu"] = rep_rows is not None
 
         def build(tmp: Path) -> dict:
             sae = load_sae(path)
-            m = reconstruction_measures(sae, rows_test, dirs)
-            m |= latent_measures(sae, acts, tokens, p)
-            m["train_fvu_repeat_windows"] = 1.0 - reconstruction_measures(sae, rep_rows, dirs[:0])["explained_variance"]
+            codes = encode_codes(sae, acts)  # one encoding of the held-out windows for every measure
+            m = reconstruction_measures(sae, acts, dirs, mask=mask, codes=codes)
+            m |= latent_measures(sae, acts, tokens, p, codes=codes)
+            if rep_rows is not None:
+                m["train_fvu_repeat_windows"] = (
+                    1.0 - reconstruction_measures(sae, rep_rows, dirs[:0])["explained_variance"]
+                )
             write_json(tmp / "measures.json", m)
             return {}
 
@@ -236,6 +243,7 @@ class BudgetStudy:
             "unique_tokens": int(rec["train_tokens_available"]),
             "epochs": float(rec["epochs"]),
             "steps": int(rec["steps"]),
+            "train_fvu_repeat_windows": float("nan"),
             **read_json(out / "measures.json"),
         }
 
