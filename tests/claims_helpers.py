@@ -479,6 +479,7 @@ def write_budget(folder: Path, ev_gaps=(0.3, 0.4), settled=True) -> None:
             "tokens_first": 4096,
             "tokens_last": 1_048_576,
             "gap_change_last_step": 0.0,
+            "tol": 0.01,
             "trend": "holds",
         }
     ]

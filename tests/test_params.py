@@ -67,7 +67,8 @@ def test_cross_parameter_check(demo):
 
 
 def test_unknown_profile_and_notebook(demo):
-    with pytest.raises(ParameterError, match=r"'PROFILE' must be one of 'smoke', 'default', 'paper', 'gpu'; got 'fa"):
+    allowed = "'smoke', 'default', 'paper', 'gpu', 'long'"
+    with pytest.raises(ParameterError, match=rf"'PROFILE' must be one of {allowed}; got 'fa"):
         resolve(demo, "fast")
     with pytest.raises(ParameterError, match="unknown notebook"):
         resolve("77_nothing", "default")

@@ -46,12 +46,12 @@ NOT_STUDIED = {
     "positional-trained": "the study takes no positional measure",
     "positional-random": "the study takes no positional measure",
 }
-# The figure whose manifest holds the training tokens of each notebook's SAEs.
-BUDGET_SOURCE = {"07_seed_stability": N.SEED_STABILITY}
 
 
 def _budget(inp: Inputs, notebook: str) -> float:
-    name = BUDGET_SOURCE.get(notebook.split(" ")[0], N.SAE_METRICS)
+    """Training tokens of the SAEs a claim's notebook read: notebook 07's own, else notebook 03's."""
+    own = N.table_spec(N.SEED_STABILITY).notebook
+    name = N.SEED_STABILITY if notebook.split(" ")[0] == own else N.SAE_METRICS
     tokens = inp.params(name).get("train_tokens")
     return float(tokens) if tokens is not None else math.nan
 
@@ -70,12 +70,13 @@ def _settled(curves: pd.DataFrame, measure: str) -> str:
 
 def _sign_changes(gaps: pd.DataFrame, measure: str) -> list[str]:
     """The study's (layer, variant) gaps of ``measure`` whose sign differs between its first and last budget, or
-    that changed sign over the last step, each beyond the measure's tolerance (curves.gap_trend)."""
+    that changed sign over the last step, each beyond the measure's tolerance (the table's ``tol``)."""
     rows = gaps[gaps["measure"] == measure]
     out = []
     for r in rows.itertuples():
+        tol = float(getattr(r, "tol", 0.0))
         flipped = r.trend == "changes sign" or (
-            r.gap_first * r.gap_last < 0 and min(abs(r.gap_first), abs(r.gap_last)) > 0
+            r.gap_first * r.gap_last < 0 and min(abs(r.gap_first), abs(r.gap_last)) > tol
         )
         if flipped:
             out.append(

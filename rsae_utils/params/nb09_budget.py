@@ -39,6 +39,9 @@ def _check_09(cfg: Config) -> None:
     bad = [x for x in cfg.repeat_layers if x not in cfg.layers]
     if bad:
         raise ParameterError(f"parameter 'repeat_layers' must be among layers {list(cfg.layers)}; got {bad}")
+    bad = [v for v in cfg.repeat_variants if v not in cfg.variants]
+    if bad:
+        raise ParameterError(f"parameter 'repeat_variants' must be among variants {list(cfg.variants)}; got {bad}")
     if cfg.n_train_windows // cfg.repeat_factor < 1:
         raise ParameterError(
             f"parameter 'repeat_factor' must be <= n_train_windows ({cfg.n_train_windows}); got {cfg.repeat_factor}"
@@ -100,7 +103,7 @@ register(
                 long=32_768,
                 gpu=8192,
             ),
-            Param("n_test_windows", 12, 200, 512, is_int(1), "held-out windows (every measure is taken on them)"),
+            Param("n_test_windows", 12, 160, 512, is_int(1), "held-out windows (every measure is taken on them)"),
             Param(
                 "harvest_dtype",
                 "float32",
@@ -141,6 +144,14 @@ register(
             ),
             Param("shared_threshold", 0.7, 0.7, 0.7, is_float(0.0, 1.0), "cosine for 'shared' (Paulo & Belrose: 0.7)"),
             Param("repeat_layers", [3], [9], [3], list_of(is_int(0), unique=True), "layers of the repetition pair"),
+            Param(
+                "repeat_variants",
+                ["trained", "rerandomized_incl_emb"],
+                ["trained", "rerandomized_incl_emb"],
+                ["trained", "rerandomized_incl_emb"],
+                list_of(one_of(VARIANTS), unique=True),
+                "variants of the repetition pair",
+            ),
             Param("repeat_budget", 1024, 262_144, 4_194_304, is_int(1), "budget of the repetition pair"),
             Param("repeat_factor", 4, 4, 4, is_int(2, 1000), "the repetition run sees 1/this of the windows"),
             Param("n_top_pcs", 3, 3, 3, is_int(0, 64), "principal directions projected out for 'EV without them'"),

@@ -65,6 +65,25 @@ def repetition_lines(table: pd.DataFrame) -> list[str]:
     return out
 
 
+def seed_lines(table: pd.DataFrame, measures=("explained_variance", "ev_top_pcs_out", "cos_sim")) -> list[str]:
+    """Per measure: the largest difference between the two seeds over every (variant, layer, budget) both have,
+    the seed spread the curves' changes are read against."""
+    main = table[table["run"] == "main"]
+    seeds = sorted(main["seed"].unique())
+    if len(seeds) < 2:
+        return []
+    key = ["variant", "layer", "tokens"]
+    a = main[main["seed"] == seeds[0]].set_index(key)
+    b = main[main["seed"] == seeds[1]].set_index(key)
+    both = a.index.intersection(b.index)
+    out = []
+    for m in measures:
+        if m in a and m in b and len(both):
+            d = (a.loc[both, m] - b.loc[both, m]).abs()
+            out.append(f"- {m}: at most {d.max():.3f} between seeds {seeds[0]} and {seeds[1]} ({len(both)} SAE pairs)")
+    return out
+
+
 def answer_text(table: pd.DataFrame, curves: pd.DataFrame, gaps: pd.DataFrame, nb03_tokens: int) -> str:
     """The answer cell's text (module docstring)."""
     top = int(table["tokens"].max())
@@ -75,6 +94,9 @@ def answer_text(table: pd.DataFrame, curves: pd.DataFrame, gaps: pd.DataFrame, n
         "Trained minus each random variant, first -> last budget:",
         *gap_lines(gaps),
     ]
+    spread = seed_lines(table)
+    if spread:
+        lines += ["Seed spread (same data and batch order, another initialisation):", *spread]
     rep = repetition_lines(table)
     if rep:
         lines += ["What repetition costs (same budget, a quarter of the text):", *rep]

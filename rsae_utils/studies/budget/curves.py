@@ -142,6 +142,7 @@ def gap_summary(
                         "tokens_first": int(gap.index[0]),
                         "tokens_last": int(gap.index[-1]),
                         "gap_change_last_step": last_change(gap.index, gap.to_numpy()),
+                        "tol": tol,
                         "trend": gap_trend(gap.index, gap.to_numpy(), tol),
                     }
                 )

@@ -139,7 +139,7 @@ class BudgetStudy:
                 out.append(Run(v, int(layer), 0, tuple(self.budgets)))
                 for s in c.seeds[1:]:
                     out.append(Run(v, int(layer), int(s), seed_budgets))
-                if int(layer) in c.repeat_layers:
+                if int(layer) in c.repeat_layers and v in c.repeat_variants:
                     out.append(Run(v, int(layer), 0, (int(c.repeat_budget),), REPEAT))
         return out
 
@@ -219,12 +219,14 @@ class BudgetStudy:
         sae_key = load_manifest(path)["key"]
         params = {"sae": sae_key, "measures": p, "test_key": self.pipe.cache(r.variant).manifest["key"]}
         params["repeat_fvu"] = rep_rows is not None
+        params["latents"] = r.seed == 0
 
         def build(tmp: Path) -> dict:
             sae = load_sae(path)
             codes = encode_codes(sae, acts)  # one encoding of the held-out windows for every measure
             m = reconstruction_measures(sae, acts, dirs, mask=mask, codes=codes)
-            m |= latent_measures(sae, acts, tokens, p, codes=codes)
+            if r.seed == 0:  # the other seeds are there for the seed-shared share and the seed spread of EV
+                m |= latent_measures(sae, acts, tokens, p, codes=codes)
             if rep_rows is not None:
                 m["train_fvu_repeat_windows"] = (
                     1.0 - reconstruction_measures(sae, rep_rows, dirs[:0])["explained_variance"]
