@@ -11,7 +11,6 @@
 #     name: python3
 # ---
 
-
 # %% [markdown]
 # # 09 · How far from settled: SAE measures against training tokens
 #

@@ -30,11 +30,13 @@ def settled_lines(curves: pd.DataFrame) -> list[str]:
 
 
 def gap_lines(gaps: pd.DataFrame) -> list[str]:
-    """One line per (measure, layer): each random variant's gap at the first and last budget and its trend."""
+    """One line per (measure, layer): each random variant's gap at the first and last budget, and how its size
+    moved over the last 4x."""
     out = []
     for (m, layer), g in gaps.groupby(["measure", "layer"], sort=False):
         parts = [
-            f"{variant_label(r.variant)} {_fmt(r.gap_first)} -> {_fmt(r.gap_last)} ({r.trend})" for r in g.itertuples()
+            f"{variant_label(r.variant)} {_fmt(r.gap_first)} -> {_fmt(r.gap_last)} (last 4x: {r.trend})"
+            for r in g.itertuples()
         ]
         out.append(f"- {m}, layer {layer}: trained minus " + "; ".join(parts))
     return out
@@ -91,7 +93,7 @@ def answer_text(table: pd.DataFrame, curves: pd.DataFrame, gaps: pd.DataFrame, n
         f"Budgets up to {top:,} tokens per SAE; notebook 03's SAEs train on {nb03_tokens:,}.",
         "Settled over the last 4x?",
         *settled_lines(curves),
-        "Trained minus each random variant, first -> last budget:",
+        "Trained minus each random variant, first -> last budget (and how its size moved over the last 4x):",
         *gap_lines(gaps),
     ]
     spread = seed_lines(table)
