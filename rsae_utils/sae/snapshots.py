@@ -25,8 +25,8 @@ from rsae_utils.sae.cache import ActivationCache
 from rsae_utils.sae.spec import FAST, SAESpec
 from rsae_utils.sae.topk import TopKTrainer, to_sae_lens
 from rsae_utils.sae.train import RECORD, sae_code, sae_metadata, sae_params
-from rsae_utils.sae.trainers import fast_record
-from rsae_utils.store import artifact_key, cached_artifact, verify_artifact, write_json
+from rsae_utils.sae.trainers import fast_options, fast_record, spec_batches
+from rsae_utils.store import artifact_key, cached_artifact, note_artifact, verify_artifact, write_json
 
 __all__ = ["geometric_budgets", "snapshot_spec", "train_snapshots"]
 
@@ -90,23 +90,13 @@ def train_snapshots(
         if not verify_artifact(path, artifact_key(params, code))[0]:
             todo[b] = (s, params)
     if not todo:
-        for b in budgets:  # note them for the runner's stamp
-            cached_artifact(out[b], sae_params(cache, layer, snapshot_spec(spec, b)), _never, code=code)
+        for path in out.values():
+            note_artifact(path)  # verified above: noted for the runner's stamp, not hashed again
         return out
     seed_everything(spec.seed)
     t0 = time.perf_counter()
-    trainer = TopKTrainer(
-        cache.d_model,
-        spec.d_sae(cache.d_model),
-        spec.k,
-        lr=spec.lr,
-        seed=spec.seed,
-        dead_tokens_threshold=spec.dead_tokens(cache.d_model),
-        matmul_dtype=spec.matmul_dtype,
-    )
-    batches = cache.iter_batches(
-        layer, spec.batch_size, seed=spec.batch_seed, exclude_tokens=spec.exclude_tokens, n_windows=spec.train_windows
-    )
+    trainer = TopKTrainer(cache.d_model, spec.d_sae(cache.d_model), spec.k, **fast_options(cache, spec))
+    batches = spec_batches(cache, layer, spec)
     curve: list[dict[str, float]] = []
     last = max(todo)
     for batch in itertools.islice(batches, last // spec.batch_size):
@@ -123,7 +113,8 @@ def train_snapshots(
 
 
 def _point(trainer: TopKTrainer, step: dict[str, Any]) -> dict[str, float]:
-    """A loss-curve point as ``train_topk`` logs it."""
+    """A loss-curve point as ``train_topk`` logs it (its ``log``; keep the two alike: a snapshot's record is the
+    record a run of that budget writes)."""
     return {
         "step": trainer.steps,
         "tokens": trainer.tokens,
@@ -144,7 +135,3 @@ def _save(cache, layer, spec, params, trainer, curve, runtime_s, path, code) -> 
         return {"training_record": RECORD}
 
     cached_artifact(path, params, build, code=code, force=True)
-
-
-def _never(tmp: Path) -> dict[str, Any]:
-    raise RuntimeError("a verified snapshot was about to be rebuilt")  # verify_artifact said it is there

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
+
+import torch
 
 from rsae_utils.sae.cache import ActivationCache
 from rsae_utils.sae.saelens import RecordingTrainer, make_training_sae, trainer_config, training_record
@@ -64,7 +67,7 @@ class SaeLensTrainer:
         t0 = time.perf_counter()
         sae = make_training_sae(spec, cache.d_model, metadata)
         cfg = trainer_config(spec, cache.d_model, min(50, cache.n_tokens("train") // spec.batch_size))
-        batches = cache.iter_batches(layer, spec.batch_size, seed=spec.batch_seed, exclude_tokens=spec.exclude_tokens)
+        batches = spec_batches(cache, layer, spec)
         trainer = RecordingTrainer(cfg=cfg, sae=sae, data_provider=batches, log_every=spec.log_every)
         trained = trainer.fit()
         seconds = time.perf_counter() - t0
@@ -76,25 +79,37 @@ class SaeLensTrainer:
         }
 
 
+def spec_batches(cache: ActivationCache, layer: int, spec: SAESpec) -> Iterator[torch.Tensor]:
+    """The endless batches an SAE of ``spec`` trains on: batch order ``spec.batch_seed``, excluded tokens left
+    out, only the first ``spec.train_windows`` windows when set."""
+    return cache.iter_batches(
+        layer, spec.batch_size, seed=spec.batch_seed, exclude_tokens=spec.exclude_tokens, n_windows=spec.train_windows
+    )
+
+
+def fast_options(cache: ActivationCache, spec: SAESpec) -> dict[str, Any]:
+    """The fast trainer's options from ``spec`` (:class:`TopKTrainer` and :func:`train_topk` take them alike)."""
+    return {
+        "lr": spec.lr,
+        "seed": spec.seed,
+        "dead_tokens_threshold": spec.dead_tokens(cache.d_model),
+        "lr_warmup_steps": spec.lr_warm_up_steps,
+        "matmul_dtype": spec.matmul_dtype,
+    }
+
+
 def fit_topk(cache: ActivationCache, layer: int, spec: SAESpec) -> TopKResult:
     """The fast trainer's SAE of ``spec`` (TopK) on ``cache``'s layer, in memory: ``spec.n_tokens`` cached tokens
     in whole batches (at least one), batch order ``spec.batch_seed``, dead after ``spec.dead_tokens(d_model)`` tokens.
     Notebook 06's sweep calls it too, so its SAEs and notebook 03's are the same from the same spec."""
     steps = max(1, spec.n_tokens // spec.batch_size)
-    batches = cache.iter_batches(
-        layer, spec.batch_size, seed=spec.batch_seed, exclude_tokens=spec.exclude_tokens, n_windows=spec.train_windows
-    )
     return train_topk(
-        itertools.islice(batches, steps),
+        itertools.islice(spec_batches(cache, layer, spec), steps),
         cache.d_model,
         spec.d_sae(cache.d_model),
         spec.k,
-        lr=spec.lr,
-        seed=spec.seed,
-        dead_tokens_threshold=spec.dead_tokens(cache.d_model),
-        lr_warmup_steps=spec.lr_warm_up_steps,
         log_every=spec.log_every,
-        matmul_dtype=spec.matmul_dtype,
+        **fast_options(cache, spec),
     )
 
 
