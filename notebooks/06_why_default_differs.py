@@ -22,44 +22,43 @@
 # Earlier spot measurements on notebook 03's caches (issue 9) pointed at the residual stream itself: token identity
 # explains 0.99 / 0.65 / 0.76 / 0.02 of the trained model's variance at layers 0 / 4 / 9 / 14, but only
 # 0.98 / 0.38 / 0.23 / 0.16 of the re-randomized model's, while its residual norm grows ~20x with depth. This
-# notebook measures that systematically, then changes **one factor at a time** away from notebook 03's setting and
-# trains TopK SAEs again:
+# notebook measures that systematically, then answers it in three controlled ways.
+#
+# **One factor at a time** away from notebook 03's setting, TopK SAEs trained again:
 #
 # | factor | notebook 03 | varied here | applies to |
 # |---|---|---|---|
-# | SAE width R | 16 | 4, 16, 64 (the paper: 64) | every variant in `variants` (R = 64: `wide_variants` at `wide_layers`) |
-# | norm gains of the re-randomized model | redrawn (the authors' default) | kept at their trained values | `factor_variants` |
-# | token-embedding scale | x1 | x16 (x4 too in the smoke and paper profiles; one more harvest each) | `factor_variants` |
-# | SAE training tokens | ~61k | ~15k and ~61k (`token_budgets`) | every variant in `variants` |
-# | architecture | SmolLM2 (Llama: pre-norm, RMSNorm, 30 layers of width 576) | a GPT-NeoX of Pythia-70m's shape at initialization | a second model on the same windows |
+# | SAE width R | 16 | 4, 16, 64 (the paper: 64) | `variants` (R = 64: `wide_variants` at `wide_layers`) |
+# | output projections' std (paper's rule) | trained std | x sqrt(10)/30 = 0.105 (wang_init / small_init) | `factor_variants` |
+# | token-embedding scale | x1 | x16 (x4 too in the smoke and paper profiles) | `factor_variants` |
+# | norm gains of the re-randomized model | redrawn | kept trained (smoke and paper; default off: see below) | `factor_variants` |
 #
-# SAEs here come from the fast TopK trainer (`rsae_utils.sae.topk`: sparsify's rule, FVU loss, unit-norm decoder),
-# and the baseline point is retrained here too (not read from notebook 03); every point of a sweep shares the
-# trainer, the cache windows, k, the token budget and the seed. The learning rate follows sparsify's
-# 1/sqrt(d_sae) rule across widths. Nothing is tuned towards the paper's result: the answer at the end is built from
-# the numbers this run measured.
+# **Architecture x initializer at initialization, the rest held fixed.** SmolLM2's Llama architecture and a GPT-NeoX
+# of the same width and depth, each under transformers' normal init and under Pythia's small_init + wang_init, plus
+# the Pythia-init GPT-NeoX at 6 layers: one factor differs between neighbouring cells (`rsae_utils.subject.init_cells`).
 #
-# **The training budget.** The default sweeps a 4x smaller budget (~15k tokens) taken from the same cache. That
-# tells the slope: whether the gap to the trained model shrinks or grows as an SAE sees more tokens in this range.
-# It cannot tell what the paper's 100M tokens would give, and a larger budget here would only repeat notebook 03's
-# ~41k cached training tokens (61k already makes 1.5 passes); harvesting more costs ~1 s per 1k tokens per variant.
+# **A prediction from the weights and two controls.** A mean-field estimate of each block's write from per-tensor
+# means and stds (`rsae_utils.studies.why.meanfield`), against the measured residual; every SAE against the same SAE
+# trained on a Gaussian with its residual's mean and covariance (`gaussian.py`); and the share of latents whose
+# decoder points at a token's own mean direction, against shuffled tokens (`detectors.py`).
 #
-# **The second architecture.** A GPT-NeoX of Pythia-70m's shape (6 layers, d_model 512, 8 heads, MLP 2048,
-# rotary on a quarter of each head, parallel residual, LayerNorm), built offline from its config and drawn under a
-# fixed seed with the initializer Pythia's step-0 checkpoint came from (GPT-NeoX's small_init / wang_init), with
-# SmolLM2's vocabulary so it reads exactly notebook 03's token windows. Next to SmolLM2's step-0 variant it tells
-# whether the architecture (pre-norm Llama with RMSNorm and 30 narrow layers vs Pythia's parallel-residual
-# GPT-NeoX) changes how much token identity survives at initialization. It **cannot** stand for a trained Pythia,
-# for Pythia's own step-0 weights (another draw, another tokenizer), nor for Pythia re-randomized from its trained
-# tensors' statistics (that needs the trained checkpoint, which is not available offline). The comparison carries
-# each model's initializer with it: SmolLM2's step-0 stand-in draws every matrix from transformers' Llama init
-# (N(0, 0.042), SmolLM2's initializer_range, no depth scaling), the NeoX from small_init with its output projections
-# scaled down by depth (wang_init); `neox_init='hf'` (N(0, 0.02) everywhere) separates the two.
+# SAEs here come from the fast TopK trainer (`rsae_utils.sae.topk`: sparsify's rule, FVU loss, unit-norm decoder);
+# every point of a comparison shares the trainer, the cache windows, k, the token budget and the seed, and the
+# learning rate follows sparsify's 1/sqrt(d_sae) rule across widths. Nothing is tuned towards the paper's result:
+# the answer at the end is built from the numbers this run measured. **Every number here comes from one SAE seed**
+# (notebook 07 measures the seed spread at layer 9); the answer gives no intervals yet.
 #
-# To keep the default near 8 minutes: R = 64 SAEs only for the trained and the re-randomized model at layer 9
-# (layer 0 has no gap, layers 4 and 9 move alike at R = 4 / 16, and step-0's width trend shows at R = 4 / 16), the
-# embedding scaled x16 only (one harvest less), and SAE metrics on the first `test_windows` held-out windows
-# (64 = 8,192 tokens) of notebook 03's 400.
+# **What this cannot show.** The training budget is notebook 09's study (`token_budgets` here sweeps it only when
+# given more than one value). The cells stand for architectures and initializers at initialization, not for a
+# trained Pythia, Pythia's own step-0 weights (another draw, another tokenizer), nor Pythia re-randomized from its
+# trained statistics (that needs the checkpoint, not available offline; the `paper` profile runs Pythia itself).
+# The cells' SAEs see fewer tokens (`cell_train_tokens`, one pass over their windows) than notebook 03's.
+#
+# **Time.** The default stays within ~8 minutes: R = 64 SAEs only for the trained and the re-randomized model at layer
+# 9, the embedding scaled x16 only, the norm-gain sweep off (it closed 1% of the gap in an earlier run, and the mean
+# field predicts no effect: a redrawn gain vector keeps E[g^2], all a normalized read depends on), the old
+# Pythia-70m-shaped NeoX (`neox_layers`) off (the 6-layer cell replaces it), and SAE metrics on the first
+# `test_windows` held-out windows (64 = 8,192 tokens) of notebook 03's 400.
 
 # %%
 # Set-up on Colab or Binder: install this repository's package when it is missing; elsewhere this does nothing.
@@ -98,12 +97,29 @@ from rsae_utils import names, paths
 from rsae_utils.params.nb03_sae import known_model_dims
 from rsae_utils.plots.style import save_figure
 from rsae_utils.plots.why import plot_architecture, plot_factors, plot_residual
+from rsae_utils.plots.why_controls import plot_cells, plot_prediction
 from rsae_utils.sae.cache import require_caches
 from rsae_utils.sae.metrics import wide
 from rsae_utils.session import cache_labels, start_session
 from rsae_utils.store import load_table, save_table
 from rsae_utils.studies.why.answer import answer, architecture_sentences, budget_sentences, gap_table
+from rsae_utils.studies.why.answer import baselines as why_baselines
 from rsae_utils.studies.why.caches import NEOX_LABEL, neox_init_cache, option_caches, residual_table
+from rsae_utils.studies.why.controlled import (
+    cell_sentences,
+    detector_sentences,
+    gaussian_sentences,
+    prediction_sentences,
+)
+from rsae_utils.studies.why.controls import (
+    cell_sweep_cells,
+    gaussian_cells,
+    gaussian_table,
+    init_cell_caches,
+    model_blocks,
+    prediction_table,
+    with_depth,
+)
 from rsae_utils.studies.why.sweep import NEOX, architecture_cells, run_sweep, sweep_cells
 from rsae_utils.subject.variants import with_variant_labels
 
@@ -113,11 +129,12 @@ timings = {}
 cfg
 
 # %% [markdown]
-# ## 1. The caches: notebook 03's, the re-randomized model remade with other options, and the second architecture
+# ## 1. The caches: notebook 03's, the re-randomized model remade with other options, and the cells at init
 # Notebook 03's caches are opened, never made (a missing one stops here naming notebook 03). A variant with other
 # options (norm gains kept, a scaled embedding) is harvested once on exactly the same token windows (the held-out
-# split cut to `test_windows`), at this notebook's layers only, and reused on reruns; so is the Pythia-shaped
-# GPT-NeoX at initialization, at `neox_layers`.
+# split cut to `test_windows`), at this notebook's layers only, and reused on reruns; so is each architecture x
+# initializer cell (`init_cells`, on the first `cell_train_windows` training windows, at the layers matching
+# `layers` by fraction of depth) and, when `neox_layers` asks for it, the Pythia-70m-shaped GPT-NeoX.
 
 # %%
 needed = list(dict.fromkeys([*cfg.stats_variants, *cfg.variants, *cfg.factor_variants]))
@@ -135,6 +152,7 @@ cells = sweep_cells(
     cfg.train_tokens,
     cfg.wide_layers,
     cfg.wide_variants,
+    cfg.output_scales,
 )
 t0 = time.perf_counter()
 caches = option_caches(nb03, cfg, cells, base)
@@ -144,9 +162,13 @@ if cfg.neox_layers:
     caches[NEOX] = neox_init_cache(nb03, cfg, base["trained"])
     labels[NEOX] = NEOX_LABEL
     timings["neox_cache"] = round(time.perf_counter() - t0, 1)
+n_model = model_blocks(nb03)
+t0 = time.perf_counter()
+cell_caches = init_cell_caches(nb03, cfg, base["trained"], n_model) if cfg.init_cells else {}
+timings["cell_caches"] = round(time.perf_counter() - t0, 1)
 print(
     f"{m3.model}: {len(caches)} caches ({', '.join(caches)}); {len(cells)} sweep cells; "
-    f"option caches {timings['option_caches']} s"
+    f"option caches {timings['option_caches']} s; {len(cell_caches)} init cells {timings['cell_caches']} s"
 )
 
 # %% [markdown]
@@ -177,6 +199,35 @@ note = (
     f"boundary tokens left out); dotted: chance level of the token share"
 )
 save_figure(fig, "06_residual_stats", cfg, table=with_variant_labels(stats, labels), note=note)
+fig
+
+# %% [markdown]
+# ## 2b. A prediction from the weights
+# Every cache here but the trained model's and the control's is a random draw, so its residual stream should follow
+# from its per-tensor means and stds alone. `rsae_utils.studies.why.meanfield` propagates the residual's second
+# moments through the blocks (a normalized read, attention that mixes the prefix with a softmax participation set
+# by the query and key stds, the MLP's Gaussian expectation by quadrature, writes that add) and predicts, per
+# layer, the rms norm and the share of the variance that is a function of the token. For the re-randomized
+# variants the moments are the trained model's tensors' (exactly what the paper's rule draws from), so the same
+# call on a loaded Pythia says in seconds what the rule does to it (`predict(model)`, `retention_report`).
+# Its tests hold it to simulated random networks: the rms within 8% (20% when attention is sharp), the token share
+# a lower bound (tight for GPT-NeoX; Llama's sequential blocks keep more of the token than it counts).
+
+# %%
+t0 = time.perf_counter()
+cell_stats = with_depth(residual_table(nb03, cfg, cell_caches), cell_caches, n_model) if cell_caches else None
+all_stats = pd.concat([stats, cell_stats], ignore_index=True) if cell_stats is not None else stats
+pred = prediction_table(nb03, cfg, {**caches, **cell_caches}, all_stats, split=cfg.stats_split)
+timings["prediction"] = round(time.perf_counter() - t0, 1)
+display(
+    pred[["source", "layer", "depth_fraction", "norm_rms", "pred_rms", "token_share_adj", "pred_token_share"]].round(3)
+)
+fig = plot_prediction(pred, labels=labels)
+note = (
+    f"measured on notebook 03's {cfg.stats_split} windows of {m3.model} (boundary tokens left out); predicted from "
+    "each model's per-tensor means and stds (re-randomized: the trained tensors')"
+)
+save_figure(fig, "06_prediction", cfg, table=pred, note=note)
 fig
 
 # %% [markdown]
@@ -242,6 +293,51 @@ save_figure(
 fig
 
 # %% [markdown]
+# ## 3b. Architecture x initializer at initialization, the rest held fixed
+# Four models at SmolLM2's width and depth on the same windows: SmolLM2's Llama architecture and a GPT-NeoX
+# (parallel attention and MLP, LayerNorm with biases, GELU, partial rotary), each under transformers' normal
+# init (every matrix N(0, 1/24), SmolLM2's `initializer_range`) and under Pythia's (small_init with wang_init on the
+# output projections); the Llama-normal cell is notebook 03's step-0 rule, drawn again. A fifth cell has the
+# Pythia-init GPT-NeoX at 6 layers (Pythia-70m's depth). Each gets the residual statistics and, at the layers
+# matching `cell_sae_layers`, a TopK SAE at the base width on `cell_train_tokens` tokens (about one pass over its
+# `cell_train_windows` windows: fewer than notebook 03's SAEs see, the same for every cell) and its Gaussian control.
+
+# %%
+t0 = time.perf_counter()
+cell_table = pd.DataFrame()
+if cell_caches:
+    cell_cells = cell_sweep_cells(cfg, cell_caches, n_model)
+    cell_table = with_depth(run_sweep(nb03, cfg, cell_cells, cell_caches, reuse_nb03=False), cell_caches, n_model)
+timings["cell_saes"] = round(time.perf_counter() - t0, 1)
+
+# %% [markdown]
+# ### The Gaussian control
+# The same SAE spec trained on a Gaussian with each residual's mean and covariance (as many rows, the same batches
+# and budget) and measured on held-out Gaussian rows: an SAE that does no better on the real residual than on its
+# Gaussian has found no sparse structure there, whatever its latents' explanations score.
+
+# %%
+t0 = time.perf_counter()
+gauss = gaussian_table(nb03, cfg, caches, gaussian_cells(cfg), table)
+if cell_caches:
+    cell_g = [c for c in cell_cells if c.layer in set(cell_table.layer)]
+    gauss_cells = with_depth(gaussian_table(nb03, cfg, cell_caches, cell_g, cell_table), cell_caches, n_model)
+    gauss = pd.concat([gauss, gauss_cells], ignore_index=True)
+timings["gaussian"] = round(time.perf_counter() - t0, 1)
+display(gauss[["source", "layer", "explained_variance", "gauss_explained_variance", "ev_minus_gauss"]].round(3))
+if cell_caches:
+    shown = ["source", "layer", "depth_fraction", "explained_variance", "ev_top_pcs_out", "detector_share"]
+    display(cell_table[[c for c in shown if c in cell_table]].round(3))
+    fig = plot_cells(cell_stats, cell_table, gauss[gauss.source.isin(list(cell_caches))])
+    note = (
+        f"at initialization on notebook 03's windows of {m3.model} (first {cfg.cell_train_windows} training windows); "
+        f"SAEs: TopK R={cfg.base_expansion}, k={cfg.k}, {cfg.cell_train_tokens:,} tokens; seed {cfg.cell_seed}"
+    )
+    save_figure(fig, "06_init_cells", cfg, table=pd.concat([cell_stats, cell_table], ignore_index=True), note=note)
+    display(fig)
+save_table(gauss, paths.why_gauss_table(PROFILE), cfg.to_dict(), note="Gaussian control (nb 06)")
+
+# %% [markdown]
 # ### The second architecture next to SmolLM2
 # The Pythia-shaped GPT-NeoX at initialization (dashed) against SmolLM2's variants, by blocks applied: how much of
 # the residual is still a lookup of the token, how fast its norm grows, and how well an SAE at the base width
@@ -269,18 +365,19 @@ if cfg.neox_layers:
 # matches the trained model. Averaged over the layers above 0, where the default run's gap is.
 
 # %%
-baselines = {
-    "width": cfg.base_expansion,
-    "norm_gains": "redrawn",
-    "embedding_scale": 1.0,
-    "train_tokens": cfg.train_tokens,
-}
+baselines = why_baselines(cfg.base_expansion, cfg.train_tokens)
 gaps = gap_table(table, baselines)
 save_table(gaps, paths.why_gaps_table(PROFILE), cfg.to_dict(), note="gap to the trained model (nb 06)")
 display(gaps.round(3))
 gap_layers = [x for x in cfg.layers if x > 0] or list(cfg.layers)
 sentences = answer(gaps, stats, table, baselines, gap_layers, labels=labels)
 sentences += budget_sentences(table, cfg.token_budgets, cfg.base_expansion, gap_layers, labels=labels)
+if cell_caches:  # the 2x2 at the depths of the full-depth cells' SAEs (the 6-layer cell sits at its own)
+    full = cell_table[cell_table.n_layers == n_model]
+    sentences += cell_sentences(cell_stats, cell_table, sorted(set(full.depth_fraction)))
+sentences += prediction_sentences(pred, labels=labels)
+sentences += gaussian_sentences(gauss, labels=labels)
+sentences += detector_sentences(table, cfg.base_expansion, labels=labels)
 if cfg.neox_layers:
     dims = known_model_dims(m3.model)  # (n_layers, d_model), None for a model notebook 03 does not know offline
     n_blocks = {NEOX: caches[NEOX].manifest["variant_record"]["n_layers"], "step0": dims[0]} if dims else None

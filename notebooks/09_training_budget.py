@@ -21,8 +21,10 @@
 # **The study.** For each variant and layer, one TopK SAE (the paper's rule in the fast trainer, R = 16, k = 32,
 # notebook 03's batch and constant learning rate) trains once to the largest budget and is saved every 4x on the
 # way: a snapshot after `b` tokens *is* the SAE a `b`-token run trains (constant learning rate, a dead-latent window
-# counted in activations per latent, one batch order; a test checks the weights are equal). A second seed trains up
-# to `seed_budget_max`, for the share of latents two seeds share. Every measure is taken on held-out windows:
+# counted in activations per latent, one batch order; a test checks the weights are equal). A variant in
+# `short_variants` stops one budget early (default: step-0, the closest to settled over the last 4x in an earlier
+# run; it saves ~3 minutes of the default's hour). A second seed trains up to `seed_budget_max`, for the share of
+# latents two seeds share. Every measure is taken on held-out windows:
 #
 # * explained variance, and the same with the top 3 principal directions of the training activations projected
 #   out (a few massive-activation directions carry much of the trained model's EV), the median per-token FVU
@@ -32,8 +34,9 @@
 # * the seed-shared fraction: latents whose nearest latent of the other seed has cosine > 0.7 in decoder and
 #   encoder (a max-cosine count, an upper bound of notebook 07's one-to-one share).
 #
-# **Repetition against text.** At one budget (default 262k tokens, layer 9) the same SAE also trains on a quarter of
-# the windows, 4x the epochs; its FVU on its own training windows against held-out shows what repetition costs.
+# **Repetition against text.** At one budget (default 262k tokens, layer 9, the re-randomized model) the same SAE
+# also trains on a quarter of the windows, 4x the epochs; its FVU on its own training windows against held-out shows
+# what repetition costs.
 #
 # **Where this differs from the paper.** The default runs SmolLM2-135M (not Pythia) on ~250k unique tokens of
 # documentation and docstrings installed with the environment (not RedPajama), up to ~1M tokens per SAE (not

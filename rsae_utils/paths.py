@@ -23,9 +23,11 @@ The artifacts of the pipeline, by the stage that writes them (every stage reads 
     06 why       build/<p>/why_default/                                           why_default_dir
                    caches/<model>/<source>/                                       why_option_cache_dir
                    caches/gpt-neox-pythia70m-shape/<variant>/                     why_neox_cache_dir
+                   caches/init-cells-<model>/<cell>/                              why_cell_cache_dir
+                   prediction/<model>/                                            why_prediction_dir
                    stats/<model>/<source>/                                        why_stats_dir
                    saes/<model>/<source>/L<layer:02d>-<spec name>/                why_sweep_sae_dir
-                   gaps.csv                                                       why_gaps_table
+                   gaps.csv, gaussian.csv                                         why_gaps_table, why_gauss_table
     07 seeds     build/<p>/seed_saes/<model>/<variant>-seed<S>/<sae name>/        seed_sae_dir
     07 analyses  build/<p>/seed_stability/                                        seed_stability_dir
                    calibration/<variant>/L<layer>-R<R>-k<k>/                      seed_calibration_dir
@@ -239,6 +241,16 @@ def why_neox_cache_dir(profile: str, variant: str) -> Path:
     return why_default_dir(profile) / "caches" / "gpt-neox-pythia70m-shape" / slug(variant)
 
 
+def why_cell_cache_dir(profile: str, model: str, cell: str) -> Path:
+    """The cache of one architecture x initializer cell at initialization (on ``model``'s windows)."""
+    return why_default_dir(profile) / "caches" / slug(f"init-cells-{model_slug(model, None)}") / slug(cell)
+
+
+def why_prediction_dir(profile: str, model: str) -> Path:
+    """The mean-field prediction from the weights of every random cache of notebook 06."""
+    return why_default_dir(profile) / "prediction" / slug(model_slug(model, None))
+
+
 def why_stats_dir(profile: str, model: str, revision: str | None, source: str) -> Path:
     """Residual-stream statistics of one cache (``source``) of notebook 06."""
     # the source name as is (options' "+" kept), the folder name this artifact always had
@@ -254,6 +266,11 @@ def why_sweep_sae_dir(profile: str, model: str, revision: str | None, source: st
 def why_gaps_table(profile: str) -> Path:
     """Notebook 06's gap to the trained model, per factor value."""
     return why_default_dir(profile) / "gaps.csv"
+
+
+def why_gauss_table(profile: str) -> Path:
+    """Notebook 06's Gaussian control: each SAE's EV against that of the same SAE on the residual's Gaussian."""
+    return why_default_dir(profile) / "gaussian.csv"
 
 
 def budget_dir(profile: str) -> Path:

@@ -15,6 +15,7 @@ from rsae_utils.claims.inputs import Inputs, Result, random_variants, require
 from rsae_utils.names import MMCS, SAE_METRICS, SEED_STABILITY, SPARSITY_FRONTIER, TOY_SUPERPOSITION, WHY_FACTORS
 from rsae_utils.sae.spec import RELU, TOPK
 from rsae_utils.studies.why.answer import MOST, best_per_factor, gap_table
+from rsae_utils.studies.why.answer import baselines as why_baselines
 
 PAPER_MAX_DICT = 4096  # the largest dictionary of the paper's MMCS sweep (PAPER.md section 1, toy experiments)
 PAPER_SHARED = (0.30, 0.40)  # Paulo & Belrose: ~30% (Llama-3-8B, 131k latents) to ~40% (Pythia-160M, 32k)
@@ -186,13 +187,7 @@ def why_gap_closed(inp: Inputs) -> Result:
     p = inp.params(WHY_FACTORS)
     require("base_expansion" in p and "train_tokens" in p, f"{WHY_FACTORS}.manifest.json lacks its parameters")
     # The baselines of notebook 06 (section 4): notebook 03's options at R = base_expansion.
-    baselines = {
-        "width": p["base_expansion"],
-        "norm_gains": "redrawn",
-        "embedding_scale": 1.0,
-        "train_tokens": p["train_tokens"],
-    }
-    gaps = gap_table(t, baselines)
+    gaps = gap_table(t, why_baselines(p["base_expansion"], p["train_tokens"]))
     layers = [x for x in sorted(set(t.layer)) if x > 0] or sorted(set(t.layer))
     best = best_per_factor(gaps, layers)
     over = f"layers {layers} (one SAE each)"

@@ -74,10 +74,10 @@ def _check_03(cfg: Config) -> None:
                 f"= {d_sae}; got {cfg.k}"
             )
     check_trainer(cfg.trainer, cfg.architecture, streaming=cfg.train_from == "stream")
-    if cfg.harvest_dtype != "float32" and (cfg.device != "cpu" or cfg.model.strip().lower() not in _LEAN_MODELS):
+    if cfg.harvest_dtype == "bfloat16" and (cfg.device != "cpu" or cfg.model.strip().lower() not in _LEAN_MODELS):
         raise ParameterError(
-            f"parameter 'harvest_dtype' must be 'float32' unless device='cpu' and model is one of {_LEAN_MODELS} "
-            f"(the lean forward, rsae_utils.sae.fastfwd); got {cfg.harvest_dtype!r}"
+            f"parameter 'harvest_dtype' must be 'float32' or 'auto' unless device='cpu' and model is one of "
+            f"{_LEAN_MODELS} (the lean forward, rsae_utils.sae.fastfwd); got {cfg.harvest_dtype!r}"
         )
     if cfg.n_spliced_windows > cfg.n_test_windows:
         raise ParameterError(
@@ -216,14 +216,15 @@ register(
             Param(
                 "harvest_dtype",
                 "float32",
+                "auto",
                 "float32",
-                "float32",
-                one_of(["float32", "bfloat16"]),
+                one_of(["float32", "bfloat16", "auto"]),
                 "compute dtype of the caching forward (CPU, Llama-style models: smollm2-135m, tiny-random): "
-                "'float32' (default, as transformer-lens to ~1e-6) or 'bfloat16' (matrix products in bfloat16: ~2x "
-                "faster on CPUs with AMX-BF16, e.g. Sapphire Rapids, but much slower on a laptop without it; cached "
-                "activations then differ from float32 by 0.3-8% relative, most in deep layers of re-randomized "
-                "variants); enters the cache key",
+                "'float32' (as transformer-lens to ~1e-6), 'bfloat16' (matrix products in bfloat16: 1.7x faster here "
+                "with avx512_bf16, ~2x with AMX-BF16, much slower on a laptop without either; cached activations "
+                "then differ from float32 by 0.3-8% relative, most in deep layers of re-randomized variants) or "
+                "'auto' (default: bfloat16 where the CPU has native bfloat16 and the lean forward runs, else "
+                "float32, as notebook 09); the resolved value enters the cache key",
             ),
             Param(
                 "cache_dtype",

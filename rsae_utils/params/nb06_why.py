@@ -1,18 +1,16 @@
 """Parameters of notebook 06_why_default_differs (why the default run's random variants differ from the paper's).
 
-``default`` is sized for at most ~8 minutes on a 2-core CPU, alone, from notebook 03's default caches (R = 16, 400
-held-out windows): residual-stream statistics of notebook 03's caches (every cached variant and layer), then TopK
-SAEs at layers 0, 4 and 9 of the trained model, the re-randomized one and step-0 at R = 4 and 16 (~61k tokens
-each), and at 15,360 tokens (the budget sweep); R = 64 only for the trained and the re-randomized model at layer 9
-(``wide_layers``, ``wide_variants``: an R = 64 SAE costs ~35 s here; layer 0 has no gap to close, and at R <= 16
-layers 4 and 9 move alike, so this cut costs the answer least); for the re-randomized variant, two more caches and
-their SAEs at R = 16 (norm gains kept trained; embedding x16: harvests to layer 9; x4, the middle point, is left to
-``embedding_scales`` to save a harvest); and a GPT-NeoX of Pythia-70m's shape at
-initialization harvested on the same windows (6 layers), with SAEs at three of them. SAE metrics and the option
-caches use the first ``test_windows`` held-out windows (64 = 8,192 tokens, not notebook 03's 400): a held-out
-pass of a wide SAE over 51k tokens would cost more than its training. ``paper`` needs notebook 03's caches *with a
-training split* (notebook 03's paper profile streams instead: rerun it with ``train_from='cache'``) and a GPU; it
-has no NeoX line (notebook 03's model is Pythia there).
+``default`` is sized for ~8 minutes on a 2-core CPU, alone, from notebook 03's default caches (R = 16, 400 held-out
+windows): residual-stream statistics of notebook 03's caches; TopK SAEs at layers 0, 4 and 9 of the trained model,
+the re-randomized one and step-0 at R = 4 and 16 (~61k tokens each), R = 64 only for the trained and the
+re-randomized model at layer 9 (~25 s each); the re-randomized model remade with its output projections drawn at
+0.105x their trained std and with its embedding x16 (one harvest each, to layer 9); five architecture x initializer
+cells at initialization on 160 training windows, with SAEs at the layers matching 4 and 9 (one pass, 20k tokens);
+the Gaussian control at layers 4 and 9; the mean-field prediction of every random cache. SAE metrics and the option
+caches use the first ``test_windows`` held-out windows (64 = 8,192 tokens, not notebook 03's 400): a held-out pass
+of a wide SAE over 51k tokens would cost more than its training. ``paper`` needs notebook 03's caches *with a
+training split* (notebook 03's paper profile streams instead: rerun it with ``train_from='cache'``) and a GPU; it has
+no cells (notebook 03's model is Pythia there, and the cells are built from a Llama config).
 """
 
 from __future__ import annotations
@@ -31,7 +29,10 @@ from rsae_utils.params.core import (
     register,
 )
 from rsae_utils.params.nb03_sae import known_model_dims
+from rsae_utils.subject.init_cells import CELLS
 from rsae_utils.subject.variants import VARIANTS
+
+_LLAMA_MODELS = ("smollm2-135m", "tiny-random")
 
 _SAE_VARIANTS = ["trained", "rerandomized_incl_emb", "step0"]
 _RERANDOMIZED = ["rerandomized_incl_emb", "rerandomized_excl_emb"]
@@ -47,6 +48,10 @@ def _check_06(cfg: Config) -> None:
         raise ParameterError(
             f"parameter 'embedding_scales' must hold 1.0 (notebook 03's own caches, the baseline); "
             f"got {list(cfg.embedding_scales)}"
+        )
+    if 1.0 not in [float(s) for s in cfg.output_scales]:
+        raise ParameterError(
+            f"parameter 'output_scales' must hold 1.0 (the paper's rule, the baseline); got {list(cfg.output_scales)}"
         )
     if cfg.train_tokens not in cfg.token_budgets:
         raise ParameterError(
@@ -78,6 +83,19 @@ def _check_06(cfg: Config) -> None:
     if bad:
         raise ParameterError(
             f"parameter 'neox_sae_layers' must be among 'neox_layers' {list(cfg.neox_layers)}; got {bad}"
+        )
+    for name in ("cell_sae_layers", "gauss_layers"):
+        bad = [x for x in cfg[name] if x not in cfg.layers]
+        if bad:
+            raise ParameterError(f"parameter {name!r} must be among 'layers' {list(cfg.layers)}; got {bad}")
+    if cfg.cell_train_tokens < cfg.batch_size:
+        raise ParameterError(
+            f"parameter 'cell_train_tokens' must be >= batch_size ({cfg.batch_size}); got {cfg.cell_train_tokens}"
+        )
+    if cfg.init_cells and model.strip().lower() not in _LLAMA_MODELS:
+        raise ParameterError(
+            f"parameter 'init_cells' must be empty unless notebook 03's model is one of {_LLAMA_MODELS} (the cells "
+            f"are built from a Llama config); got {list(cfg.init_cells)} with {model!r}"
         )
     if "trained" not in cfg.variants:
         raise ParameterError(f"parameter 'variants' must include 'trained' (the reference); got {list(cfg.variants)}")
@@ -151,10 +169,12 @@ register(
             Param(
                 "norm_gains",
                 True,
-                True,
+                False,
                 True,
                 is_bool(),
-                "sweep the norm gains of factor_variants: redrawn (notebook 03) against kept at their trained values",
+                "sweep the norm gains of factor_variants: redrawn (notebook 03) against kept at their trained values "
+                "(default: off; it closed 1% of the gap at 4dda93a, and the mean field predicts nothing from it: a "
+                "redrawn gain vector keeps E[g^2], all a normalized read depends on)",
             ),
             Param(
                 "embedding_scales",
@@ -165,16 +185,26 @@ register(
                 "token-embedding scales of factor_variants (1.0: notebook 03's caches; one harvest per other value)",
             ),
             Param(
+                "output_scales",
+                [1.0, 0.5],
+                [1.0, 0.105],
+                [1.0],
+                list_of(is_float(1e-4, 1e3), unique=True),
+                "scales of the re-randomized output projections' std (W_O, W_out) of factor_variants (1.0: the "
+                "paper's rule; 0.105 = sqrt(10) / 30, wang_init's ratio to small_init at SmolLM2's depth; one harvest "
+                "per other value)",
+            ),
+            Param(
                 "train_tokens", 3072, 61_440, 1_000_000, is_int(1), "tokens each SAE trains on (notebook 03's default)"
             ),
             Param(
                 "token_budgets",
                 [3072, 6144],
-                [15_360, 61_440],
+                [61_440],
                 [1_000_000],
                 list_of(is_int(1), unique=True),
-                "training budgets of the tokens sweep (at base_expansion; a single value skips it); default: a 4x "
-                "smaller budget from the same cache (the slope, not what 100M tokens would give)",
+                "training budgets of the tokens sweep (at base_expansion; a single value skips it); default: none, "
+                "notebook 09's training-budget study measures 4k-1M tokens on its own caches",
             ),
             Param(
                 "test_windows",
@@ -188,7 +218,7 @@ register(
             Param(
                 "neox_layers",
                 [0, 1],
-                [0, 1, 2, 3, 4, 5],
+                [],
                 [],
                 list_of(is_int(0, 5), min_len=0, unique=True),
                 "layers of the Pythia-70m-shaped GPT-NeoX at initialization harvested on notebook 03's windows and "
@@ -197,7 +227,7 @@ register(
             Param(
                 "neox_sae_layers",
                 [0, 1],
-                [0, 2, 4],
+                [],
                 [],
                 list_of(is_int(0, 5), min_len=0, unique=True),
                 "its layers with a TopK SAE at base_expansion (among neox_layers)",
@@ -211,6 +241,59 @@ register(
                 "its initializer: pythia (GPT-NeoX's small_init / wang_init) or hf (transformers' N(0, 0.02))",
             ),
             Param("neox_seed", 0, 0, 0, is_int(0), "seed of its initialization"),
+            Param(
+                "init_cells",
+                list(CELLS),
+                list(CELLS),
+                [],
+                list_of(one_of(list(CELLS)), min_len=0, unique=True),
+                "architecture x initializer cells at initialization (rsae_utils.subject.init_cells; needs a "
+                "Llama-style notebook 03 model): each one harvest on notebook 03's windows",
+            ),
+            Param(
+                "cell_train_windows",
+                16,
+                160,
+                160,
+                is_int(1),
+                "training windows of the cells' caches (the first N of notebook 03's; ~1 s per 1k tokens per cell)",
+            ),
+            Param(
+                "cell_sae_layers",
+                [3],
+                [4, 9],
+                [],
+                list_of(is_int(0), min_len=0, unique=True),
+                "layers (of notebook 03's model; the 6-layer cell at the same fraction of depth) with an SAE per cell",
+            ),
+            Param(
+                "cell_train_tokens",
+                1536,
+                20_480,
+                20_480,
+                is_int(1),
+                "training tokens of the cells' SAEs (default: about one pass over their training windows)",
+            ),
+            Param("cell_seed", 0, 0, 0, is_int(0), "seed of the cells' initialization"),
+            Param(
+                "gauss_layers",
+                [3],
+                [4, 9],
+                [],
+                list_of(is_int(0), min_len=0, unique=True),
+                "layers of the Gaussian control (an SAE on a Gaussian with the residual's mean and covariance) "
+                "for every variant and cell (layer 0: no gap to explain)",
+            ),
+            Param("n_top_pcs", 3, 3, 3, is_int(0, 64), "top principal directions projected out for 'EV without them'"),
+            Param(
+                "detectors",
+                True,
+                True,
+                True,
+                is_bool(),
+                "count token-detector latents (decoder cosine > 0.5 with a token's mean direction) against "
+                "shuffled tokens",
+            ),
             Param("batch_size", 256, 512, 4096, is_int(1), "SAE training batch, tokens"),
             Param(
                 "lr",

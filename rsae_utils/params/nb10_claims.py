@@ -2,7 +2,7 @@
 (``rsae_utils/claims/rules.py``) and the bootstrap behind the intervals. Every profile uses the same margins, so a
 verdict means the same thing at every scale; only the bootstrap size differs.
 
-It reads the figures of notebooks 01-08 (``after``, so the runner reruns it when one of them changes). Unlike the
+It reads the figures of notebooks 01-09 (``after``, so the runner reruns it when one of them changes). Unlike the
 other notebooks it does not need them all: a claim whose notebook has not run gets the verdict "not run", so
 ``pull_upstream`` is off and ``make figures NB=10`` alone never starts the whole pipeline.
 """

@@ -26,6 +26,7 @@ FACTOR_NAMES = {
     "width": "SAE width R",
     "norm_gains": "norm gains",
     "embedding_scale": "embedding scale",
+    "output_scale": "output-projection scale",
     "train_tokens": "SAE training tokens",
 }
 
@@ -127,7 +128,7 @@ def plot_factors(
                             lw=0.8,
                             alpha=0.7,
                         )
-            if f in ("width", "embedding_scale", "train_tokens"):
+            if f in ("width", "embedding_scale", "output_scale", "train_tokens"):
                 ax.set_xscale("log", base=2 if f != "train_tokens" else 10)
                 vals = sorted({float(v) for v in sub.value})
                 ax.set_xticks(vals, [f"{v:g}" for v in vals])

@@ -29,7 +29,7 @@ import torch
 from rsae_utils import paths
 from rsae_utils.errors import CacheError, StageError
 from rsae_utils.sae import metrics as metrics_mod
-from rsae_utils.sae.cache import DEFAULT_SHARD_WINDOWS, ActivationCache, cache_key, open_cache
+from rsae_utils.sae.cache import DEFAULT_SHARD_WINDOWS, TL_FORWARD, ActivationCache, cache_key, open_cache
 from rsae_utils.sae.codes import load_codes
 from rsae_utils.sae.harvest import harvest, planned_forward
 from rsae_utils.sae.spec import SAE_LENS, SAESpec, sae_name
@@ -90,6 +90,15 @@ class SAEPipeline:
             torch.set_num_threads(int(cfg.torch_threads))
 
     # --- where each stage writes (paths.py owns the layout) ---
+    @property
+    def harvest_dtype(self) -> str:
+        """The caching forward's compute dtype, "auto" resolved on this machine (it enters the cache key): bfloat16
+        only for the lean CPU forward on a CPU with native bfloat16."""
+        value = str(getattr(self.cfg, "harvest_dtype", "float32"))
+        if value == "auto" and planned_forward(self.cfg.model, self.cfg.device) == TL_FORWARD:
+            return "float32"
+        return resolved_dtype(value, self.cfg.device)
+
     def cache_dir(self, variant: str) -> Path:
         c = self.cfg
         return paths.cache_dir(self.profile, c.model, c.revision, variant, c.variant_seed)
@@ -239,7 +248,7 @@ class SAEPipeline:
         if self.streaming:
             windows = {"test": windows["test"]}
         meta = self.cache_meta(variant)
-        forward = planned_forward(self.cfg.model, self.cfg.device, self.cfg.harvest_dtype)
+        forward = planned_forward(self.cfg.model, self.cfg.device, self.harvest_dtype)
         key = cache_key(meta, self.cfg.layers, windows, self.cfg.cache_dtype, DEFAULT_SHARD_WINDOWS, forward)
         path = self.cache_dir(variant)
         try:  # finished, made with these parameters, and every file still has its recorded sha256
@@ -260,7 +269,7 @@ class SAEPipeline:
             batch_size=int(self.cfg.harvest_batch),
             dtype=self.cfg.cache_dtype,
             progress=progress,
-            harvest_dtype=self.cfg.harvest_dtype,
+            harvest_dtype=self.harvest_dtype,
         )
         self._tick("harvest", t0)
         self._caches[variant] = out

@@ -32,8 +32,11 @@ NEOX_NAME = "pythia70m-shape-gpt-neox-init"  # the "model" name its cache record
 OUTPUT_PROJECTIONS = ("attention.dense.weight", "mlp.dense_4h_to_h.weight")  # wang_init in the GPT-NeoX library
 
 
-def pythia_shape_config(vocab_size: int, n_ctx: int = 2048, shape: dict[str, int] | None = None) -> GPTNeoXConfig:
-    """A ``GPTNeoXConfig`` with Pythia-70m's shape (or ``shape``'s overrides, for tests) and ``vocab_size``."""
+def pythia_shape_config(
+    vocab_size: int, n_ctx: int = 2048, shape: dict[str, int] | None = None, initializer_range: float = 0.02
+) -> GPTNeoXConfig:
+    """A ``GPTNeoXConfig`` with Pythia-70m's shape (or ``shape``'s overrides) and ``vocab_size``; transformers'
+    own initializer draws every matrix from N(0, ``initializer_range``)."""
     cfg = GPTNeoXConfig(
         **{**PYTHIA_70M_SHAPE, **(shape or {})},
         vocab_size=int(vocab_size),
@@ -44,7 +47,7 @@ def pythia_shape_config(vocab_size: int, n_ctx: int = 2048, shape: dict[str, int
         layer_norm_eps=1e-5,
         hidden_act="gelu",
         attention_bias=True,
-        initializer_range=0.02,
+        initializer_range=float(initializer_range),
     )
     cfg.architectures = ["GPTNeoXForCausalLM"]
     return cfg
@@ -65,7 +68,12 @@ def _pythia_init_(model: GPTNeoXForCausalLM, gen: torch.Generator) -> None:
 
 
 def build_neox_hf(
-    vocab_size: int, seed: int = 0, init: str = "pythia", n_ctx: int = 2048, shape: dict[str, int] | None = None
+    vocab_size: int,
+    seed: int = 0,
+    init: str = "pythia",
+    n_ctx: int = 2048,
+    shape: dict[str, int] | None = None,
+    initializer_range: float = 0.02,
 ) -> GPTNeoXForCausalLM:
     """The transformers model of :func:`pythia_shape_config` initialised under ``seed`` (the caller's global RNG
     is left as it was); the same seed gives the same weights."""
@@ -73,7 +81,7 @@ def build_neox_hf(
         raise ValueError(f"init must be one of {INITS}; got {init!r}")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))  # transformers' initializer draws from the global RNG
-        model = GPTNeoXForCausalLM(pythia_shape_config(vocab_size, n_ctx, shape))
+        model = GPTNeoXForCausalLM(pythia_shape_config(vocab_size, n_ctx, shape, initializer_range))
     if init == "pythia":
         _pythia_init_(model, torch.Generator().manual_seed(int(seed)))
     return model.float().eval()
@@ -138,14 +146,16 @@ def neox_at_init(
     n_ctx: int = 2048,
     device: str = "cpu",
     shape: dict[str, int] | None = None,
+    initializer_range: float = 0.02,
 ) -> tuple[HookedTransformer, dict[str, Any]]:
     """(HookedTransformer, record) of the Pythia-shaped GPT-NeoX at initialization: what ``harvest`` takes."""
-    hf = build_neox_hf(vocab_size, seed, init, n_ctx, shape)
+    hf = build_neox_hf(vocab_size, seed, init, n_ctx, shape, initializer_range)
     model = hooked_from_neox_hf(hf, n_ctx, device)
     c = hf.config
     record = {
         "architecture": "GPTNeoXForCausalLM",
         "init": init,
+        "initializer_range": float(c.initializer_range),
         "seed": int(seed),
         "vocab_size": int(vocab_size),
         "n_layers": c.num_hidden_layers,

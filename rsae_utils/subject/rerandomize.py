@@ -179,7 +179,9 @@ def _step0(loaded: LoadedModel, seed: int) -> tuple[Any, dict]:
     }
 
 
-def variant_options(rerandomize_norms: bool = True, embedding_scale: float = 1.0) -> dict[str, Any]:
+def variant_options(
+    rerandomize_norms: bool = True, embedding_scale: float = 1.0, output_scale: float = 1.0
+) -> dict[str, Any]:
     """The options of :func:`make_variant` that differ from its defaults, as keyword arguments ({} for the variants
     as the paper makes them). A cache records them and is keyed by them."""
     out: dict[str, Any] = {}
@@ -187,6 +189,8 @@ def variant_options(rerandomize_norms: bool = True, embedding_scale: float = 1.0
         out["rerandomize_norms"] = False
     if float(embedding_scale) != 1.0:
         out["embedding_scale"] = float(embedding_scale)
+    if float(output_scale) != 1.0:
+        out["output_scale"] = float(output_scale)
     return out
 
 
@@ -197,7 +201,37 @@ def options_tag(options: dict[str, Any]) -> str:
         parts.append("norms-kept")
     if "embedding_scale" in options:
         parts.append(f"emb-x{options['embedding_scale']:g}")
+    if "output_scale" in options:
+        parts.append(f"out-x{options['output_scale']:g}")
     return "_".join(parts)
+
+
+def _rerandomized_(
+    model: Any, variant: str, seed: int, rerandomize_norms: bool, tied: bool, output_scale: float
+) -> dict[str, Any]:
+    """Apply the paper's rule to ``model`` in place (then the output-projection scale); the record's fields."""
+    include = variant == "rerandomized_incl_emb"
+    summary = rerandomize_(
+        model, seed, include_embeddings=include, rerandomize_norms=rerandomize_norms, tied_embeddings=tied
+    )
+    norms = norm_parameter_names(model)
+    out = {
+        **summary,
+        "layernorm_rerandomized": any(n in norms for n in summary["redrawn"]),
+        "embeddings_rerandomized": include,
+    }
+    if output_scale != 1.0:
+        with torch.no_grad():
+            for block in model.blocks:
+                block.attn.W_O.mul_(float(output_scale))
+                block.mlp.W_out.mul_(float(output_scale))
+        out["output_scale"] = float(output_scale)
+    return out
+
+
+def _check_scale(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
+        raise ParameterError(f"parameter {name!r} must be a number > 0; got {value!r}")
 
 
 def make_variant(
@@ -207,6 +241,7 @@ def make_variant(
     rerandomize_norms: bool = True,
     control_noise_std: float = 1.0,
     embedding_scale: float = 1.0,
+    output_scale: float = 1.0,
 ) -> tuple[Any, dict]:
     """Make ``variant`` of ``loaded`` (never modifying it); return ``(model, record)``.
 
@@ -217,16 +252,20 @@ def make_variant(
     ``embedding_scale`` multiplies the token embedding W_E once the variant is made (a tied unembedding follows, so
     the tie holds); notebook 06 uses it to ask whether the size of the embedding against the blocks' writes is what
     sets a random model's residual stream apart. It has no effect on the control, whose embedding is noise.
+
+    ``output_scale`` multiplies each block's two output projections (W_O, W_out) of a re-randomized variant once
+    redrawn, i.e. draws them with their trained mean and std times the scale: notebook 06 sets it to wang_init's
+    ratio to small_init (sqrt(10) / n_layers) to ask whether depth-scaled writes keep the token in the residual.
     """
     validate_variant(variant)
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise ParameterError(f"parameter 'seed' must be an integer; got {seed!r}")
-    if (
-        isinstance(embedding_scale, bool)
-        or not isinstance(embedding_scale, (int, float))
-        or not (math.isfinite(embedding_scale) and embedding_scale > 0)
-    ):
-        raise ParameterError(f"parameter 'embedding_scale' must be a number > 0; got {embedding_scale!r}")
+    _check_scale("embedding_scale", embedding_scale)
+    _check_scale("output_scale", output_scale)
+    if output_scale != 1.0 and not variant.startswith("rerandomized"):
+        raise ParameterError(
+            f"parameter 'output_scale' applies to the re-randomized variants only; got {output_scale} for {variant!r}"
+        )
     t0 = time.perf_counter()
     record: dict[str, Any] = {
         "variant": variant,
@@ -251,18 +290,7 @@ def make_variant(
     else:
         model = copy.deepcopy(loaded.model)
         if variant.startswith("rerandomized"):
-            include = variant == "rerandomized_incl_emb"
-            summary = rerandomize_(
-                model,
-                seed,
-                include_embeddings=include,
-                rerandomize_norms=rerandomize_norms,
-                tied_embeddings=loaded.tied_embeddings,
-            )
-            record.update(summary)
-            norms = norm_parameter_names(model)
-            record["layernorm_rerandomized"] = any(n in norms for n in summary["redrawn"])
-            record["embeddings_rerandomized"] = include
+            record.update(_rerandomized_(model, variant, seed, rerandomize_norms, loaded.tied_embeddings, output_scale))
         elif variant == "control":
             hook = EmbeddingNoise(seed, std=control_noise_std)
             model.add_perma_hook("hook_embed", hook)

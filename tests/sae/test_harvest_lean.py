@@ -10,6 +10,8 @@ from rsae_utils.errors import ParameterError
 from rsae_utils.sae.cache import TL_FORWARD, cache_key, hook_name, open_cache
 from rsae_utils.sae.fastfwd import lean_layers, lean_logits, lean_ok, pack_blocks
 from rsae_utils.sae.harvest import harvest, harvest_forward, hooked_layers, planned_forward, run_layers
+from rsae_utils.sae.pipeline import SAEPipeline
+from rsae_utils.sae.topk import bf16_is_fast
 from rsae_utils.subject.variants import VARIANTS
 
 LAYERS = [0, 1, 3]
@@ -137,8 +139,14 @@ def test_interrupted_lean_harvest_resumes_bit_identical(loaded, tmp_path, varian
 def test_harvest_dtype_parameter_of_notebook_03():
     from rsae_utils.params.core import resolve
 
-    assert resolve("03_sae_training", "default", {"corpus": "site-packages"})["harvest_dtype"] == "float32"
-    with pytest.raises(ParameterError, match="'float32', 'bfloat16'"):
+    assert resolve("03_sae_training", "default", {"corpus": "site-packages"})["harvest_dtype"] == "auto"
+    assert resolve("03_sae_training", "smoke")["harvest_dtype"] == "float32"
+    # "auto" never asks a model without the lean forward for bfloat16
+    pipe = SAEPipeline(resolve("03_sae_training", "smoke", {"harvest_dtype": "auto", "model": "pythia-70m"}))
+    assert pipe.harvest_dtype == "float32"
+    auto = SAEPipeline(resolve("03_sae_training", "smoke", {"harvest_dtype": "auto"})).harvest_dtype
+    assert auto == ("bfloat16" if bf16_is_fast("cpu") else "float32")
+    with pytest.raises(ParameterError, match="'float32', 'bfloat16', 'auto'"):
         resolve("03_sae_training", "smoke", {"harvest_dtype": "float16"})
     with pytest.raises(ParameterError, match="harvest_dtype"):
         resolve("03_sae_training", "smoke", {"harvest_dtype": "bfloat16", "model": "pythia-70m"})

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from rsae_utils.errors import ParameterError
+from rsae_utils.params.core import resolve
 from rsae_utils.sae.metrics import top_directions
 from rsae_utils.sae.topk import TopKTrainer, to_sae_lens
 from rsae_utils.studies.budget.curves import (
@@ -21,6 +22,7 @@ from rsae_utils.studies.budget.curves import (
     last_change,
 )
 from rsae_utils.studies.budget.measures import reconstruction_measures, seed_shared
+from rsae_utils.studies.budget.run import REPEAT, BudgetStudy
 from rsae_utils.toys.mmcs import mmcs
 from rsae_utils.toys.synthetic import SparseFeatureWorld, seeded_generator
 
@@ -133,3 +135,13 @@ def test_mmcs_rises_with_budget_and_settles_on_known_features():
     assert all(b >= a - 0.01 for a, b in zip(scores, scores[1:], strict=False)), scores  # never clearly worse
     assert is_settled(budgets, scores, 0.02) is True, scores
     assert not math.isnan(scores[-1]) and scores[-1] > 0.8
+
+
+def test_short_variants_stop_one_budget_early():
+    cfg = resolve("09_training_budget", "smoke", {"short_variants": ["step0"], "budget_stop": 16_384})
+    study = BudgetStudy(cfg)
+    main = {(r.variant, r.layer): r.budgets for r in study.runs() if r.seed == 0 and r.run != REPEAT}
+    assert main[("trained", cfg.layers[0])] == tuple(study.budgets)
+    assert main[("step0", cfg.layers[0])] == tuple(study.budgets[:-1])
+    with pytest.raises(ParameterError, match="short_variants"):
+        resolve("09_training_budget", "smoke", {"short_variants": ["trained"]})

@@ -44,7 +44,11 @@ def test_smoke_run_measures_the_residual_stream_and_the_factors(smoke_run, smoke
     assert s.loc[("neox_init", 0), "token_share_adj"] > s.loc[("control", 0), "token_share_adj"] + 0.1
 
     table = pd.read_csv(figures / "smoke" / "06_why_factors.csv")
-    assert set(table.factor) == {"width", "norm_gains", "embedding_scale", "train_tokens"}
+    assert set(table.factor) == {"width", "norm_gains", "embedding_scale", "output_scale", "train_tokens"}
+    # a re-randomized model whose output projections are drawn smaller keeps more of the token at the last layer
+    s_out = f"rerandomized_incl_emb+out-x{cfg.output_scales[-1]:g}"
+    last = max(cfg.layers)
+    assert s.loc[(s_out, last), "token_share"] > s.loc[("rerandomized_incl_emb", last), "token_share"]
     assert set(table[table.factor == "width"].R) == set(cfg.expansions)
     assert set(table.layer) == set(cfg.layers) and set(table.variant) == set(cfg.variants)
     # the budget sweep trains on the stated tokens (whole batches in smoke) at the base width
@@ -65,7 +69,7 @@ def test_smoke_run_measures_the_residual_stream_and_the_factors(smoke_run, smoke
             & (rr["R"] == cfg.base_expansion)
             & (rr.train_tokens == cfg.train_tokens)
         ].explained_variance
-        assert len(base) == 4 and np.ptp(base.to_numpy()) == 0
+        assert len(base) == 5 and np.ptp(base.to_numpy()) == 0  # width, norm gains, embedding, outputs, tokens
 
     arch = pd.read_csv(figures / "smoke" / "06_architecture.csv")
     neox = arch[arch.variant == "neox_init"]
@@ -89,6 +93,26 @@ def test_smoke_run_measures_the_residual_stream_and_the_factors(smoke_run, smoke
     text = "".join("".join(t) for t in shown)
     assert "Architecture: " in text and "Pythia-shaped GPT-NeoX at initialization" in text
     assert f"Training on {max(cfg.token_budgets):,} instead of {min(cfg.token_budgets):,} tokens" in text
+
+    # the controlled comparisons: every cell at its matched layers, its SAEs, the prediction and the Gaussian control
+    cells = pd.read_csv(figures / "smoke" / "06_init_cells.csv")
+    assert set(cells.source) == set(cfg.init_cells)
+    stats_rows = cells[cells.token_share.notna()]
+    assert stats_rows.depth_fraction.between(0, 1).all() and stats_rows.token_share_adj.between(-0.1, 1).all()
+    sae_rows = cells[cells.explained_variance.notna()]
+    assert set(sae_rows.source) == set(cfg.init_cells) and (sae_rows.train_tokens_seen == cfg.cell_train_tokens).all()
+    pred = pd.read_csv(figures / "smoke" / "06_prediction.csv")
+    assert set(cfg.init_cells) <= set(pred.source) and "trained" not in set(pred.source)
+    # random draws follow their weights: the predicted rms within 15% of the measured one at every layer
+    assert (pred.pred_rms / pred.norm_rms).between(0.85, 1.15).all()
+    gauss = pd.read_csv(build / "smoke" / "why_default" / "gaussian.csv")
+    assert {(v, x) for v in cfg.variants for x in cfg.gauss_layers} <= set(zip(gauss.source, gauss.layer))
+    assert gauss.gauss_explained_variance.between(-0.5, 1).all()
+    assert np.allclose(gauss.ev_minus_gauss, gauss.explained_variance - gauss.gauss_explained_variance)
+    for col in ("detector_share", "detector_control", "detector_cos_median", "detector_cos_median_control"):
+        assert table[col].between(0, 1).all(), col
+    assert (table.ev_top_pcs_out <= 1).all()
+    assert "the architecture (GPT-NeoX minus Llama) moves it by" in text and "trained on a Gaussian" in text
 
 
 def test_missing_caches_name_notebook_03(tmp_dirs):

@@ -61,6 +61,29 @@ def test_embedding_scale_scales_w_e_and_keeps_the_tie(tiny):
             make_variant(tiny, "trained", embedding_scale=bad)
 
 
+def test_output_scale_scales_the_output_projections_only(tiny):
+    base, _ = make_variant(tiny, "rerandomized_incl_emb", seed=1)
+    low, rec = make_variant(tiny, "rerandomized_incl_emb", seed=1, output_scale=0.25)
+    for b0, b1 in zip(base.blocks, low.blocks):
+        assert torch.allclose(b1.attn.W_O, 0.25 * b0.attn.W_O) and torch.allclose(b1.mlp.W_out, 0.25 * b0.mlp.W_out)
+        assert torch.equal(b1.attn.W_V, b0.attn.W_V) and torch.equal(b1.mlp.W_in, b0.mlp.W_in)
+    assert rec["output_scale"] == 0.25 and options_tag(variant_options(output_scale=0.25)) == "out-x0.25"
+    with pytest.raises(ParameterError, match="output_scale"):
+        make_variant(tiny, "step0", output_scale=0.5)  # only the re-randomization rule has trained stds to scale
+    with pytest.raises(ParameterError, match="output_scale"):
+        make_variant(tiny, "rerandomized_incl_emb", output_scale=0.0)
+
+
+def test_output_scale_cells_hold_the_baseline():
+    cells = sweep_cells(
+        ["trained"], ["rerandomized_incl_emb"], [0], [4], 4, [1.0], False, [512], 512, (), (), [1.0, 0.1]
+    )
+    out = [c for c in cells if c.factor == "output_scale"]
+    assert [c.value for c in out] == [1.0, 0.1]
+    assert out[0].options == () and out[1].options == (("output_scale", 0.1),)
+    assert out[1].source == "rerandomized_incl_emb+out-x0.1"
+
+
 def test_cache_key_unchanged_without_options_and_changed_with_them():
     w = tiny_windows()
     meta = {"model": "m", "variant": "rerandomized_incl_emb", "seed": 42, "corpus_sha256": "c"}

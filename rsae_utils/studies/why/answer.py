@@ -22,6 +22,7 @@ FACTOR_WORDS = {
     "width": "widening the SAE (R)",
     "norm_gains": "keeping the norm gains at their trained values",
     "embedding_scale": "scaling the token embedding up",
+    "output_scale": "drawing the output projections with a depth-scaled std (wang_init's ratio)",
     "train_tokens": "changing the SAE's training budget",
 }
 
@@ -106,9 +107,21 @@ def best_per_factor(gaps: pd.DataFrame, layers: Sequence[int]) -> pd.DataFrame:
 _FORMATS = {  # formatted only for their own factor: "redrawn" is no number
     "width": lambda v: f"R = {int(float(v))}",
     "embedding_scale": lambda v: f"x{float(v):g}",
+    "output_scale": lambda v: f"outputs x{float(v):.3g}",
     "train_tokens": lambda v: f"{int(v):,} tokens",
     "norm_gains": lambda v: f"gains {v}",
 }
+
+
+def baselines(base_expansion: int, train_tokens: int) -> dict[str, Any]:
+    """Every factor's baseline value: notebook 03's options at R = ``base_expansion`` and its budget."""
+    return {
+        "width": base_expansion,
+        "norm_gains": "redrawn",
+        "embedding_scale": 1.0,
+        "output_scale": 1.0,
+        "train_tokens": train_tokens,
+    }
 
 
 def _fmt_value(factor: str, value: Any) -> str:

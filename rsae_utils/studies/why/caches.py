@@ -45,7 +45,7 @@ def base_windows(base: ActivationCache, test_windows: int | None = None) -> dict
     return out
 
 
-def _harvest_once(
+def harvest_once(
     meta: dict,
     layers: Sequence[int],
     windows: Mapping[str, torch.Tensor],
@@ -93,7 +93,7 @@ def option_cache(
     keep = ("model", "revision", "variant", "seed", "corpus_sha256", "corpus_source", "window_seed")
     meta = {**{k: base.manifest.get(k) for k in keep}, "variant_options": dict(options)}
     # the base cache's forward and compute dtype, so option caches differ from it only by the options
-    return _harvest_once(
+    return harvest_once(
         meta,
         layers,
         windows,
@@ -128,7 +128,7 @@ def neox_cache(
         **{k: base.manifest.get(k) for k in ("corpus_sha256", "corpus_source", "window_seed")},
     }
     windows = base_windows(base, test_windows)
-    return _harvest_once(meta, layers, windows, base.manifest["dtype"], out_dir, make_model, harvest_batch)
+    return harvest_once(meta, layers, windows, base.manifest["dtype"], out_dir, make_model, harvest_batch)
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -82,17 +82,18 @@ def position_share(acts: torch.Tensor, mask: torch.Tensor | None = None) -> dict
 
 
 def norm_stats(acts: torch.Tensor, mask: torch.Tensor | None = None) -> dict[str, float]:
-    """Median, mean, 10th and 90th percentile of the rows' L2 norms."""
+    """Median, mean, root mean square, 10th and 90th percentile of the rows' L2 norms."""
     x, keep = _rows(acts, mask)
     norms = torch.linalg.vector_norm(x.float(), dim=1).double()
     if keep is not None:
         norms = norms[keep]
     if not len(norms):
-        return {k: float("nan") for k in ("norm_median", "norm_mean", "norm_q10", "norm_q90")}
+        return {k: float("nan") for k in ("norm_median", "norm_mean", "norm_rms", "norm_q10", "norm_q90")}
     q = torch.quantile(norms, torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64))
     return {
         "norm_median": float(q[1]),
         "norm_mean": float(norms.mean()),
+        "norm_rms": float(norms.pow(2).mean().sqrt()),
         "norm_q10": float(q[0]),
         "norm_q90": float(q[2]),
     }

@@ -6,6 +6,8 @@ notebook 03's setting and measures what changes:
 
 * ``width``: the SAE's expansion R (the paper: 64; the default: 4);
 * ``norm_gains``: a re-randomized variant's norm gains redrawn (the default, as the authors' code) or kept trained;
+* ``output_scale``: a re-randomized variant's output projections redrawn with their std scaled (by depth, as
+  wang_init does);
 * ``embedding_scale``: a variant's token embedding multiplied by a factor (a re-randomized residual stream grows
   ~20x with depth, so the embedding's share of it shrinks);
 * ``train_tokens``: the SAE's training budget (optional);
@@ -37,12 +39,13 @@ import torch
 
 from rsae_utils import paths
 from rsae_utils.sae.cache import ActivationCache, token_mask
-from rsae_utils.sae.metrics import reconstruction_metrics
+from rsae_utils.sae.metrics import reconstruction_metrics, training_directions
 from rsae_utils.sae.spec import FAST, SAESpec, paper_lr, sae_name
 from rsae_utils.sae.topk import to_sae_lens
 from rsae_utils.sae.train import RECORD, load_sae
 from rsae_utils.sae.trainers import fit_topk, trainer_for
 from rsae_utils.store import cached_artifact, content_hash, read_json, verify_artifact, write_json
+from rsae_utils.studies.why.detectors import token_detectors
 from rsae_utils.subject.rerandomize import options_tag
 from rsae_utils.tokenstats import token_entropy, top_token_share
 
@@ -52,8 +55,9 @@ CODE = (
     "rsae_utils.sae.topk",
     "rsae_utils.sae.trainers",
     "rsae_utils.sae.metrics",
+    "rsae_utils.studies.why.detectors",
 )
-FACTORS = ("width", "norm_gains", "embedding_scale", "train_tokens", "architecture")
+FACTORS = ("width", "norm_gains", "embedding_scale", "output_scale", "train_tokens", "architecture")
 NEOX = "neox_init"  # the variant name of the Pythia-shaped GPT-NeoX at initialization in tables
 SINGLE_TOKEN = 0.9  # a latent is single-token when one token id holds this share of its top activations' mass
 
@@ -174,13 +178,18 @@ def train_measure(
     top_n: int = 20,
     test_windows: int | None = None,
     trained: Path | None = None,
+    n_top_pcs: int = 0,
+    detectors: bool = False,
 ) -> dict[str, Any]:
     """Train the TopK SAE of ``spec`` on ``cache``'s training split at ``layer`` and return its held-out metrics
     (explained variance, cosine, L0, dead fraction, token entropy, single-token share, training FVU and speed) on
     the first ``test_windows`` held-out windows (None or 0: all); cached: a rerun with the same cache, layer, spec
     and windows reads the stored numbers. ``train_tokens_seen`` is what the trainer consumed: ``n_tokens`` rounded
     down to whole batches (cycling over the cached split when it holds fewer). ``trained``: the folder of this very
-    SAE already trained by notebook 03 (:func:`nb03_sae`), read instead of training; keyed by its contents."""
+    SAE already trained by notebook 03 (:func:`nb03_sae`), read instead of training; keyed by its contents.
+    ``n_top_pcs`` > 0 adds ``ev_top_pcs_out`` (the EV without the training split's top principal directions);
+    ``detectors`` adds the token-detector shares (:func:`rsae_utils.studies.why.detectors.token_detectors`, token
+    directions from the training split)."""
     params = {
         "cache": cache.manifest_hash(),
         "layer": int(layer),
@@ -192,6 +201,8 @@ def train_measure(
         params["test_windows"] = int(test_windows)
     if trained is not None:
         params["nb03_sae"] = content_hash(trained)
+    if n_top_pcs or detectors:
+        params.update(n_top_pcs=int(n_top_pcs), detectors=bool(detectors))
 
     def build(tmp: Path) -> None:
         d = cache.d_model
@@ -211,7 +222,12 @@ def train_measure(
         toks = cache.tokens("test")[:n_test]
         mask = token_mask(toks, exclude_tokens)
         acts = cache.acts(layer, "test")[:n_test]
-        rec = reconstruction_metrics(sae, acts, batch_tokens=512, mask=mask)
+        keep_of = partial(token_mask, exclude_tokens=exclude_tokens)
+        dirs = training_directions(cache, layer, keep_of, int(n_top_pcs)) if n_top_pcs else None
+        rec = reconstruction_metrics(sae, acts, batch_tokens=512, mask=mask, dirs=dirs)
+        if detectors:
+            t_toks = cache.tokens("train")
+            rec.update(token_detectors(sae.W_dec.detach(), cache.acts(layer, "train"), t_toks, keep_of(t_toks)))
         x = acts.reshape(-1, d)[mask.reshape(-1)]
         rec.update(latent_token_stats(sae.encode, x, toks.reshape(-1)[mask.reshape(-1)], top_n))
         rec.update(
@@ -263,6 +279,7 @@ def sweep_cells(
     base_tokens: int,
     wide_layers: Sequence[int] = (),
     wide_variants: Sequence[str] = (),
+    output_scales: Sequence[float] = (),
 ) -> list[Cell]:
     """Every cell: width for ``variants``; norm gains and embedding scale for ``factor_variants`` (each sweep holds
     the baseline, notebook 03's options at the base width); training tokens for ``variants`` when more than one
@@ -291,6 +308,10 @@ def sweep_cells(
                 for s in embedding_scales:
                     opts = () if float(s) == 1.0 else (("embedding_scale", float(s)),)
                     cells.append(Cell("embedding_scale", float(s), v, opts, layer, base_expansion, base_tokens))
+            if len(output_scales) > 1:
+                for s in output_scales:
+                    opts = () if float(s) == 1.0 else (("output_scale", float(s)),)
+                    cells.append(Cell("output_scale", float(s), v, opts, layer, base_expansion, base_tokens))
     return cells
 
 
@@ -314,10 +335,12 @@ def run_cells(
     log: Callable[[str], None] | None = None,
     test_windows: int | None = None,
     reuse: Callable[[Cell, SweepSpec], Path | None] | None = None,
+    measure: Mapping[str, Any] | None = None,
 ) -> pd.DataFrame:
     """Train and measure every cell's SAE (a run shared by several cells, such as the baseline, runs once), its
     metrics on the first ``test_windows`` held-out windows (None or 0: all); one row per cell. ``reuse(cell,
-    spec)``: the folder of that SAE when it is already trained (:func:`nb03_sae`), else None."""
+    spec)``: the folder of that SAE when it is already trained (:func:`nb03_sae`), else None. ``measure``: extra
+    keyword arguments of :func:`train_measure` (``n_top_pcs``, ``detectors``)."""
     rows, done = [], {}
     for c in cells:
         spec = spec_for(c)
@@ -333,6 +356,7 @@ def run_cells(
                 top_n,
                 test_windows,
                 trained=reuse(c, spec) if reuse else None,
+                **(measure or {}),
             )
             if log:
                 log(
@@ -389,4 +413,5 @@ def run_sweep(
         log=print,
         test_windows=cfg.test_windows,
         reuse=partial(nb03_sae, nb03) if reuse_nb03 else None,
+        measure={"n_top_pcs": int(cfg.n_top_pcs), "detectors": bool(cfg.detectors)},
     )
