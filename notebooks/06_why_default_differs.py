@@ -227,7 +227,7 @@ note = (
     f"measured on notebook 03's {cfg.stats_split} windows of {m3.model} (boundary tokens left out); predicted from "
     "each model's per-tensor means and stds (re-randomized: the trained tensors')"
 )
-save_figure(fig, "06_prediction", cfg, table=pred, note=note)
+save_figure(fig, names.WHY_PREDICTION, cfg, table=pred, note=note)
 fig
 
 # %% [markdown]
@@ -333,9 +333,11 @@ if cell_caches:
         f"at initialization on notebook 03's windows of {m3.model} (first {cfg.cell_train_windows} training windows); "
         f"SAEs: TopK R={cfg.base_expansion}, k={cfg.k}, {cfg.cell_train_tokens:,} tokens; seed {cfg.cell_seed}"
     )
-    save_figure(fig, "06_init_cells", cfg, table=pd.concat([cell_stats, cell_table], ignore_index=True), note=note)
+    cells_table = pd.concat([cell_stats, cell_table], ignore_index=True)
+    save_figure(fig, names.WHY_CELLS, cfg, table=cells_table, note=note)
     display(fig)
-save_table(gauss, paths.why_gauss_table(PROFILE), cfg.to_dict(), note="Gaussian control (nb 06)")
+note = "each SAE's held-out EV against the same SAE trained on a Gaussian with its residual's mean and covariance"
+save_table(gauss, paths.figure_file(PROFILE, names.WHY_GAUSSIAN, "csv"), cfg.to_dict(), note=note)
 
 # %% [markdown]
 # ### The second architecture next to SmolLM2

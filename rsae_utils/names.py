@@ -41,6 +41,9 @@ ENTROPY_VS_AUROC = "entropy_vs_auroc"
 LLM_MINUS_TOKEN_BASELINE = "llm_minus_token_baseline"
 # notebook 06
 WHY_FACTORS = "06_why_factors"
+WHY_PREDICTION = "06_prediction"  # the mean-field prediction next to the measured residual, per (cache, layer)
+WHY_CELLS = "06_init_cells"  # the architecture x initializer cells: residual statistics and SAE rows
+WHY_GAUSSIAN = "06_gaussian"  # each SAE's EV against the same SAE on its residual's Gaussian
 # notebook 07
 SEED_STABILITY = "07_seed_stability"
 SEED_REPLICATES = "07_seed_replicates"
@@ -65,6 +68,12 @@ TABLES: dict[str, Table] = {
     ),
     LLM_MINUS_TOKEN_BASELINE: Table(columns=("backend", "scorer", "variant", "gap", "gap_lo", "gap_hi"), **_NB05),
     WHY_FACTORS: Table("06_why_default_differs", ("factor", "value", "variant", "layer", "R", "explained_variance")),
+    WHY_PREDICTION: Table("06_why_default_differs", ("source", "layer", "pred_rms", "norm_rms", "pred_token_share")),
+    WHY_CELLS: Table("06_why_default_differs", ("source", "layer", "depth_fraction")),
+    WHY_GAUSSIAN: Table(
+        "06_why_default_differs",
+        ("source", "layer", "explained_variance", "gauss_explained_variance", "ev_minus_gauss"),
+    ),
     SEED_STABILITY: Table(
         "07_seed_stability",
         ("variant", "architecture", "R", "k", "seed_pair", "threshold", "shared_fraction", "dead_fraction"),

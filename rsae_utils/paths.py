@@ -27,7 +27,7 @@ The artifacts of the pipeline, by the stage that writes them (every stage reads 
                    prediction/<model>/                                            why_prediction_dir
                    stats/<model>/<source>/                                        why_stats_dir
                    saes/<model>/<source>/L<layer:02d>-<spec name>/                why_sweep_sae_dir
-                   gaps.csv, gaussian.csv                                         why_gaps_table, why_gauss_table
+                   gaps.csv                                                       why_gaps_table
     07 seeds     build/<p>/seed_saes/<model>/<variant>-seed<S>/<sae name>/        seed_sae_dir
     07 analyses  build/<p>/seed_stability/                                        seed_stability_dir
                    calibration/<variant>/L<layer>-R<R>-k<k>/                      seed_calibration_dir
@@ -266,11 +266,6 @@ def why_sweep_sae_dir(profile: str, model: str, revision: str | None, source: st
 def why_gaps_table(profile: str) -> Path:
     """Notebook 06's gap to the trained model, per factor value."""
     return why_default_dir(profile) / "gaps.csv"
-
-
-def why_gauss_table(profile: str) -> Path:
-    """Notebook 06's Gaussian control: each SAE's EV against that of the same SAE on the residual's Gaussian."""
-    return why_default_dir(profile) / "gaussian.csv"
 
 
 def budget_dir(profile: str) -> Path:

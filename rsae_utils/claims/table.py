@@ -143,8 +143,8 @@ CLAIMS: tuple[Claim, ...] = (
     ),
     _c(
         "why-gap-closed",
-        "Where random-model SAEs reconstruct worse here, one scale factor (SAE width, norm gains, "
-        "embedding scale, SAE tokens) closes most of the gap",
+        "Where random-model SAEs reconstruct worse here, one factor swept by notebook 06 (SAE width, embedding "
+        "scale, depth-scaled output projections; norm gains and SAE tokens where swept) closes most of the gap",
         OURS,
         "no such gap in the paper; PAPER.md §1 SAE quality metrics",
         N.WHY_FACTORS,

@@ -39,7 +39,7 @@ def plot_prediction(pred: pd.DataFrame, labels: Labels = None):
     """Measured (solid, markers) against predicted (dashed) residual rms norm and token-identity share, by
     fraction of depth; a colour per cache."""
     use_paper_style()
-    fig, axes = plt.subplots(1, 2, figsize=(9.4, 3.6))
+    fig, axes = plt.subplots(1, 2, figsize=(9.4, 4.2))
     sources = list(dict.fromkeys(pred.source))
     colors = _colors(sources)
     for s in sources:
@@ -52,7 +52,7 @@ def plot_prediction(pred: pd.DataFrame, labels: Labels = None):
     axes[0].set(title="residual rms norm", xlabel="fraction of depth (layer / blocks)", yscale="log")
     axes[1].set(title="token identity share (measured: adjusted)", xlabel="fraction of depth", ylim=(-0.02, 1.02))
     handles, names = axes[0].get_legend_handles_labels()
-    fig.tight_layout(rect=(0, 0, 1, 0.8))
+    fig.tight_layout(rect=(0, 0, 1, 0.7))
     fig.legend(
         handles,
         names,

@@ -105,7 +105,7 @@ def test_smoke_run_measures_the_residual_stream_and_the_factors(smoke_run, smoke
     assert set(cfg.init_cells) <= set(pred.source) and "trained" not in set(pred.source)
     # random draws follow their weights: the predicted rms within 15% of the measured one at every layer
     assert (pred.pred_rms / pred.norm_rms).between(0.85, 1.15).all()
-    gauss = pd.read_csv(build / "smoke" / "why_default" / "gaussian.csv")
+    gauss = pd.read_csv(figures / "smoke" / "06_gaussian.csv")
     assert {(v, x) for v in cfg.variants for x in cfg.gauss_layers} <= set(zip(gauss.source, gauss.layer))
     assert gauss.gauss_explained_variance.between(-0.5, 1).all()
     assert np.allclose(gauss.ev_minus_gauss, gauss.explained_variance - gauss.gauss_explained_variance)

@@ -126,7 +126,8 @@ def gaussian_sentences(gauss: pd.DataFrame, labels: Mapping[str, str] | None = N
         parts.append(f"{_name(s, labels)} {vals}")
     none = gauss[gauss.ev_minus_gauss < 0.02]
     tail = (
-        f" No better than its Gaussian (< +0.02): {', '.join(sorted({_name(s, labels) for s in none.source}))}."
+        f" No better than its Gaussian (< +0.02) at one layer or more: "
+        f"{', '.join(sorted({_name(s, labels) for s in none.source}))}."
         if len(none)
         else " Every SAE beats its Gaussian by at least 0.02."
     )
