@@ -78,15 +78,19 @@ def token_detectors(
     """The detector share against real token directions and against shuffled-token ones, and their difference."""
     real, ids = token_directions(acts, tokens, mask, min_count)
     ctrl, _ = token_directions(acts, shuffled(tokens, mask, seed), mask, min_count)
-    share, control = detector_share(W_dec, real, threshold), detector_share(W_dec, ctrl, threshold)
     nan = float("nan")
+    # each latent's best cosine once per set of directions: the share above the threshold and the median from it
+    best = best_cosines(W_dec, real) if len(real) else None
+    best_ctrl = best_cosines(W_dec, ctrl) if len(ctrl) else None
+    share = float((best > float(threshold)).float().mean()) if best is not None else nan
+    control = float((best_ctrl > float(threshold)).float().mean()) if best_ctrl is not None else nan
     return {
         "detector_share": share,
         "detector_control": control,
         "detector_excess": share - control,
         # the threshold-free view: the median latent's best cosine, with real and with shuffled tokens
-        "detector_cos_median": float(best_cosines(W_dec, real).median()) if len(real) else nan,
-        "detector_cos_median_control": float(best_cosines(W_dec, ctrl).median()) if len(ctrl) else nan,
+        "detector_cos_median": float(best.median()) if best is not None else nan,
+        "detector_cos_median_control": float(best_ctrl.median()) if best_ctrl is not None else nan,
         "n_token_directions": int(len(ids)),
         "detector_threshold": float(threshold),
     }
