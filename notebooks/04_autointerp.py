@@ -46,9 +46,11 @@
 # points the same pipeline at an OpenAI-compatible endpoint serving a 70B-class model.
 #
 # Cost: the token baseline and the example sampling take seconds per SAE. The local LLM is what costs time on a
-# CPU (roughly a minute per latent on two cores: one explanation and 8 batches of 5 windows), so the default lets
-# it score only 3 latents per SAE, at layer 9, of the trained and the re-randomized (incl. embeddings) variants;
-# widen `llm_n_latents`, `llm_layers` and `llm_variants` when you have the time or an endpoint.
+# CPU (about 50 s per latent on two cores: one explanation and 30 prompts of 5 windows per scorer), so the default
+# lets it score 1 latent per SAE, at layer 9, of the trained and the re-randomized (incl. embeddings) variants: a
+# check that the pipeline runs end to end, not a measurement (with 3 latents per SAE it scored the trained model's
+# latents at chance, AUROC 0.47); widen `llm_n_latents`, `llm_layers` and `llm_variants` when you have the time or
+# an endpoint.
 #
 # Results are cached per (variant, layer, latent, scorer, backend): rerunning after an interruption picks up
 # where it stopped. Notebook 05 draws the figures from the tables written here.

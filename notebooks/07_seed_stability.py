@@ -32,7 +32,8 @@
 #   (sparsify's) rule instead, as notebook 03's SAEs, about twice as fast; at these 61k tokens its seeds share
 #   no latent at cos > 0.7 in any variant (measured), against ~3% (trained) and ~0.4% (random) with sae-lens's:
 #   at so short a training, which latents two seeds share depends on the trainer;
-# * for each group, 3 (or more) seeds with one fixed batch order (`data_seed`); every pair of seeds is matched.
+# * for each group, 4 seeds in the default (3 at least) with one fixed batch order (`data_seed`); every pair of seeds
+#   is matched, and the claims bootstrap over the seeds (each draw averages the pairs among the seeds it drew).
 #
 # A toy part asks what shared latents *are*, on notebook 02's synthetic data whose true features are known.
 #
@@ -40,7 +41,7 @@
 # |---|---|---|
 # | model, site | Llama-3-8B / Pythia-160M MLP outputs | SmolLM2-135M residual stream, layer 9 (notebook 03's cache) |
 # | SAE | 131k / 32k latents, TopK and ReLU, ~1B tokens | R in {2, 4} (1,152 / 2,304 latents), k in {16, 32}, 61k tokens |
-# | seeds | 2 (9 for the how-many-seeds analysis) | 3 |
+# | seeds | 2 (9 for the how-many-seeds analysis) | 4 |
 
 # %%
 # Set-up on Colab or Binder: install this repository's package when it is missing; elsewhere this does nothing.

@@ -31,7 +31,11 @@
 #    the claims read. The earlier rule (eta^2 of the activation beyond a shuffled control by `min_excess`, which a
 #    sparse latent cannot reach: eta^2 is bounded by the firing rate) is reported beside it. Position 0 of every
 #    context holds the document-boundary token (an attention sink, left out of SAE training): the `boundary`
-#    parameter keeps it out of the statistics, in, or reports both views.
+#    parameter keeps it out of the statistics, in, or reports both views. How much the shares depend on which
+#    contexts were read: the test rerun on `window_halves` random halves of `window_blocks` blocks of the held-out
+#    contexts (halves, because a bootstrap draw repeats contexts, which the test's null does not allow); the sd over
+#    halves (`positional_share_window_sd`, `excess_window_sd`) estimates the sd over independent sets of contexts,
+#    and the claims add it to their intervals.
 # 2. **How far token identity alone gets.** On a sample of latents (notebook 04's example sets), scorers that judge
 #    windows by the latent's top tokens only: the token baseline's detection and fuzzing, an **intruder** test,
 #    detection and fuzzing against **hard negatives** (windows of the nearest decoder directions, which hold the
@@ -116,7 +120,7 @@ print(
 # %%
 out_dir = paths.critique_dir(PROFILE)
 res = run_critique(runs, cfg, out_dir, nb03.exclude_tokens, cfg.device, progress=print)
-pos_sum = tables.positional_summary(res.positional)
+pos_sum = tables.positional_summary(res.positional, res.halves)
 top = tables.top_positional(res.positional, cfg.top_n, primary)
 scores = tables.scorer_summary(res.latents, res.replicates, cfg.n_boot, cfg.seed, cfg.ci_level)
 single = tables.single_token_summary(res.latents)

@@ -48,8 +48,14 @@
 #
 # Intervals: the ones the tables carry where they have them (notebook 05's pooled example-level bootstrap of the
 # AUROC, notebook 08's bootstrap over latents then examples), combined over cells as independent normal estimates;
-# a percentile bootstrap (`n_boot` draws) over the rows otherwise: latents (stratified by variant and layer), SAE
-# seeds, seed pairs, or (variant, layer) cells with one SAE each. The column *interval over* says which.
+# a percentile bootstrap (`n_boot` draws) over the rows otherwise. What varies is resampled where the run measured
+# it: the **SAE seeds** of a seed claim (4 in the default; each draw resamples the seeds and averages the pairs
+# among those it drew, never the overlapping pairs as if independent); the **windows** a per-latent token entropy
+# or single-token flag was read from (a two-stage bootstrap: latents, then each latent's explainer windows);
+# the **contexts** of the positional test (its share on random halves of the held-out contexts); notebook 07's
+# between-seed spread of notebook 03's SAEs, measured at one layer and said to be **borrowed** at the others. The
+# column *interval over* says which. A **range** (over views, sparsity measures or layers of one run) is not an
+# uncertainty interval: it has its own column, and the interval column then says there is none.
 
 # %%
 # Set-up on Colab or Binder: install this repository's package when it is missing; elsewhere this does nothing.
@@ -102,7 +108,7 @@ root = paths.figure_links_root()  # links are relative to the repository (figure
 table = build_claims(figures, Options.from_mapping(cfg), PROFILE, root)
 print(f"{len(table)} claims from {figures}: {verdict_counts(table, qualified=True)}")
 with pd.option_context("display.max_colwidth", 80, "display.width", 200):
-    display(table[["id", "source", "value", "lo", "hi", "interval_over", "verdict", "qualifier"]].round(3))
+    display(table[["id", "source", "value", "lo", "hi", "range_lo", "range_hi", "verdict", "qualifier"]].round(3))
 
 # %% [markdown]
 # ## 2. The table, with the reasons and the figures

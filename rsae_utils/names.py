@@ -76,7 +76,18 @@ TABLES: dict[str, Table] = {
     ),
     SEED_STABILITY: Table(
         "07_seed_stability",
-        ("variant", "architecture", "R", "k", "seed_pair", "threshold", "shared_fraction", "dead_fraction"),
+        (
+            "variant",
+            "architecture",
+            "R",
+            "k",
+            "seed_pair",
+            "seed_a",
+            "seed_b",
+            "threshold",
+            "shared_fraction",
+            "dead_fraction",
+        ),
     ),
     SEED_REPLICATES: Table("07_seed_stability", ("variant", "layer", "seed", "metric", "value")),
     POSITIONAL: Table(

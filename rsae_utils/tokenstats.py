@@ -1,5 +1,6 @@
 """Token and position statistics of one latent's activations: activation mass per token id, entropy (nats unless
-``base`` is given), the heaviest token's share, the single-token test, position concentration.
+``base`` is given), the heaviest token's share, the single-token test, position concentration, and how the entropy
+and the single-token test move when the latent's windows are resampled.
 
 Plain NumPy on (token ids, activations[, positions]) arrays; no subpackage of ours is imported, so every stage
 (``autointerp``) and every study (``studies.why``, ``studies.seeds``, ``studies.critique``) can read these without
@@ -7,6 +8,8 @@ depending on one another.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -71,3 +74,36 @@ def position_concentration(positions: np.ndarray, acts: np.ndarray, n_positions:
         return float("nan")
     mass = np.bincount(p[keep], weights=a[keep], minlength=n_positions)
     return float(min(1.0, max(0.0, 1.0 - entropy(mass) / np.log(m))))
+
+
+def window_resampled(
+    windows: Sequence[tuple[np.ndarray, np.ndarray]], threshold: float = 0.9, n_draws: int = 200, seed: int = 0
+) -> tuple[float, float]:
+    """How a latent's token entropy and single-token flag move when its windows are resampled: ``(sd of the entropy
+    in nats, share of draws with one token holding >= threshold of the mass)`` over ``n_draws`` bootstrap draws of
+    ``windows`` ((token ids, activations) per window, with replacement, as many as given). A window drawn k times
+    counts k times. NaN, NaN when no window carries mass. The variance of a per-latent statistic over the examples
+    it was read from, which a bootstrap over latents alone leaves out."""
+    if not len(windows):
+        return float("nan"), float("nan")
+    win = np.concatenate([np.full(len(np.asarray(t).ravel()), i) for i, (t, _) in enumerate(windows)])
+    toks = np.concatenate([np.asarray(t).ravel() for t, _ in windows])
+    acts = np.concatenate([np.asarray(a, dtype=float).ravel() for _, a in windows])
+    keep = acts > 0
+    if not keep.any():
+        return float("nan"), float("nan")
+    ids, inv = np.unique(toks[keep], return_inverse=True)
+    per_window = np.zeros((len(windows), ids.size))
+    np.add.at(per_window, (win[keep], inv), acts[keep])
+    n = len(windows)
+    draws = np.random.default_rng(seed).multinomial(n, np.full(n, 1.0 / n), size=n_draws).astype(float)
+    mass = draws @ per_window
+    total = mass.sum(axis=1)
+    mass, total = mass[total > 0], total[total > 0]
+    if not total.size:
+        return float("nan"), float("nan")
+    p = mass / total[:, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        h = -np.where(p > 0, p * np.log(p), 0.0).sum(axis=1)
+    sd = float(np.std(np.maximum(h, 0.0), ddof=1)) if h.size > 1 else 0.0
+    return sd, float((p.max(axis=1) >= threshold).mean())

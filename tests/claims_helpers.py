@@ -190,9 +190,10 @@ def write_auroc(folder, llm=None, token=None, control=0.5, layers=(0, 1)):
     return _csv(folder, "auroc_vs_layer", rows)
 
 
-def write_latents(folder, n=200, seed=0, layers=(0, 1)):
+def write_latents(folder, n=200, seed=0, layers=(0, 1), window_sd=0.05):
     """Per-latent rows: trained entropy ~1 at the first layer and ~2 at the last; random variants ~0.5 at both
-    (the same draws) and 80% single-token; Control ~3. Random fuzzing AUROC falls with entropy."""
+    (the same draws) and 80% single-token; Control ~3. Random fuzzing AUROC falls with entropy. ``window_sd``: every
+    latent's entropy sd over resampled windows (its single-token flag holds in 90% / 5% of the resamples)."""
     rng = np.random.default_rng(seed)
     rows = []
     for v in ("trained", *RANDOM, "control"):
@@ -227,6 +228,8 @@ def write_latents(folder, n=200, seed=0, layers=(0, 1)):
                             "entropy_nats": ent[i],
                             "top_token_share": 0.95 if single[i] else 0.3,
                             "single_token": bool(single[i]),
+                            "entropy_window_sd": window_sd,
+                            "single_token_window_p": 0.9 if single[i] else 0.05,
                             "n_distinct_tokens": 3,
                             "position_concentration": 0.1,
                             "top_tokens": "'a' 95%",
@@ -238,8 +241,9 @@ def write_latents(folder, n=200, seed=0, layers=(0, 1)):
     return _csv(folder, "entropy_vs_auroc", rows)
 
 
-def write_positional(folder, trained=(20, 1), random=(2, 1), n_judged=100, layers=(0, 1)):
-    """``trained``/``random``: (positional, control-positional) counts of ``n_judged`` per layer and variant."""
+def write_positional(folder, trained=(20, 1), random=(2, 1), n_judged=100, layers=(0, 1), window_sd=0.0):
+    """``trained``/``random``: (positional, control-positional) counts of ``n_judged`` per layer and variant;
+    ``window_sd``: every cell's sd of the share beyond the control over halves of the contexts."""
     rows = []
     for v in ("trained", *RANDOM):
         pos, ctl = trained if v == "trained" else random
@@ -262,6 +266,7 @@ def write_positional(folder, trained=(20, 1), random=(2, 1), n_judged=100, layer
                         "boundary_latent_share": 0.0,
                         "positional_not_boundary_share": pos / n_judged,
                         "eta2_excess_median": 0.0,
+                        "excess_window_sd": window_sd,
                     }
                 )
     return _csv(folder, "08_positional", rows)

@@ -11,7 +11,7 @@ from rsae_utils.autointerp import stats
 from rsae_utils.autointerp.baseline import BASELINE_NAME
 from rsae_utils.autointerp.examples import LatentRecord, explain_token_stats
 from rsae_utils.autointerp.prompts import Decode
-from rsae_utils.tokenstats import entropy, position_concentration, token_mass
+from rsae_utils.tokenstats import entropy, position_concentration, token_mass, window_resampled
 
 
 def latent_stats_row(rec: LatentRecord, decode: Decode, ctx: int, threshold: float, top_k: int = 5) -> dict:
@@ -27,6 +27,14 @@ def latent_stats_row(rec: LatentRecord, decode: Decode, ctx: int, threshold: flo
         "single_token": bool(share.size and share[0] >= threshold),
         "n_distinct_tokens": int(ids.size),
         "position_concentration": position_concentration(pos, acts, ctx),
+        # The explainer windows resampled: the part of a cell's interval that the choice of windows makes.
+        **dict(
+            zip(
+                ("entropy_window_sd", "single_token_window_p"),
+                window_resampled([(w.tokens, w.acts) for w in rec.explain], threshold, seed=rec.latent),
+                strict=True,
+            )
+        ),
         "top_tokens": " | ".join(f"{n!r} {s:.0%}" for n, s in zip(names, share[:top_k], strict=True)),
     }
 

@@ -1,7 +1,9 @@
 """Notebook 10's claims table: the verdict rules (``rules``), the readers of each notebook's tables (``toy_sae``,
-``interp``, sharing ``inputs``), and the table builder with its markdown (``table``)."""
+``interp``, sharing ``inputs``), and the table builder (``table``) and its markdown
+(``markdown``)."""
 
 from rsae_utils.claims.inputs import MissingInput, Options, Result
+from rsae_utils.claims.markdown import claims_markdown, readme_block, verdict_counts
 from rsae_utils.claims.rules import (
     BY_CONSTRUCTION,
     NEGLIGIBLE,
@@ -16,7 +18,7 @@ from rsae_utils.claims.rules import (
     Bounds,
     Verdict,
 )
-from rsae_utils.claims.table import CLAIMS, COLUMNS, build_claims, claims_markdown, readme_block, verdict_counts
+from rsae_utils.claims.table import CLAIMS, COLUMNS, build_claims
 
 __all__ = [
     "BY_CONSTRUCTION",

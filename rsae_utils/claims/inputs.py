@@ -13,7 +13,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from rsae_utils.claims.rules import Verdict, bootstrap, mean_of_independent, sd_from_ci
+from rsae_utils.claims.rules import (
+    Verdict,
+    bootstrap,
+    mean_of_independent,
+    sd_from_ci,
+    seed_pair_bootstrap,
+    two_stage_bootstrap,
+)
 from rsae_utils.names import SEED_REPLICATES, table_spec
 from rsae_utils.store import read_json
 
@@ -65,6 +72,9 @@ class Result:
     interval_over: str
     verdict: Verdict
     measure: str
+    # "interval": [lo, hi] is an uncertainty interval; "range": the spread of the value over views, measures or
+    # layers of one run, which the table shows in its own column and never as an interval.
+    kind: str = "interval"
 
 
 class Inputs:
@@ -127,16 +137,37 @@ class Inputs:
         v = t[(t.variant == variant) & (t.metric == metric)].value.dropna()
         return float(np.var(v, ddof=1)) if len(v) > 1 else 0.0
 
-    def seed_note(self) -> str:
-        """What the intervals say about SAE seeds, for a claim's ``interval_over``."""
+    def seed_note(self, layers: Sequence[int] | None = None) -> str:
+        """What the intervals say about SAE seeds, for a claim's ``interval_over``: where the claim reads ``layers``
+        other than the one the spread was measured at, it says the spread is borrowed there."""
         if not self.has(SEED_REPLICATES):
             return f"not SAE seeds (no {SEED_REPLICATES}.csv)"
         t = self.table(SEED_REPLICATES)
-        return f"+ SAE seeds (spread of {t.seed.nunique()} seeds at layer {int(t.layer.iloc[0])}, applied to all)"
+        measured = sorted({int(x) for x in t.layer})
+        at = ", ".join(map(str, measured))
+        note = f"+ SAE seeds (spread of {t.seed.nunique()} seeds measured at layer {at}"
+        other = sorted({int(x) for x in (layers if layers is not None else ())} - set(measured))
+        if layers is None:
+            return note + ", borrowed for every other layer)"
+        if other:
+            return note + f", borrowed for layers {', '.join(map(str, other))})"
+        return note + ")"
 
     def boot(self, groups: Sequence[np.ndarray], stat, offset: int = 0) -> tuple[float, float, float]:
         o = self.opt
         return bootstrap(groups, stat, o.n_boot, o.seed + offset, o.ci_level)
+
+    def boot_within(self, groups: Sequence[np.ndarray], kind: str, stat, offset: int = 0) -> tuple[float, float, float]:
+        """:func:`~rsae_utils.claims.rules.two_stage_bootstrap`: latents, then each latent's windows."""
+        o = self.opt
+        return two_stage_bootstrap(groups, kind, stat, o.n_boot, o.seed + offset, o.ci_level)
+
+    def seed_boot(self, cells: Sequence[pd.DataFrame], col: str, stat, offset: int = 0) -> tuple[float, float, float]:
+        """:func:`~rsae_utils.claims.rules.seed_pair_bootstrap` of ``stat`` of the cells' mean ``col`` (each cell:
+        one row per SAE seed pair, columns ``seed_a``, ``seed_b``)."""
+        o = self.opt
+        groups = [(c.seed_a.to_numpy(int), c.seed_b.to_numpy(int), c[col].to_numpy(float)) for c in cells]
+        return seed_pair_bootstrap(groups, stat, o.n_boot, o.seed + offset, o.ci_level)
 
 
 def random_variants(variants: Sequence[str]) -> list[str]:

@@ -8,6 +8,7 @@ entropy-AUROC correlation, positional counts) get a bootstrap over latents, stra
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -30,12 +31,14 @@ from rsae_utils.names import AUROC_VS_LAYER, ENTROPY_VS_AUROC, LLM_MINUS_TOKEN_B
 
 
 # ------------------------------------------------------------------------------------------------------ 04 / 05
-def _seeds(inp: Inputs, backend: str) -> tuple[SeedVar | None, str]:
+def _seeds(inp: Inputs, backend: str, layers: Sequence[int]) -> tuple[SeedVar | None, str]:
     """(between-seed variance per (variant, scorer), what the interval covers): measured by notebook 07 for the
-    token baseline only; an LLM's cells keep their example-level intervals."""
+    token baseline only, at one layer (borrowed for the others); an LLM's cells keep their example-level
+    intervals."""
     if backend != TOKEN_BASELINE:
         return None, "(SAE seeds: spread measured for the token baseline only)"
-    return (lambda variant, scorer: inp.seed_var(variant, f"{TOKEN_BASELINE} {scorer}")), inp.seed_note()
+    sv = lambda variant, scorer: inp.seed_var(variant, f"{TOKEN_BASELINE} {scorer}")  # noqa: E731
+    return sv, inp.seed_note(layers)
 
 
 def llm_backend(t: pd.DataFrame) -> str:
@@ -64,7 +67,7 @@ def auroc_similar(inp: Inputs, backend: str | None, scorers: Sequence[str]) -> R
     t = inp.table(AUROC_VS_LAYER)
     b = backend or llm_backend(t)
     rows = t[(t.backend == b) & t.scorer.isin(scorers)]
-    sv, seeds = _seeds(inp, b)
+    sv, seeds = _seeds(inp, b, rows.layer.unique())
     est, lo, hi, n = paired_auroc_gap(rows, inp.opt.ci_level, sv)
     ok, why = _informative(inp, rows, b)
     v = R.scale_gate(ok, why, R.similar(lo, hi, inp.opt.auroc_margin, what="AUROC difference"))
@@ -98,7 +101,7 @@ def control_chance(inp: Inputs) -> Result:
     llm = [b for b in set(ctl.backend) if b != TOKEN_BASELINE]
     b = llm_backend(ctl) if llm else TOKEN_BASELINE
     rows = ctl[ctl.backend == b]
-    sv, seeds = _seeds(inp, b)
+    sv, seeds = _seeds(inp, b, rows.layer.unique())
     est, lo, hi = mean_auroc(rows, inp.opt.ci_level, seed_var=sv)
     v = R.near(lo, hi, 0.5, inp.opt.chance_margin, what="Control AUROC")
     if b == TOKEN_BASELINE:
@@ -116,25 +119,32 @@ def control_chance(inp: Inputs) -> Result:
     )
 
 
+# Per-latent statistics whose windows notebook 04 resampled: (the column of how they move, the second stage).
+WITHIN = {"entropy_nats": ("entropy_window_sd", "sd"), "single_token": ("single_token_window_p", "share")}
+WINDOWS = "latents, then each latent's explainer windows (two-stage bootstrap)"
+
+
 def _latents(inp: Inputs) -> pd.DataFrame:
-    t = inp.table(ENTROPY_VS_AUROC)
+    t = inp.table(ENTROPY_VS_AUROC, [c for c, _ in WITHIN.values()])
     return t.drop_duplicates(["variant", "layer", "latent"])
 
 
 def _by_cell(d: pd.DataFrame, col: str) -> dict[tuple[str, int], np.ndarray]:
-    return {(v, int(L)): g[col].to_numpy(float) for (v, L), g in d.groupby(["variant", "layer"], sort=True)}
+    """Per (variant, layer): rows (value, how it moves over resampled windows) of ``col``'s latents."""
+    spread = WITHIN[col][0]
+    return {(v, int(L)): g[[col, spread]].to_numpy(float) for (v, L), g in d.groupby(["variant", "layer"], sort=True)}
 
 
 def _vs_trained(inp: Inputs, col: str, other: Sequence[str], offset: int) -> tuple[float, float, float, int]:
     """Mean over (variant in ``other``, layer) of that cell's mean ``col`` minus the trained model's at the layer;
-    bootstrap over latents within every cell."""
+    bootstrap over latents within every cell, then over each latent's windows."""
     cells = _by_cell(_latents(inp), col)
     pairs = [(c, ("trained", c[1])) for c in cells if c[0] in other and ("trained", c[1]) in cells]
     require(len(pairs) > 0, f"{ENTROPY_VS_AUROC}.csv has no layer with the trained model and the compared variants")
     keys = list(dict.fromkeys(k for p in pairs for k in p))
     idx = [(keys.index(a), keys.index(b)) for a, b in pairs]
-    est, lo, hi = inp.boot(
-        [cells[k] for k in keys], lambda g: np.mean([g[a].mean() - g[b].mean() for a, b in idx]), offset
+    est, lo, hi = inp.boot_within(
+        [cells[k] for k in keys], WITHIN[col][1], lambda g: np.mean([g[a].mean() - g[b].mean() for a, b in idx]), offset
     )
     return est, lo, hi, len(pairs)
 
@@ -147,7 +157,7 @@ def entropy_random_lower(inp: Inputs) -> Result:
         est,
         lo,
         hi,
-        f"latents (stratified over {n} variant x layer cells)",
+        f"{WINDOWS}, stratified over {n} variant x layer cells",
         v,
         "token entropy, random variants minus trained, mean over variants and layers (nats)",
     )
@@ -160,7 +170,7 @@ def entropy_control_higher(inp: Inputs) -> Result:
         est,
         lo,
         hi,
-        f"latents (stratified over {n} layers)",
+        f"{WINDOWS}, stratified over {n} layers",
         v,
         "token entropy, Control minus trained, mean over layers (nats)",
     )
@@ -174,8 +184,8 @@ def _depth_change(inp: Inputs, variants: Sequence[str], offset: int) -> tuple[fl
     vs = [v for v in variants if (v, first) in cells and (v, deep) in cells]
     require(len(vs) > 0, "no variant has latents at the first and the deepest layer")
     groups = [cells[(v, L)] for v in vs for L in (first, deep)]
-    est, lo, hi = inp.boot(
-        groups, lambda g: np.mean([g[2 * i + 1].mean() - g[2 * i].mean() for i in range(len(vs))]), offset
+    est, lo, hi = inp.boot_within(
+        groups, "sd", lambda g: np.mean([g[2 * i + 1].mean() - g[2 * i].mean() for i in range(len(vs))]), offset
     )
     return est, lo, hi, [first, deep]
 
@@ -183,7 +193,9 @@ def _depth_change(inp: Inputs, variants: Sequence[str], offset: int) -> tuple[fl
 def entropy_trained_rises(inp: Inputs) -> Result:
     est, lo, hi, (a, b) = _depth_change(inp, ["trained"], 3)
     v = R.above(lo, hi, inp.opt.entropy_margin, what=f"entropy change, layer {a} to {b}")
-    return Result(est, lo, hi, "latents (two layers)", v, f"trained model: token entropy at layer {b} minus layer {a}")
+    return Result(
+        est, lo, hi, f"{WINDOWS}, two layers", v, f"trained model: token entropy at layer {b} minus layer {a}"
+    )
 
 
 def entropy_random_flat(inp: Inputs) -> Result:
@@ -194,7 +206,7 @@ def entropy_random_flat(inp: Inputs) -> Result:
         est,
         lo,
         hi,
-        "latents (two layers per variant)",
+        f"{WINDOWS}, two layers per variant",
         v,
         f"random variants: token entropy at layer {b} minus layer {a}, mean over variants",
     )
@@ -246,13 +258,13 @@ def single_token_majority(inp: Inputs) -> Result:
     d = _latents(inp)
     cells = _by_cell(d[d.variant.isin(random_variants(d.variant))], "single_token")
     require(len(cells) > 0, f"{ENTROPY_VS_AUROC}.csv has no random-variant latents")
-    est, lo, hi = inp.boot(list(cells.values()), lambda g: np.concatenate(g).mean(), 6)
+    est, lo, hi = inp.boot_within(list(cells.values()), "share", lambda g: np.concatenate(g).mean(), 6)
     v = R.at_least(lo, hi, inp.opt.majority, what="single-token share")
     return Result(
         est,
         lo,
         hi,
-        f"latents ({sum(map(len, cells.values()))})",
+        f"{WINDOWS}, {sum(map(len, cells.values()))} latents",
         v,
         "share of scored random-variant latents with >= 90% of their top activation mass on one token",
     )
@@ -266,7 +278,7 @@ def single_token_more(inp: Inputs) -> Result:
         est,
         lo,
         hi,
-        f"latents (stratified over {n} variant x layer cells)",
+        f"{WINDOWS}, stratified over {n} variant x layer cells",
         v,
         "single-token share, random variants minus trained, mean over variants and layers",
     )
@@ -274,9 +286,27 @@ def single_token_more(inp: Inputs) -> Result:
 
 # ----------------------------------------------------------------------------------------------------------- 08
 def _positional(inp: Inputs) -> pd.DataFrame:
-    t = inp.table(POSITIONAL)
+    t = inp.table(POSITIONAL, ["excess_window_sd"])
     view = "exclude" if (t.boundary == "exclude").any() else t.boundary.iloc[0]
     return t[t.boundary == view]
+
+
+def _window_var(rows: pd.DataFrame) -> float:
+    """Variance of the pooled share beyond the control that the contexts read add (notebook 08's random halves):
+    sum over cells of (cell's share of the judged latents)^2 x its sd^2; a cell without halves adds nothing."""
+    w = rows.n_judged.to_numpy(float) / rows.n_judged.sum()
+    return float(np.nansum((w * rows.excess_window_sd.to_numpy(float)) ** 2))
+
+
+def _widen(inp: Inputs, est: float, lo: float, hi: float, var: float) -> tuple[float, float, float]:
+    """The interval [lo, hi] with ``var`` added to its normal variance."""
+    if not var > 0:
+        return est, lo, hi
+    sd = math.sqrt(R.sd_from_ci(lo, hi, inp.opt.ci_level) ** 2 + var)
+    return R.normal_ci(est, sd, inp.opt.ci_level)
+
+
+POSITIONAL_OVER = "latents ({n} judged) + contexts (notebook 08's random halves of the held-out contexts)"
 
 
 def _flags(rows: pd.DataFrame, col: str) -> list[np.ndarray]:
@@ -298,6 +328,7 @@ def _positional_excess(inp: Inputs, variants: Sequence[str], offset: int) -> tup
     obs, ctl = _flags(rows, "n_positional"), _flags(rows, "n_positional_control")
     k = len(obs)
     est, lo, hi = inp.boot(obs + ctl, lambda g: np.concatenate(g[:k]).mean() - np.concatenate(g[k:]).mean(), offset)
+    est, lo, hi = _widen(inp, est, lo, hi, _window_var(rows[rows.n_judged > 0]))
     return est, lo, hi, int(rows.n_judged.sum())
 
 
@@ -308,7 +339,7 @@ def positional_trained(inp: Inputs) -> Result:
         est,
         lo,
         hi,
-        f"latents ({n} judged)",
+        POSITIONAL_OVER.format(n=n),
         v,
         "trained model: positional share (binned firing-rate test) minus the shuffled-position control's, pooled over "
         "layers",
@@ -333,6 +364,9 @@ def positional_random(inp: Inputs) -> Result:
 
     flat = [x for pair in groups for g in pair for x in g]
     est, lo, hi = inp.boot(flat, excess_gap, 9)
+    judged = t[t.n_judged > 0]
+    var = sum(_window_var(judged[judged.variant.isin(v)]) for v in (random_variants(t.variant), ["trained"]))
+    est, lo, hi = _widen(inp, est, lo, hi, var)
     # The random variants' share cannot fall below 0: their excess over the trained model's is at least minus
     # (the trained excess + the random control share), so a decrease of the margin may be out of reach.
     (r_obs, r_ctl), (t_obs, t_ctl) = ([np.concatenate(g).mean() for g in pair] for pair in groups)
@@ -351,7 +385,7 @@ def positional_random(inp: Inputs) -> Result:
         est,
         lo,
         hi,
-        f"latents ({n} judged)",
+        POSITIONAL_OVER.format(n=n),
         v,
         "positional share (binned firing-rate test) beyond the shuffled control: random variants minus trained, pooled",
     )

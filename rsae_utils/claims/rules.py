@@ -297,6 +297,97 @@ def bootstrap(
     return est, float(np.quantile(reps, a)), float(np.quantile(reps, 1 - a))
 
 
+def within_draw(kind: str) -> Callable[[np.random.Generator, np.ndarray], np.ndarray]:
+    """The second stage of :func:`two_stage_bootstrap` for rows ``(value, spread)``, centred on the value so that
+    the interval stays around the estimate: ``"sd"`` draws value + N(0, spread) (spread: the sd of the value over
+    resampled examples); ``"share"`` reads spread as the share p of example resamples in which a 0/1 flag held and
+    draws value + N(0, p (1 - p)), the flag's variance over those resamples. A NaN spread adds nothing."""
+    if kind not in ("sd", "share"):
+        raise ValueError(f"kind must be 'sd' or 'share'; got {kind!r}")
+
+    def draw(rng: np.random.Generator, rows: np.ndarray) -> np.ndarray:
+        spread = np.nan_to_num(rows[:, 1])
+        sd = spread if kind == "sd" else np.sqrt(np.clip(spread * (1.0 - spread), 0.0, None))
+        return rows[:, 0] + rng.standard_normal(len(rows)) * sd
+
+    return draw
+
+
+def two_stage_bootstrap(
+    groups: Sequence[np.ndarray],
+    kind: str,
+    stat: Callable[[Sequence[np.ndarray]], float],
+    n_boot: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> tuple[float, float, float]:
+    """:func:`bootstrap` over the rows (latents) of each group, each drawn row then redrawn over its own examples
+    (:func:`within_draw` ``kind``): a two-stage bootstrap, whose interval covers the choice of latents *and* the
+    windows each latent's value was read from. ``groups``: arrays of rows ``(value, spread)``; the estimate is
+    ``stat`` of the values."""
+    groups = [np.asarray(g, dtype=float).reshape(-1, 2) for g in groups]
+    if not groups or any(len(g) == 0 for g in groups):
+        return math.nan, math.nan, math.nan
+    draw = within_draw(kind)
+    est = float(stat([g[:, 0] for g in groups]))
+    rng = np.random.default_rng(seed)
+    reps = np.empty(n_boot)
+    for b in range(n_boot):
+        reps[b] = stat([draw(rng, g[rng.integers(0, len(g), len(g))]) for g in groups])
+    reps = reps[np.isfinite(reps)]
+    if not len(reps):
+        return est, math.nan, math.nan
+    q = (1.0 - level) / 2
+    return est, float(np.quantile(reps, q)), float(np.quantile(reps, 1 - q))
+
+
+def _pair_mean(vals: dict[tuple[int, int], float], draw: np.ndarray) -> float:
+    """Mean of ``vals`` over the pairs of positions in ``draw`` holding two different seeds (a seed drawn twice is
+    not compared with itself: no SAE pair has a seed with itself)."""
+    a, b = np.triu_indices(len(draw), 1)
+    keep = draw[a] != draw[b]
+    if not keep.any():
+        return math.nan
+    lo, hi = np.minimum(draw[a][keep], draw[b][keep]), np.maximum(draw[a][keep], draw[b][keep])
+    return float(np.mean([vals[(int(x), int(y))] for x, y in zip(lo, hi, strict=True)]))
+
+
+def seed_pair_bootstrap(
+    groups: Sequence[tuple[Sequence[int], Sequence[int], Sequence[float]]],
+    stat: Callable[[Sequence[float]], float],
+    n_boot: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> tuple[float, float, float]:
+    """``(estimate, lo, hi)`` of ``stat`` of per-group means of a pairwise measure (seed_a, seed_b, value): every
+    group holds one value per pair of its SAE seeds. A bootstrap over *seeds*, not over pairs: each draw resamples a
+    group's seeds with replacement and averages the pairs among the distinct seeds drawn, so one odd seed moves every
+    pair it is in, as it does in the data (the overlapping pairs 0-1, 0-2, 1-2 are not independent). Groups are
+    resampled independently. Draws with a single distinct seed in some group are dropped."""
+    tables = []
+    for a, b, v in groups:
+        a, b, v = np.asarray(a, int), np.asarray(b, int), np.asarray(v, float)
+        if not len(v):
+            return math.nan, math.nan, math.nan
+        vals = {(int(min(x, y)), int(max(x, y))): float(z) for x, y, z in zip(a, b, v, strict=True)}
+        seeds = np.unique(np.r_[a, b])
+        if len(vals) != len(seeds) * (len(seeds) - 1) // 2:
+            raise ValueError(
+                f"a group has {len(vals)} seed pairs; its {len(seeds)} seeds make {len(seeds) * (len(seeds) - 1) // 2}"
+            )
+        tables.append((vals, seeds))
+    est = float(stat([float(np.mean(list(vals.values()))) for vals, _ in tables]))
+    rng = np.random.default_rng(seed)
+    reps = np.empty(n_boot)
+    for i in range(n_boot):
+        reps[i] = stat([_pair_mean(vals, rng.choice(seeds, len(seeds))) for vals, seeds in tables])
+    reps = reps[np.isfinite(reps)]
+    if not len(reps):
+        return est, math.nan, math.nan
+    q = (1.0 - level) / 2
+    return est, float(np.quantile(reps, q)), float(np.quantile(reps, 1 - q))
+
+
 def z_value(level: float) -> float:
     """The two-sided normal quantile of ``level`` (1.96 at 0.95)."""
     return float(norm.ppf(0.5 + level / 2))

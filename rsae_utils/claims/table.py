@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -21,8 +20,8 @@ import pandas as pd
 import rsae_utils.claims.interp as I
 import rsae_utils.claims.toy_sae as T
 import rsae_utils.names as N
-from rsae_utils.claims.inputs import Inputs, MissingInput, Options, Result, fmt_num
-from rsae_utils.claims.rules import NOT_RUN, VERDICTS
+from rsae_utils.claims.inputs import Inputs, MissingInput, Options, Result
+from rsae_utils.claims.rules import NOT_RUN
 from rsae_utils.claims.training import gate
 
 HEAP, HEAP_TOY = "Heap et al. 2025", "Heap et al. 2025 (toy)"
@@ -38,6 +37,9 @@ COLUMNS = [
     "lo",
     "hi",
     "interval_over",
+    "range_lo",
+    "range_hi",
+    "range_over",
     "sae_tokens",
     "settled",
     "verdict",
@@ -325,7 +327,7 @@ CLAIMS: tuple[Claim, ...] = (
 )
 
 
-def _rel(path: Path, start: Path) -> str:
+def rel_link(path: Path, start: Path) -> str:
     return Path(os.path.relpath(path, start)).as_posix()
 
 
@@ -342,7 +344,7 @@ def build_claims(
         base = {"id": c.id, "claim": c.claim, "source": c.source, "paper": c.paper, "notebook": c.notebook}
         fig = figures / c.figure
         nb_src = f"notebooks/{c.notebook.split(' ')[0]}.py"
-        figure = _rel(fig, root) if fig.exists() else nb_src
+        figure = rel_link(fig, root) if fig.exists() else nb_src
         missing = [n for n in c.inputs if not inp.has(n)]
         try:
             if missing:
@@ -362,6 +364,9 @@ def build_claims(
                     "lo": math.nan,
                     "hi": math.nan,
                     "interval_over": "",
+                    "range_lo": math.nan,
+                    "range_hi": math.nan,
+                    "range_over": "",
                     "sae_tokens": math.nan,
                     "settled": "",
                     "verdict": NOT_RUN,
@@ -376,9 +381,7 @@ def build_claims(
                 **base,
                 "measure": r.measure,
                 "value": r.value,
-                "lo": r.lo,
-                "hi": r.hi,
-                "interval_over": r.interval_over,
+                **_spread(r),
                 "sae_tokens": sae_tokens,
                 "settled": settled,
                 "verdict": r.verdict.verdict,
@@ -390,75 +393,25 @@ def build_claims(
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def _qualifier(row: pd.Series) -> str:
-    """The row's qualifier ("" when none; a CSV read back gives NaN for an empty one)."""
-    q = row.get("qualifier", "")
-    return q if isinstance(q, str) else ""
-
-
-def _training_cell(row: pd.Series) -> str:
-    """ "61,440; settled by ..." for a claim on SAEs, "" otherwise (a CSV read back gives NaN for empty cells)."""
-    tokens, settled = row.get("sae_tokens", math.nan), row.get("settled", "")
-    settled = settled if isinstance(settled, str) else ""
-    if not isinstance(tokens, int | float) or not math.isfinite(tokens):
-        return settled
-    return f"{tokens:,.0f}" + (f"; {settled}" if settled else "")
-
-
-def _cell(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
-def claims_markdown(table: pd.DataFrame, link_from: Path | str = ".", root: Path | str | None = None) -> str:
-    """The table as markdown; figure links relative to ``link_from`` (the folder the markdown file sits in), given
-    ``root``, the folder the ``figure`` column is relative to (default: the same folder)."""
-    root = Path(root) if root is not None else Path(link_from)
-    head = [
-        "claim",
-        "source",
-        "paper (PAPER.md)",
-        "this run [95% interval]",
-        "interval over",
-        "SAE training tokens; settled in the study?",
-        "verdict",
-        "why",
-        "figure",
-    ]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for _, r in table.iterrows():
-        val = fmt_num(r.value)
-        if val and (fmt_num(r.lo) or fmt_num(r.hi)):
-            val += f" [{fmt_num(r.lo)}, {fmt_num(r.hi)}]"
-        link = _rel(root / r.figure, Path(link_from))
-        name = Path(r.figure).name
-        cells = [
-            r.claim,
-            r.source,
-            r.paper,
-            f"{val}<br>{r.measure}" if val else "",
-            r.interval_over,
-            _training_cell(r),
-            f"**{r.verdict}**" + (f" ({_qualifier(r)})" if _qualifier(r) else ""),
-            r.reason,
-            f"[{name}]({link})",
-        ]
-        lines.append("| " + " | ".join(_cell(x) for x in cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def verdict_counts(table: pd.DataFrame, qualified: bool = False) -> dict[str, int]:
-    """Rows per verdict, in the order of ``VERDICTS`` (a result built into its scorer is "not decidable", never
-    "reproduced"); ``qualified`` counts each verdict with its qualifier apart ("not reproduced (negligible)")."""
-    counts: dict[str, int] = {}
-    for v in VERDICTS:
-        rows = table[table.verdict == v]
-        quals = [_qualifier(r) if qualified else "" for _, r in rows.iterrows()]
-        for q in sorted(set(quals)):
-            counts[f"{v} ({q})" if q else v] = quals.count(q)
-    return counts
-
-
-def readme_block(md: str, figures_rel: str = "figures") -> str:
-    """``claims.md`` as the README shows it: the same text, its figure links (relative to the figures folder)
-    prefixed with ``figures_rel`` (a test keeps the README's copy equal to this)."""
-    return re.sub(r"\]\((?![a-z]+:|/)([^)]+)\) \|$", rf"]({figures_rel}/\1) |", md.strip(), flags=re.M) + "\n"
+def _spread(r: Result) -> dict:
+    """The result's interval columns, or its range columns for a range (never shown as an interval)."""
+    if r.kind == "range":
+        nan = math.nan
+        return {
+            "lo": nan,
+            "hi": nan,
+            "interval_over": "",
+            "range_lo": r.lo,
+            "range_hi": r.hi,
+            "range_over": r.interval_over,
+        }
+    if r.kind != "interval":
+        raise ValueError(f"a claim's result kind must be 'interval' or 'range'; got {r.kind!r}")
+    return {
+        "lo": r.lo,
+        "hi": r.hi,
+        "interval_over": r.interval_over,
+        "range_lo": math.nan,
+        "range_hi": math.nan,
+        "range_over": "",
+    }

@@ -34,6 +34,7 @@ def toy_superposition(inp: Inputs) -> Result:
         v,
         "Gaussian control / sparse data: median angle of the farthest 10% of samples to the nearest "
         "feature ray (smallest view)",
+        kind="range",
     )
 
 
@@ -136,6 +137,7 @@ def frontier_above(inp: Inputs, source: str, reference: str) -> Result:
         f"range over {gaps.size} sparsity measures (one SAE sweep)",
         v,
         f"{source} minus {reference}: mean EV difference of the frontiers over their shared sparsity range",
+        kind="range",
     )
 
 
@@ -158,7 +160,7 @@ def sae_metric_similar(inp: Inputs, metric: str) -> Result:
         est,
         lo,
         hi,
-        f"variant x layer cells ({len(diffs)}, one SAE each) {inp.seed_note()}",
+        f"variant x layer cells ({len(diffs)}, one SAE each) {inp.seed_note(r.layer.unique())}",
         v,
         f"random variant minus trained {metric.replace('_', ' ')}, mean over variants and layers"
         + _beside(t, r, tr.index, BESIDE.get(metric)),
@@ -190,7 +192,7 @@ def why_gap_closed(inp: Inputs) -> Result:
     gaps = gap_table(t, why_baselines(p["base_expansion"], p["train_tokens"]))
     layers = [x for x in sorted(set(t.layer)) if x > 0] or sorted(set(t.layer))
     best = best_per_factor(gaps, layers)
-    over = f"layers {layers} (one SAE each)"
+    over = f"range over layers {layers} (one SAE each)"
     if not len(best):
         v = R.Verdict(
             R.NOT_DECIDABLE,
@@ -213,6 +215,7 @@ def why_gap_closed(inp: Inputs) -> Result:
         over,
         v,
         f"share of the explained-variance gap closed by the best factor: {top.factor} = {top.value} ({top.variant})",
+        kind="range",
     )
 
 
@@ -257,18 +260,24 @@ def _live_note(c: pd.DataFrame) -> str:
     )
 
 
+def _seed_over(*cells: pd.DataFrame) -> str:
+    """What a seed claim's interval covers: each cell's SAE seeds, resampled (all pairs among the seeds drawn)."""
+    n = " + ".join(str(len(set(c.seed_a) | set(c.seed_b))) for c in cells)
+    return f"SAE seeds ({n}; bootstrap over seeds, each draw's seed pairs averaged)"
+
+
 def seed_shared(inp: Inputs) -> Result:
     t, r, k = _seed_rows(inp)
     c = _cell(t, TOPK, r, k)
     require(len(c) > 0, f"07_seed_stability.csv has no TopK R={r}, k={k} rows")
-    est, lo, hi = inp.boot([c.shared_fraction.to_numpy(float)], lambda g: g[0].mean())
+    est, lo, hi = inp.seed_boot([c], "shared_fraction", lambda m: m[0])
     band = (PAPER_SHARED[0] - inp.opt.band_margin, PAPER_SHARED[1] + inp.opt.band_margin)
     v = _dead_gate(inp, [c], R.in_band(lo, hi, *band, what="shared fraction"))
     return Result(
         est,
         lo,
         hi,
-        f"SAE seed pairs ({len(c)})",
+        _seed_over(c),
         v,
         f"trained model, TopK R={r}, k={k}: share of latents matched at cos > 0.7 (decoder and encoder), of all "
         f"latents as the paper counts{_live_note(c)}",
@@ -284,10 +293,7 @@ def seed_relu_vs_topk(inp: Inputs) -> Result:
     topk, relu = _cell(t, TOPK, r, k), t[(t.architecture == RELU) & (t["R"] == r)]
     require(len(topk) > 0 and len(relu) > 0, f"07_seed_stability.csv lacks a ReLU or TopK group at R={r}")
     col = "same_partner_live_fraction" if "same_partner_live_fraction" in t else "same_partner_fraction"
-    est, lo, hi = inp.boot(
-        [relu[col].to_numpy(float), topk[col].to_numpy(float)],
-        lambda g: g[0].mean() - g[1].mean(),
-    )
+    est, lo, hi = inp.seed_boot([relu, topk], col, lambda m: m[0] - m[1])
     base = float(topk[col].mean())
     bounds = R.Bounds(-base, 1.0 - base, f"TopK SAEs' same-partner share is {base:.3g}")
     v = R.above(lo, hi, inp.opt.share_margin, what="ReLU minus TopK same-partner share", bounds=bounds)
@@ -298,7 +304,7 @@ def seed_relu_vs_topk(inp: Inputs) -> Result:
         est,
         lo,
         hi,
-        f"SAE seed pairs ({len(relu)} + {len(topk)})",
+        _seed_over(relu, topk),
         v,
         f"trained model, R={r}: ReLU + L1 (L0 ~ {k}) minus TopK (k={k}) share of {latents} shared with the same "
         f"partner in the decoder and the encoder matching; the paper's count (all latents, either partner): "
@@ -312,10 +318,7 @@ def seed_wider(inp: Inputs) -> Result:
     widths = sorted(set(topk.R))
     require(len(widths) >= 2, f"07_seed_stability.csv has one TopK width at k={k}")
     wide, narrow = _cell(t, TOPK, widths[-1], k), _cell(t, TOPK, widths[0], k)
-    est, lo, hi = inp.boot(
-        [wide.shared_fraction.to_numpy(float), narrow.shared_fraction.to_numpy(float)],
-        lambda g: g[0].mean() - g[1].mean(),
-    )
+    est, lo, hi = inp.seed_boot([wide, narrow], "shared_fraction", lambda m: m[0] - m[1])
     # A wider SAE cannot share fewer than none: a decrease of the margin needs the narrow share above the margin.
     base = float(narrow.shared_fraction.mean())
     bounds = R.Bounds(-base, 1.0 - base, f"the narrower SAEs share {base:.3g} of their latents")
@@ -327,7 +330,7 @@ def seed_wider(inp: Inputs) -> Result:
         est,
         lo,
         hi,
-        f"SAE seed pairs ({len(wide)} + {len(narrow)})",
+        _seed_over(wide, narrow),
         v,
         f"trained model, TopK k={k}: R={widths[-1]} minus R={widths[0]} shared fraction of all latents{note}",
     )

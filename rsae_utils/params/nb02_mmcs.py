@@ -65,7 +65,7 @@ register(
             Param(
                 "seeds",
                 [0, 1],
-                [0, 1],
+                [0, 1, 2, 3],
                 [0, 1, 2, 3, 4],
                 list_of(is_int(0, 2**31 - 1), unique=True),
                 "seeds: each draws its own data stream and SAE initialisation",

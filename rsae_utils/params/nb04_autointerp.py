@@ -151,7 +151,15 @@ register(
                 "parsed: its scores would be void (a server without logprobs, a model that ignores the format)",
             ),
             Param("explainer_max_tokens", 24, 32, 100, is_int(1, 1000), "token budget of an explanation"),
-            Param("llm_n_latents", 1, 3, 100, is_int(0), "latents per SAE the LLM explains and scores"),
+            Param(
+                "llm_n_latents",
+                1,
+                1,
+                100,
+                is_int(0),
+                "latents per SAE the LLM explains and scores (default 1: the offline SmolLM2-135M-Instruct scores at "
+                "chance and costs ~50 s a latent on 2 cores; the paper: 100)",
+            ),
             Param(
                 "llm_variants",
                 ["trained"],

@@ -22,6 +22,7 @@ from rsae_utils.params.core import (
     one_of,
     optional,
     register,
+    resolve,
 )
 from rsae_utils.params.sampling import check_sampling, sampling_params
 from rsae_utils.store import load_table
@@ -65,6 +66,14 @@ def _check_08(cfg: Config) -> None:
             f"n_perm={cfg.n_perm} (raise n_perm for a smaller alpha); got {cfg.alpha}"
         )
     check_sampling(cfg)
+    # The held-out contexts each SAE is read on: notebook 03's test windows (under this profile), capped.
+    n_ctx = resolve("03_sae_training", cfg.profile).n_test_windows
+    n_ctx = min(n_ctx, cfg.max_contexts) if cfg.max_contexts is not None else n_ctx
+    if cfg.window_halves and cfg.window_blocks > n_ctx:
+        raise ParameterError(
+            f"parameter 'window_blocks' must be <= the held-out contexts ({n_ctx}: notebook 03's n_test_windows, "
+            f"capped by max_contexts); got {cfg.window_blocks}"
+        )
     _check_against_index(cfg)
 
 
@@ -144,6 +153,23 @@ register(
                 0.05,
                 is_float(1e-6, 0.5),
                 "false discovery rate of the Benjamini-Hochberg list of positional latents (per SAE and view)",
+            ),
+            Param(
+                "window_blocks",
+                4,
+                20,
+                20,
+                is_int(2, 100_000),
+                "blocks of contiguous held-out contexts whose random halves give the positional shares' window spread "
+                "(at most notebook 03's n_test_windows)",
+            ),
+            Param(
+                "window_halves",
+                4,
+                20,
+                20,
+                is_int(0, 10_000),
+                "random halves of the blocks per SAE and view (0: none; the claims then resample latents only)",
             ),
             Param(
                 "min_excess",

@@ -72,6 +72,20 @@ def test_entropy_known_distributions():
     assert tokenstats.token_entropy([1, 1, 2, 3], [1.0, 1.0, 2.0, 0.0]) == pytest.approx(math.log(2))
 
 
+def test_window_resampled_known_answers():
+    """Two windows, each all one token with equal mass: a draw is {A, A}, {B, B} (entropy 0, single-token) or
+    {A, B} (entropy ln 2, not), each pair half the time, so the entropy's sd is ln(2)/2 and the single-token share
+    1/2. One window, or windows that all agree, do not move."""
+    two = [(np.array([1, 1]), np.array([1.0, 1.0])), (np.array([2, 2]), np.array([1.0, 1.0]))]
+    sd, p = tokenstats.window_resampled(two, threshold=0.9, n_draws=20000, seed=3)
+    assert sd == pytest.approx(math.log(2) / 2, rel=0.02) and p == pytest.approx(0.5, abs=0.015)
+    same = [(np.array([1, 2]), np.array([1.0, 3.0]))] * 5
+    assert tokenstats.window_resampled(same, threshold=0.7) == pytest.approx((0.0, 1.0))
+    assert tokenstats.window_resampled(same[:1], threshold=0.9) == pytest.approx((0.0, 0.0))
+    assert all(math.isnan(x) for x in tokenstats.window_resampled([]))
+    assert all(math.isnan(x) for x in tokenstats.window_resampled([(np.array([1]), np.array([0.0]))]))
+
+
 def test_token_mass_single_token_and_position():
     ids, mass = tokenstats.token_mass([7, 7, 3, 7], [1.0, 2.0, 0.5, 0.0])
     assert ids.tolist() == [7, 3] and mass.tolist() == [3.0, 0.5]

@@ -8,11 +8,13 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from claims_helpers import EXPECTED, write_all, write_auroc, write_mmcs, write_positional, write_seeds
+from claims_helpers import EXPECTED, write_all, write_auroc, write_latents, write_mmcs, write_positional, write_seeds
 
 from rsae_utils import nbrun
 from rsae_utils.claims import CLAIMS, NOT_RUN, Options, build_claims, claims_markdown, readme_block
 from rsae_utils.claims import rules as R
+from rsae_utils.claims.inputs import Inputs
+from rsae_utils.claims.interp import entropy_random_lower, positional_trained
 from rsae_utils.errors import ParameterError
 from rsae_utils.params import NOTEBOOKS, resolve
 
@@ -127,6 +129,102 @@ def test_normal_intervals_combine():
     assert est == pytest.approx(0.5) and hi - est == pytest.approx(1.959964 * math.sqrt(0.02) / 2, rel=1e-5)
 
 
+def _pairs(n: int, value) -> tuple[list[int], list[int], list[float]]:
+    a, b = zip(*[(i, j) for i in range(n) for j in range(i + 1, n)], strict=True)
+    return list(a), list(b), [float(value(i, j)) for i, j in zip(a, b, strict=True)]
+
+
+def test_seed_pair_bootstrap_resamples_seeds_not_pairs():
+    """One odd seed among 4: every pair with seed 3 reads 1, the others 0. The estimate is the mean over the 6 pairs
+    (0.5); a draw without seed 3 (probability (3/4)^4 = 0.32) reads 0, one with seed 3 and one other seed (42 of 256
+    draws) reads 1, so the 95% interval is [0, 1]. A bootstrap over the 6 pairs would give a far narrower one."""
+    a, b, v = _pairs(4, lambda i, j: float(3 in (i, j)))
+    est, lo, hi = R.seed_pair_bootstrap([(a, b, v)], lambda m: m[0], n_boot=4000, seed=1)
+    assert (est, lo, hi) == (0.5, 0.0, 1.0)
+    _, plo, phi = R.bootstrap([np.array(v)], lambda g: g[0].mean(), n_boot=4000, seed=1)
+    assert phi - plo < 0.9
+    # Equal pairs give a point interval; two groups are resampled apart and combined by ``stat``.
+    same = _pairs(5, lambda i, j: 0.3)
+    assert R.seed_pair_bootstrap([same], lambda m: m[0], n_boot=200) == pytest.approx((0.3, 0.3, 0.3))
+    est, lo, hi = R.seed_pair_bootstrap([same, (a, b, v)], lambda m: m[0] - m[1], n_boot=2000)
+    assert est == pytest.approx(-0.2) and lo == pytest.approx(-0.7) and hi == pytest.approx(0.3)
+    # A seed is never compared with itself: all 4 draws of one seed give no pair, and are dropped.
+    assert math.isnan(R._pair_mean({(0, 1): 1.0}, np.array([1, 1, 1])))
+    assert R._pair_mean({(0, 1): 1.0}, np.array([1, 0, 1])) == 1.0
+    with pytest.raises(ValueError, match="seed pairs"):
+        R.seed_pair_bootstrap([([0, 0], [1, 2], [0.1, 0.2])], lambda m: m[0])  # pair 1-2 missing
+
+
+def test_two_stage_bootstrap_adds_the_windows_variance():
+    """100 latents all at 1.0: over latents alone the mean does not move; with each latent's value moving by sd 0.5
+    over its windows, the mean's interval is 1 +- 1.96 x 0.5 / 10. A 0/1 flag that holds in a share p of the
+    window resamples adds p (1 - p) and stays centred on the observed share."""
+    rows = np.c_[np.ones(100), np.full(100, 0.5)]
+    est, lo, hi = R.two_stage_bootstrap([rows], "sd", lambda g: g[0].mean(), n_boot=4000, seed=2)
+    assert est == 1.0 and lo == pytest.approx(1 - 0.098, abs=0.012) and hi == pytest.approx(1 + 0.098, abs=0.012)
+    flat = R.two_stage_bootstrap([np.c_[np.ones(100), np.zeros(100)]], "sd", lambda g: g[0].mean(), n_boot=200)
+    assert flat == (1.0, 1.0, 1.0)
+    flags = np.c_[np.r_[np.ones(50), np.zeros(50)], np.full(100, 0.5)]
+    est, lo, hi = R.two_stage_bootstrap([flags], "share", lambda g: g[0].mean(), n_boot=4000, seed=2)
+    # latents: sd 0.05; windows: 0.5 / 10 = 0.05; together 0.0707
+    assert est == 0.5 and (hi - lo) / 2 == pytest.approx(1.96 * math.sqrt(0.05**2 + 0.05**2), rel=0.1)
+    with pytest.raises(ValueError, match="'sd' or 'share'"):
+        R.within_draw("normal")
+
+
+def test_entropy_claims_widen_with_the_windows_spread(tmp_path):
+    widths = []
+    for sd in (0.0, 1.0):
+        write_latents(tmp_path, window_sd=sd)
+        r = entropy_random_lower(Inputs(tmp_path, OPT))
+        widths.append(r.hi - r.lo)
+        assert "explainer windows" in r.interval_over
+    assert widths[1] > 1.5 * widths[0]
+
+
+def test_positional_claims_add_the_spread_over_context_halves(tmp_path):
+    """Every cell's share beyond the control moving by sd 0.05 over halves of the contexts, with equal judged counts
+    over n cells, adds 0.05^2 / n to the pooled share's variance."""
+    widths = []
+    for sd in (0.0, 0.05):
+        write_positional(tmp_path, window_sd=sd)
+        r = positional_trained(Inputs(tmp_path, OPT))
+        widths.append((r.hi - r.lo) / (2 * R.z_value(0.95)))
+        assert "random halves of the held-out contexts" in r.interval_over
+    n_cells = 2  # write_positional: the trained model at 2 layers
+    assert widths[1] == pytest.approx(math.sqrt(widths[0] ** 2 + 0.05**2 / n_cells), rel=0.02)
+
+
+def test_seed_claims_bootstrap_over_seeds(tmp_path):
+    """The seed claims' interval comes from the seed bootstrap of their pairs (write_seeds: 3 seeds, pairs
+    s - 0.01, s, s + 0.01), and says so."""
+    from rsae_utils.claims.inputs import Inputs
+    from rsae_utils.claims.toy_sae import seed_shared
+
+    write_seeds(tmp_path)
+    r = seed_shared(Inputs(tmp_path, OPT))
+    t = pd.read_csv(tmp_path / "07_seed_stability.csv")
+    c = t[(t.architecture == "topk") & (t.R == 2) & (t.threshold == 0.7)]
+    want = R.seed_pair_bootstrap(
+        [(c.seed_a, c.seed_b, c.shared_fraction)], lambda m: m[0], OPT.n_boot, OPT.seed, OPT.ci_level
+    )
+    assert (r.value, r.lo, r.hi) == pytest.approx(want) and r.value == pytest.approx(0.35)
+    assert r.interval_over.startswith("SAE seeds (3; bootstrap over seeds")
+
+
+def test_range_rows_get_their_own_column(tmp_path):
+    figs = tmp_path / "figures"
+    write_all(figs)
+    md = claims_markdown(build_claims(figs, OPT, root=tmp_path), tmp_path, tmp_path)
+    head = md.splitlines()[0]
+    assert "range [min, max] (not an interval)" in head
+    row = next(line for line in md.splitlines() if line.startswith("| A random 2-layer ReLU MLP"))
+    cells = [c.strip() for c in row.split("|")[1:-1]]
+    value, over, rng = cells[3], cells[4], cells[5]
+    assert "[" not in value.split("<br>")[0] and over == "none (one run)" and rng.startswith("[")
+    assert "range over the" in rng
+
+
 # ---------------------------------------------------------------------------------------------------- readers
 def test_synthetic_tables_give_the_known_verdicts(tmp_path):
     figs = tmp_path / "figures"
@@ -136,8 +234,14 @@ def test_synthetic_tables_give_the_known_verdicts(tmp_path):
     got = dict(zip(table.id, table.verdict))
     assert got == EXPECTED, {k: (got[k], EXPECTED[k]) for k in got if got[k] != EXPECTED[k]}
     done = table[table.verdict != NOT_RUN]
-    assert done.value.notna().all() and (done.interval_over != "").all()
-    assert (done.lo <= done.value + 1e-12).all() and (done.value <= done.hi + 1e-12).all()
+    ranged = done.range_over.fillna("") != ""
+    # Every measured claim says what its spread covers, as an interval or as a range, never both.
+    assert done.value.notna().all() and ((done.interval_over.fillna("") != "") ^ ranged).all()
+    iv, rg = done[~ranged], done[ranged]
+    assert (iv.lo <= iv.value + 1e-12).all() and (iv.value <= iv.hi + 1e-12).all()
+    assert set(rg.id) == {"toy-superposition", "frontier-toy", "frontier-embedding", "why-gap-closed"} & set(done.id)
+    assert rg.lo.isna().all() and rg.hi.isna().all() and rg.range_over.str.startswith("range over").all()
+    assert (rg.range_lo <= rg.value + 1e-12).all() and (rg.value <= rg.range_hi + 1e-12).all()
     assert done.figure.str.startswith("figures/").all()  # a figure link for every measured claim
 
 
@@ -331,7 +435,7 @@ def test_seed_replicates_widen_the_intervals_by_their_between_seed_variance(tmp_
     sd_before = R.sd_from_ci(before.lo, before.hi)
     assert after.value == pytest.approx(before.value)
     assert (after.hi - after.lo) / (2 * z) == pytest.approx(math.sqrt(sd_before**2 + added), rel=1e-6)
-    assert "SAE seeds (spread of 3 seeds at layer 1" in after.interval_over
+    assert "SAE seeds (spread of 3 seeds measured at layer 1" in after.interval_over
 
 
 def test_seed_spread_known_answer():

@@ -4,6 +4,7 @@ positional table, the token-identity scorers on token latents, and the parameter
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -12,6 +13,7 @@ from rsae_utils.autointerp.stats import auroc, auroc_replicates, hierarchical_ci
 from rsae_utils.autointerp.synthetic import synthetic_sparse_acts
 from rsae_utils.errors import ParameterError
 from rsae_utils.params import resolve
+from rsae_utils.studies.critique import positional_table as PT
 from rsae_utils.studies.critique import run as C
 from rsae_utils.studies.critique import tables as T
 from rsae_utils.studies.critique.positional import from_sparse
@@ -97,7 +99,7 @@ def test_hierarchical_ci_contains_the_estimate_and_drops_missing_latents():
 def test_shuffled_positions_permute_within_contexts(sp):
     pa = from_sparse(sp)
     for keep in (True, False):
-        sh = C.shuffled_positions(pa, keep_boundary=keep, rng=np.random.default_rng(0))
+        sh = PT.shuffled_positions(pa, keep_boundary=keep, rng=np.random.default_rng(0))
         assert sh.value.size == pa.value.size
         for lat in range(pa.n_latents):  # every (latent, context) keeps its multiset of values
             a = pa.block(lat, lat + 1)
@@ -108,7 +110,7 @@ def test_shuffled_positions_permute_within_contexts(sp):
 
 
 def test_positional_table_finds_the_positional_and_the_boundary_latent(sp):
-    tab = C.positional_table(sp, P, {"model": "m", "variant": "v", "layer": 0})
+    tab = PT.positional_table(sp, P, {"model": "m", "variant": "v", "layer": 0})
     obs = tab[~tab.control].set_index(["boundary", "latent"])
     assert obs.loc[("exclude", 7), "positional"] and obs.loc[("include", 7), "positional"]
     assert obs.loc[("include", 6), "boundary_latent"] and obs.loc[("include", 6), "positional"]
@@ -133,9 +135,25 @@ def test_positional_table_finds_the_positional_and_the_boundary_latent(sp):
     assert list(top.latent) == [7]
 
 
+def test_positional_table_retests_random_halves_of_the_contexts(sp):
+    """Each view, observed and shuffled, retested on 3 random halves of 4 blocks of contexts: the position-5 latent
+    stays positional in every observed half, and the summary's spread over halves comes from them."""
+    halves: list = []
+    p = {**P, "window_blocks": 4, "window_halves": 3}
+    tab = PT.positional_table(sp, p, {"model": "m", "variant": "v", "layer": 0}, halves)
+    h = pd.DataFrame(halves)
+    assert len(h) == 2 * 2 * 3 and set(h.half) == {0, 1, 2}
+    assert (h[~h.control].n_positional >= 1).all() and (h.n_positional <= h.n_judged).all()
+    summary = T.positional_summary(tab, h)
+    assert (summary.n_halves == 3).all() and (summary.excess_window_sd >= 0).all()
+    assert PT.positional_table(sp, P).equals(PT.positional_table(sp, p))  # the halves leave the table alone
+    with pytest.raises(ParameterError, match="'window_blocks'"):
+        PT.positional_table(sp, {**p, "window_blocks": 10_000}, halves=[])
+
+
 def test_positional_table_refuses_more_bins_than_positions(sp):
     with pytest.raises(ParameterError, match="'rate_bins'.*63"):
-        C.positional_table(sp, {**P, "rate_bins": 64})
+        PT.positional_table(sp, {**P, "rate_bins": 64})
 
 
 def test_scorer_latents_on_token_latents(sp):

@@ -46,6 +46,9 @@ def test_smoke_run_tables_figures_and_invariants(smoke_run, smoke_env):
         assert pos[col].dropna().between(0, 1).all(), col
     assert ((pos.n_positional <= pos.n_judged) & (pos.n_judged <= pos.n_live)).all()
     assert (pos.positional_not_boundary_share <= pos.positional_share + 1e-12).all()
+    # every SAE and view was retested on cfg.window_halves random halves of its contexts
+    assert (pos.n_halves == cfg.window_halves).all()
+    assert (pos.positional_share_window_sd.dropna() >= 0).all() and (pos.excess_window_sd.dropna() <= 1).all()
     top = load_table(tables / "top_positional.csv")
     assert (top.groupby("variant").size() <= cfg.top_n).all() and top.eta2.between(0, 1).all()
 
@@ -71,6 +74,9 @@ def test_smoke_run_tables_figures_and_invariants(smoke_run, smoke_env):
         again = critique_sae(run, cfg, paths.critique_dir("smoke"), exclude)
     assert (again.path / "manifest.json").stat().st_mtime_ns == stamp
     assert again.latents.equals(first.latents)
+    halves = first.halves
+    assert set(halves.control) == {False, True} and set(halves.half) == set(range(cfg.window_halves))
+    assert (halves.n_positional <= halves.n_judged).all() and halves.equals(again.halves)
 
 
 def test_missing_sae_index_names_notebook_03(tmp_dirs):

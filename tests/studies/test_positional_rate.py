@@ -12,7 +12,7 @@ from scipy.stats import chi2
 from rsae_utils.studies.critique import positional_rate as R
 from rsae_utils.studies.critique.positional import PositionalActs
 from rsae_utils.studies.critique.positional_stats import is_positional, positional_stats
-from rsae_utils.studies.critique.run import shuffled_positions
+from rsae_utils.studies.critique.positional_table import shuffled_positions
 
 N_CTX, CTX = 96, 128  # the default profile's held-out contexts per SAE
 ALPHA = 0.05

@@ -6,7 +6,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rsae_utils.studies.why.detectors import detector_share, shuffled, token_detectors, token_directions
+from rsae_utils.studies.why.detectors import (
+    detector_share,
+    direction_sets,
+    shuffled,
+    token_detectors,
+    token_directions,
+)
 
 D, VOCAB, N = 128, 100, 10_000
 
@@ -33,6 +39,8 @@ def test_a_decoder_of_token_directions_is_all_detectors_and_beats_the_control():
     assert out["detector_share"] == pytest.approx(0.5, abs=0.03)  # the token half, not the random half
     assert out["detector_control"] < 0.05
     assert out["detector_excess"] > 0.4
+    # the direction sets made once (as a sweep over SAEs of one cache does) give the same numbers
+    assert token_detectors(dec, sets=direction_sets(acts, toks, min_count=8), threshold=0.5) == out
 
 
 def test_a_random_decoder_finds_none():

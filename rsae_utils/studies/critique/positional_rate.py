@@ -51,7 +51,7 @@ def bin_edges(ctx: int, n_bins: int) -> np.ndarray:
     return np.round(np.linspace(0, ctx, n_bins + 1)).astype(np.int64)
 
 
-def _sorted_keys(pa: PositionalActs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def sorted_fires(pa: PositionalActs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(latent, pos, group) of the fires (non-zero entries), sorted by (latent, context, position); group =
     latent * n_ctx + context."""
     fire = pa.value != 0
@@ -69,7 +69,7 @@ def circular_pair_counts(pa: PositionalActs, max_lag: int) -> np.ndarray:
     fires, d = 1..max_lag <= ctx / 2; A(d) = A(ctx - d), so these lags describe every pair up to that distance."""
     if not 0 <= max_lag <= pa.ctx // 2:
         raise ValueError(f"max_lag must be in [0, ctx // 2 = {pa.ctx // 2}]; got {max_lag}")
-    return _pair_counts(*_sorted_keys(pa), pa.n_latents, pa.ctx, max_lag)
+    return pair_counts(*sorted_fires(pa), pa.n_latents, pa.ctx, max_lag)
 
 
 def _forward_pairs(lat: np.ndarray, pos: np.ndarray, grp: np.ndarray, L: int, D: int, keep=None) -> np.ndarray:
@@ -86,7 +86,7 @@ def _forward_pairs(lat: np.ndarray, pos: np.ndarray, grp: np.ndarray, L: int, D:
     return out.reshape(L, D + 1)
 
 
-def _pair_counts(lat: np.ndarray, pos: np.ndarray, grp: np.ndarray, L: int, P: int, D: int) -> np.ndarray:
+def pair_counts(lat: np.ndarray, pos: np.ndarray, grp: np.ndarray, L: int, P: int, D: int) -> np.ndarray:
     if D == 0 or lat.size == 0:
         return np.zeros((L, D))
     direct = _forward_pairs(lat, pos, grp, L, D)
@@ -136,7 +136,7 @@ class RateTest:
     judged: np.ndarray  # every bin expects >= min_expected fires and the latent does not fire everywhere
 
 
-def _mutual_information(counts: np.ndarray, widths: np.ndarray, n_ctx: int) -> np.ndarray:
+def bin_mutual_information(counts: np.ndarray, widths: np.ndarray, n_ctx: int) -> np.ndarray:
     """Plug-in MI (nats) between "fired" and position bin from the fire counts per bin."""
     cells = n_ctx * widths.astype(float)  # positions per bin, all contexts
     N = cells.sum()
@@ -157,14 +157,14 @@ def rate_test(pa: PositionalActs, n_bins: int = 8, min_expected: float = 2.0) ->
     edges = bin_edges(P, n_bins)
     widths = np.diff(edges)
     bin_of = np.repeat(np.arange(n_bins), widths)
-    lat, pos, grp = _sorted_keys(pa)
+    lat, pos, grp = sorted_fires(pa)
     counts = np.bincount(lat * n_bins + bin_of[pos], minlength=L * n_bins).reshape(L, n_bins).astype(float)
     n_fire = counts.sum(axis=1)
     # Fires per (latent, context): run lengths of the sorted groups.
     starts = np.flatnonzero(np.r_[True, grp[1:] != grp[:-1]]) if grp.size else np.zeros(0, dtype=np.int64)
     per_group = np.diff(np.r_[starts, grp.size]).astype(float)
     sum_sq = np.bincount(grp[starts] // pa.n_ctx, weights=per_group**2, minlength=L)
-    pairs = _pair_counts(lat, pos, grp, L, P, min(int(widths.max()) - 1, P // 2))
+    pairs = pair_counts(lat, pos, grp, L, P, min(int(widths.max()) - 1, P // 2))
     expected = n_fire[:, None] * widths / P
     with np.errstate(divide="ignore", invalid="ignore"):
         q = ((counts - expected) ** 2 / expected).sum(axis=1)
@@ -185,7 +185,7 @@ def rate_test(pa: PositionalActs, n_bins: int = 8, min_expected: float = 2.0) ->
         p=p,
         tv=0.5 * np.abs(share - widths / P).sum(axis=1),
         peak_ratio=peak,
-        mi=_mutual_information(counts, widths, pa.n_ctx),
+        mi=bin_mutual_information(counts, widths, pa.n_ctx),
         judged=judged,
     )
 

@@ -4,12 +4,12 @@ The critique of Heap et al. (PAPER.md section 3) holds that random-model latents
 that auto-interp scores them well *because* "fires on token X" is easy to explain, and that trained models have
 latents random ones lack (positional ones among them). For one SAE of notebook 03 this module measures:
 
-* **positional latents** (:func:`positional_table`): every live latent's binned firing-rate test
-  (:mod:`rsae_utils.studies.critique.positional_rate`: does it fire more often in some parts of the context?), the
-  earlier eta^2 rule beside it (``*_eta2`` columns), its lag autocorrelation and :func:`is_boundary`; once per
-  boundary view (position 0 of every context, the document-boundary token, left out or kept), and once more on
-  activations whose positions were shuffled beforehand: the share of latents a rule flags there is its
-  false-positive rate;
+* **positional latents** (:mod:`rsae_utils.studies.critique.positional_table`): every live latent's binned
+  firing-rate test (:mod:`rsae_utils.studies.critique.positional_rate`: does it fire more often in some parts of the
+  context?), the earlier eta^2 rule beside it (``*_eta2`` columns), its lag autocorrelation and ``is_boundary``;
+  once per boundary view (position 0 of every context, the document-boundary token, left out or kept), and once more
+  on activations whose positions were shuffled beforehand: the share of latents a rule flags there is its
+  false-positive rate; the test again on random halves of the contexts;
 * **token-identity scorers** (:func:`scorer_latents`) on a seeded sample of latents (the example sets of notebook
   04): intruder, detection and fuzzing with hard negatives (windows of the nearest decoder directions), active-token
   marking, the single-token explainer, and the token baseline itself; per latent its AUROC and ``example_boot``
@@ -49,7 +49,7 @@ from rsae_utils.autointerp.token_scorers import (
     single_token_explanation,
     with_negatives,
 )
-from rsae_utils.errors import ArtifactError, ParameterError, StageError
+from rsae_utils.errors import ArtifactError, StageError
 from rsae_utils.paths import critique_sae_dir
 from rsae_utils.sae.cache import open_cache, token_mask
 from rsae_utils.sae.codes import load_codes, reconstruct_from_codes
@@ -58,11 +58,8 @@ from rsae_utils.sae.pipeline import trained_runs
 from rsae_utils.sae.train import load_sae
 from rsae_utils.store import cached_artifact, read_json, write_json
 from rsae_utils.studies.critique.diagnostics import l2_ratio, relative_reconstruction_bias, weight_summary
-from rsae_utils.studies.critique.positional import PositionalActs, from_sparse
-from rsae_utils.studies.critique.positional_rate import rate_columns, rate_test
-from rsae_utils.studies.critique.positional_stats import is_boundary, is_positional, positional_stats
+from rsae_utils.studies.critique.positional_table import positional_table
 
-BOUNDARY_VIEWS = {"exclude": (False,), "include": (True,), "both": (False, True)}
 # Scorer series -> the token baseline's scorer each is compared with (its "gap").
 SCORERS = {
     "intruder": "detection",
@@ -86,6 +83,8 @@ PARAM_KEYS = (
     "rate_min_expected",
     "min_tv",
     "fdr_q",
+    "window_blocks",
+    "window_halves",
     "boundary_min_share",
     "window_len",
     "max_contexts",
@@ -112,6 +111,8 @@ CODE = (
     "rsae_utils.studies.critique.positional",
     "rsae_utils.studies.critique.positional_stats",
     "rsae_utils.studies.critique.positional_rate",
+    "rsae_utils.studies.critique.positional_windows",
+    "rsae_utils.studies.critique.positional_table",
     "rsae_utils.autointerp.token_scorers",
     "rsae_utils.autointerp.baseline",
     "rsae_utils.autointerp.scorers",
@@ -126,89 +127,6 @@ REBUILD = "rerun notebook 03 (make figures NB=03 FORCE=1) to rebuild it"
 
 def _npz_key(series: str) -> str:
     return series.replace(" ", "_")
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Positional latents
-# --------------------------------------------------------------------------------------------------------------
-def shuffled_positions(pa: PositionalActs, keep_boundary: bool, rng: np.random.Generator) -> PositionalActs:
-    """The activations with positions permuted independently within every context (position 0 left in place when
-    ``keep_boundary``), as a new sorted :class:`PositionalActs`: data on which position means nothing."""
-    n, P = pa.n_ctx, pa.ctx
-    lo = 1 if keep_boundary else 0
-    perm = np.tile(np.arange(P), (n, 1))
-    perm[:, lo:] = lo + np.argsort(rng.random((n, P - lo)), axis=1)
-    return PositionalActs(pa.latent, pa.context, perm[pa.context, pa.pos], pa.value, pa.n_latents, n, P, pa.ids)
-
-
-def latent_token_info(sp: SparseActs, include_boundary: bool = True) -> pd.DataFrame:
-    """Per live latent, over its held-out activations (position 0 left out unless ``include_boundary``): number of
-    active tokens, its heaviest token id and that token's share of the activation mass, and the context position
-    holding most of its mass."""
-    seq, pos = np.divmod(sp.flat, sp.ctx)
-    keep = pos > 0 if not include_boundary else np.ones(pos.size, dtype=bool)
-    df = pd.DataFrame(
-        {"latent": sp.latent[keep], "token": sp.tokens[seq[keep], pos[keep]], "pos": pos[keep], "value": sp.value[keep]}
-    )
-    total = df.groupby("latent").value.sum()
-    by_tok = df.groupby(["latent", "token"]).value.sum().sort_values(ascending=False, kind="stable")
-    top = by_tok.groupby(level=0).head(1).reset_index(level=1)
-    by_pos = df.groupby(["latent", "pos"]).value.sum()
-    peak = by_pos.groupby(level=0).idxmax().map(lambda t: t[1])
-    out = pd.DataFrame(
-        {
-            "n_active": df.groupby("latent").size(),
-            "top_token": top.token,
-            "top_token_mass_share": top.value / total,
-            "peak_position": peak,
-        }
-    )
-    return out.rename_axis("latent").reset_index()
-
-
-def positional_table(sp: SparseActs, p: Mapping[str, Any], meta: Mapping[str, Any] | None = None) -> pd.DataFrame:
-    """One row per (boundary view, control, live latent): :meth:`PositionalStats.rows`, the firing-rate test's
-    :func:`rate_columns` (``judged``, ``significant``, ``positional``, ``positional_fdr``, ``rate_*``; judged latents
-    also fire on at least ``min_firing_rate`` of the tokens), the earlier eta^2 rule as ``judged_eta2`` and
-    ``positional_eta2``, ``boundary_latent`` and the token/position info of :func:`latent_token_info` (in the same
-    view). ``control=True`` rows are measured on position-shuffled activations. The eta^2 view's mutual information
-    is measured without its own shuffled control (its rule reads eta^2 only)."""
-    live = np.flatnonzero(np.bincount(sp.latent, minlength=sp.n_latents) > 0)
-    pa = from_sparse(sp, live)
-    if not 2 <= int(p["rate_bins"]) <= pa.ctx - 1:
-        raise ParameterError(
-            f"parameter 'rate_bins' must be in [2, {pa.ctx - 1}] (positions per context without the "
-            f"boundary token); got {p['rate_bins']}"
-        )
-    rng = np.random.default_rng([int(p["seed"]), 808])
-    frames = []
-    for include in BOUNDARY_VIEWS[p["boundary"]]:
-        for control in (False, True):
-            data = shuffled_positions(pa, keep_boundary=not include, rng=rng) if control else pa
-            st = positional_stats(
-                data,
-                include_boundary=include,
-                n_perm=int(p["n_perm"]),
-                n_levels=int(p["n_levels"]),
-                max_lag=int(p["max_lag"]),
-                seed=int(p["seed"]),
-                mi_null=False,
-            )
-            df = pd.DataFrame(
-                st.rows({**(meta or {}), "boundary": "include" if include else "exclude", "control": control})
-            )
-            frequent = st.firing_rate >= float(p["min_firing_rate"])
-            rt = rate_test(
-                data if include else data.without_boundary(), int(p["rate_bins"]), float(p["rate_min_expected"])
-            )
-            alpha, tv, q = float(p["alpha"]), float(p["min_tv"]), float(p["fdr_q"])
-            df = df.assign(**rate_columns(rt, frequent, alpha, tv, q))
-            df["judged_eta2"] = np.isfinite(st.eta2) & frequent
-            df["eta2_excess"] = st.eta2_excess
-            df["positional_eta2"] = is_positional(st, float(p["min_excess"]), alpha, float(p["min_firing_rate"]))
-            df["boundary_latent"] = is_boundary(st, float(p["boundary_min_share"]))
-            frames.append(df.merge(latent_token_info(sp, include), on="latent", how="left"))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -334,6 +252,7 @@ class SAECritique:
     replicates: dict[str, np.ndarray]
     diagnostics: dict[str, Any]
     path: Path
+    halves: pd.DataFrame = field(default_factory=pd.DataFrame)  # positional counts on random halves of the contexts
 
 
 def critique_sae(
@@ -375,7 +294,9 @@ def critique_sae(
         )
         timings["encode"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        positional_table(sp, p, meta).to_csv(tmp / "positional.csv", index=False)
+        halves: list[dict] = []
+        positional_table(sp, p, meta, halves).to_csv(tmp / "positional.csv", index=False)
+        pd.DataFrame(halves).to_csv(tmp / "positional_halves.csv", index=False)
         timings["positional"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         lat, ids, reps = scorer_latents(sp, sae.W_dec.detach().cpu(), p, meta)
@@ -400,10 +321,11 @@ def critique_sae(
 
     cached_artifact(path, key, build, code=CODE)
     pos, lat = _read_csv(path / "positional.csv"), _read_csv(path / "latents.csv")
+    halves = _read_csv(path / "positional_halves.csv")
     with np.load(path / "replicates.npz") as z:
         ids = z["latent"]
         reps = {s: z[_npz_key(s)] for s in SERIES}
-    return SAECritique(pos, lat, ids, reps, read_json(path / "diagnostics.json"), path)
+    return SAECritique(pos, lat, ids, reps, read_json(path / "diagnostics.json"), path, halves)
 
 
 def select_runs(profile: str, variants: Sequence[str], layers: Sequence[int] | None = None) -> pd.DataFrame:
@@ -435,6 +357,7 @@ class CritiqueResult:
     # (variant, layer) -> (sampled latent ids, {series: (n_latents, example_boot) AUROC resamples})
     replicates: dict[tuple[str, int], tuple[np.ndarray, dict[str, np.ndarray]]] = field(default_factory=dict)
     timings_s: dict[str, float] = field(default_factory=dict)
+    halves: pd.DataFrame = field(default_factory=pd.DataFrame)  # every SAE's positional counts on context halves
 
 
 def run_critique(
@@ -446,20 +369,20 @@ def run_critique(
     progress: Callable[[str], None] | None = None,
 ) -> CritiqueResult:
     """:func:`critique_sae` for every SAE in ``runs`` (notebook 03's index), tables concatenated."""
-    pos, lat, diag, reps = [], [], [], {}
+    pos, lat, diag, reps, halves = [], [], [], {}, []
     t0 = time.perf_counter()
     for _, run in runs.sort_values(["variant", "layer"], kind="stable").iterrows():
         t1 = time.perf_counter()
         res = critique_sae(run, p, out_dir, exclude_tokens, device)
         pos.append(res.positional)
+        halves.append(res.halves)
         lat.append(res.latents)
         diag.append(res.diagnostics)
         reps[(str(run["variant"]), int(run["layer"]))] = (res.ids, res.replicates)
         if progress is not None:
             progress(f"{run['variant']} L{int(run['layer'])}: {time.perf_counter() - t1:.1f} s")
-    return CritiqueResult(
-        _concat(pos), _concat(lat), pd.DataFrame(diag), reps, {"total": round(time.perf_counter() - t0, 1)}
-    )
+    timings = {"total": round(time.perf_counter() - t0, 1)}
+    return CritiqueResult(_concat(pos), _concat(lat), pd.DataFrame(diag), reps, timings, _concat(halves))
 
 
 def _read_csv(path: Path) -> pd.DataFrame:

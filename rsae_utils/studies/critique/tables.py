@@ -55,7 +55,35 @@ def _variant_order(df: pd.DataFrame) -> pd.DataFrame:
     return df.assign(_o=df["variant"].map(order)).sort_values(["_o", "layer"], kind="stable").drop(columns="_o")
 
 
-def positional_summary(pos: pd.DataFrame) -> pd.DataFrame:
+def window_spread(halves: pd.DataFrame) -> pd.DataFrame:
+    """Per (model, variant, layer, boundary): the sd over random halves of the contexts of the positional share
+    (``positional_share_window_sd``) and of the share beyond the shuffled control (``excess_window_sd``; each half
+    pairs the observed and the control activations on the same contexts). By the delete-half jackknife, the sd over
+    halves estimates the sd of the share on all the contexts."""
+    cols = [*KEYS, "boundary", "positional_share_window_sd", "excess_window_sd", "n_halves"]
+    if halves is None or halves.empty:
+        return pd.DataFrame(columns=cols)
+    h = halves.assign(
+        share=halves.n_positional / halves.n_judged.where(halves.n_judged > 0), control=halves.control.astype(bool)
+    )
+    key = [*KEYS, "boundary", "half"]
+    obs = h[~h.control].set_index(key).share
+    ctl = h[h.control].set_index(key).share.reindex(obs.index)
+    wide = pd.DataFrame({"obs": obs, "excess": obs - ctl}).reset_index()
+    # A half where no latent was judged has no share: the sd is over the halves that have one (NaN with < 2).
+    out = (
+        wide.groupby([*KEYS, "boundary"])
+        .agg(
+            positional_share_window_sd=("obs", "std"),
+            excess_window_sd=("excess", "std"),
+            n_halves=("half", "nunique"),
+        )
+        .reset_index()
+    )
+    return out[cols]
+
+
+def positional_summary(pos: pd.DataFrame, halves: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per (model, variant, layer, boundary), for the binned firing-rate test
     (:mod:`rsae_utils.studies.critique.positional_rate`): live and judged latents; ``positional_share`` (positional
     / judged: p <= alpha per latent and the effect floor); ``control_share``, the same rule on position-shuffled
@@ -64,7 +92,8 @@ def positional_summary(pos: pd.DataFrame) -> pd.DataFrame:
     ``n_positional_fdr`` (Benjamini-Hochberg over the judged latents, and the floor) and its control count;
     ``boundary_latent_share`` and ``positional_not_boundary_share`` (positional, with < the boundary share threshold
     of their mass at position 0). The earlier eta^2 rule, for comparison: ``n_judged_eta2``,
-    ``positional_share_eta2``, ``control_share_eta2``, ``eta2_excess_median``."""
+    ``positional_share_eta2``, ``control_share_eta2``, ``eta2_excess_median``. With ``halves`` (the test on random
+    halves of the contexts), :func:`window_spread`'s columns: how much the shares move with the contexts read."""
     if pos.empty:
         return pd.DataFrame()
     d = pos.assign(pos_nb=pos.positional & ~pos.boundary_latent)
@@ -126,7 +155,10 @@ def positional_summary(pos: pd.DataFrame) -> pd.DataFrame:
         "control_share_eta2",
         "eta2_excess_median",
     ]
-    return _variant_order(out[cols]).reset_index(drop=True)
+    out = out[cols]
+    if halves is not None and not halves.empty:
+        out = out.merge(window_spread(halves), on=[*KEYS, "boundary"], how="left")
+    return _variant_order(out).reset_index(drop=True)
 
 
 def top_positional(pos: pd.DataFrame, n: int, boundary: str) -> pd.DataFrame:

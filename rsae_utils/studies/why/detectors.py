@@ -66,18 +66,33 @@ def shuffled(tokens: torch.Tensor, mask: torch.Tensor | None, seed: int = 0) -> 
     return flat.reshape(tokens.shape)
 
 
-def token_detectors(
-    W_dec: torch.Tensor,
+def direction_sets(
     acts: torch.Tensor,
     tokens: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    min_count: int = DEFAULT_MIN_COUNT,
+    seed: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(real token directions, their token ids, shuffled-token directions): what :func:`token_detectors` compares a
+    decoder with; the same for every SAE of one (cache, layer), so a sweep computes them once."""
+    real, ids = token_directions(acts, tokens, mask, min_count)
+    ctrl, _ = token_directions(acts, shuffled(tokens, mask, seed), mask, min_count)
+    return real, ids, ctrl
+
+
+def token_detectors(
+    W_dec: torch.Tensor,
+    acts: torch.Tensor | None = None,
+    tokens: torch.Tensor | None = None,
     mask: torch.Tensor | None = None,
     threshold: float = DEFAULT_THRESHOLD,
     min_count: int = DEFAULT_MIN_COUNT,
     seed: int = 0,
+    sets: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
 ) -> dict[str, Any]:
-    """The detector share against real token directions and against shuffled-token ones, and their difference."""
-    real, ids = token_directions(acts, tokens, mask, min_count)
-    ctrl, _ = token_directions(acts, shuffled(tokens, mask, seed), mask, min_count)
+    """The detector share against real token directions and against shuffled-token ones, and their difference
+    (``sets``: :func:`direction_sets`' output, given instead of ``acts`` and ``tokens``)."""
+    real, ids, ctrl = sets if sets is not None else direction_sets(acts, tokens, mask, min_count, seed)
     nan = float("nan")
     # each latent's best cosine once per set of directions: the share above the threshold and the median from it
     best = best_cosines(W_dec, real) if len(real) else None

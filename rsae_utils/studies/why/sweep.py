@@ -45,7 +45,7 @@ from rsae_utils.sae.topk import to_sae_lens
 from rsae_utils.sae.train import RECORD, load_sae
 from rsae_utils.sae.trainers import fit_topk, trainer_for
 from rsae_utils.store import cached_artifact, content_hash, read_json, verify_artifact, write_json
-from rsae_utils.studies.why.detectors import token_detectors
+from rsae_utils.studies.why.detectors import direction_sets, token_detectors
 from rsae_utils.subject.rerandomize import options_tag
 from rsae_utils.tokenstats import token_entropy, top_token_share
 
@@ -169,6 +169,35 @@ def nb03_sae(nb03: Any, cell: Cell, spec: SweepSpec) -> Path | None:
     return path if verify_artifact(path)[0] else None
 
 
+_ONCE: dict[tuple, Any] = {}  # per-process: what every SAE of one (cache, layer) reads from its training split
+
+
+def _once(key: tuple, make: Callable[[], Any]) -> Any:
+    if key not in _ONCE:
+        _ONCE[key] = make()
+    return _ONCE[key]
+
+
+def _split_refs(
+    cache: ActivationCache, layer: int, exclude_tokens: Sequence[int], n_top_pcs: int, detectors: bool
+) -> tuple[torch.Tensor | None, tuple | None]:
+    """(top principal directions, token-direction sets) of the cache's training split at ``layer``, each None when
+    not asked for: the same for every SAE of one (cache, layer), so made once per process."""
+    keep_of = partial(token_mask, exclude_tokens=exclude_tokens)
+    at = (cache.manifest_hash(), int(layer), tuple(int(t) for t in exclude_tokens))
+    dirs = (
+        _once((*at, "pcs", n_top_pcs), lambda: training_directions(cache, layer, keep_of, n_top_pcs))
+        if n_top_pcs
+        else None
+    )
+
+    def sets() -> tuple:
+        toks = cache.tokens("train")
+        return direction_sets(cache.acts(layer, "train"), toks, keep_of(toks))
+
+    return dirs, (_once((*at, "tokens"), sets) if detectors else None)
+
+
 def train_measure(
     cache: ActivationCache,
     layer: int,
@@ -222,12 +251,10 @@ def train_measure(
         toks = cache.tokens("test")[:n_test]
         mask = token_mask(toks, exclude_tokens)
         acts = cache.acts(layer, "test")[:n_test]
-        keep_of = partial(token_mask, exclude_tokens=exclude_tokens)
-        dirs = training_directions(cache, layer, keep_of, int(n_top_pcs)) if n_top_pcs else None
+        dirs, sets = _split_refs(cache, layer, exclude_tokens, int(n_top_pcs), detectors)
         rec = reconstruction_metrics(sae, acts, batch_tokens=512, mask=mask, dirs=dirs)
-        if detectors:
-            t_toks = cache.tokens("train")
-            rec.update(token_detectors(sae.W_dec.detach(), cache.acts(layer, "train"), t_toks, keep_of(t_toks)))
+        if sets is not None:
+            rec.update(token_detectors(sae.W_dec.detach(), sets=sets))
         x = acts.reshape(-1, d)[mask.reshape(-1)]
         rec.update(latent_token_stats(sae.encode, x, toks.reshape(-1)[mask.reshape(-1)], top_n))
         rec.update(
