@@ -23,7 +23,8 @@
 #
 # Here the question is turned on Heap et al.'s random transformers: auto-interp scores do not tell trained and
 # random models apart; **does seed stability?** This notebook trains groups of SAEs on notebook 03's activation
-# caches (it never harvests; run notebook 03 first) of the trained model and two random variants:
+# caches (it never harvests; run notebook 03 first) of the trained model and a random variant (the re-randomized
+# one in the default; `variants` adds step-0, left out of the default for time):
 #
 # * TopK SAEs at two widths R and two values of k, and a ReLU + L1 SAE (sae-lens's standard SAE) whose L1
 #   coefficient is **calibrated** so that its L0 lands within 20% of the TopK k (short runs on the same cache,

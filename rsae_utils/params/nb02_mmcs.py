@@ -5,7 +5,18 @@ from __future__ import annotations
 import torch
 
 from rsae_utils.errors import ParameterError
-from rsae_utils.params.core import Config, Notebook, Param, is_bool, is_float, is_int, list_of, one_of, register
+from rsae_utils.params.core import (
+    Config,
+    Notebook,
+    Param,
+    is_bool,
+    is_float,
+    is_int,
+    list_of,
+    one_of,
+    optional,
+    register,
+)
 
 
 def _l1_grid(lo: float, hi: float, n: int) -> list[float]:
@@ -22,6 +33,10 @@ def _check_02(cfg: Config) -> None:
         raise ParameterError(
             f"parameter 'emb_eval_rows' must be below 'emb_rows' ({cfg.emb_rows}: the rest are the training rows); "
             f"got {cfg.emb_eval_rows}"
+        )
+    if cfg.trend_seeds is not None and not set(cfg.trend_seeds) <= set(cfg.seeds):
+        raise ParameterError(
+            f"parameter 'trend_seeds' must be a subset of 'seeds' {list(cfg.seeds)}; got {list(cfg.trend_seeds)}"
         )
     if cfg.device == "cuda" and not torch.cuda.is_available():
         raise ParameterError("parameter 'device' is 'cuda' but no CUDA device is visible; allowed: 'cpu', 'auto'")
@@ -69,6 +84,15 @@ register(
                 [0, 1, 2, 3, 4],
                 list_of(is_int(0, 2**31 - 1), unique=True),
                 "seeds: each draws its own data stream and SAE initialisation",
+            ),
+            Param(
+                "trend_seeds",
+                None,
+                [0, 1],
+                None,
+                optional(list_of(is_int(0, 2**31 - 1), unique=True)),
+                "seeds of the dictionaries below the largest, a subset of 'seeds' (None: all): those show only the "
+                "trend with the dictionary size, while the claims read the largest with every seed",
             ),
             Param("steps", 150, 900, 20_000, is_int(1, 10_000_000), "optimiser steps (one fresh batch each)"),
             Param("lr", 1e-2, 5e-3, 1e-3, is_float(1e-7, 1.0), "Adam learning rate"),

@@ -284,6 +284,7 @@ def run_sweep(
     device: str | torch.device = "cpu",
     progress: bool | Callable[[int], None] = False,
     seeds_per_program: int | None = None,
+    trend_seeds: Sequence[int] | None = None,
 ) -> pd.DataFrame:
     """Train every (condition, dict_size, l1, seed) SAE -- one batched program per dictionary size -- and score it.
 
@@ -291,20 +292,28 @@ def run_sweep(
     Each seed draws its own data stream and its own SAE initialisation; all l1 values of a seed see the same
     batches and start from the same dictionary, so differences along the L1 axis are the penalty's.
     ``seeds_per_program`` splits a big grid into several programs by seed (to bound memory); the numbers do not
-    change, since a seed's stream does not depend on which other seeds are drawn with it.
+    change, since a seed's stream does not depend on which other seeds are drawn with it. ``trend_seeds``: the seeds
+    of every dictionary smaller than the largest (None: all), a subset of ``seeds``; for the same reason its SAEs
+    are the ones the full grid would train.
     """
     seeds = list(seeds)
+    small = [s for s in seeds if trend_seeds is None or s in set(trend_seeds)]
     k = seeds_per_program or len(seeds)
-    chunks = [seeds[i : i + k] for i in range(0, len(seeds), k)]
+
+    def chunks_of(d: int) -> list[list[int]]:
+        ss = seeds if d == max(dict_sizes) else small
+        return [ss[i : i + k] for i in range(0, len(ss), k)]
+
     bar = None
     if progress is True:
-        bar = tqdm(total=spec.steps * len(dict_sizes) * len(chunks), desc="MMCS sweep (steps)", mininterval=2.0)
+        total = spec.steps * sum(len(chunks_of(d)) for d in dict_sizes)
+        bar = tqdm(total=total, desc="MMCS sweep (steps)", mininterval=2.0)
         progress = lambda _step: bar.update(1)  # noqa: E731
     x_eval = {c: DataStream(world, [c], [0], 1).eval_batch(c, n_eval) for c in conditions}
     truth = {c: world.ground_truth(c) for c in conditions}
     frames = []
     try:
-        for d, chunk in ((d, c) for d in dict_sizes for c in chunks):
+        for d, chunk in ((size, c) for size in dict_sizes for c in chunks_of(size)):
             g = grid(conditions, chunk, l1_values)
             stream = DataStream(world, list(conditions), chunk, spec.batch)
             t0 = time.perf_counter()
@@ -373,6 +382,7 @@ _SWEEP_KEYS = (
     "dict_sizes",
     "l1_values",
     "seeds",
+    "trend_seeds",
     "steps",
     "lr",
     "adam_beta2",
@@ -436,6 +446,7 @@ def sweep_from_config(cfg, path=None, force: bool = False) -> tuple[pd.DataFrame
                 device=params["device"],
                 progress=True,
                 seeds_per_program=cfg.seeds_per_program or None,
+                trend_seeds=cfg.trend_seeds,
             )
         df.to_csv(tmp / "sweep.csv", index=False)
         return {"sweep_wall_s": round(time.perf_counter() - t0, 1), "torch_threads": threads}

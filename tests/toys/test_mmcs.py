@@ -161,3 +161,16 @@ def test_splitting_by_seed_does_not_change_numbers(small_world):
     split = run_sweep(*args, n_eval=256, seeds_per_program=1)
     cols = ["condition", "dict_size", "l1", "seed", "mmcs", "l0", "fvu", "dead_frac"]
     pd.testing.assert_frame_equal(together[cols], split[cols], atol=1e-6)
+
+
+def test_trend_seeds_train_the_smaller_dictionaries_with_fewer_seeds_and_the_same_numbers(small_world):
+    """The largest dictionary keeps every seed; the smaller ones train only ``trend_seeds``, and those SAEs are
+    the ones the full grid trains (a seed's stream and initialisation do not depend on the other seeds)."""
+    spec = TrainSpec(steps=10, lr=1e-2, batch=32)
+    args = (small_world, ["raw"], [16, 32], [0.1, 1.0], [0, 1, 2], spec)
+    full = run_sweep(*args, n_eval=256)
+    cut = run_sweep(*args, n_eval=256, trend_seeds=[1])
+    assert set(cut[cut.dict_size == 32].seed) == {0, 1, 2} and set(cut[cut.dict_size == 16].seed) == {1}
+    cols = ["condition", "dict_size", "l1", "seed", "mmcs", "l0", "fvu", "dead_frac"]
+    keep = full[(full.dict_size == 32) | (full.seed == 1)].reset_index(drop=True)
+    pd.testing.assert_frame_equal(keep[cols], cut[cols], atol=1e-6)
