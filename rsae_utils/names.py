@@ -66,7 +66,9 @@ TABLES: dict[str, Table] = {
     ENTROPY_VS_AUROC: Table(
         columns=("variant", "layer", "latent", "scorer", "backend", "auroc", "entropy_nats", "single_token"), **_NB05
     ),
-    LLM_MINUS_TOKEN_BASELINE: Table(columns=("backend", "scorer", "variant", "gap", "gap_lo", "gap_hi"), **_NB05),
+    LLM_MINUS_TOKEN_BASELINE: Table(
+        columns=("backend", "scorer", "variant", "n_latents", "gap", "gap_lo", "gap_hi"), **_NB05
+    ),
     WHY_FACTORS: Table("06_why_default_differs", ("factor", "value", "variant", "layer", "R", "explained_variance")),
     WHY_PREDICTION: Table("06_why_default_differs", ("source", "layer", "pred_rms", "norm_rms", "pred_token_share")),
     WHY_CELLS: Table("06_why_default_differs", ("source", "layer", "depth_fraction")),

@@ -314,15 +314,17 @@ def write_scorers(folder, token=(0.7, 0.65, 0.75), single_gap=(0.2, 0.15, 0.25),
     return _csv(folder, "08_scorers", rows)
 
 
-def write_llm_gap(folder, gap=(-0.01, -0.03, 0.01)):
-    g, lo, hi = gap
+def write_llm_gap(folder, gap=(-0.01, -0.03, 0.01), n_latents=10):
+    """LLM minus token baseline per (scorer, variant); one latent per cell has no interval (NaN), as notebook 05
+    writes it."""
+    g, lo, hi = gap if n_latents > 1 else (gap[0], float("nan"), float("nan"))
     rows = [
         {
             "backend": LLM,
             "scorer": s,
             "variant": v,
             "variant_label": v,
-            "n_latents": 10,
+            "n_latents": n_latents,
             "auroc_llm": 0.7,
             "auroc_baseline": 0.7 - g,
             "gap": g,

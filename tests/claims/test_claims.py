@@ -8,13 +8,22 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from claims_helpers import EXPECTED, write_all, write_auroc, write_latents, write_mmcs, write_positional, write_seeds
+from claims_helpers import (
+    EXPECTED,
+    write_all,
+    write_auroc,
+    write_latents,
+    write_llm_gap,
+    write_mmcs,
+    write_positional,
+    write_seeds,
+)
 
 from rsae_utils import nbrun
 from rsae_utils.claims import CLAIMS, NOT_RUN, Options, build_claims, claims_markdown, readme_block
 from rsae_utils.claims import rules as R
 from rsae_utils.claims.inputs import Inputs
-from rsae_utils.claims.interp import entropy_random_lower, positional_trained
+from rsae_utils.claims.interp import entropy_random_lower, llm_beyond_tokens, positional_trained
 from rsae_utils.errors import ParameterError
 from rsae_utils.params import NOTEBOOKS, resolve
 
@@ -193,6 +202,19 @@ def test_positional_claims_add_the_spread_over_context_halves(tmp_path):
         assert "random halves of the held-out contexts" in r.interval_over
     n_cells = 2  # write_positional: the trained model at 2 layers
     assert widths[1] == pytest.approx(math.sqrt(widths[0] ** 2 + 0.05**2 / n_cells), rel=0.02)
+
+
+@pytest.mark.parametrize("n_latents", [10, 1])
+def test_llm_beyond_tokens_reads_cells_of_one_latent_as_undecided(tmp_path, n_latents):
+    """The gap's mean is reported either way; with one latent per cell there is no interval, so the verdict is not
+    decidable rather than "not run"."""
+    write_all(tmp_path)
+    write_llm_gap(tmp_path, n_latents=n_latents)
+    r = llm_beyond_tokens(Inputs(tmp_path, OPT))
+    assert r.value == pytest.approx(-0.01) and r.verdict.verdict != NOT_RUN
+    assert math.isnan(r.lo) == (n_latents == 1) and f"{n_latents}-{n_latents} latents each" in r.interval_over
+    if n_latents == 1:
+        assert r.verdict.verdict == R.NOT_DECIDABLE
 
 
 def test_seed_claims_bootstrap_over_seeds(tmp_path):
