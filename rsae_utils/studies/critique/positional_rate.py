@@ -159,12 +159,28 @@ def rate_test(pa: PositionalActs, n_bins: int = 8, min_expected: float = 2.0) ->
     bin_of = np.repeat(np.arange(n_bins), widths)
     lat, pos, grp = sorted_fires(pa)
     counts = np.bincount(lat * n_bins + bin_of[pos], minlength=L * n_bins).reshape(L, n_bins).astype(float)
-    n_fire = counts.sum(axis=1)
     # Fires per (latent, context): run lengths of the sorted groups.
     starts = np.flatnonzero(np.r_[True, grp[1:] != grp[:-1]]) if grp.size else np.zeros(0, dtype=np.int64)
     per_group = np.diff(np.r_[starts, grp.size]).astype(float)
     sum_sq = np.bincount(grp[starts] // pa.n_ctx, weights=per_group**2, minlength=L)
     pairs = pair_counts(lat, pos, grp, L, P, min(int(widths.max()) - 1, P // 2))
+    return rate_from_sums(pa.ids, counts, sum_sq, pairs, widths, pa.n_ctx, min_expected)
+
+
+def rate_from_sums(
+    ids: np.ndarray,
+    counts: np.ndarray,
+    sum_sq: np.ndarray,
+    pairs: np.ndarray,
+    widths: np.ndarray,
+    n_ctx: float,
+    min_expected: float = 2.0,
+) -> RateTest:
+    """The test from its per-latent sums over contexts (fires per bin, squared fires per context, circular pair
+    counts) over ``n_ctx`` contexts of ``widths.sum()`` positions: what :func:`rate_test` reads from the activations,
+    and what a reweighting of the contexts changes (:mod:`rsae_utils.studies.critique.positional_windows`)."""
+    n_bins, P = widths.size, int(widths.sum())
+    n_fire = counts.sum(axis=1)
     expected = n_fire[:, None] * widths / P
     with np.errstate(divide="ignore", invalid="ignore"):
         q = ((counts - expected) ** 2 / expected).sum(axis=1)
@@ -172,11 +188,11 @@ def rate_test(pa: PositionalActs, n_bins: int = 8, min_expected: float = 2.0) ->
         share = counts / n_fire[:, None]
         peak = (share * P / widths).max(axis=1)
     # A latent firing everywhere (or nearly) has no room to vary over position: dispersion ~ 0 up to rounding.
-    judged = (expected.min(axis=1) >= min_expected) & (disp > 1e-9) & (n_fire < pa.n_ctx * P)
-    p = np.full(L, np.nan)
+    judged = (expected.min(axis=1) >= min_expected) & (disp > 1e-9) & (n_fire < n_ctx * P)
+    p = np.full(n_fire.size, np.nan)
     p[judged] = chi2.sf(q[judged] / disp[judged], n_bins - 1)
     return RateTest(
-        ids=pa.ids,
+        ids=ids,
         n_bins=n_bins,
         n_fires=n_fire,
         counts=counts,
@@ -185,7 +201,7 @@ def rate_test(pa: PositionalActs, n_bins: int = 8, min_expected: float = 2.0) ->
         p=p,
         tv=0.5 * np.abs(share - widths / P).sum(axis=1),
         peak_ratio=peak,
-        mi=bin_mutual_information(counts, widths, pa.n_ctx),
+        mi=bin_mutual_information(counts, widths, int(round(n_ctx))),
         judged=judged,
     )
 

@@ -14,16 +14,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import chi2
 
 from rsae_utils.studies.critique.positional import PositionalActs
 from rsae_utils.studies.critique.positional_rate import (
     RateTest,
     bin_edges,
-    bin_mutual_information,
     is_rate_positional,
-    null_mean,
     pair_counts,
+    rate_from_sums,
     sorted_fires,
 )
 
@@ -82,34 +80,8 @@ def weighted_test(s: BlockSums, weights: np.ndarray, min_expected: float = 2.0) 
     w = np.asarray(weights, dtype=float)
     if w.shape != (s.n_blocks,):
         raise ValueError(f"weights must have one entry per block ({s.n_blocks}); got shape {w.shape}")
-    n_bins, P = s.widths.size, s.ctx
-    n_ctx = float(w @ s.block_ctx)
-    counts = np.einsum("lbk,b->lk", s.counts, w)
-    n_fire = counts.sum(axis=1)
-    sum_sq = s.sum_sq @ w
-    pairs = np.einsum("lbd,b->ld", s.pairs, w)
-    expected = n_fire[:, None] * s.widths / P
-    with np.errstate(divide="ignore", invalid="ignore"):
-        q = ((counts - expected) ** 2 / expected).sum(axis=1)
-        disp = null_mean(n_fire, sum_sq, pairs, s.widths, P) / (n_bins - 1)
-        share = counts / n_fire[:, None]
-        peak = (share * P / s.widths).max(axis=1)
-    judged = (expected.min(axis=1) >= min_expected) & (disp > 1e-9) & (n_fire < n_ctx * P)
-    p = np.full(n_fire.size, np.nan)
-    p[judged] = chi2.sf(q[judged] / disp[judged], n_bins - 1)
-    return RateTest(
-        ids=s.ids,
-        n_bins=n_bins,
-        n_fires=n_fire,
-        counts=counts,
-        chi2=q,
-        dispersion=disp,
-        p=p,
-        tv=0.5 * np.abs(share - s.widths / P).sum(axis=1),
-        peak_ratio=peak,
-        mi=bin_mutual_information(counts, s.widths, int(round(n_ctx))),
-        judged=judged,
-    )
+    counts, pairs = np.einsum("lbk,b->lk", s.counts, w), np.einsum("lbd,b->ld", s.pairs, w)
+    return rate_from_sums(s.ids, counts, s.sum_sq @ w, pairs, s.widths, float(w @ s.block_ctx), min_expected)
 
 
 def half_sample_counts(
