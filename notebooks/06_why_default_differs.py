@@ -28,7 +28,7 @@
 #
 # | factor | notebook 03 | varied here | applies to |
 # |---|---|---|---|
-# | SAE width R | 16 | 4, 16, 64 (the paper: 64) | `variants` (R = 64: `wide_variants` at `wide_layers`) |
+# | SAE width R | 16 | 16, 64 (the paper: 64; R = 4 in earlier runs, cut for time) | `variants` (R = 64: `wide_variants` at `wide_layers`) |
 # | output projections' std (paper's rule) | trained std | x sqrt(10)/30 = 0.105 (wang_init / small_init) | `factor_variants` |
 # | token-embedding scale | x1 | x16 (x4 too in the smoke and paper profiles) | `factor_variants` |
 # | norm gains of the re-randomized model | redrawn | kept trained (smoke and paper; default off: see below) | `factor_variants` |
@@ -45,8 +45,12 @@
 # SAEs here come from the fast TopK trainer (`rsae_utils.sae.topk`: sparsify's rule, FVU loss, unit-norm decoder);
 # every point of a comparison shares the trainer, the cache windows, k, the token budget and the seed, and the
 # learning rate follows sparsify's 1/sqrt(d_sae) rule across widths. Nothing is tuned towards the paper's result:
-# the answer at the end is built from the numbers this run measured. **Every number here comes from one SAE seed**
-# (notebook 07 measures the seed spread at layer 9); the answer gives no intervals yet.
+# the answer at the end is built from the numbers this run measured. **Intervals over SAE seeds:** the base-width
+# SAEs and their Gaussian controls at `seed_layers`, and every cell's SAE (not its Gaussian control), are trained
+# with `seed` and each of `extra_seeds`; the tables hold seed means, and each SAE number in the answer carries a 95%
+# interval from the spread between seeds, pooled per measure over the SAEs (with two seeds, one SAE alone would give
+# one degree of freedom). SAEs with one seed (other layers, R = 64) borrow the pooled spread. Residual statistics and
+# the prediction involve no SAE and no seed.
 #
 # **What this cannot show.** The training budget is notebook 09's study (`token_budgets` here sweeps it only when
 # given more than one value). The cells stand for architectures and initializers at initialization, not for a
@@ -58,7 +62,9 @@
 # 9, the embedding scaled x16 only, the norm-gain sweep off (it closed 1% of the gap in an earlier run, and the mean
 # field predicts no effect: a redrawn gain vector keeps E[g^2], all a normalized read depends on), the old
 # Pythia-70m-shaped NeoX (`neox_layers`) off (the 6-layer cell replaces it), and SAE metrics on the first
-# `test_windows` held-out windows (64 = 8,192 tokens) of notebook 03's 400.
+# `test_windows` held-out windows (64 = 8,192 tokens) of notebook 03's 400; one extra SAE seed (`extra_seeds`) for
+# the cells and for the base width at layer 9 only (`seed_layers`), and no R = 4 SAEs (a narrower SAE is no cure for
+# the gap, so the answer never read them).
 
 # %%
 # Set-up on Colab or Binder: install this repository's package when it is missing; elsewhere this does nothing.
@@ -120,7 +126,8 @@ from rsae_utils.studies.why.controls import (
     prediction_table,
     with_depth,
 )
-from rsae_utils.studies.why.sweep import NEOX, architecture_cells, run_sweep, sweep_cells
+from rsae_utils.studies.why.seed_intervals import by_seed, parts_note
+from rsae_utils.studies.why.sweep import NEOX, architecture_cells, run_sweep, sweep_cells, with_seeds
 from rsae_utils.subject.variants import with_variant_labels
 
 run = start_session("06_why_default_differs", PROFILE, OVERRIDES)
@@ -154,6 +161,7 @@ cells = sweep_cells(
     cfg.wide_variants,
     cfg.output_scales,
 )
+cells = with_seeds(cells, cfg.extra_seeds, cfg.seed_layers, cfg.base_expansion)  # the SAEs the answer reads
 t0 = time.perf_counter()
 caches = option_caches(nb03, cfg, cells, base)
 timings["option_caches"] = round(time.perf_counter() - t0, 1)
@@ -233,13 +241,17 @@ fig
 # %% [markdown]
 # ## 3. SAEs, one factor at a time
 # One TopK SAE per distinct (cache, layer, R, tokens): the baseline (notebook 03's options at R = `base_expansion`)
-# is shared by every sweep. Only the held-out metrics are kept, not the weights.
+# is shared by every sweep. Only the held-out metrics are kept, not the weights. Every SAE the answer reads (the
+# base width and its Gaussian controls at `seed_layers`, the cells') is trained again with each of `extra_seeds`
+# (another initialisation and batch order); the tables hold seed means, and each SAE number of the answer carries
+# a 95% interval from the spread between seeds, pooled per measure (`rsae_utils.studies.why.seed_intervals`).
 
 # %%
 t0 = time.perf_counter()
 # A cell that asks for exactly notebook 03's SAE (its variant, layer and spec) reads it: the same trainer on the
 # same batches from the same seed gives the same weights, so it is not trained twice.
-table = run_sweep(nb03, cfg, cells, caches)
+rows = run_sweep(nb03, cfg, cells, caches)
+table, draws = by_seed(rows)
 arch_cells = architecture_cells(cfg.neox_sae_layers, cfg.base_expansion, cfg.train_tokens) if cfg.neox_layers else []
 neox_table = run_sweep(nb03, cfg, arch_cells, caches, reuse_nb03=False)
 timings["saes"] = round(time.perf_counter() - t0, 1)
@@ -304,10 +316,11 @@ fig
 
 # %%
 t0 = time.perf_counter()
-cell_table = pd.DataFrame()
+cell_rows, cell_table, cell_draws = pd.DataFrame(), pd.DataFrame(), []
 if cell_caches:
     cell_cells = cell_sweep_cells(cfg, cell_caches, n_model)
-    cell_table = with_depth(run_sweep(nb03, cfg, cell_cells, cell_caches, reuse_nb03=False), cell_caches, n_model)
+    cell_rows = with_depth(run_sweep(nb03, cfg, cell_cells, cell_caches, reuse_nb03=False), cell_caches, n_model)
+    cell_table, cell_draws = by_seed(cell_rows)
 timings["cell_saes"] = round(time.perf_counter() - t0, 1)
 
 # %% [markdown]
@@ -318,11 +331,13 @@ timings["cell_saes"] = round(time.perf_counter() - t0, 1)
 
 # %%
 t0 = time.perf_counter()
-gauss = gaussian_table(nb03, cfg, caches, gaussian_cells(cfg), table)
+gauss_rows = gaussian_table(nb03, cfg, caches, gaussian_cells(cfg), rows)
 if cell_caches:
-    cell_g = [c for c in cell_cells if c.layer in set(cell_table.layer)]
-    gauss_cells = with_depth(gaussian_table(nb03, cfg, cell_caches, cell_g, cell_table), cell_caches, n_model)
-    gauss = pd.concat([gauss, gauss_cells], ignore_index=True)
+    # The cells' Gaussian controls at their own seed only (time): their intervals borrow the pooled spread.
+    cell_g = [c for c in cell_cells if c.layer in set(cell_rows.layer) and c.seed is None]
+    gauss_cells = with_depth(gaussian_table(nb03, cfg, cell_caches, cell_g, cell_rows), cell_caches, n_model)
+    gauss_rows = pd.concat([gauss_rows, gauss_cells], ignore_index=True)
+gauss, gauss_draws = by_seed(gauss_rows)
 timings["gaussian"] = round(time.perf_counter() - t0, 1)
 display(gauss[["source", "layer", "explained_variance", "gauss_explained_variance", "ev_minus_gauss"]].round(3))
 if cell_caches:
@@ -338,6 +353,11 @@ if cell_caches:
     display(fig)
 note = "each SAE's held-out EV against the same SAE trained on a Gaussian with its residual's mean and covariance"
 save_table(gauss, paths.figure_file(PROFILE, names.WHY_GAUSSIAN, "csv"), cfg.to_dict(), note=note)
+parts = {"sweep": rows, "cells": cell_rows, "gaussian": gauss_rows}
+seed_rows = pd.concat([d.assign(part=k) for k, d in parts.items() if len(d)], ignore_index=True)
+seed_note = parts_note(parts, ["explained_variance", "ev_minus_gauss"])
+save_table(seed_rows, paths.figure_file(PROFILE, names.WHY_SEED_ROWS, "csv"), cfg.to_dict(), note=seed_note)
+print(seed_note)
 
 # %% [markdown]
 # ### The second architecture next to SmolLM2
@@ -372,14 +392,14 @@ gaps = gap_table(table, baselines)
 save_table(gaps, paths.why_gaps_table(PROFILE), cfg.to_dict(), note="gap to the trained model (nb 06)")
 display(gaps.round(3))
 gap_layers = [x for x in cfg.layers if x > 0] or list(cfg.layers)
-sentences = answer(gaps, stats, table, baselines, gap_layers, labels=labels)
+sentences = answer(gaps, stats, table, baselines, gap_layers, labels=labels, draws=draws)
 sentences += budget_sentences(table, cfg.token_budgets, cfg.base_expansion, gap_layers, labels=labels)
 if cell_caches:  # the 2x2 at the depths of the full-depth cells' SAEs (the 6-layer cell sits at its own)
     full = cell_table[cell_table.n_layers == n_model]
-    sentences += cell_sentences(cell_stats, cell_table, sorted(set(full.depth_fraction)))
+    sentences += cell_sentences(cell_stats, cell_table, sorted(set(full.depth_fraction)), draws=cell_draws)
 sentences += prediction_sentences(pred, labels=labels)
-sentences += gaussian_sentences(gauss, labels=labels)
-sentences += detector_sentences(table, cfg.base_expansion, labels=labels)
+sentences += gaussian_sentences(gauss, labels=labels, draws=gauss_draws)
+sentences += detector_sentences(table, cfg.base_expansion, labels=labels, draws=draws)
 if cfg.neox_layers:
     dims = known_model_dims(m3.model)  # (n_layers, d_model), None for a model notebook 03 does not know offline
     n_blocks = {NEOX: caches[NEOX].manifest["variant_record"]["n_layers"], "step0": dims[0]} if dims else None
@@ -387,7 +407,9 @@ if cfg.neox_layers:
 
 # %% [markdown]
 # ## 5. The answer
-# Built from the tables above by `rsae_utils.studies.why.answer.answer` (no number in it is typed by hand).
+# Built from the tables above by `rsae_utils.studies.why.answer.answer` and `.controlled` (no number in it is typed
+# by hand). Brackets: 95% intervals over SAE seeds, recomputed for each derived number (a main effect, a share of
+# the gap closed, a rank correlation) from draws of the seed-mean tables (`seed_intervals.seed_draws`).
 
 # %%
 display(Markdown("\n\n".join(sentences)))

@@ -44,6 +44,7 @@ WHY_FACTORS = "06_why_factors"
 WHY_PREDICTION = "06_prediction"  # the mean-field prediction next to the measured residual, per (cache, layer)
 WHY_CELLS = "06_init_cells"  # the architecture x initializer cells: residual statistics and SAE rows
 WHY_GAUSSIAN = "06_gaussian"  # each SAE's EV against the same SAE on its residual's Gaussian
+WHY_SEED_ROWS = "06_seed_rows"  # every SAE of notebook 06 per seed (the other tables hold seed means)
 # notebook 07
 SEED_STABILITY = "07_seed_stability"
 SEED_REPLICATES = "07_seed_replicates"
@@ -76,6 +77,7 @@ TABLES: dict[str, Table] = {
         "06_why_default_differs",
         ("source", "layer", "explained_variance", "gauss_explained_variance", "ev_minus_gauss"),
     ),
+    WHY_SEED_ROWS: Table("06_why_default_differs", ("part", "source", "layer", "R", "seed", "explained_variance")),
     SEED_STABILITY: Table(
         "07_seed_stability",
         (

@@ -192,7 +192,8 @@ def why_gap_closed(inp: Inputs) -> Result:
     gaps = gap_table(t, why_baselines(p["base_expansion"], p["train_tokens"]))
     layers = [x for x in sorted(set(t.layer)) if x > 0] or sorted(set(t.layer))
     best = best_per_factor(gaps, layers)
-    over = f"range over layers {layers} (one SAE each)"
+    seeds = int(t.n_seeds.max()) if "n_seeds" in t and t.n_seeds.notna().any() else 1
+    over = f"range over layers {layers} " + ("(one SAE each)" if seeds == 1 else f"(seed means, up to {seeds} seeds)")
     if not len(best):
         v = R.Verdict(
             R.NOT_DECIDABLE,

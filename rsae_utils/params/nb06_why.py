@@ -2,11 +2,13 @@
 
 ``default`` is sized for ~8 minutes on a 2-core CPU, alone, from notebook 03's default caches (R = 16, 400 held-out
 windows): residual-stream statistics of notebook 03's caches; TopK SAEs at layers 0, 4 and 9 of the trained model,
-the re-randomized one and step-0 at R = 4 and 16 (~61k tokens each), R = 64 only for the trained and the
+the re-randomized one and step-0 at R = 16 (~61k tokens each), R = 64 only for the trained and the
 re-randomized model at layer 9 (~25 s each); the re-randomized model remade with its output projections drawn at
 0.105x their trained std and with its embedding x16 (one harvest each, to layer 9); five architecture x initializer
 cells at initialization on 160 training windows, with SAEs at the layers matching 4 and 9 (one pass, 20k tokens);
-the Gaussian control at layers 4 and 9; the mean-field prediction of every random cache. SAE metrics and the option
+the Gaussian control at layers 4 and 9; a second SAE seed for the cells' SAEs and for the base-width SAEs and
+Gaussian controls at layer 9 (intervals over seeds); the mean-field prediction of every random cache. SAE metrics
+and the option
 caches use the first ``test_windows`` held-out windows (64 = 8,192 tokens, not notebook 03's 400): a held-out pass
 of a wide SAE over 51k tokens would cost more than its training. ``paper`` needs notebook 03's caches *with a
 training split* (notebook 03's paper profile streams instead: rerun it with ``train_from='cache'``) and a GPU; it has
@@ -84,7 +86,7 @@ def _check_06(cfg: Config) -> None:
         raise ParameterError(
             f"parameter 'neox_sae_layers' must be among 'neox_layers' {list(cfg.neox_layers)}; got {bad}"
         )
-    for name in ("cell_sae_layers", "gauss_layers"):
+    for name in ("cell_sae_layers", "gauss_layers", "seed_layers"):
         bad = [x for x in cfg[name] if x not in cfg.layers]
         if bad:
             raise ParameterError(f"parameter {name!r} must be among 'layers' {list(cfg.layers)}; got {bad}")
@@ -96,6 +98,11 @@ def _check_06(cfg: Config) -> None:
         raise ParameterError(
             f"parameter 'init_cells' must be empty unless notebook 03's model is one of {_LLAMA_MODELS} (the cells "
             f"are built from a Llama config); got {list(cfg.init_cells)} with {model!r}"
+        )
+    if cfg.seed in cfg.extra_seeds:
+        raise ParameterError(
+            f"parameter 'extra_seeds' must not hold 'seed' ({cfg.seed}), the SAEs' own seed; "
+            f"got {list(cfg.extra_seeds)}"
         )
     if "trained" not in cfg.variants:
         raise ParameterError(f"parameter 'variants' must include 'trained' (the reference); got {list(cfg.variants)}")
@@ -141,7 +148,7 @@ register(
             Param(
                 "expansions",
                 [2, 4],
-                [4, 16, 64],
+                [16, 64],
                 [16, 64, 128],
                 list_of(is_int(1, 256), unique=True),
                 "SAE widths R of the width sweep",
@@ -305,6 +312,25 @@ register(
                 "1/sqrt(d_sae) rule (default: 2e-3 at R = 4, 5e-4 at R = 64)",
             ),
             Param("seed", 0, 0, 0, is_int(0), "SAE initialisation and batch-order seed"),
+            Param(
+                "extra_seeds",
+                [1],
+                [1],
+                [1, 2],
+                list_of(is_int(0), min_len=0, unique=True),
+                "more SAE seeds: for the sweep's base-width SAEs and their Gaussian controls at seed_layers, and for "
+                "every cell's SAE (its Gaussian control keeps one seed); the answer's intervals pool the spread "
+                "between seeds per measure, SAEs with one seed borrow it (empty: one seed, no intervals)",
+            ),
+            Param(
+                "seed_layers",
+                [3],
+                [9],
+                [2, 4],
+                list_of(is_int(0), min_len=0, unique=True),
+                "layers (among 'layers') where the sweep's base-width SAEs and Gaussian controls get extra_seeds "
+                "(default: the deepest only, for time; the cells get them at every layer)",
+            ),
             Param("top_n", 10, 20, 20, is_int(1), "strongest held-out activations per latent for its token statistics"),
             Param(
                 "stats_split",

@@ -4,6 +4,7 @@ the figures, the answer, and the refusal to run without notebook 03's caches."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -114,6 +115,35 @@ def test_smoke_run_measures_the_residual_stream_and_the_factors(smoke_run, smoke
     assert (table.ev_top_pcs_out <= 1).all()
     assert "the architecture (GPT-NeoX minus Llama) moves it by" in text and "trained on a Gaussian" in text
 
+    # intervals over SAE seeds: every SAE the answer reads is trained at each seed; the tables hold their means
+    seeds = pd.read_csv(figures / "smoke" / "06_seed_rows.csv")
+    all_seeds = {cfg.seed, *cfg.extra_seeds}
+    for part, keys in (("sweep", ["factor", "value", "source", "layer", "R"]), ("cells", ["source", "layer"])):
+        rows = seeds[seeds.part == part]
+        base = rows[rows.layer.isin(cfg.seed_layers) & (rows["R"] == cfg.base_expansion)] if part == "sweep" else rows
+        assert (base.groupby(keys).seed.apply(set) == [all_seeds] * base.groupby(keys).ngroups).all()
+        assert rows[~rows.index.isin(base.index)].seed.eq(cfg.seed).all()  # the rest: one seed
+    # the seed mean in the figure's table is the mean of the per-seed rows
+    sweep = seeds[seeds.part == "sweep"]
+    src, layer = "trained", cfg.seed_layers[0]
+    one = sweep[(sweep.source == src) & (sweep.layer == layer) & (sweep.factor == "width")]
+    one = one[one["R"] == cfg.base_expansion]
+    got = table[(table.source == src) & (table.layer == layer) & (table.factor == "width")]
+    got = got[got["R"] == cfg.base_expansion]
+    assert got.n_seeds.iloc[0] == len(all_seeds) and got.explained_variance.iloc[0] == pytest.approx(
+        one.explained_variance.mean()
+    )
+    assert one.explained_variance.nunique() == len(all_seeds)  # another seed is another SAE
+    g = seeds[seeds.part == "gaussian"]
+    assert set(g[g.layer.isin(cfg.seed_layers)].seed) == all_seeds and np.allclose(
+        g.ev_minus_gauss, g.explained_variance - g.gauss_explained_variance
+    )
+    # the answer's SAE numbers carry intervals: "0.41 [0.40, 0.42]"
+    assert "Brackets: 95% intervals over SAE seeds" in text
+    assert re.search(r"The SAEs' explained variance: -?\d\.\d\d \[-?\d\.\d\d, -?\d\.\d\d\]", text)
+    if "of the gap on average" in text:  # smoke may have no gap to close
+        assert re.search(r"closes -?\d+ \[-?\d+, -?\d+\]% of the gap", text)
+
 
 def test_missing_caches_name_notebook_03(tmp_dirs):
     exp = SAEPipeline(resolve("03_sae_training", "smoke"))
@@ -132,6 +162,8 @@ def test_bad_parameters_fail_before_work():
         ({"wide_variants": ["step0"]}, "wide_variants"),
         ({"wide_layers": [9]}, "wide_layers"),
         ({"neox_sae_layers": [0, 3]}, "neox_sae_layers"),
+        ({"extra_seeds": [0]}, "extra_seeds"),
+        ({"seed_layers": [7]}, "seed_layers"),
     ]:
         with pytest.raises(ParameterError, match=name):
             resolve("06_why_default_differs", "smoke", overrides)

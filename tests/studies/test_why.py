@@ -4,6 +4,7 @@ statistics, SAE training and measuring, the gap table and the answer in words.""
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -15,6 +16,7 @@ from rsae_utils.sae.cache import cache_key
 from rsae_utils.sae.harvest import harvest
 from rsae_utils.studies.why.answer import MIN_GAP, answer, architecture_sentences, budget_sentences, gap_table
 from rsae_utils.studies.why.caches import neox_cache, option_cache
+from rsae_utils.studies.why.seed_intervals import by_seed
 from rsae_utils.studies.why.sweep import (
     NEOX,
     Cell,
@@ -501,3 +503,32 @@ def test_a_smaller_budget_or_width_is_no_cure_even_when_it_narrows_the_gap():
     text = " ".join(answer(gaps, _stats(), table, BASE, [9]))
     assert "training budget" not in text.split("Answer:")[1].split(".")[0]
     assert "Answer: scaling the token embedding up closes most of the gap (60%" in text
+
+
+def test_the_answer_puts_seed_intervals_on_its_sae_numbers():
+    """Two seeds per SAE (the second moved by small noise, the same for an SAE listed under two factors): the answer
+    prints the seed means with 95% intervals that hold the noiseless values, and the closed share's interval is
+    narrow next to the 60% it brackets."""
+    table = _table(rr_ev=0.3)
+    rng = np.random.default_rng(0)
+    sae = ["source", "layer", "R", "train_tokens"]
+    noise = {k: rng.normal(0, 0.004) for k in table.groupby(sae).groups}
+    second = table.copy()
+    second["explained_variance"] += [noise[tuple(r)] for r in table[sae].itertuples(index=False)]
+    rows = pd.concat([table.assign(seed=0), second.assign(seed=1)], ignore_index=True)
+    means, draws = by_seed(rows, n_draws=300)
+    assert len(draws) == 300 and (means.n_seeds == 2).all()
+    text = " ".join(answer(gap_table(means, BASE), _stats(), means, BASE, [9], draws=draws))
+    m = re.search(r"closes (\d+) \[(\d+), (\d+)\]% of the gap", text)
+    assert m, text
+    est, lo, hi = map(int, m.groups())
+    assert lo <= 60 <= hi and hi - lo < 15 and abs(est - 60) <= 3
+    emb = text[text.index("Scaling the token embedding") :]
+    m = re.search(r"layer 9: (0\.\d\d) \[(0\.\d\d), (0\.\d\d)\] -> (0\.\d\d) \[(0\.\d\d), (0\.\d\d)\]", emb)
+    assert m, text
+    b, blo, bhi, a, alo, ahi = map(float, m.groups())
+    assert blo <= 0.30 <= bhi and alo <= 0.60 <= ahi
+    assert "Brackets: 95% intervals over SAE seeds" in text
+    # one seed: the same sentences, no brackets
+    text1 = " ".join(answer(gap_table(table, BASE), _stats(), table, BASE, [9], draws=[]))
+    assert "closes 60% of the gap" in text1 and "Brackets" not in text1 and "] ->" not in text1

@@ -9,11 +9,13 @@ as the trained model's, negative widens it.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from rsae_utils.studies.why.seed_intervals import fmt
 from rsae_utils.subject.variants import variant_label
 
 MOST, SOME = 0.5, 0.2  # closing at least half of the gap is "most"; under a fifth is "none of these"
@@ -136,8 +138,11 @@ def answer(
     layers: Sequence[int],
     metric: str = "explained_variance",
     labels: Mapping[str, str] | None = None,
+    draws: Sequence[pd.DataFrame] | None = None,
 ) -> list[str]:
-    """The notebook's answer, sentence by sentence, from the tables (no number in it is typed by hand)."""
+    """The notebook's answer, sentence by sentence, from the tables (no number in it is typed by hand). ``table``:
+    the sweep's seed means; ``draws``: its seed draws (:func:`rsae_utils.studies.why.seed_intervals.seed_draws`),
+    which put an interval over SAE seeds on every SAE number (``gaps`` is ``gap_table`` of ``table``)."""
     lab = {**{v: variant_label(v) for v in set(gaps.get("variant", [])) | set(stats.variant)}, **(labels or {})}
     out: list[str] = []
     deep = max(layers)
@@ -159,22 +164,24 @@ def answer(
                 + "."
             )
     best = best_per_factor(gaps, layers)
+    gaps_d = [gap_table(d, baselines, metric) for d in draws] if draws and len(best) else None
     for _, b in best.iterrows():
-        g = gaps[(gaps.factor == b.factor) & (gaps.variant == b.variant) & gaps.layer.isin(list(layers))]
+        pick = partial(_pick, factor=b.factor, variant=b.variant, layers=layers)
+        g = pick(gaps)
         base = g[g.is_baseline].set_index("layer")[metric]
         at = g[_matches(g.value, b.value)].set_index("layer")
-        parts = [
-            f"layer {x}: {base[x]:.2f} -> {at[metric][x]:.2f} (trained {at[f'trained_{metric}'][x]:.2f})"
-            for x in at.index
-            if x in base.index
-        ]
+        parts = []
+        for x in [x for x in at.index if x in base.index]:
+            ev0 = fmt(base[x], gaps_d, partial(_cell, pick=pick, layer=x, value=None, col=metric), ".2f")
+            ev1 = fmt(at[metric][x], gaps_d, partial(_cell, pick=pick, layer=x, value=b.value, col=metric), ".2f")
+            parts.append(f"layer {x}: {ev0} -> {ev1} (trained {at[f'trained_{metric}'][x]:.2f})")
         what = FACTOR_WORDS.get(b.factor, b.factor)
         what = what[:1].upper() + what[1:]  # not .capitalize(): "SAE (R)" keeps its capitals
         change = f"{_fmt_value(b.factor, baselines.get(b.factor))} -> {_fmt_value(b.factor, b.value)}"
+        closed = fmt(100 * b.gap_closed, gaps_d, partial(_closed, pick=pick, value=b.value), ".0f")
         out.append(
             f"{what} ({change}) moves {lab.get(b.variant, b.variant)}'s {metric.replace('_', ' ')} "
-            f"{'; '.join(parts)}: it closes {b.gap_closed:.0%} of the gap on average over layers "
-            f"{list(layers)}."
+            f"{'; '.join(parts)}: it closes {closed}% of the gap on average over layers {list(layers)}."
         )
     if not len(best):
         out.append(
@@ -197,8 +204,31 @@ def answer(
                 f"Answer: none of these factors makes the random variants' SAEs look like the trained model's "
                 f"(the largest share of the gap closed is {top.gap_closed:.0%}, by {words})."
             )
-    out += _link_sentence(stats, table, baselines, metric)
-    return out
+    out += _link_sentence(stats, table, baselines, metric, draws)
+    return out + ([SEED_NOTE] if draws else [])
+
+
+SEED_NOTE = (
+    "Brackets: 95% intervals over SAE seeds (each SAE's seeds' spread pooled per measure; an SAE trained with one "
+    "seed, such as the R = 64 ones, borrows it)."
+)
+
+
+def _pick(gaps: pd.DataFrame, factor: str, variant: str, layers: Sequence[int]) -> pd.DataFrame:
+    return gaps[(gaps.factor == factor) & (gaps.variant == variant) & gaps.layer.isin(list(layers))]
+
+
+def _cell(gaps: pd.DataFrame, pick: Any, layer: int, value: Any, col: str) -> float:
+    """``col`` of the picked rows at ``layer`` and factor ``value`` (None: the baseline)."""
+    g = pick(gaps)
+    g = g[(g.layer == layer) & (g.is_baseline if value is None else _matches(g.value, value))]
+    return float(g[col].iloc[0]) if len(g) else float("nan")
+
+
+def _closed(gaps: pd.DataFrame, pick: Any, value: Any) -> float:
+    """100 x the mean share of the gap closed by factor ``value`` over the picked layers."""
+    g = pick(gaps)
+    return 100 * float(g[_matches(g.value, value)].gap_closed.mean())
 
 
 LINKS = {
@@ -208,21 +238,36 @@ LINKS = {
 }
 
 
-def _link_sentence(stats: pd.DataFrame, table: pd.DataFrame, baselines: Mapping[str, Any], metric: str) -> list[str]:
-    """How the SAE metric follows the statistics of its residual stream (Spearman, over every cache and layer at
-    the base width and budget)."""
+def _link_table(stats: pd.DataFrame, table: pd.DataFrame, baselines: Mapping[str, Any]) -> pd.DataFrame:
     base_r, base_t = baselines.get("width"), baselines.get("train_tokens")
     base = table[(table["R"] == base_r) & (table.train_tokens == base_t)]
     base = base.drop_duplicates(["source", "layer"])
-    m = base.merge(stats[["source", "layer", *LINKS]], on=["source", "layer"])
+    return base.merge(stats[["source", "layer", *LINKS]], on=["source", "layer"])
+
+
+def _link_sentence(
+    stats: pd.DataFrame,
+    table: pd.DataFrame,
+    baselines: Mapping[str, Any],
+    metric: str,
+    draws: Sequence[pd.DataFrame] | None = None,
+) -> list[str]:
+    """How the SAE metric follows the statistics of its residual stream (Spearman, over every cache and layer at
+    the base width and budget; with ``draws``, an interval over SAE seeds)."""
+    m = _link_table(stats, table, baselines)
     if len(m) < 4:
         return []
     rho = {c: m[metric].corr(m[c], method="spearman") for c in LINKS}
     strongest = max(rho, key=lambda c: abs(rho[c]) if np.isfinite(rho[c]) else -1)
+    linked = [_link_table(stats, d, baselines) for d in draws or []]
+
+    def rho_of(c: str) -> str:
+        return fmt(rho[c], linked, lambda x: x[metric].corr(x[c], method="spearman"), ".2f")
+
     return [
         f"Across the {len(m)} (cache, layer) pairs at the base width, the SAE's {metric.replace('_', ' ')} has "
         f"Spearman correlation "
-        + ", ".join(f"{rho[c]:.2f} with the residual stream's {w}" for c, w in LINKS.items())
+        + ", ".join(f"{rho_of(c)} with the residual stream's {w}" for c, w in LINKS.items())
         + f"; the strongest link is the {LINKS[strongest]}."
     ]
 

@@ -5,12 +5,16 @@ its Gaussian, and how many latents are token detectors. No number here is typed 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import partial
 
 import numpy as np
 import pandas as pd
 
+from rsae_utils.studies.why.seed_intervals import fmt, interval
 from rsae_utils.subject.init_cells import CELLS, LABELS
 from rsae_utils.subject.variants import variant_label
+
+Draws = Sequence[pd.DataFrame] | None  # seed draws of a table (rsae_utils.studies.why.seed_intervals.seed_draws)
 
 GRID = ("llama-normal", "llama-pythia", "neox-normal", "neox-pythia")
 
@@ -42,9 +46,10 @@ def effects(df: pd.DataFrame, frac: float, col: str) -> dict[str, float]:
     }
 
 
-def cell_sentences(stats: pd.DataFrame, saes: pd.DataFrame, fracs: Sequence[float]) -> list[str]:
+def cell_sentences(stats: pd.DataFrame, saes: pd.DataFrame, fracs: Sequence[float], draws: Draws = None) -> list[str]:
     """The 2x2 at each depth fraction in ``fracs``: token-identity share, rms growth over the first layer, the SAEs'
-    explained variance; the main effect of each factor; depth (6 against 30 layers) for the Pythia-init NeoX."""
+    explained variance (``saes``: seed means; ``draws``: its seed draws, for intervals); the main effect of each
+    factor; depth (6 against 30 layers) for the Pythia-init NeoX."""
     if not set(GRID) <= set(stats.source):
         return []
     st = stats.copy()
@@ -64,10 +69,13 @@ def cell_sentences(stats: pd.DataFrame, saes: pd.DataFrame, fracs: Sequence[floa
         if len(saes):
             ev = effects(saes, f, "explained_variance")
             if np.isfinite([ev[c] for c in GRID]).all():
+
+                def at(key: str, spec: str, f: float = f, ev: dict = ev) -> str:
+                    return fmt(ev[key], draws, lambda d: effects(d, f, "explained_variance")[key], spec)
+
                 s += (
-                    f" The SAEs' explained variance: {ev['llama-normal']:.2f} / {ev['llama-pythia']:.2f} / "
-                    f"{ev['neox-normal']:.2f} / {ev['neox-pythia']:.2f} (architecture {ev['architecture']:+.2f}, "
-                    f"initializer {ev['initializer']:+.2f})."
+                    f" The SAEs' explained variance: {' / '.join(at(c, '.2f') for c in GRID)} (architecture "
+                    f"{at('architecture', '+.2f')}, initializer {at('initializer', '+.2f')})."
                 )
         out.append(s)
     if fracs:
@@ -116,41 +124,70 @@ def prediction_sentences(pred: pd.DataFrame, labels: Mapping[str, str] | None = 
     ]
 
 
-def gaussian_sentences(gauss: pd.DataFrame, labels: Mapping[str, str] | None = None) -> list[str]:
-    """Each SAE's explained variance minus that of the same SAE on the residual's Gaussian."""
+GAUSS_MARGIN = 0.02  # an SAE that beats its Gaussian by less than this found no sparse structure worth the name
+
+
+def _value(d: pd.DataFrame, source: str, layer: int, col: str) -> float:
+    v = d.loc[(d.source == source) & (d.layer == layer), col]
+    return float(v.iloc[0]) if len(v) else float("nan")
+
+
+def gaussian_sentences(gauss: pd.DataFrame, labels: Mapping[str, str] | None = None, draws: Draws = None) -> list[str]:
+    """Each SAE's explained variance minus that of the same SAE on the residual's Gaussian (``gauss``: seed means;
+    ``draws``: its seed draws). With intervals, an SAE is "no better" than its Gaussian when the whole interval is
+    below ``GAUSS_MARGIN``, "better" when all of it is above, else undecided; without, by its value."""
     if not len(gauss):
         return []
-    parts = []
+    parts, verdict = [], {"no better": set(), "undecided": set()}
     for s, g in gauss.groupby("source", sort=False):
-        vals = ", ".join(f"L{int(r.layer)} {r.ev_minus_gauss:+.2f}" for r in g.sort_values("layer").itertuples())
-        parts.append(f"{_name(s, labels)} {vals}")
-    none = gauss[gauss.ev_minus_gauss < 0.02]
+        vals = []
+        for r in g.sort_values("layer").itertuples():
+            stat = partial(_value, source=s, layer=r.layer, col="ev_minus_gauss")
+            vals.append(f"L{int(r.layer)} {fmt(r.ev_minus_gauss, draws, stat, '+.2f')}")
+            lo, hi = interval(draws, stat)
+            lo, hi = (lo, hi) if np.isfinite(lo) else (r.ev_minus_gauss, r.ev_minus_gauss)
+            if hi < GAUSS_MARGIN:
+                verdict["no better"].add(_name(s, labels))
+            elif lo < GAUSS_MARGIN:
+                verdict["undecided"].add(_name(s, labels))
+        parts.append(f"{_name(s, labels)} {', '.join(vals)}")
     tail = (
-        f" No better than its Gaussian (< +0.02) at one layer or more: "
-        f"{', '.join(sorted({_name(s, labels) for s in none.source}))}."
-        if len(none)
-        else " Every SAE beats its Gaussian by at least 0.02."
+        f" No better than its Gaussian (below +{GAUSS_MARGIN:.2f}{', the whole interval' if draws else ''}) at one "
+        f"layer or more: {', '.join(sorted(verdict['no better'])) or 'none'}."
     )
+    if verdict["undecided"]:
+        tail += f" Within reach of +{GAUSS_MARGIN:.2f} at some layer: {', '.join(sorted(verdict['undecided']))}."
     return [
         "Explained variance of the SAE minus that of the same SAE trained on a Gaussian with the residual's mean and "
         "covariance (what sparse structure adds): " + "; ".join(parts) + "." + tail
     ]
 
 
-def detector_sentences(table: pd.DataFrame, base_r: int, labels: Mapping[str, str] | None = None) -> list[str]:
-    """Token-detector latents (and their shuffled-token control) of the sweep's base-width SAEs."""
+def detector_sentences(
+    table: pd.DataFrame, base_r: int, labels: Mapping[str, str] | None = None, draws: Draws = None
+) -> list[str]:
+    """Token-detector latents (and their shuffled-token control) of the sweep's base-width SAEs (``table``: seed
+    means; ``draws``: its seed draws, for intervals on the share and the median best cosine)."""
     if "detector_share" not in table:
         return []
     d = table[(table.factor == "width") & (table["R"] == base_r)].drop_duplicates(["source", "layer"])
+    draws = [x[(x.factor == "width") & (x["R"] == base_r)] for x in draws or []]
     parts = []
     for s, g in d.groupby("source", sort=False):
-        rows = g.sort_values("layer").itertuples()
-        vals = ", ".join(
-            f"L{int(r.layer)} {r.detector_share:.1%} ({r.detector_control:.1%}), median best cosine "
-            f"{r.detector_cos_median:.2f} ({r.detector_cos_median_control:.2f})"
-            for r in rows
-        )
-        parts.append(f"{_name(s, labels)} {vals}")
+        vals = []
+        for r in g.sort_values("layer").itertuples():
+
+            def pct(x: pd.DataFrame, s: str = s, layer: int = r.layer) -> float:
+                return 100 * _value(x, s, layer, "detector_share")
+
+            share = fmt(100 * r.detector_share, draws, pct, ".1f", clip=(0.0, 100.0))
+            cos_at = partial(_value, source=s, layer=r.layer, col="detector_cos_median")
+            cos = fmt(r.detector_cos_median, draws, cos_at, ".2f")
+            vals.append(
+                f"L{int(r.layer)} {share}% ({r.detector_control:.1%}), median best cosine {cos} "
+                f"({r.detector_cos_median_control:.2f})"
+            )
+        parts.append(f"{_name(s, labels)} {', '.join(vals)}")
     thr = float(d.detector_threshold.iloc[0]) if len(d) else float("nan")
     return [
         f"Token-detector latents (decoder cosine > {thr:g} with a token's mean direction; in brackets with the tokens "

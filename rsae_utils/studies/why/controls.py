@@ -34,7 +34,7 @@ from rsae_utils.studies.why.meanfield import (
     scaled_outputs,
     weight_moments,
 )
-from rsae_utils.studies.why.sweep import Cell, sweep_spec
+from rsae_utils.studies.why.sweep import Cell, sweep_spec, with_seeds
 from rsae_utils.subject.init_cells import CELLS, init_cell_model, llama_config_of, matched_layers
 
 CODE = ("rsae_utils.studies.why.controls", "rsae_utils.studies.why.meanfield", "rsae_utils.subject.init_cells")
@@ -106,12 +106,13 @@ def init_cell_caches(nb03: Any, cfg: Any, base: ActivationCache, n_model: int) -
 
 def cell_sweep_cells(cfg: Any, caches: Mapping[str, ActivationCache], n_model: int) -> list[Cell]:
     """The cells' SAEs: one per (cell, layer matching ``cfg.cell_sae_layers``) at the base width, on
-    ``cfg.cell_train_tokens`` (one pass over the cell's training windows by default)."""
+    ``cfg.cell_train_tokens`` (one pass over the cell's training windows by default), at ``cfg.seed`` and each of
+    ``cfg.extra_seeds``."""
     out = []
     for name in cfg.init_cells:
         for layer in cell_layers(name, cfg.cell_sae_layers, n_model):
             out.append(Cell("init", name, name, (), layer, int(cfg.base_expansion), int(cfg.cell_train_tokens)))
-    return out
+    return with_seeds(out, cfg.extra_seeds)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -187,17 +188,19 @@ def prediction_table(
 def gaussian_table(
     nb03: Any, cfg: Any, caches: Mapping[str, ActivationCache], cells: Sequence[Cell], sweep: pd.DataFrame
 ) -> pd.DataFrame:
-    """For each cell (source, layer, base width): the sweep's held-out EV, the EV of the same SAE spec trained on a
-    Gaussian with the residual's mean and covariance, and their difference ``ev_minus_gauss``."""
+    """For each cell (source, layer, base width, seed): the sweep's held-out EV (``sweep``: its rows per seed), the
+    EV of the same SAE spec trained on a Gaussian with the residual's mean and covariance (drawn with the SAE's
+    seed, so a second seed redraws the Gaussian too), and their difference ``ev_minus_gauss``."""
     m3 = nb03.cfg
     rows = []
     for c in cells:
         spec = sweep_spec(cfg, nb03.spec.matmul_dtype, c)
         out_dir = paths.why_sweep_sae_dir(nb03.profile, m3.model, m3.revision, c.source, c.layer, f"gauss-{spec.name}")
         g = gaussian_control(
-            caches[c.source], c.layer, spec, out_dir, tuple(nb03.exclude_tokens), cfg.test_windows, cfg.seed
+            caches[c.source], c.layer, spec, out_dir, tuple(nb03.exclude_tokens), cfg.test_windows, spec.seed
         )
         real = sweep[(sweep.source == c.source) & (sweep.layer == c.layer) & (sweep["R"] == c.expansion)]
+        real = real[real.seed == spec.seed] if "seed" in real else real
         ev = float(real.explained_variance.iloc[0]) if len(real) else float("nan")
         rows.append(
             {
@@ -206,6 +209,7 @@ def gaussian_table(
                 "layer": c.layer,
                 "R": c.expansion,
                 "train_tokens": c.n_tokens,
+                "seed": spec.seed,
                 "explained_variance": ev,
                 **g,
                 "ev_minus_gauss": ev - g["gauss_explained_variance"],
@@ -216,10 +220,11 @@ def gaussian_table(
 
 def gaussian_cells(cfg: Any, extra: Sequence[Cell] = ()) -> list[Cell]:
     """The Gaussian control's cells: every variant in ``cfg.variants`` at ``cfg.gauss_layers`` and the base width
-    and budget, plus ``extra`` (the init cells' SAEs)."""
+    and budget, at ``cfg.seed`` and, at ``cfg.seed_layers``, each of ``cfg.extra_seeds``, plus ``extra`` (the init
+    cells' SAEs, with their own seeds)."""
     base = [
         Cell("width", int(cfg.base_expansion), v, (), int(x), int(cfg.base_expansion), int(cfg.train_tokens))
         for v in cfg.variants
         for x in cfg.gauss_layers
     ]
-    return base + list(extra)
+    return with_seeds(base, cfg.extra_seeds, cfg.seed_layers) + list(extra)

@@ -279,7 +279,8 @@ def train_measure(
 # --------------------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Cell:
-    """One point of a factor sweep: the factor, its value, which cache (variant + options), layer, R and tokens."""
+    """One point of a factor sweep: the factor, its value, which cache (variant + options), layer, R and tokens;
+    ``seed``: the SAE's seed when not the notebook's own (an extra seed of :func:`with_seeds`)."""
 
     factor: str
     value: Any
@@ -288,6 +289,7 @@ class Cell:
     layer: int
     expansion: int
     n_tokens: int
+    seed: int | None = None
 
     @property
     def source(self) -> str:
@@ -340,6 +342,19 @@ def sweep_cells(
                     opts = () if float(s) == 1.0 else (("output_scale", float(s)),)
                     cells.append(Cell("output_scale", float(s), v, opts, layer, base_expansion, base_tokens))
     return cells
+
+
+def with_seeds(
+    cells: Sequence[Cell], seeds: Sequence[int], layers: Sequence[int] | None = None, expansion: int | None = None
+) -> list[Cell]:
+    """``cells`` followed by a copy of each one at every seed in ``seeds``, for the cells at ``layers`` (None: all)
+    and width ``expansion`` (None: all); a cell listed twice (a baseline shared by sweeps) is copied once."""
+    picked = [
+        c
+        for c in dict.fromkeys(cells)
+        if (layers is None or c.layer in set(layers)) and (expansion is None or c.expansion == expansion)
+    ]
+    return list(cells) + [replace(c, seed=int(s)) for s in seeds for c in picked]
 
 
 def architecture_cells(layers: Sequence[int], base_expansion: int, base_tokens: int) -> list[Cell]:
@@ -401,6 +416,7 @@ def run_cells(
                 "k": spec.k,
                 "train_tokens": spec.n_tokens,
                 "lr": spec.lr,
+                "seed": spec.seed,
                 **done[key],
             }
         )
@@ -413,9 +429,10 @@ def run_cells(
 def sweep_spec(cfg: Any, matmul_dtype: str, cell: Cell) -> SweepSpec:
     """The TopK SAE of ``cell`` under notebook 06's ``cfg``: k, batch and seed shared, the learning rate scaled to
     the cell's width (:func:`width_lr`), notebook 03's encoder-product dtype (so a cell that asks for notebook
-    03's SAE can read it)."""
+    03's SAE can read it); the seed is the cell's own when it has one, else ``cfg.seed``."""
     lr = width_lr(cfg.lr, cfg.base_expansion, cell.expansion)
-    return SweepSpec(cell.expansion, cfg.k, cell.n_tokens, cfg.batch_size, lr, cfg.seed, matmul_dtype=matmul_dtype)
+    seed = cfg.seed if cell.seed is None else cell.seed
+    return SweepSpec(cell.expansion, cfg.k, cell.n_tokens, cfg.batch_size, lr, seed, matmul_dtype=matmul_dtype)
 
 
 def sweep_sae_dir(nb03: Any, cell: Cell, spec: SweepSpec) -> Path:
