@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from rsae_utils.studies.why.seed_intervals import fmt
+from rsae_utils.studies.why.seed_intervals import Draws, fmt
 from rsae_utils.subject.variants import variant_label
 
 MOST, SOME = 0.5, 0.2  # closing at least half of the gap is "most"; under a fifth is "none of these"
@@ -138,7 +138,7 @@ def answer(
     layers: Sequence[int],
     metric: str = "explained_variance",
     labels: Mapping[str, str] | None = None,
-    draws: Sequence[pd.DataFrame] | None = None,
+    draws: Draws = None,
 ) -> list[str]:
     """The notebook's answer, sentence by sentence, from the tables (no number in it is typed by hand). ``table``:
     the sweep's seed means; ``draws``: its seed draws (:func:`rsae_utils.studies.why.seed_intervals.seed_draws`),
@@ -250,7 +250,7 @@ def _link_sentence(
     table: pd.DataFrame,
     baselines: Mapping[str, Any],
     metric: str,
-    draws: Sequence[pd.DataFrame] | None = None,
+    draws: Draws = None,
 ) -> list[str]:
     """How the SAE metric follows the statistics of its residual stream (Spearman, over every cache and layer at
     the base width and budget; with ``draws``, an interval over SAE seeds)."""

@@ -10,11 +10,9 @@ from functools import partial
 import numpy as np
 import pandas as pd
 
-from rsae_utils.studies.why.seed_intervals import fmt, interval
+from rsae_utils.studies.why.seed_intervals import Draws, fmt, interval, show
 from rsae_utils.subject.init_cells import CELLS, LABELS
 from rsae_utils.subject.variants import variant_label
-
-Draws = Sequence[pd.DataFrame] | None  # seed draws of a table (rsae_utils.studies.why.seed_intervals.seed_draws)
 
 GRID = ("llama-normal", "llama-pythia", "neox-normal", "neox-pythia")
 
@@ -142,9 +140,8 @@ def gaussian_sentences(gauss: pd.DataFrame, labels: Mapping[str, str] | None = N
     for s, g in gauss.groupby("source", sort=False):
         vals = []
         for r in g.sort_values("layer").itertuples():
-            stat = partial(_value, source=s, layer=r.layer, col="ev_minus_gauss")
-            vals.append(f"L{int(r.layer)} {fmt(r.ev_minus_gauss, draws, stat, '+.2f')}")
-            lo, hi = interval(draws, stat)
+            lo, hi = interval(draws, partial(_value, source=s, layer=r.layer, col="ev_minus_gauss"))
+            vals.append(f"L{int(r.layer)} {show(r.ev_minus_gauss, lo, hi, '+.2f')}")
             lo, hi = (lo, hi) if np.isfinite(lo) else (r.ev_minus_gauss, r.ev_minus_gauss)
             if hi < GAUSS_MARGIN:
                 verdict["no better"].add(_name(s, labels))

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 SEED = "seed"
+Draws = Sequence[pd.DataFrame] | None  # seed draws of a table (:func:`seed_draws`); None or empty: no intervals
 # Notebook 06's tables: what makes a row (a cell of a sweep), what makes an SAE (a baseline is a row of several
 # sweeps), and the SAE measures that get intervals.
 ROW_KEYS = ("factor", "value", "variant", "source", "layer", "R", "k", "train_tokens", "lr")
@@ -128,9 +129,7 @@ def by_seed(rows: pd.DataFrame, n_draws: int = 200, seed: int = 0) -> tuple[pd.D
     return seed_means(rows, keys), seed_draws(rows, keys, SAE_COLS, n_draws, seed, sae_keys=sae)
 
 
-def interval(
-    draws: Sequence[pd.DataFrame] | None, stat: Callable[[pd.DataFrame], float], level: float = 0.95
-) -> tuple[float, float]:
+def interval(draws: Draws, stat: Callable[[pd.DataFrame], float], level: float = 0.95) -> tuple[float, float]:
     """The central ``level`` interval of ``stat`` over the draws (NaNs dropped); (nan, nan) without draws."""
     if not draws:
         return float("nan"), float("nan")
@@ -144,14 +143,18 @@ def interval(
 
 def fmt(
     value: float,
-    draws: Sequence[pd.DataFrame] | None,
+    draws: Draws,
     stat: Callable[[pd.DataFrame], float],
     spec: str,
     clip: tuple[float, float] | None = None,
 ) -> str:
     """``value`` formatted with ``spec`` and, when draws give one, its interval: "0.41 [0.40, 0.42]"; ``clip``: the
     measure's range (a share's interval stops at 0)."""
-    lo, hi = interval(draws, stat)
+    return show(value, *interval(draws, stat), spec, clip)
+
+
+def show(value: float, lo: float, hi: float, spec: str, clip: tuple[float, float] | None = None) -> str:
+    """:func:`fmt` for an interval already computed ((nan, nan): the value alone)."""
     if clip is not None:
         lo, hi = min(max(lo, clip[0]), clip[1]), min(max(hi, clip[0]), clip[1])
     text = format(value, spec)
@@ -164,12 +167,11 @@ def pooled_note(rows: pd.DataFrame, sae_keys: Sequence[str], cols: Sequence[str]
     if seed_col not in rows:
         return "one seed per SAE: no interval over seeds"
     rows = rows.drop_duplicates([*sae_keys, seed_col])
-    keys = sae_keys
     seeds = sorted(int(s) for s in rows[seed_col].dropna().unique())
     parts = []
     for c in cols:
         if c in rows:
-            p = pooled_sd(rows, keys, c, seed_col)
+            p = pooled_sd(rows, sae_keys, c, seed_col)
             if p.df:
                 parts.append(f"{c.replace('_', ' ')} sd {p.sd:.4f} (df {p.df})")
     return f"SAE seeds {seeds}; pooled within-SAE spread: " + (", ".join(parts) if parts else "none")
