@@ -14,9 +14,13 @@ def quick_json(name: str) -> Path:
 
 
 def write_json(path: Path, obj: dict) -> Path:
+    """Write a benchmark's numbers with what made them (versions, platform, git revision), atomically: an
+    interrupted run leaves the previous file whole."""
+    from rsae_utils.repro import provenance
+    from rsae_utils.store import atomic_write_text
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obj, indent=1) + "\n")
-    return path
+    return atomic_write_text(path, json.dumps({**obj, "provenance": provenance()}, indent=1) + "\n")
 
 
 def quick_corpus(folder: Path) -> str:

@@ -107,7 +107,11 @@ def test_benchmark_quick_mode_runs_and_reports_sane_numbers(name, tmp_path):
         timeout=180,
     )
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
-    check(json.loads(out.read_text()))
+    written = json.loads(out.read_text())
+    check(written)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    assert written["provenance"]["git_rev"] == (head or None)  # every benchmark's numbers name the code they timed
+    assert written["provenance"]["packages"]["torch"] == __import__("torch").__version__
     assert {p: p.read_bytes() for p in (ROOT / "figures").glob("bench_*.json")} == committed
 
 
