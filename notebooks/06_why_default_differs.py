@@ -297,7 +297,9 @@ fig = plot_factors(table, labels=labels)
 note = (
     f"{m3.model}, TopK k={cfg.k}, {cfg.train_tokens:,} training tokens at R={cfg.base_expansion} (lr {cfg.lr}, "
     f"1/sqrt(d_sae) across widths), metrics on notebook 03's held-out windows; thin lines: trained model at "
-    f"R={cfg.base_expansion} (paper: Pythia, R=64, 100M tokens)"
+    f"R={cfg.base_expansion}; points at layers {cfg.seed_layers}, R={cfg.base_expansion}: means of "
+    f"{1 + len(cfg.extra_seeds)} SAE seeds (95% intervals in the answer), one seed elsewhere (paper: Pythia, R=64, "
+    "100M tokens)"
 )
 save_figure(
     fig, names.WHY_FACTORS, cfg, table=with_variant_labels(table, labels), note=note, extra={"timings_s": timings}
