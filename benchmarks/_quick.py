@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from rsae_utils.repro import provenance
+from rsae_utils.store import atomic_write_text
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -16,9 +19,6 @@ def quick_json(name: str) -> Path:
 def write_json(path: Path, obj: dict) -> Path:
     """Write a benchmark's numbers with what made them (versions, platform, git revision), atomically: an
     interrupted run leaves the previous file whole."""
-    from rsae_utils.repro import provenance
-    from rsae_utils.store import atomic_write_text
-
     path.parent.mkdir(parents=True, exist_ok=True)
     return atomic_write_text(path, json.dumps({**obj, "provenance": provenance()}, indent=1) + "\n")
 

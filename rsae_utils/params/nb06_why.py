@@ -1,18 +1,18 @@
 """Parameters of notebook 06_why_default_differs (why the default run's random variants differ from the paper's).
 
-``default`` is sized for ~8 minutes on a 2-core CPU, alone, from notebook 03's default caches (R = 16, 400 held-out
-windows): residual-stream statistics of notebook 03's caches; TopK SAEs at layers 0, 4 and 9 of the trained model,
-the re-randomized one and step-0 at R = 16 (~61k tokens each), R = 64 only for the trained and the
-re-randomized model at layer 9 (~25 s each); the re-randomized model remade with its output projections drawn at
-0.105x their trained std and with its embedding x16 (one harvest each, to layer 9); five architecture x initializer
-cells at initialization on 160 training windows, with SAEs at the layers matching 4 and 9 (one pass, 20k tokens);
-the Gaussian control at layers 4 and 9; a second SAE seed for the cells' SAEs and for the base-width SAEs and
-Gaussian controls at layer 9 (intervals over seeds); the mean-field prediction of every random cache. SAE metrics
-and the option
-caches use the first ``test_windows`` held-out windows (64 = 8,192 tokens, not notebook 03's 400): a held-out pass
-of a wide SAE over 51k tokens would cost more than its training. ``paper`` needs notebook 03's caches *with a
-training split* (notebook 03's paper profile streams instead: rerun it with ``train_from='cache'``) and a GPU; it has
-no cells (notebook 03's model is Pythia there, and the cells are built from a Llama config).
+``default`` is sized for ~9 minutes (519 s in the run at 9bc77a2) on a 2-core CPU, alone, from notebook 03's default
+caches (R = 16, 400 held-out windows): residual-stream statistics of notebook 03's caches; TopK SAEs at layers 0, 4
+and 9 of the trained model, the re-randomized one and step-0 at R = 16 (~61k tokens each), R = 64 only for the
+trained and the re-randomized model at layer 9 (~25 s each); the re-randomized model remade with its output
+projections drawn at 0.105x their trained std and with its embedding x16 (one harvest each, to layer 9); five
+architecture x initializer cells at initialization on 160 training windows, with SAEs at the layers matching 4 and 9
+(one pass, 20k tokens); the Gaussian control at layers 4 and 9; a second SAE seed for the cells' SAEs and for the
+base-width SAEs and Gaussian controls at layer 9 (intervals over seeds); the mean-field prediction of every random
+cache. SAE metrics and the option caches use the first ``test_windows`` held-out windows (64 = 8,192 tokens, not
+notebook 03's 400): a held-out pass of a wide SAE over 51k tokens would cost more than its training. ``paper`` needs
+notebook 03's caches *with a training split* (notebook 03's paper profile streams instead: rerun it with
+``train_from='cache'``) and a GPU; it has no cells (notebook 03's model is Pythia there, and the cells are built
+from a Llama config).
 """
 
 from __future__ import annotations

@@ -53,9 +53,9 @@ class PooledSD:
     n_keys: int
 
 
-def pooled_sd(rows: pd.DataFrame, keys: Sequence[str], col: str, seed_col: str = SEED) -> PooledSD:
-    """The pooled standard deviation over seeds of ``col``: sum over keys of the squared deviations from the key's
-    seed mean, over sum of (seeds - 1). NaN with df 0 when no key has two seeds."""
+def pooled_sd(rows: pd.DataFrame, keys: Sequence[str], col: str) -> PooledSD:
+    """The pooled standard deviation over seeds of ``col`` (``rows``: one per key and seed): sum over keys of the
+    squared deviations from the key's seed mean, over sum of (seeds - 1). NaN with df 0 when no key has two seeds."""
     g = rows.dropna(subset=[col]).groupby(list(keys), sort=False)[col]
     n = g.count()
     ss = g.apply(lambda v: float(((v - v.mean()) ** 2).sum()))
@@ -105,7 +105,7 @@ def seed_draws(
     for c in cols:
         if c not in rows:
             continue
-        p = pooled_sd(saes, sae_keys, c, seed_col)
+        p = pooled_sd(saes, sae_keys, c)
         if p.df == 0 or not np.isfinite(p.sd):
             continue
         var = p.df * p.sd**2 / rng.chisquare(p.df, size=n_draws)  # the pooled variance's own uncertainty
@@ -171,7 +171,7 @@ def pooled_note(rows: pd.DataFrame, sae_keys: Sequence[str], cols: Sequence[str]
     parts = []
     for c in cols:
         if c in rows:
-            p = pooled_sd(rows, sae_keys, c, seed_col)
+            p = pooled_sd(rows, sae_keys, c)
             if p.df:
                 parts.append(f"{c.replace('_', ' ')} sd {p.sd:.4f} (df {p.df})")
     return f"SAE seeds {seeds}; pooled within-SAE spread: " + (", ".join(parts) if parts else "none")
