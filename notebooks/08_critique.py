@@ -49,7 +49,7 @@
 # | | critique / paper | default profile here |
 # |---|---|---|
 # | model | Pythia 70M-6.9B (paper); one-layer model (Anthropic) | SmolLM2-135M, layers 0, 4, 9, 14 (notebook 03) |
-# | SAEs | TopK, 32k+ latents, 100M tokens | TopK R=4 (2,304 latents), k=32, 61k tokens |
+# | SAEs | TopK, 32k+ latents, 100M tokens | notebook 03's: TopK R=16 (9,216 latents), k=32, 262k tokens |
 # | held-out tokens | 10M-token cache | 4,096 per variant (32 contexts of 128) |
 # | scorer | Llama-3.1-70B explanations | token identity only (no LLM) |
 

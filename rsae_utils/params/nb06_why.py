@@ -202,7 +202,13 @@ register(
                 "per other value)",
             ),
             Param(
-                "train_tokens", 3072, 61_440, 1_000_000, is_int(1), "tokens each SAE trains on (notebook 03's default)"
+                "train_tokens",
+                3072,
+                61_440,
+                1_000_000,
+                is_int(1),
+                "tokens each SAE trains on (default: a quarter of notebook 03's 262,144, to afford the factors and "
+                "seeds; notebook 09 measures how the gaps move with tokens)",
             ),
             Param(
                 "token_budgets",

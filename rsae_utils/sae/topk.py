@@ -28,7 +28,7 @@ drops the AuxK gradient of the encoder, so there AuxK moves only dead decoder ro
 
 ``matmul_dtype="bfloat16"`` (``"auto"``: where :func:`bf16_is_fast`) runs the encoder product in bf16 (fp32
 accumulation; on an AVX512-BF16 CPU ~3x faster, a step at batch 512 ~1.5x) from a bf16 copy of the encoder, only to
-choose the k latents: their activations are recomputed exactly in fp32 (:func:`_pair_dots`) and all after is fp32,
+choose the k latents: their activations are recomputed exactly in fp32 (:func:`pair_dots`) and all after is fp32,
 so losses and gradients are exact for the chosen set; only a latent within bf16 rounding of the k-th may swap.
 
 W_enc is (d_sae, d_in) like sparsify's encoder weight (sparse gradients touch contiguous rows); sae-lens's is its
@@ -121,7 +121,7 @@ def _decode_with_grad(idx: torch.Tensor, acts: torch.Tensor, W_dec: torch.Tensor
     return out.detach(), lambda grad_out: torch.autograd.grad(out, a, grad_out)[0]
 
 
-def _pair_dots(xc: torch.Tensor, enc: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+def pair_dots(xc: torch.Tensor, enc: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     """xc[t] . enc[idx[t, j]] (B, k) in xc's dtype: the chosen latents' exact pre-activations.
 
     On CPU sampled_addmm: one dot per pair straight from the dense operands. Measured at d_sae 9216, 577 columns,
@@ -150,7 +150,7 @@ def bf16_is_fast(device: str | torch.device = "cpu") -> bool:
     return avx512 and bool(flags & {"avx512_bf16", "amx_bf16"})
 
 
-def _matmul_dtype(value: Any, device: torch.device, dtype: torch.dtype) -> str:
+def resolve_matmul_dtype(value: Any, device: torch.device, dtype: torch.dtype) -> str:
     """Checked ``matmul_dtype``; "auto": "bfloat16" where :func:`bf16_is_fast` and the parameters are fp32."""
     if not isinstance(value, str) or value not in MATMUL_DTYPES:
         raise ParameterError(f"parameter 'matmul_dtype' must be one of {', '.join(MATMUL_DTYPES)}; got {value!r}")
@@ -180,11 +180,11 @@ def loss_and_grads(
     B, d = x.shape
     m = W_enc.shape[0]
     xc = torch.cat([x - b_dec, x.new_ones(B, 1)], 1)  # the ones column multiplies b_enc
-    lowp = _matmul_dtype(matmul_dtype, x.device, x.dtype) == "bfloat16"
+    lowp = resolve_matmul_dtype(matmul_dtype, x.device, x.dtype) == "bfloat16"
     enc_mm = (p["enc_bf16"] if "enc_bf16" in p else enc.bfloat16()) if lowp else enc
     pre = torch.mm(xc.to(enc_mm.dtype), enc_mm.t(), out=pre_buf)  # the one dense product
     acts, idx = topk_select(pre, k)
-    acts = _pair_dots(xc, enc, idx) if lowp else acts  # bf16 only chose the latents: their exact values
+    acts = pair_dots(xc, enc, idx) if lowp else acts  # bf16 only chose the latents: their exact values
     acts.relu_()  # relu after the top-k equals the top-k after relu (relu is monotone)
     xm = (x - x.mean(0)).view(-1)
     total_var = torch.dot(xm, xm)  # sum of squares around the batch mean
@@ -206,7 +206,7 @@ def loss_and_grads(
             a_idx = dead_idx[j]
         else:  # pre is not needed any more: mask it in place
             a_acts, a_idx = topk_select(pre.masked_fill_(~dead, -math.inf), k_aux)
-        a_acts = _pair_dots(xc, enc, a_idx).relu_() if lowp else a_acts.relu_()
+        a_acts = pair_dots(xc, enc, a_idx).relu_() if lowp else a_acts.relu_()
         e_hat, a_grad = _decode_with_grad(a_idx, a_acts, W_dec)
         r = e_hat - e  # e is a fixed target: AuxK trains only the dead latents
         auxk = scale * torch.dot(r.view(-1), r.view(-1)) / total_var
@@ -340,7 +340,7 @@ class TopKTrainer:
         if not auxk_alpha >= 0:
             raise ParameterError(f"parameter 'auxk_alpha' must be >= 0 (0 turns AuxK off); got {auxk_alpha!r}")
         self.auxk_alpha, self.device = float(auxk_alpha), torch.device(device)
-        self.matmul_dtype = _matmul_dtype(matmul_dtype, self.device, dtype)
+        self.matmul_dtype = resolve_matmul_dtype(matmul_dtype, self.device, dtype)
         p = init_from.params() if isinstance(init_from, TopKResult) else init_from
         if p is None:
             p = init_params(d_in, d_sae, seed, dtype)

@@ -10,11 +10,12 @@ from _tiny_model import tiny_model, tiny_windows
 from sae_lens import StandardSAE, StandardSAEConfig
 
 from rsae_utils.autointerp.examples import encode_sparse
+from rsae_utils.errors import ParameterError
 from rsae_utils.sae import codes as C
 from rsae_utils.sae.cache import token_mask
 from rsae_utils.sae.harvest import harvest
-from rsae_utils.sae.metrics import reconstruct, reconstruction_metrics
-from rsae_utils.sae.topk import TopKResult, init_params, to_sae_lens
+from rsae_utils.sae.metrics import plain_topk, reconstruct, reconstruction_metrics
+from rsae_utils.sae.topk import TopKResult, bf16_is_fast, init_params, to_sae_lens
 from rsae_utils.store import cached_artifact, content_hash
 from rsae_utils.studies.critique.run import diagnostics_row
 
@@ -44,7 +45,8 @@ def saved(sae, folder):
 def test_codes_equal_a_fresh_encoding_everywhere_they_are_read(cache):
     acts, toks = cache.acts(LAYER, "test"), cache.tokens("test")
     sae = topk_sae(cache.d_model, seed=1)
-    codes = C.encode_codes(sae, acts, batch_tokens=50)  # chunks that cut windows: the codes cannot depend on them
+    # fp32 selection: the codes are exactly what each reader would encode (bf16 selection: the next test)
+    codes = C.encode_codes(sae, acts, batch_tokens=50, matmul_dtype="float32")  # chunks that cut windows too
     n_seq, ctx = toks.shape
     assert codes.idx.shape == codes.vals.shape == (n_seq, ctx, 4)
     assert (codes.vals >= 0).all() and (codes.idx < sae.cfg.d_sae).all()
@@ -90,7 +92,7 @@ def test_stored_codes_are_reused_checked_and_keyed_by_the_sae(cache, tmp_path, m
     assert where.parent == folder.parent and where.exists()
     assert content_hash(folder) == before  # the SAE folder itself is untouched
     ref = C.encode_codes(sae, cache.acts(LAYER, "test"))
-    assert torch.equal(first.idx, ref.idx) and torch.equal(first.vals, ref.vals)
+    assert ref is not None and torch.equal(first.idx, ref.idx) and torch.equal(first.vals, ref.vals)
 
     calls = []
     real = C.encode_codes
@@ -113,3 +115,27 @@ def test_stored_codes_are_reused_checked_and_keyed_by_the_sae(cache, tmp_path, m
     assert torch.equal(retrained.idx, C.encode_codes(other, cache.acts(LAYER, "test")).idx)
     relu = StandardSAE(StandardSAEConfig(d_in=cache.d_model, d_sae=2 * cache.d_model))
     assert C.load_codes(relu, folder, cache, LAYER) is None
+
+
+def test_bf16_selected_codes_hold_exact_activations_of_a_near_top_k(cache):
+    """bf16 chooses the latents, fp32 gives their values: every value is the exact pre-activation, every chosen
+    latent is within bf16 rounding of the fp32 k-th, and nearly every entry is the fp32 encoding's."""
+    acts = cache.acts(LAYER, "test")
+    sae = topk_sae(cache.d_model, seed=4, k=8)
+    c32 = C.encode_codes(sae, acts, matmul_dtype="float32")
+    c16 = C.encode_codes(sae, acts, batch_tokens=50, matmul_dtype="bfloat16")
+    W_enc, b_enc, _, b_dec, k = plain_topk(sae)
+    x = acts.reshape(-1, cache.d_model).float() - b_dec
+    pre = x @ W_enc + b_enc
+    idx16, idx32 = c16.idx.reshape(-1, k), c32.idx.reshape(-1, k)
+    torch.testing.assert_close(c16.vals.reshape(-1, k), pre.gather(1, idx16).relu(), rtol=1e-5, atol=1e-6)
+    kth = pre.gather(1, idx32).min(1).values
+    slack = 2**-7 * (x.abs() @ W_enc.abs() + b_enc.abs()).max(1).values  # bf16's rounding of both operands
+    assert (pre.gather(1, idx16).min(1).values >= kth - slack).all()
+    same = (idx16.sort(1).values == idx32.sort(1).values).float().mean().item()
+    assert same > 0.95
+    ev = [reconstruction_metrics(sae, acts, codes=c)["explained_variance"] for c in (c16, c32)]
+    assert ev[0] == pytest.approx(ev[1], abs=1e-3)
+    assert C.select_dtype(sae, "auto") == ("bfloat16" if bf16_is_fast() else "float32")
+    with pytest.raises(ParameterError, match="matmul_dtype"):
+        C.select_dtype(sae, "half")

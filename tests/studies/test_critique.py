@@ -187,3 +187,38 @@ def test_parameter_checks_name_the_parameter():
     ]:
         with pytest.raises(ParameterError, match=name):
             resolve("08_critique", "smoke", overrides)
+
+
+def _token_info_by_pandas(sp: SparseActs, include_boundary: bool) -> pd.DataFrame:
+    """An independent pandas groupby of the same per-latent token and position info (the earlier implementation)."""
+    seq, pos = np.divmod(sp.flat, sp.ctx)
+    keep = pos > 0 if not include_boundary else np.ones(pos.size, dtype=bool)
+    df = pd.DataFrame(
+        {"latent": sp.latent[keep], "token": sp.tokens[seq[keep], pos[keep]], "pos": pos[keep], "value": sp.value[keep]}
+    ).astype({"value": np.float64})
+    total = df.groupby("latent").value.sum()
+    by_tok = df.groupby(["latent", "token"]).value.sum().sort_values(ascending=False, kind="stable")
+    top = by_tok.groupby(level=0).head(1).reset_index(level=1)
+    peak = df.groupby(["latent", "pos"]).value.sum().groupby(level=0).idxmax().map(lambda t: t[1])
+    out = pd.DataFrame(
+        {"n_active": df.groupby("latent").size(), "top_token": top.token, "top_token_mass_share": top.value / total}
+    )
+    return out.assign(peak_position=peak).rename_axis("latent").reset_index()
+
+
+@pytest.mark.parametrize("include_boundary", [True, False])
+def test_latent_token_info_matches_a_pandas_groupby_ties_included(include_boundary):
+    rng = np.random.default_rng(3)
+    n_seq, ctx, n_lat = 40, 16, 30
+    flat = rng.choice(n_seq * ctx, size=(n_lat, 120)).ravel()
+    latent = np.repeat(np.arange(n_lat), 120)
+    keep = latent != 7  # a dead latent: absent from the table
+    tokens = rng.integers(0, 12, size=(n_seq, ctx))
+    value = rng.choice([0.5, 1.0, 2.0], size=flat.size).astype(np.float32)  # exact sums, so ties happen
+    sp = SparseActs(tokens, 8, n_lat, flat[keep], latent[keep], value[keep])
+    got = PT.latent_token_info(sp, include_boundary)
+    want = _token_info_by_pandas(sp, include_boundary)
+    assert 7 not in set(got.latent) and len(got) == n_lat - 1
+    pd.testing.assert_frame_equal(
+        got.reset_index(drop=True), want[got.columns].reset_index(drop=True), check_dtype=False
+    )

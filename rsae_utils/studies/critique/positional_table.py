@@ -31,29 +31,39 @@ def shuffled_positions(pa: PositionalActs, keep_boundary: bool, rng: np.random.G
     return PositionalActs(pa.latent, pa.context, perm[pa.context, pa.pos], pa.value, pa.n_latents, n, P, pa.ids)
 
 
+def _argmax_by_group(group: np.ndarray, key: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per group present (ascending): the key with the largest summed weight (ties: the smallest key) and that sum.
+    Numpy, not a pandas groupby on a MultiIndex (~2.5 s per SAE of notebook 08 here, a quarter of its test)."""
+    base = int(key.max()) + 1 if key.size else 1
+    pairs, inv = np.unique(group.astype(np.int64) * base + key, return_inverse=True)
+    sums = np.bincount(inv.ravel(), weights=weight.astype(np.float64), minlength=pairs.size)
+    g, k = np.divmod(pairs, base)
+    order = np.lexsort((k, -sums, g))  # by group, then the largest sum, then the smallest key
+    first = order[np.r_[True, g[order][1:] != g[order][:-1]]] if order.size else order
+    return k[first], sums[first]
+
+
 def latent_token_info(sp: SparseActs, include_boundary: bool = True) -> pd.DataFrame:
     """Per live latent, over its held-out activations (position 0 left out unless ``include_boundary``): number of
     active tokens, its heaviest token id and that token's share of the activation mass, and the context position
-    holding most of its mass."""
+    holding most of its mass (ties: the smallest token id, the earliest position)."""
     seq, pos = np.divmod(sp.flat, sp.ctx)
     keep = pos > 0 if not include_boundary else np.ones(pos.size, dtype=bool)
-    df = pd.DataFrame(
-        {"latent": sp.latent[keep], "token": sp.tokens[seq[keep], pos[keep]], "pos": pos[keep], "value": sp.value[keep]}
-    )
-    total = df.groupby("latent").value.sum()
-    by_tok = df.groupby(["latent", "token"]).value.sum().sort_values(ascending=False, kind="stable")
-    top = by_tok.groupby(level=0).head(1).reset_index(level=1)
-    by_pos = df.groupby(["latent", "pos"]).value.sum()
-    peak = by_pos.groupby(level=0).idxmax().map(lambda t: t[1])
-    out = pd.DataFrame(
+    lat, val, pos = sp.latent[keep].astype(np.int64), sp.value[keep], pos[keep]
+    tok = np.asarray(sp.tokens[seq[keep], pos]).astype(np.int64)
+    latents, n_active = np.unique(lat, return_counts=True)
+    total = np.bincount(np.searchsorted(latents, lat), weights=val.astype(np.float64), minlength=latents.size)
+    top_token, top_mass = _argmax_by_group(lat, tok, val)
+    peak, _ = _argmax_by_group(lat, pos.astype(np.int64), val)
+    return pd.DataFrame(
         {
-            "n_active": df.groupby("latent").size(),
-            "top_token": top.token,
-            "top_token_mass_share": top.value / total,
+            "latent": latents,
+            "n_active": n_active,
+            "top_token": top_token,
+            "top_token_mass_share": top_mass / total,
             "peak_position": peak,
         }
     )
-    return out.rename_axis("latent").reset_index()
 
 
 def positional_table(
