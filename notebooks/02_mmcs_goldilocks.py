@@ -38,7 +38,7 @@
 # l1 ∈ logspace(−3, 2, 21), dictionaries {512, 1024, 2048, 4096}, several seeds (here 5), Adam lr 1e-3, batch 256
 # (20,000 steps here; PAPER.md gives no step count). To finish in under 10 minutes on a 2-core CPU the default
 # profile uses 5 L1 values over logspace(−1.5, 0.5) (a half-decade grid that brackets the zone of both sizes),
-# dictionaries {512, 1024} with 3 seeds at 1024 (the claims bootstrap over them) and 2 at 512 (`trend_seeds`: the
+# dictionaries {512, 1024} with 2 seeds at 1024 (the claims bootstrap over them) and 1 at 512 (`trend_seeds`: the
 # trend with size only), and a shorter, faster schedule: 900 steps of batch 256 at lr 5e-3 with
 # Adam β2 = 0.99 (PyTorch's default 0.999 adapts too slowly to the sporadic gradients of rare features: at 1,200
 # steps it reached MMCS 0.90 where β2 = 0.99 reached 0.99) and a linear decay over the last 20% of steps.

@@ -33,7 +33,7 @@
 #   (sparsify's) rule instead, as notebook 03's SAEs, about twice as fast; at these 61k tokens its seeds share
 #   no latent at cos > 0.7 in any variant (measured), against ~3% (trained) and ~0.4% (random) with sae-lens's:
 #   at so short a training, which latents two seeds share depends on the trainer;
-# * for each group, 4 seeds in the default (3 at least) with one fixed batch order (`data_seed`); every pair of seeds
+# * for each group, 3 seeds in the default (3 at least) with one fixed batch order (`data_seed`); every pair of seeds
 #   is matched, and the claims bootstrap over the seeds (each draw averages the pairs among the seeds it drew).
 #
 # A toy part asks what shared latents *are*, on notebook 02's synthetic data whose true features are known.
