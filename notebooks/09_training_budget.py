@@ -22,9 +22,10 @@
 # notebook 03's batch and constant learning rate) trains once to the largest budget and is saved every 4x on the
 # way: a snapshot after `b` tokens *is* the SAE a `b`-token run trains (constant learning rate, a dead-latent window
 # counted in activations per latent, one batch order; a test checks the weights are equal). A variant in
-# `short_variants` stops one budget early (default: step-0, the closest to settled over the last 4x in an earlier
-# run; it saves ~3 minutes of the default's hour). A second seed trains up to `seed_budget_max`, for the share of
-# latents two seeds share. Every measure is taken on held-out windows:
+# `short_variants` stops `short_by` budgets early (default: step-0 at 65k tokens, the closest to settled in earlier
+# runs, its AUROCs at chance; this pays for part of notebook 03's 4x longer training). A second seed of
+# `seed_variants` (default: trained and re-randomized) trains up to `seed_budget_max`, for the share of latents two
+# seeds share. Every measure is taken on held-out windows:
 #
 # * explained variance, and the same with the top 3 principal directions of the training activations projected
 #   out (a few massive-activation directions carry much of the trained model's EV), the median per-token FVU

@@ -46,6 +46,9 @@ def _check_09(cfg: Config) -> None:
             f"parameter 'short_variants' must be among variants {list(cfg.variants)} and not the reference "
             f"{cfg.variants[0]!r}; got {bad}"
         )
+    bad = [v for v in cfg.seed_variants if v not in cfg.variants]
+    if bad:
+        raise ParameterError(f"parameter 'seed_variants' must be among variants {list(cfg.variants)}; got {bad}")
     bad = [v for v in cfg.repeat_variants if v not in cfg.variants]
     if bad:
         raise ParameterError(f"parameter 'repeat_variants' must be among variants {list(cfg.variants)}; got {bad}")
@@ -150,12 +153,30 @@ register(
                 ["step0"],
                 [],
                 list_of(one_of(VARIANTS), min_len=0, unique=True),
-                "variants whose main run stops one budget early (default: step-0, whose EV changed by 0.011-0.014 "
-                "and detection AUROC by < 0.02 over the last 4x at 4dda93a, the closest to settled; saves ~3 min)",
+                "variants whose main run stops `short_by` budgets early (default: step-0, whose EV changed by "
+                "0.009-0.012 over 65k -> 262k at 13c268d, the closest to settled, and its AUROCs sat at chance)",
                 long=[],
             ),
             Param(
+                "short_by",
+                1,
+                2,
+                1,
+                is_int(1, 100),
+                "how many budgets short_variants stop early (never below the first; default: 2, at 65,536 tokens, to "
+                "pay for notebook 03's 4x longer training)",
+            ),
+            Param(
                 "seeds", [0, 1], [0, 1], [0, 1], list_of(is_int(0), unique=True), "SAE init seeds (same batch order)"
+            ),
+            Param(
+                "seed_variants",
+                STUDY_VARIANTS,
+                ["trained", "rerandomized_incl_emb"],
+                STUDY_VARIANTS,
+                list_of(one_of(VARIANTS), unique=True),
+                "variants whose runs get the other seeds (default: the trained and re-randomized models; step-0's "
+                "seeds shared no latent at any budget either, at 13c268d)",
             ),
             Param(
                 "seed_budget_max",

@@ -137,11 +137,21 @@ def test_mmcs_rises_with_budget_and_settles_on_known_features():
     assert not math.isnan(scores[-1]) and scores[-1] > 0.8
 
 
-def test_short_variants_stop_one_budget_early():
+def test_short_variants_stop_short_by_budgets_early_and_seed_variants_get_the_seeds():
     cfg = resolve("09_training_budget", "smoke", {"short_variants": ["step0"], "budget_stop": 16_384})
     study = BudgetStudy(cfg)
     main = {(r.variant, r.layer): r.budgets for r in study.runs() if r.seed == 0 and r.run != REPEAT}
     assert main[("trained", cfg.layers[0])] == tuple(study.budgets)
     assert main[("step0", cfg.layers[0])] == tuple(study.budgets[:-1])
+    over = {"short_variants": ["step0"], "budget_stop": 16_384, "short_by": 2, "seed_variants": ["trained"]}
+    study = BudgetStudy(resolve("09_training_budget", "smoke", over))
+    runs = study.runs()
+    main = {(r.variant, r.layer): r.budgets for r in runs if r.seed == 0 and r.run != REPEAT}
+    assert main[("step0", cfg.layers[0])] == tuple(study.budgets[:-2])
+    assert {r.variant for r in runs if r.seed != 0} == {"trained"}
+    study = BudgetStudy(resolve("09_training_budget", "smoke", {"short_variants": ["step0"], "short_by": 99}))
+    assert {r.budgets for r in study.runs() if r.variant == "step0" and r.seed == 0} == {tuple(study.budgets[:1])}
     with pytest.raises(ParameterError, match="short_variants"):
         resolve("09_training_budget", "smoke", {"short_variants": ["trained"]})
+    with pytest.raises(ParameterError, match="seed_variants"):
+        resolve("09_training_budget", "smoke", {"variants": ["trained", "step0"], "seed_variants": ["control"]})

@@ -28,6 +28,7 @@ def test_smoke_run_tables_and_invariants(smoke_run, smoke_env):
     assert set(main0.variant) == set(cfg.variants) and set(main0.layer) == set(cfg.layers)
     seed1 = t[(t.run == "main") & (t.seed == cfg.seeds[1])]
     assert set(seed1.tokens) == {b for b in budgets if b <= cfg.seed_budget_max}
+    assert set(seed1.variant) == set(cfg.seed_variants)
     for col in ("explained_variance", "ev_top_pcs_out", "cos_sim"):
         assert (t[col] <= 1 + 1e-6).all(), col
     for col in ("dead_fraction", "single_token_share", "detection_auroc", "fuzzing_auroc", "seed_shared"):
@@ -35,7 +36,8 @@ def test_smoke_run_tables_and_invariants(smoke_run, smoke_env):
     assert (t.median_token_fvu >= 0).all()
     # latent measures for seed 0 only; the seed-shared share on seed 0's rows where seed 1 has the budget
     assert seed1.detection_auroc.isna().all() and main0.detection_auroc.notna().any()
-    assert main0[main0.tokens <= cfg.seed_budget_max].seed_shared.notna().all()
+    seeded = main0[(main0.tokens <= cfg.seed_budget_max) & main0.variant.isin(cfg.seed_variants)]
+    assert seeded.seed_shared.notna().all()
     # the repetition run: same budget, a quarter of the windows, ~4x the epochs
     rep = t[t.run == "repeat"]
     assert set(rep.variant) == set(cfg.repeat_variants) and (rep.tokens == cfg.repeat_budget).all()

@@ -135,11 +135,13 @@ class BudgetStudy:
         out = []
         seed_budgets = tuple(b for b in self.budgets if b <= int(c.seed_budget_max))
         for v in c.variants:
-            # a short variant stops one budget early (never below the first)
-            main = self.budgets[:-1] if v in c.short_variants and len(self.budgets) > 1 else self.budgets
+            # a short variant stops short_by budgets early (never below the first)
+            main = (
+                self.budgets[: max(1, len(self.budgets) - int(c.short_by))] if v in c.short_variants else self.budgets
+            )
             for layer in c.layers:
                 out.append(Run(v, int(layer), 0, tuple(main)))
-                for s in c.seeds[1:]:
+                for s in c.seeds[1:] if v in c.seed_variants else ():
                     out.append(Run(v, int(layer), int(s), seed_budgets))
                 if int(layer) in c.repeat_layers and v in c.repeat_variants:
                     out.append(Run(v, int(layer), 0, (int(c.repeat_budget),), REPEAT))
