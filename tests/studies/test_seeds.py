@@ -118,7 +118,7 @@ def test_topk_codes_give_the_dense_latent_stats(cache, tmp_path, trainer):
     spec = SAESpec(**{**BASE.__dict__, "trainer": trainer, "expansion": 4, "k": 3})
     sae = load_sae(train_sae(cache, 1, spec, tmp_path / trainer))
     exclude = [int(cache.tokens("test")[0, 0])]
-    vals, idx, tok = encode_test_topk(sae, cache, 1, exclude)
+    vals, idx, tok = encode_test_topk(sae, cache, 1, exclude, matmul_dtype="float32")  # bf16: test_codes.py
     z, tok_dense = encode_test(sae, cache, 1, exclude)
     assert torch.equal(tok, tok_dense) and vals.shape == (len(z), 3)
     # the codes are the dense tensor's non-zeros

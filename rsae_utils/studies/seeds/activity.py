@@ -31,11 +31,14 @@ def encode_test(sae: Any, cache: ActivationCache, layer: int, exclude_tokens: Se
     return z, cache.tokens("test").reshape(-1)[keep]
 
 
-def encode_test_topk(sae: Any, cache: ActivationCache, layer: int, exclude_tokens: Sequence[int] = ()) -> tuple | None:
+def encode_test_topk(
+    sae: Any, cache: ActivationCache, layer: int, exclude_tokens: Sequence[int] = (), matmul_dtype: str = "auto"
+) -> tuple | None:
     """:func:`encode_test` of a plain TopK SAE without the dense latent tensor: (activations (N, k), latent ids
     (N, k), token ids (N,)); None for any other SAE. The (N, d_sae) tensor that encode_test fills is mostly zeros
-    and costs more to build and scan than the encoder product itself."""
-    codes = encode_codes(sae, cache.acts(layer, "test"))
+    and costs more to build and scan than the encoder product itself. ``matmul_dtype``: how the k latents are chosen
+    (:func:`rsae_utils.sae.codes.encode_codes`; "float32": exactly encode_test's)."""
+    codes = encode_codes(sae, cache.acts(layer, "test"), matmul_dtype=matmul_dtype)
     if codes is None:
         return None
     keep = token_mask(cache.tokens("test"), exclude_tokens)
