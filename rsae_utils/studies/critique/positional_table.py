@@ -33,7 +33,7 @@ def shuffled_positions(pa: PositionalActs, keep_boundary: bool, rng: np.random.G
 
 def _argmax_by_group(group: np.ndarray, key: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per group present (ascending): the key with the largest summed weight (ties: the smallest key) and that sum.
-    Numpy, not a pandas groupby on a MultiIndex (~2.5 s per SAE of notebook 08 here, a quarter of its test)."""
+    Numpy, not a pandas groupby on a MultiIndex: 0.18 s against 0.46-0.69 s per call on a notebook-08 SAE here."""
     base = int(key.max()) + 1 if key.size else 1
     pairs, inv = np.unique(group.astype(np.int64) * base + key, return_inverse=True)
     sums = np.bincount(inv.ravel(), weights=weight.astype(np.float64), minlength=pairs.size)
