@@ -41,8 +41,9 @@
 #
 # **Where this differs from the paper.** The default runs SmolLM2-135M (not Pythia) on ~250k unique tokens of
 # documentation and docstrings installed with the environment (not RedPajama), up to ~1M tokens per SAE (not
-# 100M), two layers, three variants. The `long` profile carries the same study to 16M tokens on 4M unique tokens at
-# four layers (hours on a CPU); the `gpu` profile to 100M on RedPajama.
+# 100M), two layers, three variants. The `long` profile carries the same study to 16.8M tokens on 4.2M unique tokens
+# at the same two layers (~3.3 h on 2 cores; step-0 stops at 1M; four layers would double the hours and the 29 GB of
+# caches), its figures under `figures/long`; the `gpu` profile runs to 100M on RedPajama.
 
 # %%
 # Set-up on Colab or Binder: install this repository's package when it is missing; elsewhere this does nothing.

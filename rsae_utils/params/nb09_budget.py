@@ -2,9 +2,11 @@
 
 ``default`` is sized for the default run's time budget on a 2-core CPU (its largest share): three variants, two
 layers, one run per (variant, layer) to ~1M tokens with snapshots every 4x from 4k, on ~250k unique tokens of the
-``site-packages+docstrings`` text. ``long`` carries the same study to 16.8M tokens on 4.2M unique tokens (~4 h on
-2 cores: 100M training tokens at ~11k tokens/s and a 12.6M-token harvest; its figures under ``figures/long``),
-``gpu`` to 100M on RedPajama.
+``site-packages+docstrings`` text. ``long`` carries the same study to 16.8M tokens on 4.2M unique tokens for the
+trained and re-randomized models (step-0 to 1M), at notebook 03's two middle layers: ~3.3 h on 2 cores (77M
+training tokens at ~11k tokens/s, a 12.6M-token harvest at ~3k tokens/s) with float16 caches (29 GB); all four
+layers would double both the hours and the disk. Its runs save their state every 10 min and resume after an
+interruption. Its figures go under ``figures/long``; ``gpu`` runs to 100M on RedPajama.
 """
 
 from __future__ import annotations
@@ -80,7 +82,7 @@ register(
                 [4, 9],
                 [1, 3],
                 list_of(is_int(0), unique=True),
-                "residual-stream layers (long: the default's two; all four would take ~2x its ~4 h)",
+                "residual-stream layers (long: the default's two; all four would take ~2x its hours and disk)",
             ),
             Param(
                 "corpus",
@@ -131,6 +133,26 @@ register(
                 "native bf16, ~2x faster, activations within ~0.6% of float32 at layers 4 and 9 of the trained model)",
             ),
             Param("matmul_dtype", "float32", "auto", "float32", one_of(["float32", "bfloat16", "auto"]), "trainer's"),
+            Param(
+                "cache_dtype",
+                "float32",
+                "float32",
+                "float16",
+                one_of(["float32", "float16"]),
+                "dtype of the cached activations (notebook 03's; long: float16, 29 GB instead of 58 for 3 variants x "
+                "2 layers x 4.2M tokens)",
+                long="float16",
+                gpu="float16",
+            ),
+            Param(
+                "checkpoint_s",
+                600.0,
+                600.0,
+                600.0,
+                optional(is_float(0.0)),
+                "save a training run's whole state at most every this many seconds and resume from it, bit-equal, "
+                "after an interruption (None: never; the default's runs take ~2 min, so only long runs save one)",
+            ),
             Param("expansion", 4, 16, 64, is_int(1, 256), "R (notebook 03's)"),
             Param("k", 8, 32, 32, is_int(1), "TopK k (notebook 03's)"),
             Param("batch_size", 256, 512, 4096, is_int(1), "SAE batch, tokens (notebook 03's)", gpu=2048),
@@ -154,8 +176,8 @@ register(
                 [],
                 list_of(one_of(VARIANTS), min_len=0, unique=True),
                 "variants whose main run stops `short_by` budgets early (default: step-0, whose EV changed by "
-                "0.009-0.012 over 65k -> 262k at 13c268d, the closest to settled, and its AUROCs sat at chance)",
-                long=[],
+                "0.009-0.012 over 65k -> 262k at 13c268d, the closest to settled, and its AUROCs sat at chance; long: "
+                "at 1M, saving ~50 min)",
             ),
             Param(
                 "short_by",

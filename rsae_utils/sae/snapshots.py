@@ -22,6 +22,7 @@ from typing import Any
 from rsae_utils.errors import ParameterError
 from rsae_utils.repro import seed_everything
 from rsae_utils.sae.cache import ActivationCache
+from rsae_utils.sae.resume import Checkpointer
 from rsae_utils.sae.spec import FAST, SAESpec
 from rsae_utils.sae.topk import TopKTrainer, to_sae_lens
 from rsae_utils.sae.train import RECORD, sae_code, sae_metadata, sae_params
@@ -72,12 +73,14 @@ def train_snapshots(
     budgets: Sequence[int],
     out_dir: Callable[[SAESpec], Path],
     progress: Callable[[int], None] | None = None,
+    checkpoint_s: float | None = None,
 ) -> dict[int, Path]:
     """{budget: SAE folder} of ``spec`` (fast trainer) on ``cache``'s layer after each of ``budgets`` tokens, from
     one run to the largest; ``out_dir(snapshot_spec)`` names each folder. Snapshots already stored with their key
     are reused; when every one is there nothing trains, otherwise the run restarts from the beginning and
-    rewrites only the missing ones (a run is cheap next to what a resume would have to keep exact).
-    ``progress(tokens)`` is called after every step (a tqdm's update)."""
+    rewrites only the missing ones. ``checkpoint_s``: save the run's whole state next to its largest snapshot at
+    most every that many seconds, and resume from it after an interruption, bit-equal (:mod:`rsae_utils.sae.resume`;
+    None: never, for runs of minutes). ``progress(tokens)`` is called after every step (a tqdm's update)."""
     budgets = _check(spec, budgets)
     spec.validate(cache.d_model)
     code = sae_code(spec)
@@ -96,19 +99,26 @@ def train_snapshots(
     seed_everything(spec.seed)
     t0 = time.perf_counter()
     trainer = TopKTrainer(cache.d_model, spec.d_sae(cache.d_model), spec.k, **fast_options(cache, spec))
-    batches = spec_batches(cache, layer, spec)
-    curve: list[dict[str, float]] = []
     last = max(todo)
-    for batch in itertools.islice(batches, last // spec.batch_size):
+    ck_path = out[last].parent / f"{out[last].name}.resume.pt"
+    ck = Checkpointer(ck_path, artifact_key(todo[last][1], code), checkpoint_s)
+    batches, curve, before_s = ck.resume(trainer, spec_batches(cache, layer, spec), min(todo))
+    if progress is not None and trainer.tokens:
+        progress(trainer.tokens)
+    for batch in itertools.islice(batches, last // spec.batch_size - trainer.steps):
         step = trainer.step(batch)
         if trainer.steps % spec.log_every == 0:
             curve.append(_point(trainer, step))
         if progress is not None:
             progress(batch.shape[0])
+        elapsed = before_s + time.perf_counter() - t0
         if trainer.tokens in todo:
             s, params = todo[trainer.tokens]
             points = curve if curve and curve[-1]["step"] == trainer.steps else [*curve, _point(trainer, step)]
-            _save(cache, layer, s, params, trainer, points, time.perf_counter() - t0, out[trainer.tokens], code)
+            _save(cache, layer, s, params, trainer, points, elapsed, out[trainer.tokens], code)
+        if trainer.tokens < last:
+            ck.maybe_save(trainer, curve, elapsed)
+    ck.done()
     return out
 
 

@@ -61,3 +61,63 @@ def test_snapshot_rules_are_checked(tiny_cache, tmp_path):
         train_snapshots(tiny_cache, 1, replace(SPEC, trainer="sae-lens"), [128], lambda s: tmp_path / "x")
     with pytest.raises(ParameterError, match="'spec.lr_warm_up_steps'"):
         train_snapshots(tiny_cache, 1, replace(SPEC, lr_warm_up_steps=2), [128], lambda s: tmp_path / "x")
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_interrupted_run_resumes_bit_equal(tiny_cache, tmp_path):
+    """A run stopped mid-way and started again resumes from its checkpoint (it does not begin at token 0) and ends
+    with the same weights, records' curves and snapshots as an uninterrupted run."""
+    budgets = [512, 2048]
+    ref = train_snapshots(tiny_cache, 1, SPEC, budgets, lambda s: tmp_path / "ref" / f"t{s.n_tokens}")
+    seen: list[int] = []
+
+    def stop_at_1280(n: int) -> None:
+        seen.append(n)
+        if sum(seen) == 1280:  # during step 10: snapshot 512 saved, the last checkpoint after step 9
+            raise _Stop
+
+    def out(s):
+        return tmp_path / "run" / f"t{s.n_tokens}"
+
+    with pytest.raises(_Stop):
+        train_snapshots(tiny_cache, 1, SPEC, budgets, out, stop_at_1280, checkpoint_s=0.0)
+    assert (tmp_path / "run" / "t2048.resume.pt").exists()
+    seen.clear()
+    got = train_snapshots(tiny_cache, 1, SPEC, budgets, out, seen.append, checkpoint_s=0.0)
+    assert seen[0] == 1152 and sum(seen) == 2048  # picked up at the checkpoint, not at token 0
+    assert not (tmp_path / "run" / "t2048.resume.pt").exists()  # a finished run leaves no checkpoint
+    for b in budgets:
+        a, r = load_sae(got[b]), load_sae(ref[b])
+        for name in ("W_enc", "b_enc", "W_dec", "b_dec"):
+            assert torch.equal(getattr(a, name).detach(), getattr(r, name).detach()), (b, name)
+        ca, cr = load_record(got[b])["loss_curve"], load_record(ref[b])["loss_curve"]
+        assert [p["fvu"] for p in ca] == [p["fvu"] for p in cr]
+
+
+def test_checkpoint_of_other_parameters_or_torn_is_not_used(tiny_cache, tmp_path):
+    """A checkpoint written for another spec, or one that cannot be read, is ignored: the run starts at token 0."""
+    budgets = [1024]
+
+    def out(s):
+        return tmp_path / "run" / f"t{s.n_tokens}"
+
+    def stop_at_384(n: int, seen=[]) -> None:  # noqa: B006 - the tokens so far, across calls
+        seen.append(n)
+        if sum(seen) == 384:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        train_snapshots(tiny_cache, 1, replace(SPEC, k=5), [2048], out, stop_at_384, checkpoint_s=0.0)
+    # the k=5 run's checkpoint sits under t2048; move it where the k=6 run of budget 1024 would look
+    (tmp_path / "run" / "t2048.resume.pt").rename(tmp_path / "run" / "t1024.resume.pt")
+    seen: list[int] = []
+    train_snapshots(tiny_cache, 1, SPEC, budgets, out, seen.append, checkpoint_s=0.0)
+    assert seen[0] == 128 and sum(seen) == 1024  # from token 0
+    (tmp_path / "run" / "t4096.resume.pt").write_bytes(b"torn")
+    seen.clear()
+    with pytest.warns(UserWarning, match="unreadable training checkpoint"):
+        train_snapshots(tiny_cache, 1, SPEC, [4096], out, seen.append, checkpoint_s=0.0)
+    assert seen[0] == 128 and sum(seen) == 4096

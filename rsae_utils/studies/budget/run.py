@@ -50,6 +50,7 @@ NB03_KEYS = (
     "n_train_windows",
     "n_test_windows",
     "harvest_dtype",
+    "cache_dtype",
     "matmul_dtype",
     "expansion",
     "k",
@@ -179,7 +180,13 @@ class BudgetStudy:
             for r in runs:
                 spec = self.spec(r)
                 got = train_snapshots(
-                    self.pipe.cache(r.variant), r.layer, spec, r.budgets, lambda s, r=r: self.sae_dir(r, s), bar.update
+                    self.pipe.cache(r.variant),
+                    r.layer,
+                    spec,
+                    r.budgets,
+                    lambda s, r=r: self.sae_dir(r, s),
+                    bar.update,
+                    checkpoint_s=self.cfg.checkpoint_s,
                 )
                 out.update({(r, b): p for b, p in got.items()})
         self._tick("train", t0)
