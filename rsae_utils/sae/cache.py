@@ -119,13 +119,18 @@ class ActivationCache:
         with safe_open(self.root / shard["file"], framework="pt") as fh:
             return fh.get_tensor(hook_name(self._layer(layer))).float()
 
-    def acts(self, layer: int, split: str = "train") -> torch.Tensor:
-        """FloatTensor (n_windows, ctx, d_model) of ``blocks.{layer}.hook_resid_post``, as float32."""
+    def acts(self, layer: int, split: str = "train", n_windows: int | None = None) -> torch.Tensor:
+        """FloatTensor (n_windows, ctx, d_model) of ``blocks.{layer}.hook_resid_post``, as float32. ``n_windows``:
+        only the split's first that many, reading only the shards that hold them (a long study's quarter of a
+        9.7 GB split need not load the rest)."""
         key = (self._layer(layer), self._split(split))
         if key in self._resident:
-            return self._resident[key]
-        parts = [self.shard_acts(layer, split, i) for i in range(len(self._shards(split)))]
-        return torch.cat(parts) if parts else torch.empty(0, self.ctx, self.d_model)
+            return self._resident[key] if n_windows is None else self._resident[key][:n_windows]
+        shards = self._shards(split)
+        idx = [i for i, sh in enumerate(shards) if n_windows is None or sh["windows"][0] < n_windows]
+        parts = [self.shard_acts(layer, split, i) for i in idx]
+        out = torch.cat(parts) if parts else torch.empty(0, self.ctx, self.d_model)
+        return out if n_windows is None else out[:n_windows]
 
     def iter_batches(
         self,
@@ -160,7 +165,7 @@ class ActivationCache:
                     f"parameter 'n_windows' must be in 1..{self.n_windows(split)} and fit the buffer "
                     f"({buffer_tokens // self.ctx} windows); got {n_windows}"
                 )
-            rows = self.acts(layer, split)[:n].reshape(-1, self.d_model)
+            rows = self.acts(layer, split, n_windows=n).reshape(-1, self.d_model)
             resident = rows[keep[: n * self.ctx]]
         elif total <= buffer_tokens:
             resident = self.acts(layer, split).reshape(-1, self.d_model)[keep]

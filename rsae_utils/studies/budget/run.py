@@ -25,7 +25,7 @@ from rsae_utils import paths
 from rsae_utils.params import resolve
 from rsae_utils.sae.cache import ActivationCache, token_mask
 from rsae_utils.sae.codes import encode_codes
-from rsae_utils.sae.metrics import training_directions
+from rsae_utils.sae.directions import split_directions
 from rsae_utils.sae.pipeline import SAEPipeline, resolved_dtype
 from rsae_utils.sae.snapshots import geometric_budgets, train_snapshots
 from rsae_utils.sae.spec import FAST, SAESpec
@@ -205,7 +205,7 @@ class BudgetStudy:
     def _train_rows(self, variant: str, layer: int, n_windows: int) -> torch.Tensor:
         """Rows of the first ``n_windows`` training windows: the repetition run's whole training set."""
         cache = self.pipe.cache(variant)
-        acts, tokens = cache.acts(layer, "train")[:n_windows], cache.tokens("train")[:n_windows]
+        acts, tokens = cache.acts(layer, "train", n_windows=n_windows), cache.tokens("train")[:n_windows]
         return acts[self._keep(tokens)]
 
     def measure(self, saes: Mapping[tuple[Run, int], Path], progress: bool = True) -> pd.DataFrame:
@@ -220,7 +220,7 @@ class BudgetStudy:
         cells = tqdm(sorted(by_cell.items()), desc="budget study: measures", disable=not progress)
         for (variant, layer), items in cells:
             held = self._held_out(variant, layer)
-            dirs = training_directions(self.pipe.cache(variant), layer, self._keep, int(c.n_top_pcs))
+            dirs = split_directions(self.pipe.cache(variant), layer, self._keep, int(c.n_top_pcs))
             rep = self._train_rows(variant, layer, self.repeat_windows) if layer in c.repeat_layers else None
             for r, b, path in sorted(items, key=lambda t: (t[0].seed, t[0].run, t[1])):
                 # FVU on the repetition run's windows only where the pair is compared (the repeat budget)
