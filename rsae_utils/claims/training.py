@@ -86,6 +86,23 @@ def _sign_changes(gaps: pd.DataFrame, measure: str) -> list[str]:
     return out
 
 
+LONG = "long"  # the committed figures of the study's long profile, beside the default's (figures/long)
+LONG_LABEL = "long study"
+
+
+def _long_study(inp: Inputs) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """(curves, gaps) of the ``long`` profile's study when its figures sit under ``<figures>/long``; the gate then
+    reads both studies (the long one reaches 16x further), a flip in either makes a gap claim not decidable."""
+    folder = inp.figures / LONG
+    if not (folder / f"{N.BUDGET_CURVES}.csv").is_file():
+        return None
+    long = Inputs(folder, inp.opt)
+    try:
+        return long.table(N.BUDGET_CURVES), long.table(N.BUDGET_GAPS)
+    except MissingInput:
+        return None
+
+
 def gate(claim_id: str, notebook: str, result: Result, inp: Inputs) -> tuple[Result, float, str]:
     """(the result, with the training-budget verdict where the sign rule applies; the SAEs' training tokens;
     the "settled" text) for one claim. Claims on no SAE get (result, NaN, "")."""
@@ -102,6 +119,10 @@ def gate(claim_id: str, notebook: str, result: Result, inp: Inputs) -> tuple[Res
         return result, budget, f"the training-budget study has not run ({err})"
     settled = _settled(curves, measure)
     flips = _sign_changes(gaps, measure) if kind == GAP else []
+    long = _long_study(inp)
+    if long is not None:
+        settled += f"; {LONG_LABEL}: {_settled(long[0], measure)}"
+        flips += [f"{LONG_LABEL}, {f}" for f in (_sign_changes(long[1], measure) if kind == GAP else [])]
     if not flips or result.verdict.verdict == NOT_DECIDABLE:
         return result, budget, settled
     v = result.verdict

@@ -69,3 +69,20 @@ def test_explained_variance_claim_reports_ev_without_the_top_directions(tmp_path
     row = _row(tmp_path, "sae-explained-variance")
     assert "with the top 3 principal directions projected out: -0.300" in row.measure
     assert row.value == plain.value and row.verdict == plain.verdict  # the verdict still reads the EV
+
+
+def test_the_long_study_extends_the_gate(tmp_path):
+    """With the long profile's study under figures/long, "settled" quotes both studies, and a gap that flips sign
+    only further up the curve makes the claim not decidable, the reason naming the long study."""
+    figs = tmp_path / "figures"
+    write_all(figs)
+    write_budget(figs, ev_gaps=(0.3, 0.4), settled=True)
+    write_budget(figs / "long", ev_gaps=(0.3, -0.2), settled=False)
+    row = _row(tmp_path, "sae-explained-variance")
+    assert row.verdict == R.NOT_DECIDABLE and row.qualifier == R.TRAINING_BUDGET
+    assert "long study, step0 L4: +0.3 at 4,096 -> -0.2" in row.reason
+    assert row.settled.startswith("settled by 1,048,576") and "; long study: not settled" in row.settled
+    # a long study that agrees keeps the verdict
+    write_budget(figs / "long", ev_gaps=(0.3, 0.5), settled=True)
+    row = _row(tmp_path, "sae-explained-variance")
+    assert row.qualifier != R.TRAINING_BUDGET and "; long study: settled by" in row.settled
