@@ -15,7 +15,7 @@ training, metrics and auto-interp all see the same noisy-embedding activations.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -172,17 +172,12 @@ class ActivationCache:
         carry = torch.empty(0, self.d_model)
         while True:
             if resident is not None:
-                groups: list[torch.Tensor] = [resident]
+                groups: Iterable[torch.Tensor] = [resident]
             else:
                 order = torch.randperm(len(shards), generator=gen).tolist()
-                groups = []
                 per = max(1, buffer_tokens // (shards[0]["windows"][1] - shards[0]["windows"][0]) // self.ctx)
-                for start in range(0, len(order), per):
-                    parts = []
-                    for i in order[start : start + per]:
-                        lo, hi = (w * self.ctx for w in shards[i]["windows"])
-                        parts.append(self.shard_acts(layer, split, i).reshape(-1, self.d_model)[keep[lo:hi]])
-                    groups.append(torch.cat(parts))
+                # loaded one buffer at a time, as it is reached (an epoch of a 4M-token split is 9.7 GB)
+                groups = (self._rows(layer, split, order[i : i + per], keep) for i in range(0, len(order), per))
             for group in groups:
                 rows = group[torch.randperm(group.shape[0], generator=gen)]
                 if carry.shape[0]:
@@ -191,6 +186,14 @@ class ActivationCache:
                 for b in range(n_full):
                     yield rows[b * batch_size : (b + 1) * batch_size]
                 carry = rows[n_full * batch_size :]
+
+    def _rows(self, layer: int, split: str, indices: Sequence[int], keep: torch.Tensor) -> torch.Tensor:
+        """The kept rows (tokens, d_model) of shards ``indices``, in that order."""
+        shards, parts = self._shards(self._split(split)), []
+        for i in indices:
+            lo, hi = (w * self.ctx for w in shards[i]["windows"])
+            parts.append(self.shard_acts(layer, split, i).reshape(-1, self.d_model)[keep[lo:hi]])
+        return torch.cat(parts)
 
     def keep_in_memory(self, layer: int, split: str = "test") -> torch.Tensor:
         """Load one (layer, split) once and serve later ``acts`` calls from memory."""

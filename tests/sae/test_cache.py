@@ -139,6 +139,23 @@ def test_batches_shuffled_and_deterministic(tmp_path):
     assert torch.equal(streamed[streamed[:, 0].argsort()], rows[rows[:, 0].argsort()])
 
 
+def test_streamed_batches_load_one_buffer_at_a_time(tmp_path, monkeypatch):
+    """A split larger than the buffer is read a buffer's worth of shards at a time, as the batches reach it: the
+    first batch has read only the first buffer's shards (a 4M-token split need not sit in memory whole)."""
+    cache = _harvest(tmp_path / "c")
+    n_shards = sum(s["split"] == "train" for s in cache.manifest["shards"])
+    assert n_shards > 2  # several buffers per epoch
+    read = []
+    orig = cache.shard_acts
+    monkeypatch.setattr(cache, "shard_acts", lambda *a: read.append(a[2]) or orig(*a))
+    it = cache.iter_batches(2, 4, seed=0, buffer_tokens=2 * 8 * cache.ctx)  # two shards of 8 windows
+    next(it)
+    assert len(read) == 2
+    for _ in range(cache.n_tokens() // 4):  # one epoch further: every shard read, some twice by now
+        next(it)
+    assert set(read) == set(range(n_shards))
+
+
 def test_float16_cache(tmp_path):
     cache = _harvest(tmp_path / "c", dtype="float16")
     ref = _harvest(tmp_path / "r")
