@@ -15,6 +15,16 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "disabled")
 
 
+@pytest.fixture(autouse=True)
+def _ample_disk(monkeypatch):
+    """Resolving a large profile checks the host's free disk; a test not about that check must not depend on how
+    full the test machine is (the long study's 29 GB of caches once made the paper profile refuse). Tests of the
+    check set ``budget.free_disk_bytes`` themselves."""
+    from rsae_utils.params import budget
+
+    monkeypatch.setattr(budget, "free_disk_bytes", lambda path: 10**13)
+
+
 @pytest.fixture
 def tmp_dirs(tmp_path, monkeypatch):
     """Point the build and figures folders at a temporary directory (the notebook kernels inherit it)."""

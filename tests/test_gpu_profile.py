@@ -3,16 +3,12 @@ cannot fit the machine; then notebook 03 under ``gpu`` at smoke size on the CPU 
 
 from __future__ import annotations
 
-import shutil
-from collections import namedtuple
-
 import pytest
 
 from rsae_utils.errors import ParameterError
 from rsae_utils.params import budget, resolve
 from rsae_utils.params.core import INHERIT, NOTEBOOKS, PROFILES
 
-usage = namedtuple("usage", "total used free")
 SMOKE_03 = {
     "model": "tiny-random",
     "layers": [0, 2],
@@ -64,7 +60,7 @@ def test_large_profiles_print_an_estimate_and_refuse_what_cannot_fit(monkeypatch
     with pytest.raises(ParameterError, match="GPU memory"):
         resolve("03_sae_training", "gpu")
     assert resolve("03_sae_training", "gpu", {"layers": [0], "expansion": 8}).expansion == 8
-    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**10, 10**10 - 10**8, 10**8))  # 0.1 GB free
+    monkeypatch.setattr(budget, "free_disk_bytes", lambda path: 10**8)  # 0.1 GB free
     with pytest.raises(ParameterError, match=r"but 100\.0 MB is free"):
         resolve("03_sae_training", "gpu", {"layers": [0], "expansion": 8})
 

@@ -90,6 +90,11 @@ def host_memory_bytes() -> int:
         return 0
 
 
+def free_disk_bytes(path: str | os.PathLike) -> int:
+    """Free bytes on the disk that holds ``path``."""
+    return int(shutil.disk_usage(path).free)
+
+
 def gpu_memory_bytes(device: str) -> int | None:
     """Memory of the GPU the run would use; None when none is visible here (the check is then left to the run)."""
     if device == "cuda" and torch.cuda.is_available():
@@ -100,7 +105,7 @@ def gpu_memory_bytes(device: str) -> int | None:
 def check_budget(cfg: Config, budget: Budget, existing_cache_bytes: int = 0) -> None:
     """Refuse a run whose disk, host memory or GPU memory need exceeds what this machine has."""
     root = work_dir(cfg.profile)
-    free = shutil.disk_usage(root).free + existing_cache_bytes
+    free = free_disk_bytes(root) + existing_cache_bytes
     if budget.disk_bytes > 0.95 * free:
         hints = ["train_from='stream' (SAEs train on activations made on the fly)"] if cfg.train_from == "cache" else []
         hints += ["fewer windows or layers"] + (["cache_dtype='float16'"] if cfg.cache_dtype == "float32" else [])

@@ -130,18 +130,16 @@ def test_stages_never_start_an_earlier_stage(tmp_dirs):
 
 
 def test_caches_that_cannot_fit_on_disk_are_refused_before_any_work(monkeypatch, tmp_dirs):
-    import shutil
-    from collections import namedtuple
+    from rsae_utils.params import budget
 
-    usage = namedtuple("usage", "total used free")
-    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 10**6, 10**6))  # 1 MB free
+    monkeypatch.setattr(budget, "free_disk_bytes", lambda path: 10**6)  # 1 MB free
     with pytest.raises(ParameterError, match="train_from='stream'") as info:
         resolve("03_sae_training", "smoke")
     # sizes in a unit that fits: the smoke caches are megabytes, not "0.0 GB"
     msg = str(info.value)
     assert re.search(r"would take [0-9.]+ MB .* but 1\.0 MB is free", msg) and "0.0 GB" not in msg
     # streaming caches only the held-out windows: a small test split fits
-    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 10**7, 10**7))
+    monkeypatch.setattr(budget, "free_disk_bytes", lambda path: 10**7)
     assert resolve("03_sae_training", "smoke", {"train_from": "stream", "trainer": "sae-lens"}).train_from == "stream"
     with pytest.raises(ParameterError, match="'trainer' 'fast' trains from the cache only"):
         resolve("03_sae_training", "smoke", {"train_from": "stream"})
