@@ -99,3 +99,16 @@ def test_every_notebook_file_has_a_profile_block_and_parameters_cell():
         assert '# %% tags=["parameters"]' in text, f"{name} lacks a papermill parameters cell"
         own = (f'resolve("{name}", PROFILE, OVERRIDES)', f'start_session("{name}", PROFILE, OVERRIDES)')
         assert any(call in text for call in own), f"{name} does not resolve its own config"
+
+
+def test_a_shared_parameter_is_the_earlier_notebooks_with_the_changes():
+    from rsae_utils.params.core import NOTEBOOKS, shared_param
+
+    nb03 = {p.name: p for p in NOTEBOOKS["03_sae_training"].params}["cache_dtype"]
+    got = shared_param("03_sae_training", "cache_dtype", long="float16")
+    assert [got.value(pr) for pr in ("smoke", "default", "paper", "gpu")] == [
+        nb03.value(pr) for pr in ("smoke", "default", "paper", "gpu")
+    ]
+    assert got.value("long") == "float16" != nb03.value("long")
+    with pytest.raises(ParameterError, match="no parameter 'cache_dtyp'"):
+        shared_param("03_sae_training", "cache_dtyp")

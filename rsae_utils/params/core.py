@@ -13,7 +13,7 @@ import difflib
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from rsae_utils.errors import ParameterError
@@ -247,6 +247,15 @@ def notebook_spec(notebook: str) -> Notebook:
             f"unknown notebook {notebook!r}{suggest(notebook, list(NOTEBOOKS))}; allowed: {', '.join(NOTEBOOKS)}"
         )
     return NOTEBOOKS[notebook]
+
+
+def shared_param(notebook: str, name: str, **changes: Any) -> Param:
+    """Parameter ``name`` of ``notebook`` (registered before), with ``changes`` (another help text, a long value):
+    a later notebook that sets an earlier one's parameter declares it once, not again."""
+    found = [p for p in notebook_spec(notebook).params if p.name == name]
+    if not found:
+        raise ParameterError(f"notebook {notebook!r} has no parameter {name!r}")
+    return replace(found[0], **changes)
 
 
 def check_profile(profile: str) -> None:

@@ -23,6 +23,7 @@ from rsae_utils.params.core import (
     one_of,
     optional,
     register,
+    shared_param,
 )
 from rsae_utils.params.sampling import check_sampling, sampling_params
 from rsae_utils.subject.variants import VARIANTS
@@ -133,16 +134,12 @@ register(
                 "native bf16, ~2x faster, activations within ~0.6% of float32 at layers 4 and 9 of the trained model)",
             ),
             Param("matmul_dtype", "float32", "auto", "float32", one_of(["float32", "bfloat16", "auto"]), "trainer's"),
-            Param(
+            shared_param(  # registered before this table (the package imports the tables in order)
+                "03_sae_training",
                 "cache_dtype",
-                "float32",
-                "float32",
-                "float16",
-                one_of(["float32", "float16"]),
-                "dtype of the cached activations (notebook 03's; long: float16, 29 GB instead of 58 for 3 variants x "
-                "2 layers x 4.2M tokens)",
+                help="dtype of the cached activations (notebook 03's; long: float16, 29 GB instead of 58 for 3 "
+                "variants x 2 layers x 4.2M tokens)",
                 long="float16",
-                gpu="float16",
             ),
             Param(
                 "checkpoint_s",

@@ -177,7 +177,7 @@ class ActivationCache:
                 order = torch.randperm(len(shards), generator=gen).tolist()
                 per = max(1, buffer_tokens // (shards[0]["windows"][1] - shards[0]["windows"][0]) // self.ctx)
                 # loaded one buffer at a time, as it is reached (an epoch of a 4M-token split is 9.7 GB)
-                groups = (self._rows(layer, split, order[i : i + per], keep) for i in range(0, len(order), per))
+                groups = (self.shard_rows(layer, split, order[i : i + per], keep) for i in range(0, len(order), per))
             for group in groups:
                 rows = group[torch.randperm(group.shape[0], generator=gen)]
                 if carry.shape[0]:
@@ -187,8 +187,12 @@ class ActivationCache:
                     yield rows[b * batch_size : (b + 1) * batch_size]
                 carry = rows[n_full * batch_size :]
 
-    def _rows(self, layer: int, split: str, indices: Sequence[int], keep: torch.Tensor) -> torch.Tensor:
-        """The kept rows (tokens, d_model) of shards ``indices``, in that order."""
+    def n_shards(self, split: str = "train") -> int:
+        return len(self._shards(self._split(split)))
+
+    def shard_rows(self, layer: int, split: str, indices: Sequence[int], keep: torch.Tensor) -> torch.Tensor:
+        """The rows (tokens, d_model) of shards ``indices``, in that order, where ``keep`` (the split's tokens,
+        flattened) holds."""
         shards, parts = self._shards(self._split(split)), []
         for i in indices:
             lo, hi = (w * self.ctx for w in shards[i]["windows"])

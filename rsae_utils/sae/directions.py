@@ -32,22 +32,17 @@ def split_directions(
     n_tok = int(cache.manifest["n_windows"].get("train") or 0) * cache.ctx
     if n_tok * cache.d_model * 4 <= max_bytes:
         return training_directions(cache, layer, mask_of, n)
-    keep = mask_of(cache.tokens("train"))
-    shards = [s for s in cache.manifest["shards"] if s["split"] == "train"]
-
-    def rows(i: int) -> torch.Tensor:
-        lo, hi = shards[i]["windows"]
-        return cache.shard_acts(layer, "train", i)[keep[lo:hi]]
-
+    keep = mask_of(cache.tokens("train")).reshape(-1)
+    shards = range(cache.n_shards("train"))
     total, count = torch.zeros(cache.d_model, dtype=torch.float64), 0
-    for i in range(len(shards)):
-        x = rows(i)
+    for i in shards:
+        x = cache.shard_rows(layer, "train", [i], keep)
         total += x.double().sum(0)
         count += x.shape[0]
     mean = (total / max(count, 1)).float()
     gram = torch.zeros(cache.d_model, cache.d_model, dtype=torch.float64)
-    for i in range(len(shards)):
-        xc = rows(i) - mean
+    for i in shards:
+        xc = cache.shard_rows(layer, "train", [i], keep) - mean
         gram += (xc.T @ xc).double()
     _, vecs = torch.linalg.eigh(gram)  # ascending eigenvalues
     return vecs[:, vecs.shape[1] - n :].flip(1).T.contiguous().float()

@@ -104,9 +104,11 @@ def test_checkpoint_of_other_parameters_or_torn_is_not_used(tiny_cache, tmp_path
     def out(s):
         return tmp_path / "run" / f"t{s.n_tokens}"
 
-    def stop_at_384(n: int, seen=[]) -> None:  # noqa: B006 - the tokens so far, across calls
-        seen.append(n)
-        if sum(seen) == 384:
+    so_far: list[int] = []
+
+    def stop_at_384(n: int) -> None:
+        so_far.append(n)
+        if sum(so_far) == 384:
             raise _Stop
 
     with pytest.raises(_Stop):

@@ -11,6 +11,7 @@ the epochs), measured on held-out *and* on its own training tokens beside the ma
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -220,8 +221,12 @@ class BudgetStudy:
         cells = tqdm(sorted(by_cell.items()), desc="budget study: measures", disable=not progress)
         for (variant, layer), items in cells:
             held = self._held_out(variant, layer)
-            dirs = split_directions(self.pipe.cache(variant), layer, self._keep, int(c.n_top_pcs))
-            rep = self._train_rows(variant, layer, self.repeat_windows) if layer in c.repeat_layers else None
+            # read from the training split only when a measure is built, not on a rerun that reuses them all
+            cache, n_pcs = self.pipe.cache(variant), int(c.n_top_pcs)
+            dirs = functools.cache(functools.partial(split_directions, cache, layer, self._keep, n_pcs))
+            rep = None
+            if layer in c.repeat_layers:
+                rep = functools.cache(functools.partial(self._train_rows, variant, layer, self.repeat_windows))
             for r, b, path in sorted(items, key=lambda t: (t[0].seed, t[0].run, t[1])):
                 # FVU on the repetition run's windows only where the pair is compared (the repeat budget)
                 rep_rows = rep if b == int(c.repeat_budget) and r.seed == 0 else None
@@ -231,6 +236,8 @@ class BudgetStudy:
         return self._with_seed_shared(table, saes)
 
     def _measure_one(self, r, b, path, p, held, rep_rows, dirs) -> dict[str, Any]:
+        """One snapshot's row; ``dirs()`` and ``rep_rows()`` (or None) give the cell's top directions and repetition
+        rows, read only if this snapshot's measures are built."""
         acts, tokens, mask = held
         sae_key = load_manifest(path)["key"]
         params = {"sae": sae_key, "measures": p, "test_key": self.pipe.cache(r.variant).manifest["key"]}
@@ -240,12 +247,12 @@ class BudgetStudy:
         def build(tmp: Path) -> dict:
             sae = load_sae(path)
             codes = encode_codes(sae, acts)  # one encoding of the held-out windows for every measure
-            m = reconstruction_measures(sae, acts, dirs, mask=mask, codes=codes)
+            m = reconstruction_measures(sae, acts, dirs(), mask=mask, codes=codes)
             if r.seed == 0:  # the other seeds are there for the seed-shared share and the seed spread of EV
                 m |= latent_measures(sae, acts, tokens, p, codes=codes)
             if rep_rows is not None:
                 m["train_fvu_repeat_windows"] = (
-                    1.0 - reconstruction_measures(sae, rep_rows, dirs[:0])["explained_variance"]
+                    1.0 - reconstruction_measures(sae, rep_rows(), dirs()[:0])["explained_variance"]
                 )
             write_json(tmp / "measures.json", m)
             return {}
