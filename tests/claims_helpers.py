@@ -456,9 +456,10 @@ EXPECTED = {
 }
 
 
-def write_budget(folder: Path, ev_gaps=(0.3, 0.4), settled=True) -> None:
+def write_budget(folder: Path, ev_gaps=(0.3, 0.4), settled=True, step0_stop=None) -> None:
     """The training-budget study's summary tables: explained variance (trained minus step0 gaps at the first and
-    last budget, ``ev_gaps``) and its curves (``settled`` or moving by 0.05 over the last 4x)."""
+    last budget, ``ev_gaps``) and its curves (``settled`` or moving by 0.05 over the last 4x). ``step0_stop``: step0's
+    run stops there, still moving by 0.05, while the trained model's reaches 1,048,576."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     curves = [
@@ -466,14 +467,15 @@ def write_budget(folder: Path, ev_gaps=(0.3, 0.4), settled=True) -> None:
             "variant": v,
             "layer": 4,
             "measure": "explained_variance",
-            "tokens_last": 1_048_576,
+            "tokens_last": step0_stop if short else 1_048_576,
             "value_last": 0.8,
-            "change_last_step": 0.001 if settled else 0.05,
+            "change_last_step": 0.05 if short or not settled else 0.001,
             "tol": 0.01,
-            "settled": settled,
+            "settled": settled and not short,
             "limit": None,
         }
         for v in ("trained", "step0")
+        for short in [v == "step0" and step0_stop is not None]
     ]
     pd.DataFrame(curves).to_csv(folder / "09_budget_curves.csv", index=False)
     gaps = [

@@ -64,8 +64,19 @@ def _settled(curves: pd.DataFrame, measure: str) -> str:
     top = int(rows["tokens_last"].max())
     if moving.empty:
         return f"settled by {top:,} tokens"
-    parts = [f"{r.variant} L{r.layer} {r.change_last_step:+.3g}" for r in moving.itertuples()]
-    return f"not settled at {top:,} tokens (last 4x: {'; '.join(parts)})"
+    # A run that stops short of the study's last budget (step-0's) names its own, so the head never claims a
+    # budget the moving run did not reach.
+    parts = [
+        f"{r.variant} L{r.layer} {r.change_last_step:+.3g}"
+        + ("" if int(r.tokens_last) == top else f" at {r.tokens_last:,}")
+        for r in moving.itertuples()
+    ]
+    head = (
+        f"not settled at {top:,} tokens"
+        if (moving["tokens_last"] == top).any()
+        else (f"settled by {top:,} tokens; not settled in the runs that stop earlier")
+    )
+    return f"{head} (last 4x: {'; '.join(parts)})"
 
 
 def _sign_changes(gaps: pd.DataFrame, measure: str) -> list[str]:

@@ -34,6 +34,21 @@ def test_a_steady_gap_keeps_the_verdict_and_reports_budget_and_settled(tmp_path)
     assert row.sae_tokens == 61_440 and row.settled.startswith("settled by 1,048,576")
 
 
+def test_a_run_that_stops_earlier_names_its_own_budget(tmp_path):
+    """Step-0 stops at 65,536 tokens while the trained model reaches 1,048,576: "settled" must not say the moving
+    run was measured at the study's last budget."""
+    write_all(tmp_path / "figures")
+    write_budget(tmp_path / "figures", settled=True, step0_stop=65_536)
+    settled = _row(tmp_path, "sae-explained-variance").settled
+    assert settled.startswith("settled by 1,048,576 tokens; not settled in the runs that stop earlier")
+    assert "step0 L4 +0.05 at 65,536" in settled and "trained" not in settled.split("last 4x")[1]
+    # a moving run at the last budget keeps the plain head, and the short one still names its budget
+    write_budget(tmp_path / "figures", settled=False, step0_stop=65_536)
+    settled = _row(tmp_path, "sae-explained-variance").settled
+    assert settled.startswith("not settled at 1,048,576 tokens") and "trained L4 +0.05;" in settled
+    assert "step0 L4 +0.05 at 65,536" in settled
+
+
 def test_a_gap_that_flips_sign_is_not_decidable_at_this_budget(tmp_path):
     write_all(tmp_path / "figures")
     write_budget(tmp_path / "figures", ev_gaps=(-0.2, 0.3), settled=False)
