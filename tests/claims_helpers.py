@@ -462,9 +462,11 @@ def write_budget(folder: Path, ev_gaps=(0.3, 0.4), settled=True, step0_stop=None
     run stops there, still moving by 0.05, while the trained model's reaches 1,048,576."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    curves = [
-        {
-            "variant": v,
+
+    def curve(variant: str) -> dict:
+        short = variant == "step0" and step0_stop is not None
+        return {
+            "variant": variant,
             "layer": 4,
             "measure": "explained_variance",
             "tokens_last": step0_stop if short else 1_048_576,
@@ -474,9 +476,8 @@ def write_budget(folder: Path, ev_gaps=(0.3, 0.4), settled=True, step0_stop=None
             "settled": settled and not short,
             "limit": None,
         }
-        for v in ("trained", "step0")
-        for short in [v == "step0" and step0_stop is not None]
-    ]
+
+    curves = [curve(v) for v in ("trained", "step0")]
     pd.DataFrame(curves).to_csv(folder / "09_budget_curves.csv", index=False)
     gaps = [
         {

@@ -74,7 +74,7 @@ def _settled(curves: pd.DataFrame, measure: str) -> str:
     head = (
         f"not settled at {top:,} tokens"
         if (moving["tokens_last"] == top).any()
-        else (f"settled by {top:,} tokens; not settled in the runs that stop earlier")
+        else f"settled by {top:,} tokens; not settled in the runs that stop earlier"
     )
     return f"{head} (last 4x: {'; '.join(parts)})"
 

@@ -89,7 +89,7 @@ register(
                 [1, 3],
                 list_of(is_int(0), unique=True),
                 "residual-stream layers (default: the deeper of notebook 03's middle two, -4.5 min; long: both, 4 and "
-                "9, as the default had them before 0c288b8; all four would take ~2x its hours and disk)",
+                "9, as the default had them up to 0c288b8; all four would take ~2x its hours and disk)",
                 long=[4, 9],
             ),
             Param(
